@@ -1,0 +1,240 @@
+"""Clinic configuration: typed, validated at the edge, with defaults for everything but three keys.
+
+A clinic in the reference export format needs only::
+
+    clinic_id: riverside
+    timezone: America/New_York
+    format: reference
+
+Errors name the file, the key and what would fix it (`ConfigError`). One bad config never stops
+the other clinics: `load_clinic_configs` returns the good configs and the errors separately.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines.errors import ConfigError
+from pipelines.registry import INSTRUMENTS
+
+DEFAULT_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+CLINIC_ID_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitedDataSet(_Strict):
+    """The data-use agreement under which session dates are received (DOMAIN.md)."""
+
+    agreement_id: str = "unsigned"
+    signed: bool = False
+
+
+class Notifications(_Strict):
+    data_team_email: str | None = None
+    immediate_high_severity: bool = False
+    send_all_clear: bool = False
+
+
+class WideLayout(_Strict):
+    """One row per session, each instrument's items in prefixed columns.
+
+    ``item_column`` and ``total_column`` are templates over ``{instrument}``, ``{prefix}`` and
+    ``{item}``; ``prefixes`` maps an instrument code to the prefix the clinic uses.
+    """
+
+    item_column: str = "{prefix}_{item}"
+    total_column: str = "{prefix}_total"
+    prefixes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("prefixes")
+    @classmethod
+    def _known(cls, v: dict[str, str]) -> dict[str, str]:
+        for code in v:
+            if code not in INSTRUMENTS:
+                raise ValueError(f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}")
+        return v
+
+
+class Thresholds(_Strict):
+    """Per-clinic overrides of detection parameters; None means the registry/literature default."""
+
+    srs_cutoff: float | None = None
+    wai_cutoff: float | None = None
+    deflection_sd: float | None = None
+    deflection_sd_floor: float | None = None
+    decline_sessions: int | None = None
+    baseline_sessions: int | None = None
+
+
+class ClinicConfig(_Strict):
+    clinic_id: str
+    timezone: str
+    format: Literal["reference", "custom"]
+    file_type: Literal["csv", "parquet"] = "csv"
+    layout: Literal["long", "wide"] = "long"
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    decimal: Literal[".", ","] = "."
+    date_format: str = "%Y-%m-%d"
+    measures_pattern: str = "measures*"
+    appointments_pattern: str = "appointments*"
+    # canonical column name -> the clinic's header
+    columns: dict[str, str] = Field(default_factory=dict)
+    appointment_columns: dict[str, str] = Field(default_factory=dict)
+    # the clinic's status words -> canonical status
+    status_values: dict[str, str] = Field(default_factory=dict)
+    wide: WideLayout | None = None
+    instruments: dict[str, str] = Field(default_factory=dict)  # instrument -> version
+    code_pattern: str = DEFAULT_CODE_PATTERN
+    limited_data_set: LimitedDataSet = LimitedDataSet()
+    clinicians: dict[str, str] = Field(default_factory=dict)  # clinician code -> email
+    notifications: Notifications = Notifications()
+    thresholds: Thresholds = Thresholds()
+    cadence_days: int = Field(default=7, ge=1, le=90)
+    max_field_bytes: int = Field(default=4096, ge=64)
+
+    @field_validator("clinic_id")
+    @classmethod
+    def _clinic_id(cls, v: str) -> str:
+        if not re.fullmatch(CLINIC_ID_PATTERN, v):
+            raise ValueError(
+                "must be 2-40 lowercase letters, digits or underscores, starting with a letter"
+            )
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {v!r} (e.g. Europe/Berlin)") from None
+        return v
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format(cls, v: str) -> str:
+        if not any(d in v for d in ("%d", "%j")) or "%m" not in v and "%j" not in v or "%Y" not in v:
+            raise ValueError(
+                f"{v!r} is not a full date format; use strftime codes with %Y, %m and %d, "
+                "e.g. %d.%m.%Y"
+            )
+        probe = dt.date(2024, 11, 23)
+        try:
+            if dt.datetime.strptime(probe.strftime(v), v).date() != probe:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{v!r} does not round-trip a date; e.g. %d.%m.%Y") from None
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delim(cls, v: str) -> str:
+        if len(v) != 1:
+            raise ValueError("must be a single character, e.g. ',' or ';'")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _enc(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r}; e.g. utf-8 or latin-1") from None
+        return v
+
+    @field_validator("code_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+        return v
+
+    @field_validator("instruments")
+    @classmethod
+    def _instruments(cls, v: dict[str, str]) -> dict[str, str]:
+        for code in v:
+            if code not in INSTRUMENTS:
+                raise ValueError(f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _layout(self) -> ClinicConfig:
+        if self.layout == "wide" and self.wide is None:
+            raise ValueError("layout: wide needs a 'wide:' section with the instrument prefixes")
+        if self.format == "reference" and (self.layout != "long" or self.columns):
+            raise ValueError("format: reference is the long layout with the reference headers")
+        return self
+
+    def instrument_version(self, code: str) -> str:
+        return self.instruments.get(code, INSTRUMENTS[code].default_version)
+
+
+def _format_pydantic_error(file: str, err: ValidationError) -> ConfigError:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        problem = "unknown key; remove it or check its spelling (see docs/clinic-onboarding.md)"
+    elif kind == "missing":
+        problem = "required key is missing"
+    else:
+        problem = first["msg"].removeprefix("Value error, ")
+    return ConfigError(file, key, problem)
+
+
+def parse_clinic_config(data: Any, file: str) -> ClinicConfig:
+    """Validate one config mapping; raise ConfigError naming `file` and the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(file, "(top level)", "must be a YAML mapping of keys to values")
+    try:
+        cfg = ClinicConfig.model_validate(data)
+    except ValidationError as e:
+        raise _format_pydantic_error(file, e) from None
+    stem = Path(file).stem
+    if stem != cfg.clinic_id:
+        raise ConfigError(file, "clinic_id", f"must match the file name ({stem!r})")
+    return cfg
+
+
+def load_clinic_config(path: Path) -> ClinicConfig:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(yaml)"
+        raise ConfigError(str(path), where, "is not valid YAML") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), "(file)", f"cannot be read: {type(e).__name__}") from None
+    return parse_clinic_config(data, str(path))
+
+
+def load_clinic_configs(config_dir: Path) -> tuple[dict[str, ClinicConfig], list[ConfigError]]:
+    """Every `clinics/*.yaml` under `config_dir`: the valid configs and the errors, apart."""
+    clinics_dir = config_dir / "clinics"
+    if not clinics_dir.is_dir():
+        raise ConfigError(str(clinics_dir), "(folder)", "does not exist; expected clinics/<id>.yaml")
+    good: dict[str, ClinicConfig] = {}
+    errors: list[ConfigError] = []
+    for path in sorted(clinics_dir.glob("*.y*ml")):
+        try:
+            cfg = load_clinic_config(path)
+        except ConfigError as e:
+            errors.append(e)
+            continue
+        good[cfg.clinic_id] = cfg
+    return good, errors
