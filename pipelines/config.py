@@ -61,7 +61,9 @@ class WideLayout(_Strict):
     def _known(cls, v: dict[str, str]) -> dict[str, str]:
         for code in v:
             if code not in INSTRUMENTS:
-                raise ValueError(f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}")
+                raise ValueError(
+                    f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}"
+                )
         return v
 
 
@@ -124,7 +126,12 @@ class ClinicConfig(_Strict):
     @field_validator("date_format")
     @classmethod
     def _date_format(cls, v: str) -> str:
-        if not any(d in v for d in ("%d", "%j")) or "%m" not in v and "%j" not in v or "%Y" not in v:
+        if (
+            not any(d in v for d in ("%d", "%j"))
+            or "%m" not in v
+            and "%j" not in v
+            or "%Y" not in v
+        ):
             raise ValueError(
                 f"{v!r} is not a full date format; use strftime codes with %Y, %m and %d, "
                 "e.g. %d.%m.%Y"
@@ -169,7 +176,9 @@ class ClinicConfig(_Strict):
     def _instruments(cls, v: dict[str, str]) -> dict[str, str]:
         for code in v:
             if code not in INSTRUMENTS:
-                raise ValueError(f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}")
+                raise ValueError(
+                    f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}"
+                )
         return v
 
     @model_validator(mode="after")
@@ -227,7 +236,9 @@ def load_clinic_configs(config_dir: Path) -> tuple[dict[str, ClinicConfig], list
     """Every `clinics/*.yaml` under `config_dir`: the valid configs and the errors, apart."""
     clinics_dir = config_dir / "clinics"
     if not clinics_dir.is_dir():
-        raise ConfigError(str(clinics_dir), "(folder)", "does not exist; expected clinics/<id>.yaml")
+        raise ConfigError(
+            str(clinics_dir), "(folder)", "does not exist; expected clinics/<id>.yaml"
+        )
     good: dict[str, ClinicConfig] = {}
     errors: list[ConfigError] = []
     for path in sorted(clinics_dir.glob("*.y*ml")):
