@@ -21,8 +21,10 @@ create table if not exists ingest_files (
     data_docs_path     varchar,
     load_id            bigint,
     bytes              bigint,
+    ignored_columns    varchar[],            -- unknown, non-identifying headers (not loaded)
     received_at        timestamptz not null default now(),
-    primary key (clinic_id, sha256)
+    -- a re-delivery of the same bytes under another name gets its own row (status duplicate)
+    primary key (clinic_id, sha256, file_name)
 );
 
 -- Current values: one row per (clinic, client, session, instrument).

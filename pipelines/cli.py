@@ -1,0 +1,74 @@
+"""`alliance-watch`: the command line. Each command lives in the module that does the work;
+this file only lists them. Errors the user can fix print as one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from pipelines.errors import AllianceWatchError
+
+# name -> (module, one-line help). Modules are imported only for the command that runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ingest": ("pipelines.ingest", "ingest every new file of every configured clinic"),
+    "detect": ("pipelines.detect", "(re)compute rupture flags over all loaded sessions"),
+    "digest": ("pipelines.digest", "render (and send) the weekly digests due on a date"),
+    "generate": ("pipelines.simulate", "write a synthetic multi-clinic dataset with ground truth"),
+    "evaluate": ("pipelines.evaluate", "score the flags against the simulator's ground truth"),
+    "report": ("pipelines.report", "write a self-contained HTML report for analysts"),
+    "forget": ("pipelines.erasure", "erase every trace of one client (right to erasure)"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="alliance-watch",
+        description="Alliance Watch: validate, load and monitor clinic alliance/outcome data.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    wanted = next((a for a in argv if a in COMMANDS), None)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError:
+                continue
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    run = getattr(args, "_run", None)
+    if run is None:
+        print(f"alliance-watch: error: command {args.command!r} is not available", file=sys.stderr)
+        return 2
+    try:
+        return int(run(args))
+    except AllianceWatchError as e:
+        print(f"alliance-watch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

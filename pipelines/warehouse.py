@@ -1,0 +1,370 @@
+"""The warehouse: the one module that opens the DuckDB file.
+
+DuckDB lets one process open a database file read-write, and then no other process may open it
+at all. So every writer goes through `connect()`, which waits with a bounded retry for the file
+lock and then fails with a clear `WarehouseBusy`; the Airflow DAGs also serialize writers in a
+pool of one slot. Analysts read a snapshot (`publish_snapshot`), never the live file.
+
+Loads are exactly once per file: a file's rows, its quarantined rows and its ledger row commit in
+one transaction, keyed by the content hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines import registry
+from pipelines.errors import WarehouseBusy
+
+SQL_DIR = Path(
+    os.environ.get("ALLIANCE_WATCH_SQL_DIR", Path(__file__).resolve().parents[1] / "sql")
+)
+MEASURE_KEY = ("clinic_id", "client_id", "session_number", "instrument")
+VALUE_COLUMNS = (
+    "clinician_id",
+    "session_date",
+    "instrument_version",
+    *registry.ITEM_COLUMNS,
+    "total",
+)
+
+
+def sql_text(relative: str) -> str:
+    """The text of a file under sql/ (e.g. ``detect/flags.sql``)."""
+    return (SQL_DIR / relative).read_text(encoding="utf-8")
+
+
+def connect(
+    path: Path | str, read_only: bool = False, timeout_s: float = 60.0
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; wait up to `timeout_s` for another process's lock, then WarehouseBusy."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() >= deadline:
+                if "lock" in str(e).lower():
+                    raise WarehouseBusy(
+                        f"warehouse {path} is held by another process for more than "
+                        f"{timeout_s:.0f} s; retry later or raise the timeout"
+                    ) from None
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+@contextlib.contextmanager
+def open_warehouse(
+    path: Path | str, read_only: bool = False, timeout_s: float = 60.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """connect() + migrate() (for writers), closed on exit."""
+    conn = connect(path, read_only=read_only, timeout_s=timeout_s)
+    try:
+        if not read_only:
+            migrate(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every sql/schema/*.sql not yet applied, in order; return the versions applied."""
+    conn.execute(
+        "create table if not exists schema_migrations ("
+        " version varchar primary key, applied_at timestamptz default now())"
+    )
+    done = {r[0] for r in conn.execute("select version from schema_migrations").fetchall()}
+    applied: list[str] = []
+    for f in sorted((SQL_DIR / "schema").glob("*.sql")):
+        if f.stem in done:
+            continue
+        conn.execute("begin transaction")
+        try:
+            conn.execute(f.read_text(encoding="utf-8"))
+            conn.execute("insert into schema_migrations (version) values (?)", [f.stem])
+            conn.execute("commit")
+        except Exception:
+            conn.execute("rollback")
+            raise
+        applied.append(f.stem)
+    if applied or not done:
+        _load_registry(conn)
+    return applied
+
+
+def _load_registry(conn: duckdb.DuckDBPyConnection) -> None:
+    rows = pa.Table.from_pylist(registry.registry_table())
+    conn.register("registry_rows", rows)
+    conn.execute("delete from instruments")
+    conn.execute("insert into instruments by name select * from registry_rows")
+    conn.unregister("registry_rows")
+
+
+@dataclass
+class FileResult:
+    """What happened to one delivered file; mirrors its `ingest_files` row."""
+
+    clinic_id: str
+    file_name: str
+    sha256: str
+    dataset: str | None
+    status: str  # loaded | loaded_with_quarantine | rejected | duplicate
+    rows_in: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    error: str | None = None
+    top_reasons: list[str] = field(default_factory=list)
+    data_docs_path: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)
+    bytes: int = 0
+    clients_touched: list[str] = field(default_factory=list)
+    load_id: int | None = None
+
+
+@dataclass
+class StagedFile:
+    """A prepared file, ready for the single writer: its result so far and staged Parquet."""
+
+    result: FileResult
+    valid_path: Path | None = None  # canonical rows to load (Parquet)
+    quarantine_path: Path | None = None  # line_number, reasons, row_data (Parquet)
+
+
+def known_hashes(conn: duckdb.DuckDBPyConnection, clinic_id: str) -> dict[str, list[str]]:
+    """sha256 -> file names already in the ledger for a clinic."""
+    rows = conn.execute(
+        "select sha256, list(file_name order by received_at) from ingest_files "
+        "where clinic_id = ? group by sha256",
+        [clinic_id],
+    ).fetchall()
+    return {sha: names for sha, names in rows}
+
+
+def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
+    conn.execute(
+        """
+        insert into ingest_files (
+            clinic_id, file_name, sha256, dataset, status, rows_in, rows_loaded,
+            rows_quarantined, rows_duplicate, error, top_reasons, data_docs_path, load_id,
+            bytes, ignored_columns)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            r.clinic_id,
+            r.file_name,
+            r.sha256,
+            r.dataset,
+            r.status,
+            r.rows_in,
+            r.rows_loaded,
+            r.rows_quarantined,
+            r.rows_duplicate,
+            r.error,
+            r.top_reasons,
+            r.data_docs_path,
+            r.load_id,
+            r.bytes,
+            r.ignored_columns,
+        ],
+    )
+
+
+def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResult:
+    """Load one staged file exactly once: rows, quarantine, clients touched and ledger row
+    commit together or not at all. A file whose hash is already in the ledger loads nothing."""
+    r = staged.result
+    conn.execute("begin transaction")
+    try:
+        seen = conn.execute(
+            "select file_name from ingest_files where clinic_id = ? and sha256 = ? "
+            "order by received_at limit 1",
+            [r.clinic_id, r.sha256],
+        ).fetchall()
+        if seen:
+            same_name = conn.execute(
+                "select count(*) from ingest_files where clinic_id = ? and sha256 = ? "
+                "and file_name = ?",
+                [r.clinic_id, r.sha256, r.file_name],
+            ).fetchall()[0][0]
+            conn.execute("rollback")
+            if same_name:
+                # the very same delivery again (a rerun): nothing to record twice
+                r.status = "already_loaded"
+                return r
+            dup = FileResult(
+                clinic_id=r.clinic_id,
+                file_name=r.file_name,
+                sha256=r.sha256,
+                dataset=r.dataset,
+                status="duplicate",
+                bytes=r.bytes,
+                error=f"same content as {seen[0][0]!r}, already received; nothing loaded",
+            )
+            conn.execute("begin transaction")
+            _ledger_insert(conn, dup)
+            conn.execute("commit")
+            return dup
+        if r.status != "rejected":
+            r.load_id = conn.execute("select nextval('load_id_seq')").fetchall()[0][0]
+            if staged.valid_path is not None:
+                _load_rows(conn, staged, r)
+            if staged.quarantine_path is not None:
+                conn.execute(
+                    """
+                    insert into quarantined_rows
+                    select ? as clinic_id, ? as file_name, ? as sha256, line_number, reasons,
+                           row_data::json, ? as load_id
+                    from read_parquet(?)
+                    """,
+                    [r.clinic_id, r.file_name, r.sha256, r.load_id, str(staged.quarantine_path)],
+                )
+            conn.execute(
+                "insert into loads values (?, ?, ?, ?, ?, now())",
+                [r.load_id, r.clinic_id, r.sha256, r.clients_touched, r.rows_loaded],
+            )
+        assert r.rows_in == r.rows_loaded + r.rows_quarantined + r.rows_duplicate, r
+        _ledger_insert(conn, r)
+        conn.execute("commit")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            conn.execute("rollback")
+        raise
+    return r
+
+
+def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResult) -> None:
+    key = ", ".join(MEASURE_KEY) if r.dataset == "measures" else None
+    src = str(staged.valid_path)
+    if r.dataset == "appointments":
+        conn.execute(
+            """
+            insert or replace into appointments
+            select clinic_id, client_id, clinician_id, appointment_date, status,
+                   ? as source_file, source_line, ? as sha256, ? as load_id
+            from read_parquet(?)
+            """,  # noqa: S608 - constant SQL
+            [r.file_name, r.sha256, r.load_id, src],
+        )
+        n = conn.execute("select count(*) from read_parquet(?)", [src]).fetchall()[0][0]
+        r.rows_loaded = int(n)
+        r.clients_touched = [
+            c
+            for (c,) in conn.execute(
+                "select distinct client_id from read_parquet(?) order by 1", [src]
+            ).fetchall()
+        ]
+        return
+    same_values = " and ".join(f"b.{c} is not distinct from m.{c}" for c in VALUE_COLUMNS)
+    join = " and ".join(f"b.{c} = m.{c}" for c in MEASURE_KEY)
+    cols = ", ".join(
+        [
+            *MEASURE_KEY[:2],
+            "clinician_id",
+            "session_number",
+            "session_date",
+            "instrument",
+            "instrument_version",
+            *registry.ITEM_COLUMNS,
+            "total",
+        ]
+    )
+    conn.execute(
+        f"""
+        create or replace temp table batch as
+        with incoming as (
+            select * replace (? as clinic_id) from read_parquet(?)
+        ),
+        classified as (
+            select
+                b.*,
+                case
+                    when m.clinic_id is null then 'new'
+                    when {same_values} then 'same'
+                    else 'changed'
+                end as change_kind
+            from incoming as b
+            left join measurements as m on {join}
+        )
+        select * from classified
+        """,  # noqa: S608 - column names come from constants
+        [r.clinic_id, src],
+    )
+    dupkeys = conn.execute(
+        f"select count(*) - count(distinct ({key})) from batch"  # noqa: S608
+    ).fetchall()[0][0]
+    if dupkeys:
+        raise AssertionError("validation let duplicate keys through; refusing to load")
+    conn.execute(
+        f"""
+        update measurements_history as h set superseded_at = now()
+        from batch as b
+        where b.change_kind = 'changed' and h.superseded_at is null
+          and {join.replace("m.", "h.")}
+        """  # noqa: S608
+    )
+    conn.execute(
+        f"""
+        insert into measurements_history
+        select {cols}, ? as source_file, source_line, ? as sha256, ? as load_id,
+               now() as loaded_at, null as superseded_at
+        from batch where change_kind <> 'same'
+        """,  # noqa: S608
+        [r.file_name, r.sha256, r.load_id],
+    )
+    conn.execute(
+        f"""
+        insert or replace into measurements
+        select {cols}, ? as source_file, source_line, ? as sha256, ? as load_id,
+               now() as loaded_at
+        from batch where change_kind <> 'same'
+        """,  # noqa: S608
+        [r.file_name, r.sha256, r.load_id],
+    )
+    counts = dict(conn.execute("select change_kind, count(*) from batch group by 1").fetchall())
+    same = int(counts.get("same", 0))
+    r.rows_loaded = int(counts.get("new", 0)) + int(counts.get("changed", 0))
+    r.rows_duplicate += same
+    r.clients_touched = [
+        c
+        for (c,) in conn.execute(
+            "select distinct client_id from batch where change_kind <> 'same' order by 1"
+        ).fetchall()
+    ]
+    conn.execute("drop table batch")
+
+
+def record_result(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
+    """Record a file that never reached staging (rejected) in the ledger, in its own transaction."""
+    load_staged(conn, StagedFile(result=r))
+
+
+def publish_snapshot(warehouse: Path, snapshot: Path) -> Path:
+    """Copy the (closed) warehouse to `snapshot` atomically: readers see old or new, never half.
+
+    Call it while holding the writer slot and with no open connection to `warehouse`.
+    """
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    tmp = snapshot.with_name(f".{snapshot.name}.tmp-{os.getpid()}")
+    conn = connect(warehouse)
+    try:
+        conn.execute("checkpoint")
+    finally:
+        conn.close()
+    shutil.copyfile(warehouse, tmp)
+    os.replace(tmp, snapshot)
+    return snapshot
