@@ -1,0 +1,378 @@
+"""Rupture detection: (re)compute `flags` and `alert_episodes` from the warehouse, in DuckDB SQL.
+
+The SQL lives in ``sql/detect/`` (one relation per file, each a chain of named CTEs); this module
+only fills the parameter tables from the instrument registry and clinic configs, scopes the input
+to the clients asked for, runs the relations in order and replaces those clients' rows. Every
+feature is a window ending at the current session, so a flag at a session uses only data dated up
+to that session; recomputing some clients gives exactly the rows a full recompute gives them.
+See docs/detection.md for the signals, their evidence and the evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from pipelines.config import ClinicConfig, Thresholds
+from pipelines.errors import AllianceWatchError
+from pipelines.registry import ALLIANCE_INSTRUMENTS, INSTRUMENTS, MAX_ITEMS, SYMPTOM_INSTRUMENTS
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "detect"
+
+# Relations in dependency order; each file `<name>.sql` becomes the temp relation `detect_<name>`.
+RELATIONS: tuple[str, ...] = (
+    "alliance_series",
+    "alliance_features",
+    "symptom_context",
+    "rupture_signals",
+    "episode_sessions",
+    "flags",
+    "alert_episodes",
+)
+# Relations read more than once are materialized; the rest stay views DuckDB can fuse.
+MATERIALIZED: frozenset[str] = frozenset({"rupture_signals", "episode_sessions"})
+
+# Which registry subscales make up the two parts of the alliance a repair conversation addresses:
+# the bond (relational repair) and agreement on goals and tasks (renegotiation).
+PART_SUBSCALES: dict[str, tuple[str, ...]] = {
+    "bond": ("relationship", "bond"),
+    "goal_task": ("goals", "approach", "goal", "task"),
+}
+
+FLAG_COLUMNS: tuple[str, ...] = (
+    "clinic_id",
+    "client_id",
+    "clinician_id",
+    "session_number",
+    "session_date",
+    "instrument",
+    "severity",
+    "reasons",
+    "alert_episode_id",
+    "is_new",
+    "total",
+    "previous_total",
+    "baseline_total",
+    "delta_previous",
+    "delta_baseline",
+    "reliable_change",
+    "cutoff",
+    "fallen_part",
+    "evidence",
+)
+EPISODE_COLUMNS: tuple[str, ...] = (
+    "alert_episode_id",
+    "clinic_id",
+    "client_id",
+    "clinician_id",
+    "instrument",
+    "opened_session",
+    "opened_date",
+    "last_flag_session",
+    "max_severity",
+    "status",
+    "closed_session",
+    "closed_date",
+)
+
+
+class DetectError(AllianceWatchError):
+    """Detection cannot run as asked (bad parameters, missing warehouse relations)."""
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """Detection thresholds. Defaults come from the literature (docs/detection.md).
+
+    Reliable change is never a parameter here: it is the registry's value for the instrument
+    (Jacobson & Truax 1991, from the instrument's SD and reliability).
+    """
+
+    # instrument code -> concern cutoff on the total scale; missing = the registry's cutoff
+    cutoffs: dict[str, float] = field(default_factory=dict)
+    # deflection: a drop below the running baseline of this many of the client's own SDs
+    deflection_sd: float = 2.0
+    # floor on the client's own SD, as a fraction of the instrument's population SD, so a client
+    # with a flat history is not flagged for noise-sized dips
+    deflection_sd_floor: float = 0.5
+    # sustained decline: fitted drop over this many sessions (3-5) of at least
+    # decline_min_drop x reliable change
+    decline_sessions: int = 4
+    decline_min_drop: float = 1.0
+    # earlier sessions needed before baseline-relative signals (baseline drop, deflection) apply
+    min_history: int = 3
+    # a first session below cutoff has no baseline to be "new" against; flag it (low) or not
+    flag_first_below_cutoff: bool = False
+    # an open episode is "ended" after this many days without an attended session before the
+    # clinic's latest data date
+    ended_after_days: int = 42
+
+    def __post_init__(self) -> None:
+        if self.decline_sessions not in (3, 4, 5):
+            raise DetectError("decline_sessions must be 3, 4 or 5")
+        if self.deflection_sd <= 0 or self.deflection_sd_floor < 0:
+            raise DetectError("deflection_sd must be > 0 and deflection_sd_floor >= 0")
+        if self.min_history < 1:
+            raise DetectError("baseline_sessions (min_history) must be at least 1")
+        if self.decline_min_drop <= 0 or self.ended_after_days < 1:
+            raise DetectError("decline_min_drop must be > 0 and ended_after_days >= 1")
+        for code in self.cutoffs:
+            if code not in ALLIANCE_INSTRUMENTS:
+                raise DetectError(
+                    f"cutoff override for {code!r}: use one of {', '.join(ALLIANCE_INSTRUMENTS)}"
+                )
+
+    def with_thresholds(self, thresholds: Thresholds) -> DetectParams:
+        """These parameters with a clinic's config overrides applied (None keeps the value)."""
+        cutoffs = dict(self.cutoffs)
+        if thresholds.srs_cutoff is not None:
+            cutoffs["SRS"] = thresholds.srs_cutoff
+        if thresholds.wai_cutoff is not None:
+            cutoffs["WAI-SR"] = thresholds.wai_cutoff
+        changes: dict[str, object] = {"cutoffs": cutoffs}
+        if thresholds.deflection_sd is not None:
+            changes["deflection_sd"] = thresholds.deflection_sd
+        if thresholds.deflection_sd_floor is not None:
+            changes["deflection_sd_floor"] = thresholds.deflection_sd_floor
+        if thresholds.decline_sessions is not None:
+            changes["decline_sessions"] = thresholds.decline_sessions
+        if thresholds.baseline_sessions is not None:
+            changes["min_history"] = thresholds.baseline_sessions
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def params_from_configs(
+    configs: dict[str, ClinicConfig], base: DetectParams | None = None
+) -> dict[str, DetectParams]:
+    """Per-clinic parameters: `base` (or the defaults) with each config's `thresholds` applied."""
+    base = base or DetectParams()
+    return {cid: base.with_thresholds(cfg.thresholds) for cid, cfg in configs.items()}
+
+
+@dataclass(frozen=True)
+class DetectSummary:
+    clients: int  # clients (re)computed
+    sessions: int  # alliance sessions scored
+    flags: int
+    new_flags: int  # openings and escalations
+    episodes: dict[str, int]  # status -> count, for the clients (re)computed
+    seconds: float
+
+
+def _part_weights(code: str, part: str) -> list[float]:
+    """Per-item weights that make a part score the mean of the part's items (0 elsewhere)."""
+    ins = INSTRUMENTS[code]
+    items = sorted(
+        {i for name, idx in ins.subscales.items() if name in PART_SUBSCALES[part] for i in idx}
+    )
+    weights = [0.0] * MAX_ITEMS
+    for i in items:
+        weights[i - 1] = 1.0 / len(items)
+    return weights
+
+
+def _params_frame(
+    clinic_ids: list[str], params: DetectParams, clinic_params: dict[str, DetectParams]
+) -> pd.DataFrame:
+    rows: list[dict[str, object]] = []
+    for clinic_id in clinic_ids:
+        p = clinic_params.get(clinic_id, params)
+        for code in ALLIANCE_INSTRUMENTS:
+            ins = INSTRUMENTS[code]
+            rc = ins.reliable_change
+            # items per total point: a sum spreads a total drop over its items, a mean does not
+            items_per_total = ins.n_items if ins.scoring == "sum" else 1
+            rows.append(
+                {
+                    "clinic_id": clinic_id,
+                    "instrument": code,
+                    "cutoff": p.cutoffs.get(code, ins.cutoff),
+                    "reliable_change": rc,
+                    # a part has fallen when its per-item mean dropped by as much as a reliable
+                    # total drop spread evenly over the items
+                    "part_drop": rc / items_per_total,
+                    "bond_w": _part_weights(code, "bond"),
+                    "goal_task_w": _part_weights(code, "goal_task"),
+                    "deflection_sd": p.deflection_sd,
+                    "sd_floor": p.deflection_sd_floor * ins.sd,
+                    "decline_sessions": p.decline_sessions,
+                    "decline_min_drop": p.decline_min_drop * rc,
+                    "min_history": p.min_history,
+                    "flag_first_below_cutoff": p.flag_first_below_cutoff,
+                    "ended_after_days": p.ended_after_days,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _symptom_params_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "instrument": code,
+                "reliable_change": INSTRUMENTS[code].reliable_change,
+                # +1: a higher score is worse; -1: a lower score is worse
+                "worse_sign": 1.0 if INSTRUMENTS[code].direction == "higher_worse" else -1.0,
+            }
+            for code in SYMPTOM_INSTRUMENTS
+        ]
+    )
+
+
+def _relation_sql(name: str) -> str:
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _scope(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]] | None) -> None:
+    """Temp views `detect_scope_measurements` / `_appointments` over the clients to compute."""
+    if clients is None:
+        conn.execute(
+            "create or replace temp view detect_scope_measurements as select * from measurements"
+        )
+        conn.execute(
+            "create or replace temp view detect_scope_appointments as select * from appointments"
+        )
+        return
+    scope = pd.DataFrame(clients, columns=["clinic_id", "client_id"]).drop_duplicates()
+    conn.register("detect_scope_frame", scope)
+    conn.execute(
+        "create or replace temp table detect_scope as "
+        "select clinic_id::varchar as clinic_id, client_id::varchar as client_id "
+        "from detect_scope_frame"
+    )
+    conn.unregister("detect_scope_frame")
+    for name, table in (("measurements", "measurements"), ("appointments", "appointments")):
+        conn.execute(
+            f"create or replace temp view detect_scope_{name} as "
+            f"select t.* from {table} as t semi join detect_scope as s "
+            "on t.clinic_id = s.clinic_id and t.client_id = s.client_id"
+        )
+
+
+def detect(
+    conn: duckdb.DuckDBPyConnection,
+    clients: list[tuple[str, str]] | None = None,
+    params: DetectParams | None = None,
+    clinic_params: dict[str, DetectParams] | None = None,
+) -> DetectSummary:
+    """Recompute `flags` and `alert_episodes` for every client, or only the (clinic_id,
+    client_id) pairs in `clients`, replacing exactly those clients' rows in one transaction.
+
+    `params` applies to every clinic without an entry in `clinic_params`. The result for a client
+    does not depend on which other clients are computed with it.
+    """
+    start = time.perf_counter()
+    params = params or DetectParams()
+    clinic_params = clinic_params or {}
+    _scope(conn, clients)
+    clinic_ids = [
+        r[0]
+        for r in conn.execute("select distinct clinic_id from detect_scope_measurements").fetchall()
+    ]
+    conn.register("detect_params_frame", _params_frame(clinic_ids, params, clinic_params))
+    conn.execute("create or replace temp table detect_params as select * from detect_params_frame")
+    conn.unregister("detect_params_frame")
+    conn.register("detect_symptom_params_frame", _symptom_params_frame())
+    conn.execute(
+        "create or replace temp table detect_symptom_params as "
+        "select * from detect_symptom_params_frame"
+    )
+    conn.unregister("detect_symptom_params_frame")
+
+    for name in RELATIONS:
+        kind = "table" if name in MATERIALIZED else "view"
+        conn.execute(f"create or replace temp {kind} detect_{name} as {_relation_sql(name)}")
+
+    flag_cols = ", ".join(FLAG_COLUMNS)
+    episode_cols = ", ".join(EPISODE_COLUMNS)
+    conn.execute("begin transaction")
+    try:
+        if clients is None:
+            conn.execute("delete from flags")
+            conn.execute("delete from alert_episodes")
+        else:
+            for table in ("flags", "alert_episodes"):
+                conn.execute(
+                    f"delete from {table} as t where exists (select 1 from detect_scope as s "
+                    "where s.clinic_id = t.clinic_id and s.client_id = t.client_id)"
+                )
+        conn.execute(f"insert into flags ({flag_cols}) select {flag_cols} from detect_flags")
+        conn.execute(
+            f"insert into alert_episodes ({episode_cols}) "
+            f"select {episode_cols} from detect_alert_episodes"
+        )
+        conn.execute("commit")
+    except Exception:
+        conn.execute("rollback")
+        raise
+
+    stats = conn.execute(
+        """
+        select
+            (select count(distinct (clinic_id, client_id)) from detect_rupture_signals),
+            (select count(*) from detect_rupture_signals),
+            (select count(*) filter (where is_flag) from detect_rupture_signals),
+            (select count(*) filter (where is_flag and (is_opening or coalesce(is_escalation, false)))
+             from detect_episode_sessions)
+        """
+    ).fetchone()
+    assert stats is not None
+    episodes = dict(
+        conn.execute(
+            "select status, count(*) from detect_alert_episodes group by status"
+        ).fetchall()
+    )
+    for name in reversed(RELATIONS):
+        kind = "table" if name in MATERIALIZED else "view"
+        conn.execute(f"drop {kind} if exists detect_{name}")
+    return DetectSummary(
+        clients=int(stats[0]),
+        sessions=int(stats[1]),
+        flags=int(stats[2]),
+        new_flags=int(stats[3]),
+        episodes={str(k): int(v) for k, v in episodes.items()},
+        seconds=time.perf_counter() - start,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--warehouse", required=True, type=Path, help="DuckDB warehouse file")
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        default=None,
+        help="folder holding clinics/<clinic_id>.yaml (their `thresholds:` override the defaults)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """`alliance-watch detect`: full recompute of flags and alert episodes; prints a summary."""
+    from pipelines.config import load_clinic_configs
+    from pipelines.warehouse import connect, migrate
+
+    clinic_params: dict[str, DetectParams] = {}
+    if args.config_dir is not None:
+        configs, errors = load_clinic_configs(args.config_dir)
+        for err in errors:
+            print(f"config skipped (defaults used for its clinic): {err}")
+        clinic_params = params_from_configs(configs)
+    if not args.warehouse.exists():
+        raise DetectError(f"{args.warehouse}: warehouse file does not exist; run ingest first")
+    conn = connect(args.warehouse)
+    try:
+        migrate(conn)
+        summary = detect(conn, clinic_params=clinic_params)
+    finally:
+        conn.close()
+    episodes = ", ".join(f"{n} {k}" for k, n in sorted(summary.episodes.items())) or "none"
+    print(
+        f"detect: {summary.clients} clients, {summary.sessions} alliance sessions, "
+        f"{summary.flags} flags ({summary.new_flags} new), episodes: {episodes} "
+        f"in {summary.seconds:.1f} s"
+    )
+    return 0

@@ -1,0 +1,89 @@
+-- Per alliance session, what was known up to and including that session: the previous score,
+-- the client's own running baseline (mean and SD of every earlier session), recent slopes, part
+-- scores then and before, and missed appointments since the previous session. Every window ends
+-- at the current row, so a feature never sees a later session (no look-ahead).
+with series as (
+    select * from detect_alliance_series
+),
+
+windowed as (
+    select
+        *,
+        count(*) over w_prior as n_prior,
+        lag(total) over w_series as previous_total,
+        lag(session_date) over w_series as previous_date,
+        avg(total) over w_prior as baseline_total,
+        stddev_samp(total) over w_prior as baseline_sd,
+        avg(bond_score) over w_prior as baseline_bond,
+        avg(goal_task_score) over w_prior as baseline_goal_task,
+        lag(bond_score) over w_series as previous_bond,
+        lag(goal_task_score) over w_series as previous_goal_task,
+        -- least-squares slope per session over the last 3, 4 and 5 sessions
+        regr_slope(total, session_number) over (
+            partition by clinic_id, client_id, instrument
+            order by session_number
+            rows between 2 preceding and current row
+        ) as slope_3,
+        regr_slope(total, session_number) over (
+            partition by clinic_id, client_id, instrument
+            order by session_number
+            rows between 3 preceding and current row
+        ) as slope_4,
+        regr_slope(total, session_number) over (
+            partition by clinic_id, client_id, instrument
+            order by session_number
+            rows between 4 preceding and current row
+        ) as slope_5
+    from series
+    window
+        w_series as (
+            partition by clinic_id, client_id, instrument
+            order by session_number
+        ),
+        w_prior as (
+            partition by clinic_id, client_id, instrument
+            order by session_number
+            rows between unbounded preceding and 1 preceding
+        )
+),
+
+misses as (
+    -- cumulative count of cancellations and no-shows initiated by the client, by date
+    select
+        clinic_id,
+        client_id,
+        appointment_date,
+        row_number() over (
+            partition by clinic_id, client_id
+            order by appointment_date
+        ) as n_missed_cum
+    from detect_scope_appointments
+    where status in ('cancelled', 'no_show')
+),
+
+with_misses as (
+    select
+        w.*,
+        coalesce(m.n_missed_cum, 0) as n_missed_before
+    from windowed as w
+    asof left join misses as m
+        on w.clinic_id = m.clinic_id
+        and w.client_id = m.client_id
+        and w.session_date > m.appointment_date
+),
+
+features as (
+    select
+        *,
+        -- misses between the previous session and this one; none counted before a first session
+        case
+            when previous_date is null then 0
+            else n_missed_before - lag(n_missed_before) over (
+                partition by clinic_id, client_id, instrument
+                order by session_number
+            )
+        end as n_missed_since_previous
+    from with_misses
+)
+
+select * from features
