@@ -1,0 +1,90 @@
+"""
+### Ingest one clinic's exports
+
+One DAG per clinic config (`config/clinics/<clinic_id>.yaml`): adding a YAML adds a DAG.
+Triggered when the clinic's data team writes the marker `inbox/<clinic_id>.ready` after its
+files (the trigger consumes the marker), or manually with `{"files": ["name.csv", ...]}`.
+
+discover (ledger by sha256) -> prepare each file in parallel (read, de-identification guard,
+Great Expectations, split valid/quarantined, stage Parquet) -> load in the single-writer pool,
+one transaction per file -> event on `warehouse.measurements` with the clients touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from airflow.sdk import dag, task
+
+from assets import WAREHOUSE_MEASUREMENTS, WRITER_POOL, clinic_inbox_asset
+
+DEFAULT_ARGS = {
+    "owner": "data-team",
+    "retries": 2,
+    "retry_delay": dt.timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+}
+
+
+def _clinic_ids(config_dir: Path) -> list[str]:
+    # Only file names here: parsing stays fast; a broken config fails its own DAG's tasks
+    # with the config error, never the other clinics.
+    return sorted(p.stem for p in (config_dir / "clinics").glob("*.y*ml"))
+
+
+def build_ingest_dag(clinic_id: str, inbox: str):  # type: ignore[no-untyped-def]
+    @dag(
+        dag_id=f"ingest_{clinic_id}",
+        schedule=[clinic_inbox_asset(clinic_id, inbox)],
+        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["alliance-watch", "ingest", f"clinic:{clinic_id}"],
+        default_args=DEFAULT_ARGS,
+        doc_md=__doc__,
+        params={"files": None},
+    )
+    def ingest() -> None:
+        @task(pool=WRITER_POOL)
+        def discover(params=None) -> list[dict]:  # type: ignore[no-untyped-def]
+            from pipelines.ingest import discover_new
+            from pipelines.settings import paths_from_env
+
+            p = paths_from_env().ensure()
+            names = (params or {}).get("files")
+            return discover_new(clinic_id, p.config_dir, p.landing, p.warehouse, names)
+
+        @task
+        def prepare(item: dict, run_id=None) -> dict:  # type: ignore[no-untyped-def]
+            from pipelines.ingest import prepare_item
+            from pipelines.settings import paths_from_env
+
+            p = paths_from_env().ensure()
+            stage = p.stage / clinic_id / str(run_id).replace(":", "_").replace("+", "_")
+            return prepare_item(item, clinic_id, p.config_dir, stage, p.data_docs)
+
+        @task(pool=WRITER_POOL, outlets=[WAREHOUSE_MEASUREMENTS])
+        def load(staged: list[dict], outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
+            from pipelines.ingest import load_prepared
+            from pipelines.settings import paths_from_env
+
+            summary = load_prepared(list(staged), paths_from_env().warehouse)
+            summary["clients"] = [list(c) for c in summary["clients"]]
+            outlet_events[WAREHOUSE_MEASUREMENTS].extra = summary
+            return summary
+
+        load(prepare.expand(item=discover()))
+
+    return ingest()
+
+
+def _register() -> None:
+    from pipelines.settings import paths_from_env
+
+    p = paths_from_env()
+    for clinic_id in _clinic_ids(p.config_dir):
+        globals()[f"ingest_{clinic_id}"] = build_ingest_dag(clinic_id, str(p.inbox))
+
+
+_register()

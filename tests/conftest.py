@@ -1,0 +1,85 @@
+"""Shared fixtures: real things in tmp_path (DuckDB files, Airflow homes), never mocks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def reference_config_dir(tmp_path: Path) -> Path:
+    """A config folder holding one clinic in the reference format with the 3-key config."""
+    d = tmp_path / "config" / "clinics"
+    d.mkdir(parents=True)
+    (d / "ref_clinic.yaml").write_text(
+        "clinic_id: ref_clinic\ntimezone: Europe/Berlin\nformat: reference\n", encoding="utf-8"
+    )
+    return tmp_path / "config"
+
+
+REFERENCE_HEADER = (
+    "client_id,clinician_id,session_date,session_number,instrument,"
+    + ",".join(f"item_{i}" for i in range(1, 13))
+    + ",total"
+)
+
+
+def reference_row(
+    client: str,
+    clinician: str,
+    date: str,
+    session: int,
+    instrument: str,
+    items: list[float | int | str],
+    total: float | int | str = "",
+) -> str:
+    cells = [str(x) for x in items] + [""] * (12 - len(items))
+    return ",".join([client, clinician, date, str(session), instrument, *cells, str(total)])
+
+
+@pytest.fixture
+def write_reference(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """write_reference(name, rows) -> path in landing/ref_clinic/."""
+    landing = tmp_path / "landing" / "ref_clinic"
+    landing.mkdir(parents=True, exist_ok=True)
+
+    def _write(name: str, rows: list[str], header: str = REFERENCE_HEADER) -> Path:
+        p = landing / name
+        p.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+        return p
+
+    return _write
+
+
+@pytest.fixture
+def airflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A real, throwaway Airflow home with a SQLite metadata DB and the writer pool."""
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    full = {**os.environ, **env}
+    airflow = shutil.which("airflow", path=str(ROOT / ".venv" / "bin")) or "airflow"
+    subprocess.run([airflow, "db", "migrate"], env=full, check=True, capture_output=True)
+    subprocess.run(
+        [airflow, "pools", "set", "duckdb_writer", "1", "single DuckDB writer"],
+        env=full,
+        check=True,
+        capture_output=True,
+    )
+    yield home
