@@ -22,8 +22,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.errors import ConfigError
-from pipelines.registry import INSTRUMENTS
+from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
 
+# The canonical names a `columns:` / `appointment_columns:` mapping may map to.
+MEASURE_KEYS: tuple[str, ...] = (
+    "client_id",
+    "clinician_id",
+    "session_date",
+    "session_number",
+    "instrument",
+    *ITEM_COLUMNS,
+    "total",
+)
+WIDE_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "session_date", "session_number")
+APPOINTMENT_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "appointment_date", "status")
 DEFAULT_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
 CLINIC_ID_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
 
@@ -45,26 +57,61 @@ class Notifications(_Strict):
     send_all_clear: bool = False
 
 
-class WideLayout(_Strict):
-    """One row per session, each instrument's items in prefixed columns.
+class WideBlock(_Strict):
+    """One instrument's columns on a wide line: its item headers in item order, and its total."""
 
-    ``item_column`` and ``total_column`` are templates over ``{instrument}``, ``{prefix}`` and
-    ``{item}``; ``prefixes`` maps an instrument code to the prefix the clinic uses.
+    items: list[str]
+    total: str | None = None
+
+
+class WideLayout(_Strict):
+    """One row per session, each instrument's items in its own columns.
+
+    Either list each instrument's columns in ``blocks`` (``{SRS: {items: [...], total: ...}}``)
+    or give ``prefixes`` (instrument -> the clinic's prefix) and the templates ``item_column`` and
+    ``total_column`` over ``{prefix}`` and ``{item}`` (1-based). ``blocks`` wins where both name
+    an instrument.
     """
 
     item_column: str = "{prefix}_{item}"
     total_column: str = "{prefix}_total"
     prefixes: dict[str, str] = Field(default_factory=dict)
+    blocks: dict[str, WideBlock] = Field(default_factory=dict)
 
-    @field_validator("prefixes")
+    @field_validator("prefixes", "blocks")
     @classmethod
-    def _known(cls, v: dict[str, str]) -> dict[str, str]:
+    def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
         for code in v:
             if code not in INSTRUMENTS:
                 raise ValueError(
                     f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}"
                 )
         return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> WideLayout:
+        if not self.prefixes and not self.blocks:
+            raise ValueError("name at least one instrument under 'blocks:' or 'prefixes:'")
+        for code, block in self.blocks.items():
+            n = INSTRUMENTS[code].n_items
+            if len(block.items) != n:
+                raise ValueError(
+                    f"blocks.{code}.items lists {len(block.items)} columns; {code} has {n} items"
+                )
+        return self
+
+    def resolved(self) -> dict[str, tuple[list[str], str | None]]:
+        """Instrument -> (item headers in item order, total header or None)."""
+        out: dict[str, tuple[list[str], str | None]] = {}
+        for code, prefix in self.prefixes.items():
+            items = [
+                self.item_column.format(prefix=prefix, instrument=code, item=i)
+                for i in range(1, INSTRUMENTS[code].n_items + 1)
+            ]
+            out[code] = (items, self.total_column.format(prefix=prefix, instrument=code))
+        for code, block in self.blocks.items():
+            out[code] = (list(block.items), block.total)
+        return out
 
 
 class Thresholds(_Strict):
@@ -95,6 +142,8 @@ class ClinicConfig(_Strict):
     appointment_columns: dict[str, str] = Field(default_factory=dict)
     # the clinic's status words -> canonical status
     status_values: dict[str, str] = Field(default_factory=dict)
+    # the clinic's instrument labels -> registry code (e.g. PHQ9 -> PHQ-9)
+    instrument_values: dict[str, str] = Field(default_factory=dict)
     wide: WideLayout | None = None
     instruments: dict[str, str] = Field(default_factory=dict)  # instrument -> version
     code_pattern: str = DEFAULT_CODE_PATTERN
@@ -171,6 +220,44 @@ class ClinicConfig(_Strict):
             raise ValueError(f"not a valid regular expression: {e}") from None
         return v
 
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_mapping(v, MEASURE_KEYS)
+
+    @field_validator("appointment_columns")
+    @classmethod
+    def _appointment_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_mapping(v, APPOINTMENT_KEYS)
+
+    @field_validator("status_values")
+    @classmethod
+    def _status_values(cls, v: dict[str, str]) -> dict[str, str]:
+        for word, status in v.items():
+            if status not in APPOINTMENT_STATUSES:
+                raise ValueError(
+                    f"{word!r} maps to {status!r}; map it to one of {', '.join(APPOINTMENT_STATUSES)}"
+                )
+        return v
+
+    @field_validator("instrument_values")
+    @classmethod
+    def _instrument_values(cls, v: dict[str, str]) -> dict[str, str]:
+        for label, code in v.items():
+            if code not in INSTRUMENTS:
+                raise ValueError(
+                    f"{label!r} maps to {code!r}; map it to one of {', '.join(INSTRUMENTS)}"
+                )
+        return v
+
+    @field_validator("clinicians")
+    @classmethod
+    def _clinicians(cls, v: dict[str, str]) -> dict[str, str]:
+        for code, email in v.items():
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+                raise ValueError(f"the address for clinician {code!r} is not an email address")
+        return v
+
     @field_validator("instruments")
     @classmethod
     def _instruments(cls, v: dict[str, str]) -> dict[str, str]:
@@ -185,12 +272,40 @@ class ClinicConfig(_Strict):
     def _layout(self) -> ClinicConfig:
         if self.layout == "wide" and self.wide is None:
             raise ValueError("layout: wide needs a 'wide:' section with the instrument prefixes")
-        if self.format == "reference" and (self.layout != "long" or self.columns):
-            raise ValueError("format: reference is the long layout with the reference headers")
+        if self.format == "reference" and (
+            self.layout != "long" or self.columns or self.appointment_columns
+        ):
+            raise ValueError(
+                "format: reference is the long layout with the reference headers; "
+                "use format: custom to map columns or use a wide layout"
+            )
+        if self.layout == "wide":
+            extra = sorted(set(self.columns) - set(WIDE_KEYS))
+            if extra:
+                raise ValueError(
+                    f"layout: wide takes only {', '.join(WIDE_KEYS)} under 'columns:' "
+                    f"(not {', '.join(extra)}); instrument columns go under 'wide:'"
+                )
         return self
+
+    def source_column(self, dataset: str, canonical: str) -> str:
+        """The clinic's header for a canonical column (the canonical name when not mapped)."""
+        mapping = self.columns if dataset == "measures" else self.appointment_columns
+        return mapping.get(canonical, canonical)
 
     def instrument_version(self, code: str) -> str:
         return self.instruments.get(code, INSTRUMENTS[code].default_version)
+
+
+def _check_mapping(v: dict[str, str], allowed: tuple[str, ...]) -> dict[str, str]:
+    for key, header in v.items():
+        if key not in allowed:
+            raise ValueError(f"{key!r} is not a canonical column; map one of {', '.join(allowed)}")
+        if not isinstance(header, str) or not header.strip():
+            raise ValueError(f"{key!r} must map to the clinic's column header (a non-empty text)")
+    if len(set(v.values())) != len(v):
+        raise ValueError("two canonical columns map to the same header; each needs its own")
+    return v
 
 
 def _format_pydantic_error(file: str, err: ValidationError) -> ConfigError:

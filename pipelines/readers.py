@@ -7,6 +7,16 @@ Two steps, so that the de-identification guard sees every value exactly as deliv
   compressed) and raises `FileRejected` with a specific reason; it never returns a partial file.
 * `canonicalize` casts the raw strings to the canonical Arrow schema, vectorized, and reports
   every value it cannot cast as a row issue (never coerced to null in silence, never imputed).
+
+What a clinic config may vary (docs/clinic-onboarding.md): CSV or Parquet, delimiter, encoding,
+decimal comma, date format, column names (`columns:`), instrument labels (`instrument_values:`),
+status words (`status_values:`), and the long or wide layout. A wide line is melted to one
+canonical row per instrument block that has any value; a block blank on a line means the measure
+was not administered at that session.
+
+Memory: CSV files are parsed by pyarrow in blocks into one Arrow table; every later step works on
+whole columns. Streaming (``pyarrow.csv.open_csv`` batches through `_finish` and `canonicalize`,
+which are column-wise and row-local) is a contained change when files outgrow memory.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from pipelines import registry
 from pipelines.canonical import (
@@ -27,7 +38,7 @@ from pipelines.canonical import (
     REFERENCE_MEASURE_COLUMNS,
     SCHEMAS,
 )
-from pipelines.config import ClinicConfig
+from pipelines.config import WIDE_KEYS, ClinicConfig
 from pipelines.errors import FileRejected
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -82,7 +93,8 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
             "the file is gzip/zip compressed; deliver plain CSV (or Parquet) files",
         )
     if cfg.file_type == "parquet":
-        raise FileRejected("unsupported_format", "Parquet reading is configured but not available")
+        table = _read_parquet(path)
+        return _finish(path, dataset, cfg, table, list(table.column_names), [], "", size, False)
     try:
         first_line = head.split(b"\n", 1)[0].decode(cfg.encoding)
     except UnicodeDecodeError:
@@ -137,7 +149,50 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
         }
     )
     header = list(table.column_names)
-    return _finish(path, dataset, cfg, table, header, invalid, first_line, size)
+    return _finish(path, dataset, cfg, table, header, invalid, first_line, size, True)
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    """A Parquet file with every column as its text (dates ISO, numbers shortest round-trip)."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError):
+        raise FileRejected(
+            "unparseable", "the file is not a readable Parquet file; re-export it"
+        ) from None
+    cols: dict[str, pa.ChunkedArray] = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        typ = col.type
+        if pa.types.is_dictionary(typ):
+            col = pc.cast(col, typ.value_type)
+            typ = typ.value_type
+        if pa.types.is_nested(typ) or pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+            raise FileRejected(
+                "unsupported_column_type",
+                f"column {name!r} holds nested or binary values; deliver plain text or numbers",
+            )
+        if pa.types.is_date(typ):
+            col = pc.strftime(pc.cast(col, pa.timestamp("s")), format="%Y-%m-%d")
+        # Nulls become blank text, as an empty CSV field would be.
+        cols[name] = pc.fill_null(pc.cast(col, pa.string()), "")
+    if len(set(table.column_names)) != len(table.column_names):
+        raise FileRejected("duplicate_column", "two columns have the same name; rename one")
+    return pa.table(cols)
+
+
+def _missing_message(dataset: str, cfg: ClinicConfig, missing: list[str]) -> str:
+    """Name the config key behind every missing header (never a data value)."""
+    key = "columns" if dataset == "measures" else "appointment_columns"
+    mapping = cfg.columns if dataset == "measures" else cfg.appointment_columns
+    parts = []
+    for c in missing:
+        if c in mapping:
+            parts.append(f"{key}.{c} maps to {mapping[c]!r}, which the file does not have")
+        elif c.startswith("wide."):
+            parts.append(c)
+        else:
+            parts.append(f"required column {c!r} is missing (or map it under {key}:)")
+    return "; ".join(parts)
 
 
 def _finish(
@@ -149,26 +204,40 @@ def _finish(
     invalid: list[int],
     first_line: str,
     size: int,
+    is_csv: bool,
 ) -> RawFile:
     mapping = cfg.columns if dataset == "measures" else cfg.appointment_columns
     inverse = {src: canon for canon, src in mapping.items()}
     renamed = [inverse.get(h, h) for h in header]
-    required = REQUIRED[dataset]
+    wide = dataset == "measures" and cfg.layout == "wide" and cfg.wide is not None
+    required = WIDE_KEYS if wide else REQUIRED[dataset]
     missing = [c for c in required if c not in renamed]
+    # A mapped optional column (an item or the total) is a promise of the config too.
+    missing += [c for c in mapping if c not in required and mapping[c] not in header]
+    blocks = cfg.wide.resolved() if wide and cfg.wide is not None else {}
+    for code, (items, total) in blocks.items():
+        for j, h in enumerate(items):
+            if h not in header:
+                missing.append(
+                    f"wide: item {j + 1} of {code} is {h!r}, which the file does not have"
+                )
+        if total is not None and total not in header:
+            missing.append(f"wide: the {code} total is {total!r}, which the file does not have")
     if missing:
-        other = _sniff_delimiter(first_line, cfg.delimiter)
+        other = _sniff_delimiter(first_line, cfg.delimiter) if is_csv else None
         if other is not None:
             raise FileRejected(
                 "wrong_delimiter",
                 f"the header is separated by {other!r}, the clinic config says {cfg.delimiter!r}",
             )
-        keys = [f"columns.{c} -> {mapping[c]!r}" if c in mapping else c for c in missing]
-        raise FileRejected("missing_column", f"required column(s) missing: {', '.join(keys)}")
+        raise FileRejected("missing_column", _missing_message(dataset, cfg, missing))
     if table.num_rows == 0 and not invalid:
         raise FileRejected("header_only", "the file has a header but no data rows")
-    with path.open("rb") as fh:
-        fh.seek(max(0, size - 1))
-        ends_with_newline = fh.read(1) == b"\n"
+    ends_with_newline = True
+    if is_csv:
+        with path.open("rb") as fh:
+            fh.seek(max(0, size - 1))
+            ends_with_newline = fh.read(1) == b"\n"
     if invalid and not ends_with_newline and invalid[-1] in (-1, max(invalid)):
         raise FileRejected(
             "truncated",
@@ -180,14 +249,17 @@ def _finish(
                 "oversized_field",
                 f"a field in column {name!r} exceeds {cfg.max_field_bytes} bytes",
             )
-    known = set(required) | set(OPTIONAL[dataset])
+    known = set(required) | (set() if wide else set(OPTIONAL[dataset]))
+    block_headers = {h for items, total in blocks.values() for h in (*items, total) if h}
     keep = [i for i, c in enumerate(renamed) if c in known]
-    ignored = [header[i] for i, c in enumerate(renamed) if c not in known]
+    ignored = [
+        header[i]
+        for i, c in enumerate(renamed)
+        if c not in known and header[i] not in block_headers
+    ]
     out = table.select(keep).rename_columns([renamed[i] for i in keep])
-    for c in OPTIONAL[dataset]:
-        if c not in out.column_names:
-            out = out.append_column(c, pa.array([""] * out.num_rows, pa.string()))
-    # Physical line of each record (header = line 1), accounting for skipped invalid lines.
+    # Physical line of each record: the CSV line (header = line 1), accounting for skipped invalid
+    # lines; in Parquet the same numbering (row 1 = "line" 2) so quarantine reports read alike.
     n = out.num_rows
     rows = np.arange(n, dtype=np.int64)
     skipped = np.sort(np.array([i for i in invalid if i >= 0], dtype=np.int64))
@@ -197,6 +269,12 @@ def _finish(
         for s in skipped:
             lines = np.where(lines >= s, lines + 1, lines)
     out = out.append_column("source_line", pa.array(lines, pa.int64()))
+    if wide:
+        out = _melt_wide(out, table, blocks)
+    else:
+        for c in OPTIONAL[dataset]:
+            if c not in out.column_names:
+                out = out.append_column(c, pa.array([""] * out.num_rows, pa.string()))
     if invalid:
         raise_lines = ", ".join(str(i) for i in sorted(invalid)[:5])
         raise FileRejected(
@@ -204,6 +282,47 @@ def _finish(
             f"line(s) {raise_lines} have a different number of fields than the header",
         )
     return RawFile(dataset=dataset, header=header, table=out, ignored_columns=ignored)
+
+
+def _melt_wide(
+    keys: pa.Table, table: pa.Table, blocks: dict[str, tuple[list[str], str | None]]
+) -> pa.Table:
+    """One canonical row per instrument block with any non-blank cell, in file order.
+
+    A block blank on a line = not administered; a partly blank block stays a row (with blank
+    items) so that validation rejects it with its reason.
+    """
+    n = keys.num_rows
+    blank = pa.array([""] * n, pa.string())
+    parts: list[pa.Table] = []
+    for code, (items, total) in blocks.items():
+        headers = [*items, *([total] if total else [])]
+        any_value = pa.array(np.zeros(n, dtype=bool))
+        for h in headers:
+            filled = pc.not_equal(pc.utf8_trim_whitespace(table.column(h)), "")
+            any_value = pc.or_(any_value, filled)
+        cols: dict[str, pa.ChunkedArray | pa.Array] = {c: keys.column(c) for c in WIDE_KEYS}
+        cols["instrument"] = pa.array([code] * n, pa.string())
+        for j, c in enumerate(registry.ITEM_COLUMNS):
+            cols[c] = table.column(items[j]) if j < len(items) else blank
+        cols["total"] = table.column(total) if total else blank
+        cols["source_line"] = keys.column("source_line")
+        parts.append(pa.table(cols).filter(any_value))
+    melted = pa.concat_tables(parts)
+    # Stable sort by line keeps the block order on each line.
+    return melted.take(pc.sort_indices(melted, sort_keys=[("source_line", "ascending")]))
+
+
+def _lookup(text: pa.ChunkedArray, mapping: dict[str, str], fold_case: bool) -> pa.ChunkedArray:
+    """Replace the values found in `mapping` (vectorized); others pass through unchanged."""
+    if not mapping:
+        return text
+    keys = list(mapping)
+    probe = pc.utf8_lower(text) if fold_case else text
+    key_arr = pa.array([k.lower() for k in keys] if fold_case else keys, pa.string())
+    idx = pc.index_in(probe, value_set=key_arr)
+    mapped = pc.take(pa.array([mapping[k] for k in keys], pa.string()), idx)
+    return pc.coalesce(mapped, text)
 
 
 def _blank_to_null(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -279,13 +398,11 @@ def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFram
         bad = np.flatnonzero(bad_sn.to_numpy(zero_copy_only=False))
         if len(bad):
             issues.append(_issues(bad, "bad_session_number: session_number is not a whole number"))
-        instr = _blank_to_null(t.column("instrument"))
+        instr = _lookup(_blank_to_null(t.column("instrument")), cfg.instrument_values, False)
         cols["instrument"] = pc.utf8_upper(instr)
         versions = {code: cfg.instrument_version(code) for code in registry.INSTRUMENTS}
-        inst_np = pc.utf8_upper(instr).to_numpy(zero_copy_only=False)
-        cols["instrument_version"] = pa.array(
-            pd.Series(inst_np, dtype="object").map(versions), pa.string(), from_pandas=True
-        )
+        idx = pc.index_in(cols["instrument"], value_set=pa.array(list(versions), pa.string()))
+        cols["instrument_version"] = pc.take(pa.array(list(versions.values()), pa.string()), idx)
         for c in (*registry.ITEM_COLUMNS, "total"):
             v, bad = _cast_numeric(t.column(c), cfg.decimal)
             cols[c] = v
@@ -298,14 +415,9 @@ def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFram
             issues.append(
                 _issues(bad, f"bad_date: appointment_date is not a date in {cfg.date_format}")
             )
-        status = pc.utf8_lower(_blank_to_null(t.column("status")))
-        if cfg.status_values:
-            mapped = pd.Series(status.to_numpy(zero_copy_only=False), dtype="object")
-            lookup = {k.lower(): v for k, v in cfg.status_values.items()}
-            status = pa.array(
-                mapped.map(lambda s: lookup.get(s, s) if s is not None else None), pa.string()
-            )
-        cols["status"] = status
+        # The clinic's words first (case-insensitive), then canonical words in any case.
+        status = _lookup(_blank_to_null(t.column("status")), cfg.status_values, True)
+        cols["status"] = pc.utf8_lower(status)
     cols["source_file"] = pa.array([""] * n, pa.string())
     cols["source_line"] = t.column("source_line")
     typed = pa.table({f.name: cols[f.name] for f in schema}, schema=schema.with_metadata({}))
