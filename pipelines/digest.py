@@ -1,0 +1,962 @@
+"""Weekly digests: one per clinician (their flagged clients, with evidence and repair guidance)
+and one data-quality summary per clinic data team; written to an outbox, sent over SMTP.
+
+A run for date D covers sessions dated D-7 .. D-1 (``Week``). For each configured clinic it
+
+* selects, per clinician, only that clinician's clients flagged in the week (``new`` when the
+  alert episode opened that week, else ``ongoing``) and the episodes repaired that week;
+* explains each flag in plain words with the numbers, draws a small trajectory chart and adds
+  at most two repair-conversation prompts (``pipelines.guidance``);
+* renders an email (plain text + HTML with the chart inline by Content-ID) and writes
+  ``OUT/<clinic_id>/<week_start>/<clinician_id>.{html,txt,eml}`` (the .html file embeds the
+  chart as a data URI so it opens anywhere);
+* sends it where SMTP is configured and the clinic config has the clinician's address, and
+  records every delivery in ``digest_deliveries``: a digest already sent is never sent again.
+
+Clients appear by pseudonymous code only; every value is HTML-escaped by the template engine;
+counts in the data-team summary below ``SMALL_CELL`` are shown as "<5".
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import email.utils
+import hashlib
+import json
+import math
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import jinja2
+import pandas as pd
+
+from pipelines import registry
+from pipelines.charts import Chart, Series, format_total, trajectory_chart
+from pipelines.config import ClinicConfig, load_clinic_configs
+from pipelines.guidance import Guidance, categories_for, guidance_for
+from pipelines.mailer import SmtpSettings, send
+
+SMALL_CELL = 5  # counts 1..SMALL_CELL-1 are shown as "<5" in summaries
+SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
+DATA_TEAM = ""  # clinician_id of the data-team summary in the ledger
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+# --------------------------------------------------------------------------------------------
+# records
+
+
+@dataclass(frozen=True)
+class Week:
+    """Sessions dated start <= session_date < end; end is the run date."""
+
+    start: dt.date
+    end: dt.date
+
+    @classmethod
+    def before(cls, as_of: dt.date) -> Week:
+        return cls(start=as_of - dt.timedelta(days=7), end=as_of)
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.end - dt.timedelta(days=1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.start.isoformat()} to {self.last_day.isoformat()}"
+
+
+@dataclass(frozen=True)
+class FlaggedClient:
+    client_id: str
+    severity: str  # high | medium | low
+    status: str  # new | ongoing
+    instruments: tuple[str, ...]
+    reasons: tuple[str, ...]
+    why: tuple[str, ...]
+    guidance: tuple[Guidance, ...]
+    chart: Chart | None
+    last_session: int
+
+
+@dataclass(frozen=True)
+class RepairedClient:
+    client_id: str
+    instrument: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ClinicianDigest:
+    clinic_id: str
+    clinician_id: str
+    week: Week
+    flagged: tuple[FlaggedClient, ...]
+    repaired: tuple[RepairedClient, ...]
+
+    @property
+    def new(self) -> tuple[FlaggedClient, ...]:
+        return tuple(c for c in self.flagged if c.status == "new")
+
+    @property
+    def ongoing(self) -> tuple[FlaggedClient, ...]:
+        return tuple(c for c in self.flagged if c.status == "ongoing")
+
+    @property
+    def is_all_clear(self) -> bool:
+        return not self.flagged and not self.repaired
+
+
+@dataclass(frozen=True)
+class DataTeamSummary:
+    clinic_id: str
+    week: Week
+    files_received: int
+    files_by_status: tuple[tuple[str, int], ...]
+    rejected_by_reason: tuple[tuple[str, int], ...]
+    rows_in: str
+    rows_loaded: str
+    rows_quarantined: str
+    rows_duplicate: str
+    quarantined_by_reason: tuple[tuple[str, str], ...]
+    stale_feeds: tuple[str, ...]
+    clients_newly_flagged: str
+    config_note: str | None = None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html_email: str  # charts referenced as cid:
+    html_file: str  # charts embedded as data: URIs
+    images: tuple[tuple[str, bytes], ...]  # (content id without <>, png)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    clinic_id: str
+    clinician_id: str  # '' for the data-team summary
+    kind: str  # clinician | data_team
+    status: str  # sent | failed | written | already_sent
+    attempts: int
+    outbox_path: Path | None
+    n_clients: int
+    error: str | None = None
+
+
+@dataclass
+class DigestRunSummary:
+    """What a run did; `deliveries` has one row per digest due (sent, written, failed, skipped)."""
+
+    as_of: dt.date
+    week_start: dt.date
+    deliveries: list[Delivery] = field(default_factory=list)
+    config_errors: list[str] = field(default_factory=list)
+
+    def count(self, status: str, kind: str | None = None) -> int:
+        return sum(
+            1 for d in self.deliveries if d.status == status and (kind is None or d.kind == kind)
+        )
+
+    @property
+    def sent(self) -> int:
+        return self.count("sent")
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+    @property
+    def written(self) -> int:
+        return self.count("written")
+
+    @property
+    def already_sent(self) -> int:
+        return self.count("already_sent")
+
+    def line(self) -> str:
+        return (
+            f"digests for sessions {Week.before(self.as_of).label}: "
+            f"{len(self.deliveries)} due, {self.sent} sent, {self.written} written only, "
+            f"{self.failed} failed, {self.already_sent} already sent"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# selection
+
+
+def suppress(n: int) -> str:
+    """A count for a summary, with small cells (1..SMALL_CELL-1) shown as '<5'."""
+    if n == 0:
+        return "0"
+    return f"<{SMALL_CELL}" if n < SMALL_CELL else str(n)
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _week_flags(conn: duckdb.DuckDBPyConnection, clinic_id: str, week: Week) -> pd.DataFrame:
+    return conn.execute(
+        """
+        with week_flags as (
+            select *
+            from flags
+            where clinic_id = ?
+              and session_date >= ?
+              and session_date < ?
+        ),
+        episodes as (
+            select
+                alert_episode_id,
+                status as episode_status,
+                opened_date
+            from alert_episodes
+        ),
+        joined as (
+            select
+                f.client_id,
+                f.clinician_id,
+                f.session_number,
+                f.instrument,
+                f.severity,
+                f.reasons,
+                f.alert_episode_id,
+                f.is_new or (e.opened_date >= ? and e.opened_date < ?) as is_new,
+                f.total,
+                f.previous_total,
+                f.baseline_total,
+                f.delta_previous,
+                f.delta_baseline,
+                f.reliable_change,
+                f.cutoff,
+                f.fallen_part
+            from week_flags as f
+            left join episodes as e using (alert_episode_id)
+        )
+        select * from joined
+        order by clinician_id, client_id, session_number, instrument
+        """,
+        [clinic_id, week.start, week.end, week.start, week.end],
+    ).df()
+
+
+def _week_repairs(conn: duckdb.DuckDBPyConnection, clinic_id: str, week: Week) -> pd.DataFrame:
+    return conn.execute(
+        """
+        with repaired as (
+            select
+                client_id,
+                clinician_id,
+                instrument,
+                opened_session,
+                closed_session
+            from alert_episodes
+            where clinic_id = ?
+              and status = 'repaired'
+              and closed_date >= ?
+              and closed_date < ?
+        )
+        select * from repaired
+        order by clinician_id, client_id, instrument
+        """,
+        [clinic_id, week.start, week.end],
+    ).df()
+
+
+def _history(
+    conn: duckdb.DuckDBPyConnection, clinic_id: str, clients: list[str], week: Week
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measurements and flagged sessions of the given clients dated before the week's end."""
+    items = ", ".join(registry.ITEM_COLUMNS)
+    measures = conn.execute(
+        f"""
+        select client_id, session_number, instrument, total, {items}
+        from measurements
+        where clinic_id = ?
+          and list_contains(?, client_id)
+          and session_date < ?
+        order by client_id, instrument, session_number
+        """,  # noqa: S608 - column names are constants
+        [clinic_id, clients, week.end],
+    ).df()
+    flagged = conn.execute(
+        """
+        select client_id, instrument, session_number
+        from flags
+        where clinic_id = ?
+          and list_contains(?, client_id)
+          and session_date < ?
+        """,
+        [clinic_id, clients, week.end],
+    ).df()
+    return measures, flagged
+
+
+def _fallen_part(series: pd.DataFrame, instrument: str, session: int) -> str | None:
+    """The subscale (or SRS item) that fell most between the previous session and `session`."""
+    ins = registry.get(instrument)
+    if not ins.subscales:
+        return None
+    now = series[series.session_number == session]
+    before = series[series.session_number < session].tail(1)
+    if now.empty or before.empty:
+        return None
+    deltas = {
+        part: float(
+            now[[f"item_{i}" for i in idx]].to_numpy().mean()
+            - before[[f"item_{i}" for i in idx]].to_numpy().mean()
+        )
+        for part, idx in ins.subscales.items()
+    }
+    part, delta = min(deltas.items(), key=lambda kv: kv[1])
+    ties = [p for p, d in deltas.items() if abs(d - delta) < 1e-9]
+    # a uniform drop has no part that "fell most"; saying one would be invented evidence
+    return part if delta < 0 and len(ties) == 1 else None
+
+
+def _named_part(reasons: set[str], fallen_part: Any) -> str | None:
+    """The fallen part as detection recorded it (fallen_part, else the bond/goal-task rule)."""
+    if _present(fallen_part):
+        return str(fallen_part)
+    if "bond_drop" in reasons:
+        return "bond"
+    if "goal_task_drop" in reasons:
+        return "goal_task"
+    return None
+
+
+def _part_phrase(instrument: str, part: str) -> str:
+    ins = registry.get(instrument)
+    if instrument == "SRS" and part in ins.subscales:
+        label = ins.item_labels[ins.subscales[part][0] - 1]
+        return f"the {label} item fell most"
+    names = {"goal_task": "goal and task items", "bond": "bond items"}
+    return f"the {names.get(part, part.replace('_', ' ') + ' items')} fell most"
+
+
+def _worse_change(instrument: str, before: float, after: float) -> float:
+    """How much worse `after` is than `before` on the instrument's own direction (> 0: worse)."""
+    ins = registry.get(instrument)
+    return before - after if ins.direction == "higher_better" else after - before
+
+
+def _symptom_detail(client_hist: pd.DataFrame, session: int) -> str | None:
+    """'PHQ-9 rose from 9 to 16' for the symptom measure that worsened most up to `session`."""
+    best: tuple[float, str] | None = None
+    for code in registry.SYMPTOM_INSTRUMENTS:
+        s = client_hist[(client_hist.instrument == code) & (client_hist.session_number <= session)]
+        if len(s) < 2:
+            continue
+        before, after = float(s.total.iloc[-2]), float(s.total.iloc[-1])
+        worse = _worse_change(code, before, after)
+        if worse <= 0:
+            continue
+        verb = "fell" if registry.get(code).direction == "higher_better" else "rose"
+        text = f"{code} {verb} from {format_total(code, before)} to {format_total(code, after)}"
+        score = worse / registry.get(code).reliable_change
+        if best is None or score > best[0]:
+            best = (score, text)
+    return best[1] if best else None
+
+
+def explain(flag: pd.Series, client_hist: pd.DataFrame, with_symptoms: bool = True) -> str:
+    """One flag in plain words with the numbers, e.g. 'SRS fell from 38.5 to 33.0, below the 36
+    cutoff; the relationship item fell most'."""
+    code = str(flag.instrument)
+    ins = registry.get(code)
+    reasons = set(flag.reasons)
+    fmt = lambda v: format_total(code, float(v))  # noqa: E731
+    cutoff = float(flag.cutoff) if _present(flag.cutoff) else ins.cutoff
+    rc = float(flag.reliable_change) if _present(flag.reliable_change) else ins.reliable_change
+    verb = "fell" if ins.direction == "higher_better" else "rose"
+    total = float(flag.total) if _present(flag.total) else None
+    prev = float(flag.previous_total) if _present(flag.previous_total) else None
+    base = float(flag.baseline_total) if _present(flag.baseline_total) else None
+
+    if total is not None and prev is not None and _worse_change(code, prev, total) > 0:
+        head = f"{code} {verb} from {fmt(prev)} to {fmt(total)}"
+    elif total is not None and base is not None and _worse_change(code, base, total) > 0:
+        head = f"{code} {verb} to {fmt(total)} from the client's usual {fmt(base)}"
+        base = None  # already said
+    elif total is not None:
+        head = f"{code} was {fmt(total)}"
+    else:
+        head = f"{code} was flagged"
+    if total is not None and ins.is_concern(total):
+        side = "below" if ins.direction == "higher_better" else "at or above"
+        head += f", {side} the {cutoff:g} cutoff"
+
+    clauses: list[str] = []
+    if "reliable_drop_previous" in reasons and prev is not None and total is not None:
+        clauses.append(
+            f"a change of {fmt(abs(total - prev))}, more than the {rc:.2f} "
+            "that counts as reliable change"
+            if ins.scoring == "mean"
+            else f"a change of {fmt(abs(total - prev))}, more than the {rc:.1f} points "
+            "that count as reliable change"
+        )
+    if "reliable_drop_baseline" in reasons and base is not None and total is not None:
+        clauses.append(
+            f"{fmt(abs(_worse_change(code, base, total)))} worse than the client's own "
+            f"baseline of {fmt(base)}"
+        )
+    if "deflection" in reasons:
+        clauses.append("a sharp dip against the client's own history")
+    if "sustained_decline" in reasons:
+        clauses.append("a steady decline over the last sessions")
+    part = _named_part(reasons, flag.fallen_part)
+    if part is None and ins.construct == "alliance" and total is not None:
+        series = client_hist[client_hist.instrument == code]
+        part = _fallen_part(series, code, int(flag.session_number))
+    if part and ins.construct == "alliance":
+        clauses.append(_part_phrase(code, part))
+    if "disengagement" in reasons:
+        clauses.append("a cancellation, no-show or skipped measure followed the drop")
+    if "symptom_deterioration" in reasons and ins.construct == "alliance" and with_symptoms:
+        detail = _symptom_detail(client_hist, int(flag.session_number))
+        clauses.append(
+            f"symptoms worsened at the same time ({detail})"
+            if detail
+            else "symptoms worsened at the same time"
+        )
+    return head + (("; " + "; ".join(clauses)) if clauses else "")
+
+
+def _chart_for(
+    client_hist: pd.DataFrame, client_flags: pd.DataFrame, alliance_code: str
+) -> Chart | None:
+    def series(code: str) -> Series | None:
+        s = client_hist[client_hist.instrument == code]
+        if s.empty:
+            return None
+        marked = client_flags[client_flags.instrument == code].session_number
+        return Series(
+            instrument=code,
+            sessions=s.session_number.astype(int).tolist(),
+            totals=s.total.astype(float).tolist(),
+            flagged_sessions=marked.astype(int).tolist(),
+        )
+
+    counts = client_hist.instrument.value_counts()
+    symptom_codes = [c for c in counts.index if c in registry.SYMPTOM_INSTRUMENTS]
+    symptom = series(str(symptom_codes[0])) if symptom_codes else None
+    return trajectory_chart(series(alliance_code), symptom)
+
+
+def _flagged_client(
+    client_id: str, rows: pd.DataFrame, hist: pd.DataFrame, all_flags: pd.DataFrame
+) -> FlaggedClient:
+    rows = rows.assign(rank=rows.severity.map(SEVERITY_RANK).fillna(3))
+    # the latest flag of each instrument this week; the most severe (then latest) leads
+    latest = rows.sort_values("session_number").groupby("instrument", sort=False).tail(1)
+    latest = latest.sort_values(["rank", "session_number"], ascending=[True, False])
+    lead = latest.iloc[0]
+    has_symptom_flag = bool(latest.instrument.isin(registry.SYMPTOM_INSTRUMENTS).any())
+    why = tuple(explain(f, hist, with_symptoms=not has_symptom_flag) for _, f in latest.iterrows())
+    reasons = tuple(sorted({r for rs in rows.reasons for r in rs}))
+    cats: list[Any] = []
+    for _, f in latest.iterrows():
+        construct = registry.get(str(f.instrument)).construct
+        part = _named_part(set(f.reasons), f.fallen_part)
+        if part is None and construct == "alliance":
+            part = _fallen_part(
+                hist[hist.instrument == f.instrument], str(f.instrument), int(f.session_number)
+            )
+        cats.extend(categories_for(f.reasons, part, construct))
+    alliance_codes = [c for c in latest.instrument if c in registry.ALLIANCE_INSTRUMENTS]
+    alliance_code = alliance_codes[0] if alliance_codes else registry.ALLIANCE_INSTRUMENTS[0]
+    if not alliance_codes:
+        present = [c for c in registry.ALLIANCE_INSTRUMENTS if (hist.instrument == c).any()]
+        alliance_code = present[0] if present else alliance_code
+    return FlaggedClient(
+        client_id=client_id,
+        severity=str(lead.severity),
+        status="new" if bool(rows.is_new.fillna(False).any()) else "ongoing",
+        instruments=tuple(latest.instrument.astype(str)),
+        reasons=reasons,
+        why=why,
+        guidance=tuple(guidance_for(cats)),
+        chart=_chart_for(hist, all_flags, alliance_code),
+        last_session=int(rows.session_number.max()),
+    )
+
+
+def _repaired_client(row: pd.Series, hist: pd.DataFrame) -> RepairedClient:
+    code = str(row.instrument)
+    s = hist[(hist.instrument == code) & (hist.session_number <= int(row.closed_session))]
+    now = f"; {code} is {format_total(code, float(s.total.iloc[-1]))}" if not s.empty else ""
+    return RepairedClient(
+        client_id=str(row.client_id),
+        instrument=code,
+        text=(
+            f"{code} back to the client's usual level at session {int(row.closed_session)} "
+            f"(flagged since session {int(row.opened_session)}){now}"
+        ),
+    )
+
+
+def select_clinician_digests(
+    conn: duckdb.DuckDBPyConnection, cfg: ClinicConfig, week: Week
+) -> list[ClinicianDigest]:
+    """One digest per clinician of the clinic who has a client flagged or repaired in the week,
+    plus an all-clear digest for every other known clinician when the clinic asks for it.
+
+    A clinician's digest holds only clients flagged at a session of theirs in the week."""
+    flags = _week_flags(conn, cfg.clinic_id, week)
+    repairs = _week_repairs(conn, cfg.clinic_id, week)
+    clients = sorted(set(flags.client_id) | set(repairs.client_id))
+    hist, all_flags = _history(conn, cfg.clinic_id, clients, week)
+    hist_by_client = dict(tuple(hist.groupby("client_id"))) if not hist.empty else {}
+    flags_by_client = dict(tuple(all_flags.groupby("client_id"))) if not all_flags.empty else {}
+    empty_hist = hist.iloc[0:0]
+    empty_flags = all_flags.iloc[0:0]
+
+    clinicians = set(flags.clinician_id) | set(repairs.clinician_id)
+    if cfg.notifications.send_all_clear:
+        seen = conn.execute(
+            "select distinct clinician_id from measurements "
+            "where clinic_id = ? and session_date >= ? and session_date < ?",
+            [cfg.clinic_id, week.start, week.end],
+        ).fetchall()
+        clinicians |= set(cfg.clinicians) | {c for (c,) in seen}
+
+    digests: list[ClinicianDigest] = []
+    for clinician in sorted(clinicians):
+        mine = flags[flags.clinician_id == clinician]
+        flagged = [
+            _flagged_client(
+                str(client),
+                rows,
+                hist_by_client.get(client, empty_hist),
+                flags_by_client.get(client, empty_flags),
+            )
+            for client, rows in mine.groupby("client_id", sort=True)
+        ]
+        flagged.sort(
+            key=lambda c: (SEVERITY_RANK.get(c.severity, 3), c.status != "new", c.client_id)
+        )
+        repaired = [
+            _repaired_client(r, hist_by_client.get(r.client_id, empty_hist))
+            for _, r in repairs[repairs.clinician_id == clinician].iterrows()
+        ]
+        digest = ClinicianDigest(
+            clinic_id=cfg.clinic_id,
+            clinician_id=str(clinician),
+            week=week,
+            flagged=tuple(flagged),
+            repaired=tuple(repaired),
+        )
+        if digest.is_all_clear and not cfg.notifications.send_all_clear:
+            continue
+        digests.append(digest)
+    return digests
+
+
+def build_data_team_summary(
+    conn: duckdb.DuckDBPyConnection, cfg: ClinicConfig, week: Week
+) -> DataTeamSummary:
+    """Files received and rejected in the week (by the clinic's local date of receipt), rows
+    quarantined by reason, feeds with no file within the clinic's cadence, and new flags."""
+    files = conn.execute(
+        """
+        with received as (
+            select
+                *,
+                cast(timezone(?, received_at) as date) as received_date
+            from ingest_files
+            where clinic_id = ?
+        ),
+        in_week as (
+            select *
+            from received
+            where received_date >= ?
+              and received_date < ?
+        )
+        select
+            status,
+            error,
+            sha256,
+            rows_in,
+            rows_loaded,
+            rows_quarantined,
+            rows_duplicate
+        from in_week
+        """,
+        [cfg.timezone, cfg.clinic_id, week.start, week.end],
+    ).df()
+    by_status = files.status.value_counts().sort_index()
+    rejected = files[files.status == "rejected"].error.fillna("unknown")
+    reject_codes = rejected.str.split(":", n=1).str[0].str.strip().value_counts().sort_index()
+    quarantine = conn.execute(
+        """
+        with week_rows as (
+            select reasons
+            from quarantined_rows
+            where clinic_id = ?
+              and list_contains(?, sha256)
+        ),
+        numbered as (
+            select
+                row_number() over () as row_id,
+                unnest(reasons) as reason_text
+            from week_rows
+        ),
+        codes as (
+            -- the stable code before the colon; a row counts once per code
+            select distinct
+                row_id,
+                trim(split_part(reason_text, ':', 1)) as reason
+            from numbered
+        ),
+        per_code as (
+            select
+                reason,
+                count(*) as n_rows
+            from codes
+            group by reason
+        )
+        select * from per_code
+        order by n_rows desc, reason
+        """,
+        [cfg.clinic_id, files.sha256.tolist()],
+    ).fetchall()
+    last = conn.execute(
+        """
+        with received as (
+            select
+                coalesce(dataset, 'measures') as dataset,
+                max(cast(timezone(?, received_at) as date)) as last_received_date
+            from ingest_files
+            where clinic_id = ?
+              and cast(timezone(?, received_at) as date) < ?
+            group by 1
+        )
+        select * from received
+        """,
+        [cfg.timezone, cfg.clinic_id, cfg.timezone, week.end],
+    ).fetchall()
+    last_by_dataset = dict(last)
+    stale: list[str] = []
+    for dataset in ("measures", "appointments"):
+        seen = last_by_dataset.get(dataset)
+        if seen is None:
+            if dataset == "measures":
+                stale.append("measures: no file received yet")
+            continue
+        age = (week.end - seen).days
+        if age > cfg.cadence_days:
+            stale.append(
+                f"{dataset}: last file received {seen.isoformat()}, {age} days ago "
+                f"(expected every {cfg.cadence_days} days)"
+            )
+    n_new = conn.execute(
+        """
+        select count(distinct client_id)
+        from flags
+        where clinic_id = ?
+          and is_new
+          and session_date >= ?
+          and session_date < ?
+        """,
+        [cfg.clinic_id, week.start, week.end],
+    ).fetchall()[0][0]
+    return DataTeamSummary(
+        clinic_id=cfg.clinic_id,
+        week=week,
+        files_received=len(files),
+        files_by_status=tuple((str(k), int(v)) for k, v in by_status.items()),
+        rejected_by_reason=tuple((str(k), int(v)) for k, v in reject_codes.items()),
+        rows_in=suppress(int(files.rows_in.sum())),
+        rows_loaded=suppress(int(files.rows_loaded.sum())),
+        rows_quarantined=suppress(int(files.rows_quarantined.sum())),
+        rows_duplicate=suppress(int(files.rows_duplicate.sum())),
+        quarantined_by_reason=tuple((str(r), suppress(int(n))) for r, n in quarantine),
+        stale_feeds=tuple(stale),
+        clients_newly_flagged=suppress(int(n_new)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# rendering
+
+
+def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
+    loader = jinja2.FileSystemLoader(_TEMPLATES)
+    html = jinja2.Environment(
+        loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True
+    )
+    text = jinja2.Environment(
+        loader=loader,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return html, text
+
+
+_HTML_ENV, _TEXT_ENV = _environments()
+
+
+def _subject(d: ClinicianDigest) -> str:
+    if d.is_all_clear:
+        return f"Alliance Watch: all clear (week of {d.week.start.isoformat()})"
+    parts = [f"{len(d.new)} new", f"{len(d.ongoing)} ongoing"]
+    if d.repaired:
+        parts.append(f"{len(d.repaired)} repaired")
+    # short enough (< 78 characters with "Subject: ") never to be folded
+    return f"Alliance Watch: {', '.join(parts)} (week of {d.week.start.isoformat()})"
+
+
+def render_clinician_digest(d: ClinicianDigest) -> Rendered:
+    """The digest as email parts: plain text, HTML with cid: images, HTML with data: images."""
+    charted = [c for c in d.flagged if c.chart is not None]
+    tag = hashlib.sha256(f"{d.clinic_id}/{d.clinician_id}/{d.week.start}".encode()).hexdigest()[:12]
+    cids = {c.client_id: f"chart{i}.{tag}@alliance-watch" for i, c in enumerate(charted)}
+    images = tuple((cids[c.client_id], c.chart.png) for c in charted if c.chart is not None)
+    data_uris = {
+        c.client_id: "data:image/png;base64," + base64.b64encode(c.chart.png).decode("ascii")
+        for c in charted
+        if c.chart is not None
+    }
+    subject = _subject(d)
+    ctx: dict[str, Any] = {"d": d, "subject": subject}
+    html_email = _HTML_ENV.get_template("clinician.html.j2").render(
+        **ctx, image_src={k: f"cid:{v}" for k, v in cids.items()}
+    )
+    html_file = _HTML_ENV.get_template("clinician.html.j2").render(**ctx, image_src=data_uris)
+    text = _TEXT_ENV.get_template("clinician.txt.j2").render(**ctx)
+    return Rendered(subject, text, html_email, html_file, images)
+
+
+def render_data_team_summary(s: DataTeamSummary) -> Rendered:
+    subject = f"Alliance Watch data: {s.clinic_id} (week of {s.week.start.isoformat()})"
+    ctx: dict[str, Any] = {"s": s, "subject": subject, "small_cell": SMALL_CELL}
+    html = _HTML_ENV.get_template("data_team.html.j2").render(**ctx)
+    text = _TEXT_ENV.get_template("data_team.txt.j2").render(**ctx)
+    return Rendered(subject, text, html, html, ())
+
+
+def build_message(r: Rendered, sender: str, recipient: str | None) -> EmailMessage:
+    """A multipart/alternative email (text, then HTML with the charts as related parts)."""
+    msg = EmailMessage()
+    msg["Subject"] = r.subject
+    msg["From"] = sender
+    if recipient:
+        msg["To"] = recipient
+    msg["Date"] = email.utils.formatdate(localtime=False)
+    msg["Message-ID"] = email.utils.make_msgid(domain="alliance-watch.local")
+    msg.set_content(r.text)
+    msg.add_alternative(r.html_email, subtype="html")
+    html_part = msg.get_payload()[1]
+    for cid, png in r.images:
+        html_part.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>")
+    return msg
+
+
+# --------------------------------------------------------------------------------------------
+# delivery
+
+
+def _file_stem(code: str) -> str:
+    """A file name for a clinician code; odd codes get a stable hash instead of their text."""
+    if _SAFE_NAME.fullmatch(code):
+        return code
+    return "clinician-" + hashlib.sha256(code.encode()).hexdigest()[:12]
+
+
+def _ledger_row(
+    conn: duckdb.DuckDBPyConnection, key: tuple[str, str, dt.date, str]
+) -> tuple[str, int] | None:
+    row = conn.execute(
+        "select status, attempts from digest_deliveries "
+        "where clinic_id = ? and clinician_id = ? and week_start = ? and kind = ?",
+        list(key),
+    ).fetchone()
+    return (str(row[0]), int(row[1])) if row else None
+
+
+def _deliver(
+    conn: duckdb.DuckDBPyConnection,
+    key: tuple[str, str, dt.date, str],
+    rendered: Rendered,
+    recipient: str | None,
+    folder: Path,
+    stem: str,
+    smtp: SmtpSettings | None,
+    n_clients: int,
+) -> Delivery:
+    clinic_id, clinician_id, week_start, kind = key
+    previous = _ledger_row(conn, key)
+    if previous is not None and previous[0] == "sent":
+        return Delivery(clinic_id, clinician_id, kind, "already_sent", previous[1], None, n_clients)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.html").write_text(rendered.html_file, encoding="utf-8")
+    (folder / f"{stem}.txt").write_text(rendered.text, encoding="utf-8")
+    sender = smtp.sender if smtp else "alliance-watch@localhost"
+    msg = build_message(rendered, sender, recipient)
+    (folder / f"{stem}.eml").write_bytes(bytes(msg))
+    attempts = previous[1] if previous else 0
+    status, error, sent_at = "written", None, None
+    if smtp is not None and recipient:
+        result = send(smtp, msg, [recipient])
+        attempts += result.attempts
+        status = "sent" if result.ok else "failed"
+        error = result.error
+        sent_at = dt.datetime.now(dt.UTC) if result.ok else None
+    conn.execute(
+        """
+        insert or replace into digest_deliveries (
+            clinic_id, clinician_id, week_start, kind, message_id, status, attempts, error,
+            sent_at, outbox_path, n_clients, updated_at)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())
+        """,
+        [
+            clinic_id,
+            clinician_id,
+            week_start,
+            kind,
+            str(msg["Message-ID"]),
+            status,
+            attempts,
+            error,
+            sent_at,
+            str(folder / f"{stem}.eml"),
+            n_clients,
+        ],
+    )
+    return Delivery(
+        clinic_id, clinician_id, kind, status, attempts, folder / f"{stem}.html", n_clients, error
+    )
+
+
+def _open(warehouse: Path) -> duckdb.DuckDBPyConnection:
+    from pipelines import warehouse as wh
+
+    conn = wh.connect(warehouse)
+    wh.migrate(conn)
+    return conn
+
+
+def run_weekly_digest(
+    warehouse: Path,
+    config_dir: Path,
+    as_of: dt.date,
+    out_dir: Path,
+    smtp: SmtpSettings | None = None,
+    clinic_ids: Sequence[str] | None = None,
+) -> DigestRunSummary:
+    """Render, write and (where `smtp` is given and an address is known) send every digest due
+    on `as_of` for sessions dated in the seven days before it; record each in the ledger.
+
+    Safe to re-run: a digest recorded as sent is skipped, failed ones are tried again. One
+    clinic's invalid config is reported in the summary and does not stop the others."""
+    week = Week.before(as_of)
+    configs, errors = load_clinic_configs(config_dir)
+    summary = DigestRunSummary(as_of=as_of, week_start=week.start)
+    summary.config_errors = [str(e) for e in errors]
+    conn = _open(warehouse)
+    try:
+        for clinic_id, cfg in sorted(configs.items()):
+            if clinic_ids is not None and clinic_id not in clinic_ids:
+                continue
+            folder = out_dir / clinic_id / week.start.isoformat()
+            for digest in select_clinician_digests(conn, cfg, week):
+                summary.deliveries.append(
+                    _deliver(
+                        conn,
+                        (clinic_id, digest.clinician_id, week.start, "clinician"),
+                        render_clinician_digest(digest),
+                        cfg.clinicians.get(digest.clinician_id),
+                        folder,
+                        _file_stem(digest.clinician_id),
+                        smtp,
+                        len(digest.flagged) + len(digest.repaired),
+                    )
+                )
+            team = build_data_team_summary(conn, cfg, week)
+            summary.deliveries.append(
+                _deliver(
+                    conn,
+                    (clinic_id, DATA_TEAM, week.start, "data_team"),
+                    render_data_team_summary(team),
+                    cfg.notifications.data_team_email,
+                    folder,
+                    "_data_team",
+                    smtp,
+                    0,
+                )
+            )
+    finally:
+        conn.close()
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--warehouse", type=Path, required=True, help="the DuckDB warehouse file")
+    parser.add_argument(
+        "--config-dir", type=Path, required=True, help="folder holding clinics/<clinic_id>.yaml"
+    )
+    parser.add_argument(
+        "--date",
+        type=_date,
+        required=True,
+        help="run date YYYY-MM-DD; covers sessions dated in the seven days before it",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="outbox folder for the digests")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write (and send, when ALLIANCE_WATCH_SMTP_HOST is set) the digests; 1 if a send failed."""
+    if not Path(args.warehouse).is_file():
+        print(
+            f"error: warehouse {args.warehouse} does not exist; run ingest first", file=sys.stderr
+        )
+        return 2
+    smtp = SmtpSettings.from_env()
+    summary = run_weekly_digest(args.warehouse, args.config_dir, args.date, args.out, smtp)
+    for err in summary.config_errors:
+        print(f"config error (clinic skipped): {err}", file=sys.stderr)
+    print(summary.line())
+    print(f"outbox: {args.out}")
+    return 1 if summary.failed else 0
+
+
+def summary_json(summary: DigestRunSummary) -> str:
+    """The summary as JSON (for an Airflow XCom or a log line); no addresses, no client codes."""
+    return json.dumps(
+        {
+            "as_of": summary.as_of.isoformat(),
+            "week_start": summary.week_start.isoformat(),
+            "due": len(summary.deliveries),
+            "sent": summary.sent,
+            "written": summary.written,
+            "failed": summary.failed,
+            "already_sent": summary.already_sent,
+            "config_errors": len(summary.config_errors),
+        }
+    )
