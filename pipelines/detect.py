@@ -104,8 +104,10 @@ class DetectParams:
     # decline_min_drop x reliable change
     decline_sessions: int = 4
     decline_min_drop: float = 1.0
-    # earlier sessions needed before baseline-relative signals (baseline drop, deflection) apply
-    min_history: int = 3
+    # earlier sessions needed before any flag (the baseline is their mean)
+    min_history: int = 2
+    # every flag needs the score at least this many own SDs (floored) below the baseline
+    flag_min_sd: float = 1.0
     # a first session below cutoff has no baseline to be "new" against; flag it (low) or not
     flag_first_below_cutoff: bool = False
     # an open episode is "ended" after this many days without an attended session before the
@@ -203,8 +205,11 @@ def _params_frame(
                     "decline_sessions": p.decline_sessions,
                     "decline_min_drop": p.decline_min_drop * rc,
                     "min_history": p.min_history,
+                    "flag_min_sd": p.flag_min_sd,
                     "flag_first_below_cutoff": p.flag_first_below_cutoff,
                     "ended_after_days": p.ended_after_days,
+                    # the deployed rules' "1 point": one point of the summed scale
+                    "one_point": 1.0 if ins.scoring == "sum" else 1.0 / ins.n_items,
                 }
             )
     return pd.DataFrame(rows)
@@ -254,19 +259,17 @@ def _scope(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]] | Non
         )
 
 
-def detect(
+def build_relations(
     conn: duckdb.DuckDBPyConnection,
     clients: list[tuple[str, str]] | None = None,
     params: DetectParams | None = None,
     clinic_params: dict[str, DetectParams] | None = None,
-) -> DetectSummary:
-    """Recompute `flags` and `alert_episodes` for every client, or only the (clinic_id,
-    client_id) pairs in `clients`, replacing exactly those clients' rows in one transaction.
+    relations: tuple[str, ...] = RELATIONS,
+) -> None:
+    """Create the temp relations `detect_<name>` of `sql/detect/` for the clients in scope.
 
-    `params` applies to every clinic without an entry in `clinic_params`. The result for a client
-    does not depend on which other clients are computed with it.
+    The evaluation uses this to run `baseline_rules` over the same features as the detector.
     """
-    start = time.perf_counter()
     params = params or DetectParams()
     clinic_params = clinic_params or {}
     _scope(conn, clients)
@@ -283,10 +286,32 @@ def detect(
         "select * from detect_symptom_params_frame"
     )
     conn.unregister("detect_symptom_params_frame")
-
-    for name in RELATIONS:
+    for name in relations:
         kind = "table" if name in MATERIALIZED else "view"
         conn.execute(f"create or replace temp {kind} detect_{name} as {_relation_sql(name)}")
+
+
+def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
+    """Drop every temp relation build_relations() may have created."""
+    for name in (*reversed(RELATIONS), "baseline_rules"):
+        kind = "table" if name in MATERIALIZED else "view"
+        conn.execute(f"drop {kind} if exists detect_{name}")
+
+
+def detect(
+    conn: duckdb.DuckDBPyConnection,
+    clients: list[tuple[str, str]] | None = None,
+    params: DetectParams | None = None,
+    clinic_params: dict[str, DetectParams] | None = None,
+) -> DetectSummary:
+    """Recompute `flags` and `alert_episodes` for every client, or only the (clinic_id,
+    client_id) pairs in `clients`, replacing exactly those clients' rows in one transaction.
+
+    `params` applies to every clinic without an entry in `clinic_params`. The result for a client
+    does not depend on which other clients are computed with it.
+    """
+    start = time.perf_counter()
+    build_relations(conn, clients, params, clinic_params)
 
     flag_cols = ", ".join(FLAG_COLUMNS)
     episode_cols = ", ".join(EPISODE_COLUMNS)
@@ -327,9 +352,7 @@ def detect(
             "select status, count(*) from detect_alert_episodes group by status"
         ).fetchall()
     )
-    for name in reversed(RELATIONS):
-        kind = "table" if name in MATERIALIZED else "view"
-        conn.execute(f"drop {kind} if exists detect_{name}")
+    drop_relations(conn)
     return DetectSummary(
         clients=int(stats[0]),
         sessions=int(stats[1]),

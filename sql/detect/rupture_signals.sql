@@ -23,6 +23,7 @@ measured as (
         p.deflection_sd,
         p.sd_floor,
         p.min_history,
+        p.flag_min_sd,
         p.decline_sessions,
         p.decline_min_drop,
         p.flag_first_below_cutoff,
@@ -63,10 +64,15 @@ signals as (
             and -decline_slope * (decline_sessions - 1) >= decline_min_drop,
             false
         ) as is_sustained_decline,
-        -- below cutoff counts as news only when the client's own baseline was above it
+        -- below cutoff is news only when the client's own baseline was above it and the score
+        -- fell at least one of the client's own SDs to get there (lenient deflection, Strauss et
+        -- al. 2006): hovering around the cutoff is the client's normal, not a rupture
         coalesce(
             total < cutoff
-            and ((n_prior >= 1 and baseline_total >= cutoff) or (n_prior = 0 and flag_first_below_cutoff)),
+            and (
+                (n_prior >= 1 and baseline_total >= cutoff and delta_baseline >= deflection_scale)
+                or (n_prior = 0 and flag_first_below_cutoff)
+            ),
             false
         ) as is_new_below_cutoff,
         coalesce(delta_bond >= part_drop, false) as is_bond_drop,
@@ -96,7 +102,15 @@ drops as (
 decided as (
     select
         *,
-        is_alliance_drop or is_sustained_decline or is_new_below_cutoff as is_flag,
+        -- every flag needs history and the score sitting clearly below the client's own
+        -- baseline (in own SDs, floored): a drop from an unusually good previous session, a slide
+        -- within the usual range, or a level near the cutoff alone are noise, not ruptures
+        coalesce(
+            n_prior >= min_history
+            and delta_baseline >= flag_min_sd * deflection_scale
+            and (is_alliance_drop or is_sustained_decline),
+            false
+        ) as is_flag,
         case
             when is_alliance_drop
                 and (is_below_cutoff or is_symptom_deterioration or is_disengagement) then 3
