@@ -342,10 +342,19 @@ def _cast_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[pa.ChunkedArray, 
     return values, np.flatnonzero(bad.to_numpy(zero_copy_only=False))
 
 
+def _strip_leading_zeros(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.replace_substring_regex(text, r"(^|\D)0+(\d)", r"\1\2")
+
+
 def _cast_date(col: pa.ChunkedArray, fmt: str) -> tuple[pa.ChunkedArray, np.ndarray]:
     text = _blank_to_null(col)
     parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
-    bad = pc.and_(pc.is_valid(text), pc.is_null(parsed))
+    # strptime rolls impossible dates over (31.02. -> 03.03.): a date must format back to its
+    # own text (leading zeros aside, so 3/4/2025 passes for %m/%d/%Y).
+    back = pc.strftime(parsed, format=fmt)
+    same = pc.equal(_strip_leading_zeros(back), _strip_leading_zeros(text))
+    bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(same, False)))
+    parsed = pc.if_else(bad, pa.scalar(None, parsed.type), parsed)
     return pc.cast(parsed, pa.date32()), np.flatnonzero(bad.to_numpy(zero_copy_only=False))
 
 

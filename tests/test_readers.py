@@ -1,0 +1,208 @@
+"""Readers: each clinic's own format -> the canonical rows, with every problem reported."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.config import ClinicConfig, parse_clinic_config
+from pipelines.errors import FileRejected
+from pipelines.readers import canonicalize, read_raw
+
+WIDE: dict[str, Any] = {
+    "clinic_id": "wide_clinic",
+    "timezone": "America/Chicago",
+    "format": "custom",
+    "layout": "wide",
+    "date_format": "%m/%d/%Y",
+    "columns": {
+        "client_id": "Client ID",
+        "clinician_id": "Clinician",
+        "session_date": "Session Date",
+        "session_number": "Session #",
+    },
+    "wide": {
+        "blocks": {
+            "SRS": {"items": ["S1", "S2", "S3", "S4"], "total": "SRS Total"},
+            "ORS": {"items": ["O1", "O2", "O3", "O4"], "total": "ORS Total"},
+        }
+    },
+    "appointment_columns": {
+        "client_id": "Client ID",
+        "clinician_id": "Clinician",
+        "appointment_date": "Appt Date",
+        "status": "Status",
+    },
+    "status_values": {"Show": "attended", "No Show": "no_show"},
+}
+EURO: dict[str, Any] = {
+    "clinic_id": "euro",
+    "timezone": "Europe/Berlin",
+    "format": "custom",
+    "delimiter": ";",
+    "decimal": ",",
+    "encoding": "latin-1",
+    "date_format": "%d.%m.%Y",
+    "columns": {
+        "client_id": "Klienten-Kürzel",
+        "clinician_id": "Behandler",
+        "session_date": "Datum",
+        "session_number": "Sitzung",
+        "instrument": "Bogen",
+        "item_1": "I1",
+        "item_2": "I2",
+        "item_3": "I3",
+        "item_4": "I4",
+        "total": "Summe",
+    },
+}
+HEADER = '"Client ID","Clinician","Session Date","Session #",S1,S2,S3,S4,SRS Total,O1,O2,O3,O4,ORS Total\n'
+
+
+def cfg(data: dict[str, Any]) -> ClinicConfig:
+    return parse_clinic_config(data, f"{data['clinic_id']}.yaml")
+
+
+def write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+def test_wide_lines_melt_to_one_row_per_administered_instrument(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "s.csv",
+        HEADER
+        + "C0001,T01,03/04/2025,1,9.1,9,8.5,9.9,36.5,4,5,6,7,22\n"
+        + "C0002,T01,03/05/2025,2,10,10,10,10,40,,,,,\n"  # ORS not administered
+        + "C0003,T02,03/06/2025,1,9,,9,9,,1,1,1,1,\n",  # SRS item 2 missing: kept, not imputed
+    )
+    raw = read_raw(p, "measures", cfg(WIDE))
+    assert raw.table.column("source_line").to_pylist() == [2, 2, 3, 4, 4]
+    typed, issues = canonicalize(raw, cfg(WIDE))
+    assert issues.empty
+    rows = typed.to_pylist()
+    assert [(r["client_id"], r["instrument"]) for r in rows] == [
+        ("C0001", "SRS"),
+        ("C0001", "ORS"),
+        ("C0002", "SRS"),
+        ("C0003", "SRS"),
+        ("C0003", "ORS"),
+    ]
+    assert rows[0]["session_date"] == dt.date(2025, 3, 4)
+    assert rows[0]["total"] == 36.5 and rows[1]["total"] == 22.0
+    assert rows[3]["item_2"] is None and rows[3]["total"] is None  # validation rejects it
+    assert rows[4]["total"] == 4.0  # blank total computed from complete items
+
+
+def test_mapped_column_missing_names_the_config_key(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "s.csv",
+        HEADER.replace('"Client ID"', "Client") + "x,T01,03/04/2025,1" + ",1" * 10 + "\n",
+    )
+    with pytest.raises(FileRejected) as e:
+        read_raw(p, "measures", cfg(WIDE))
+    assert e.value.code == "missing_column"
+    assert "columns.client_id maps to 'Client ID', which the file does not have" in str(e.value)
+    p2 = write(
+        tmp_path,
+        "t.csv",
+        HEADER.replace(",O4,", ",O_4,") + "C1,T01,03/04/2025,1" + ",1" * 10 + "\n",
+    )
+    with pytest.raises(FileRejected, match="item 4 of ORS is 'O4'"):
+        read_raw(p2, "measures", cfg(WIDE))
+
+
+def test_european_export_decimal_comma_latin1_and_dates(tmp_path: Path) -> None:
+    text = (
+        "Klienten-Kürzel;Behandler;Datum;Sitzung;Bogen;I1;I2;I3;I4;Summe\n"
+        "C0001;T01;23.11.2024;1;SRS;9,1;8,7;9;9,5;36,3\n"
+        "C0001;T01;30.11.2024;2;ORS;4,4;5;6,1;7;\n"
+    )
+    p = write(tmp_path, "Messwerte.csv", text, "latin-1")
+    raw = read_raw(p, "measures", cfg(EURO))
+    typed, issues = canonicalize(raw, cfg(EURO))
+    assert issues.empty
+    rows = typed.to_pylist()
+    assert rows[0]["item_1"] == 9.1 and rows[0]["total"] == 36.3
+    assert rows[0]["session_date"] == dt.date(2024, 11, 23)
+    assert rows[1]["total"] == 22.5  # computed, one decimal, exact
+
+
+def test_unparseable_values_are_row_issues_without_the_value(tmp_path: Path) -> None:
+    text = (
+        "Klienten-Kürzel;Behandler;Datum;Sitzung;Bogen;I1;I2;I3;I4;Summe\n"
+        "C0001;T01;2024-11-23;1;SRS;9;9;9;9;36\n"
+        "C0001;T01;24.11.2024;2.5;SRS;9;9;9;9;36\n"
+        "C0001;T01;25.11.2024;3;SRS;neun;9;9;9;36\n"
+        "C0001;T01;31.02.2025;4;SRS;9;9;9;9;36\n"
+    )
+    raw = read_raw(write(tmp_path, "m.csv", text, "latin-1"), "measures", cfg(EURO))
+    typed, issues = canonicalize(raw, cfg(EURO))
+    assert typed.num_rows == 4  # nothing dropped
+    by_row = issues.groupby("row")["reason"].apply(list).to_dict()
+    assert by_row[0][0].startswith("bad_date:")
+    assert by_row[1][0].startswith("bad_session_number:")
+    assert by_row[2][0].startswith("not_a_number: item_1")
+    assert by_row[3][0].startswith("bad_date:")
+    for reason in issues["reason"]:
+        assert "neun" not in reason and "2024-11-23" not in reason and "2.5" not in reason
+
+
+def test_status_words_map_case_insensitively(tmp_path: Path) -> None:
+    text = '"Client ID",Clinician,Appt Date,Status\nC1,T01,03/04/2025,Show\nC1,T01,03/11/2025,no show\nC1,T01,03/18/2025,cancelled\n'
+    raw = read_raw(write(tmp_path, "a.csv", text), "appointments", cfg(WIDE))
+    typed, issues = canonicalize(raw, cfg(WIDE))
+    assert typed.column("status").to_pylist() == ["attended", "no_show", "cancelled"]
+    assert typed.column("appointment_date").to_pylist()[0] == dt.date(2025, 3, 4)
+
+
+def test_parquet_with_typed_columns_reads_as_text_first(tmp_path: Path) -> None:
+    data = {
+        "clinic_id": "pq",
+        "timezone": "UTC",
+        "format": "custom",
+        "file_type": "parquet",
+        "columns": {"client_id": "client", "instrument": "measure", "total": "score"},
+        "instrument_values": {"PHQ9": "PHQ-9"},
+    }
+    t = pa.table(
+        {
+            "client": ["C1", "C2"],
+            "clinician_id": ["T01", "T01"],
+            "session_date": pa.array([dt.date(2025, 1, 6), dt.date(2025, 1, 7)], pa.date32()),
+            "session_number": pa.array([1, 1], pa.int32()),
+            "measure": ["PHQ9", "PHQ9"],
+            **{f"item_{i}": pa.array([1, 2], pa.int8()) for i in range(1, 10)},
+            "score": pa.array([9.0, None], pa.float64()),
+        }
+    )
+    p = tmp_path / "m.parquet"
+    pq.write_table(t, p)
+    raw = read_raw(p, "measures", cfg(data))
+    assert all(pa.types.is_string(f.type) for f in raw.table.schema if f.name != "source_line")
+    typed, issues = canonicalize(raw, cfg(data))
+    assert issues.empty
+    assert typed.column("instrument").to_pylist() == ["PHQ-9", "PHQ-9"]
+    assert typed.column("total").to_pylist() == [9.0, 18.0]
+    assert typed.column("instrument_version").to_pylist() == ["1.0", "1.0"]
+
+
+def test_reference_clinic_with_three_key_config(tmp_path: Path) -> None:
+    ref = cfg({"clinic_id": "ref", "timezone": "UTC", "format": "reference"})
+    cols = "client_id,clinician_id,session_date,session_number,instrument," + ",".join(
+        f"item_{i}" for i in range(1, 13)
+    )
+    text = f"{cols},total\nC1,T01,2025-01-06,1,WAI-SR,4,4,5,4,3,4,4,5,4,4,3,4,\n"
+    typed, issues = canonicalize(
+        read_raw(write(tmp_path, "measures_1.csv", text), "measures", ref), ref
+    )
+    assert issues.empty
+    assert typed.column("total").to_pylist() == [round(48 / 12, 2)]
