@@ -1,0 +1,280 @@
+"""The de-identification guard: runs before Great Expectations and before anything is stored.
+
+Two checks (DOMAIN.md, HIPAA Safe Harbor):
+
+* ``check_header``: a column whose *name* says it holds an identifier (name, email, phone,
+  address, ZIP, date of birth, age, notes, ...) rejects the whole file; none of its rows is
+  stored. Header names are not data, so the error names them.
+* ``scan_values``: a cell whose *value* looks like an identifier (email, phone number, SSN-like
+  number, URL, IP address, a person's name where a pseudonymous code belongs, free text)
+  quarantines its row. The reason names the kind and the column, never the value, and the
+  returned ``RedactionMask`` says which cells must be replaced by ``[redacted]`` before the row is
+  stored in quarantine and blanked before the table reaches GX (GX renders unexpected values
+  into Data Docs).
+
+Both are vectorized (pyarrow compute / pandas string methods); nothing loops over rows.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.canonical import REFERENCE_APPOINTMENT_COLUMNS, REFERENCE_MEASURE_COLUMNS
+from pipelines.config import ClinicConfig
+from pipelines.errors import FileRejected
+
+REDACTED = "[redacted]"
+CODE_COLUMNS: tuple[str, ...] = ("client_id", "clinician_id")
+
+# Identifying header words, compared after normalisation (lowercase, accents folded, ß -> ss).
+# WORDS must equal one word of the header ("Client Name" -> client, name); short tokens like
+# "age" or "ip" would otherwise hit "stage" or "recipient".
+_IDENTIFYING_WORDS: frozenset[str] = frozenset(
+    {
+        # names
+        "name", "names", "nom", "nombre", "apellido", "apellidos", "initials", "initialen",
+        # contact
+        "email", "mail", "phone", "tel", "telefon", "telephone", "mobile", "handy", "cell",
+        "fax", "courriel", "correo", "telefono",
+        # address
+        "address", "adresse", "anschrift", "street", "strasse", "road", "city", "town", "ort",
+        "stadt", "ville", "ciudad", "zip", "plz", "postcode", "direccion", "hausnummer",
+        # numbers
+        "ssn", "mrn", "svnr", "iban", "account", "licence", "license", "vin",
+        # dates of birth and age
+        "dob", "birthday", "bday", "age", "alter", "edad",
+        # free text
+        "notes", "note", "notizen", "notiz", "comment", "comments", "kommentar", "bemerkung",
+        "bemerkungen", "anmerkung", "anmerkungen", "remarks", "remark", "text", "freetext",
+        "commentaire", "commentaires", "notas", "observaciones", "memo",
+        # network
+        "url", "website", "homepage", "ip", "ipv4", "ipv6", "ipaddress",
+    }
+)  # fmt: skip
+# SUBSTRINGS may occur anywhere in the header with separators removed ("E-Mail-Adresse",
+# "Geburtsdatum", "patient_first_name"); only long, unambiguous stems belong here.
+_IDENTIFYING_STEMS: tuple[str, ...] = (
+    "firstname", "lastname", "surname", "fullname", "givenname", "familyname", "middlename",
+    "maidenname", "vorname", "nachname", "familienname", "prenom", "patientname", "clientname",
+    "klientname", "clinicianname", "therapistname",
+    "email", "emailadresse", "phone", "telefon", "teleph", "mobilnummer", "faxnumber",
+    "address", "adresse", "anschrift", "strasse", "street", "postcode", "postalcode",
+    "postleitzahl", "zipcode", "wohnort", "hausnummer",
+    "birth", "geburt", "naissance", "nacimiento",
+    "socialsecurity", "sozialversicherung", "medicalrecord", "patientennummer",
+    "versichertennummer", "versicherungsnummer", "healthplan", "insurancenumber",
+    "policynumber", "accountnumber", "kontonummer", "licensenumber", "licencenumber",
+    "fuehrerschein", "fuhrerschein", "licenseplate", "kennzeichen", "vehicle", "deviceid",
+    "serialnumber", "ipaddress",
+    "freetext", "freitext", "notiz", "kommentar", "bemerkung", "anmerkung", "comment",
+    "clinicalnotes", "sessionnotes",
+)  # fmt: skip
+# Headers that contain a stem or word above but are known to be safe.
+_SAFE_HEADERS: frozenset[str] = frozenset(
+    {
+        *(c.replace("_", "") for c in REFERENCE_MEASURE_COLUMNS),
+        *(c.replace("_", "") for c in REFERENCE_APPOINTMENT_COLUMNS),
+        "instrumentname",
+        "measurename",
+        "scalename",
+        "questionnairename",
+        "instrumentversion",
+        "sourcefile",
+        "sourceline",
+        "sessionid",
+    }
+)
+
+
+def _fold(text: str) -> str:
+    text = text.replace("ß", "ss").replace("ẞ", "ss")
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+
+
+def _words(header: str) -> list[str]:
+    # Split camelCase first ("firstName" -> "first Name"), then on anything not a letter/digit.
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", header)
+    return [w for w in re.split(r"[^0-9a-z]+", _fold(spaced)) if w]
+
+
+def identifying_headers(header: list[str]) -> list[str]:
+    """The header names that say their column holds an identifier, in file order."""
+    offending = []
+    for raw in header:
+        words = _words(raw)
+        joined = "".join(words)
+        if joined in _SAFE_HEADERS:
+            continue
+        if any(w in _IDENTIFYING_WORDS for w in words) or any(
+            stem in joined for stem in _IDENTIFYING_STEMS
+        ):
+            offending.append(raw)
+    return offending
+
+
+def check_header(header: list[str], dataset: str) -> None:
+    """Raise ``FileRejected("identifying_column", ...)`` when any header names an identifier.
+
+    The message lists the offending header names (headers are not data). Returns None when the
+    header is clean; case, spaces, underscores, hyphens and accents do not matter.
+    """
+    offending = identifying_headers(header)
+    if offending:
+        names = ", ".join(repr(h.strip()[:64]) for h in offending)
+        raise FileRejected(
+            "identifying_column",
+            f"the {dataset} file has identifying column(s) {names}; remove them from the export "
+            "(only pseudonymous codes, session dates and scores may be sent); no row was stored",
+        )
+
+
+# Value patterns (RE2 syntax, for pyarrow.compute.match_substring_regex).
+_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+_URL = r"(?i)(\b[a-z][a-z0-9+.-]*://|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|org|net|edu|gov|de|at|ch|uk|io|info)(/|\b))"
+_IPV4 = r"\b(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}\b"
+_IPV6 = r"(?i)(\b[0-9a-f]{1,4}(:[0-9a-f]{1,4}){7}\b|\b[0-9a-f]{0,4}(:[0-9a-f]{1,4})*::[0-9a-f]{1,4}(:[0-9a-f]{1,4})*\b)"
+_SSN = r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"
+# A run of digits with phone punctuation; confirmed below by its digit count.
+_PHONE_RUN = r"(\+\s*\d|\(\d|\d)[\d\s()./-]{6,}\d"
+_PHONE_PUNCT = r"[+()/\s.-]"
+# A person's name where a code belongs: capitalised words with a space, or "Surname, Given".
+_PERSON_NAME = r"^\s*(\p{Lu}[\p{Ll}'’-]+\.?\s+)+\p{Lu}[\p{Ll}'’-]+\s*$|^\s*\p{L}+,\s*\p{L}+\s*$|^\s*\p{L}+(\s+\p{L}+)+\s*$"
+# Free text: five or more words in one cell.
+_FREE_TEXT = r"(\p{L}+[\s,.;:!?]+){4,}\p{L}+"
+
+
+@dataclass(frozen=True)
+class RedactionMask:
+    """Which cells hold an identifying value: column name -> one bool per table row.
+
+    ``apply`` replaces them by ``[redacted]`` (for quarantine storage); ``blank`` sets them to
+    null (for the table shown to GX). Both keep the table's shape and column types.
+    """
+
+    n_rows: int
+    cells: dict[str, np.ndarray]
+
+    def rows(self) -> np.ndarray:
+        """One bool per row: does the row hold any identifying cell."""
+        out = np.zeros(self.n_rows, dtype=bool)
+        for mask in self.cells.values():
+            out |= mask
+        return out
+
+    def _replace(self, table: pa.Table, string_value: str | None) -> pa.Table:
+        for col, mask in self.cells.items():
+            if col not in table.column_names or not mask.any():
+                continue
+            idx = table.column_names.index(col)
+            column = table.column(idx)
+            if string_value is not None and pa.types.is_string(column.type):
+                fill = pa.scalar(string_value, pa.string())
+            else:
+                fill = pa.scalar(None, column.type)
+            table = table.set_column(
+                idx, table.field(idx), pc.if_else(pa.array(mask), fill, column)
+            )
+        return table
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        """The table with every identifying cell replaced by ``[redacted]`` (null if not text)."""
+        return self._replace(table, REDACTED)
+
+    def blank(self, table: pa.Table) -> pa.Table:
+        """The table with every identifying cell set to null."""
+        return self._replace(table, None)
+
+
+def empty_issues() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"row": pd.Series([], dtype="int64"), "reason": pd.Series([], dtype="object")}
+    )
+
+
+def _as_bool(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    filled = pc.fill_null(arr, False)
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks()
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _matches(column: pa.ChunkedArray, pattern: str) -> np.ndarray:
+    return _as_bool(pc.match_substring_regex(column, pattern))
+
+
+def _phone_like(column: pa.ChunkedArray) -> np.ndarray:
+    # Dates ("2024-11-23") and decimals have at most 8 digits; phone numbers 9-15. Pure digit
+    # strings are left to the code pattern (a clinic may use long numeric codes).
+    run = _matches(column, _PHONE_RUN)
+    if not run.any():
+        return run
+    digits = pc.utf8_length(pc.replace_substring_regex(column, r"[^0-9]", ""))
+    n_digits = np.asarray(pc.fill_null(digits, 0).to_numpy(zero_copy_only=False))
+    punct = _matches(column, _PHONE_PUNCT)
+    return run & punct & (n_digits >= 9) & (n_digits <= 15)
+
+
+def _fails_code_pattern(column: pa.ChunkedArray, pattern: str) -> np.ndarray:
+    # Python `re` semantics, the same engine the config validates the pattern with.
+    series = pd.Series(column.to_pandas(), dtype="object")
+    present = series.notna().to_numpy()
+    ok = series.astype("string").str.contains(pattern, regex=True).fillna(True)
+    return present & ~ok.to_numpy(dtype=bool)
+
+
+def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, RedactionMask]:
+    """Find identifying values in the string columns of a raw (all-string) table.
+
+    Returns ``RowIssues`` (columns ``row``, ``reason``; reason like
+    ``identifier_in_field: email-like value in client_id``, never the value) and the
+    ``RedactionMask`` of the offending cells. Rows are indices into ``table``.
+    """
+    n = table.num_rows
+    cells: dict[str, np.ndarray] = {}
+    frames: list[pd.DataFrame] = []
+
+    def record(col: str, kind: str, hit: np.ndarray) -> None:
+        if not hit.any():
+            return
+        cells[col] = cells.get(col, np.zeros(n, dtype=bool)) | hit
+        rows = np.flatnonzero(hit).astype("int64")
+        frames.append(
+            pd.DataFrame({"row": rows, "reason": f"identifier_in_field: {kind} value in {col}"})
+        )
+
+    for col in table.column_names:
+        column = table.column(col)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        if n == 0 or column.null_count == n:
+            continue
+        email = _matches(column, _EMAIL)
+        record(col, "email-like", email)
+        record(col, "URL-like", _matches(column, _URL) & ~email)
+        record(col, "IP-address-like", _matches(column, _IPV4) | _matches(column, _IPV6))
+        ssn = _matches(column, _SSN)
+        record(col, "SSN-like", ssn)
+        record(col, "phone-number-like", _phone_like(column) & ~ssn)
+        if col in CODE_COLUMNS:
+            record(
+                col,
+                "person-name-like",
+                _fails_code_pattern(column, cfg.code_pattern) & _matches(column, _PERSON_NAME),
+            )
+        else:
+            record(col, "free-text", _matches(column, _FREE_TEXT))
+
+    issues = (
+        pd.concat(frames, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
+        if frames
+        else empty_issues()
+    )
+    return issues, RedactionMask(n_rows=n, cells=cells)
