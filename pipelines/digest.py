@@ -24,7 +24,6 @@ import base64
 import datetime as dt
 import email.utils
 import hashlib
-import json
 import math
 import re
 import sys
@@ -183,6 +182,21 @@ class DigestRunSummary:
     @property
     def already_sent(self) -> int:
         return self.count("already_sent")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able counts (for an Airflow XCom or a log line): no addresses, no client codes."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "week_start": self.week_start.isoformat(),
+            "due": len(self.deliveries),
+            "sent": self.sent,
+            "written": self.written,
+            "failed": self.failed,
+            "already_sent": self.already_sent,
+            "clinician_digests": sum(1 for d in self.deliveries if d.kind == "clinician"),
+            "data_team_summaries": sum(1 for d in self.deliveries if d.kind == "data_team"),
+            "config_errors": len(self.config_errors),
+        }
 
     def line(self) -> str:
         return (
@@ -761,7 +775,8 @@ def build_message(r: Rendered, sender: str, recipient: str | None) -> EmailMessa
     msg["Message-ID"] = email.utils.make_msgid(domain="alliance-watch.local")
     msg.set_content(r.text)
     msg.add_alternative(r.html_email, subtype="html")
-    html_part = msg.get_payload()[1]
+    html_part = msg.get_body(preferencelist=("html",))
+    assert isinstance(html_part, EmailMessage)
     for cid, png in r.images:
         html_part.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>")
     return msg
@@ -944,19 +959,3 @@ def run(args: argparse.Namespace) -> int:
     print(summary.line())
     print(f"outbox: {args.out}")
     return 1 if summary.failed else 0
-
-
-def summary_json(summary: DigestRunSummary) -> str:
-    """The summary as JSON (for an Airflow XCom or a log line); no addresses, no client codes."""
-    return json.dumps(
-        {
-            "as_of": summary.as_of.isoformat(),
-            "week_start": summary.week_start.isoformat(),
-            "due": len(summary.deliveries),
-            "sent": summary.sent,
-            "written": summary.written,
-            "failed": summary.failed,
-            "already_sent": summary.already_sent,
-            "config_errors": len(summary.config_errors),
-        }
-    )

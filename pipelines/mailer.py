@@ -90,6 +90,11 @@ class SmtpSettings:
         )
 
 
+def smtp_settings_from_env(environ: Mapping[str, str] | None = None) -> SmtpSettings | None:
+    """`SmtpSettings.from_env`, as a function for callers that want one (pipelines.jobs)."""
+    return SmtpSettings.from_env(environ)
+
+
 @dataclass(frozen=True)
 class SendResult:
     ok: bool
