@@ -8,7 +8,7 @@ Two checks (DOMAIN.md, HIPAA Safe Harbor):
 * ``scan_values``: a cell whose *value* looks like an identifier (email, phone number, SSN-like
   number, URL, IP address, a person's name where a pseudonymous code belongs, free text)
   quarantines its row. The reason names the kind and the column, never the value, and the
-  returned ``RedactionMask`` says which cells must be replaced by ``[redacted]`` before the row is
+  returned redaction mask says which cells must be replaced by ``[redacted]`` before the row is
   stored in quarantine and blanked before the table reaches GX (GX renders unexpected values
   into Data Docs).
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -151,46 +150,49 @@ _PERSON_NAME = r"^\s*(\p{Lu}[\p{Ll}'’-]+\.?\s+)+\p{Lu}[\p{Ll}'’-]+\s*$|^\s*\
 _FREE_TEXT = r"(\p{L}+[\s,.;:!?]+){4,}\p{L}+"
 
 
-@dataclass(frozen=True)
-class RedactionMask:
-    """Which cells hold an identifying value: column name -> one bool per table row.
+# The redaction mask: a DataFrame with columns ``row`` (int, index into the table) and
+# ``column`` (str, canonical column name), one row per identifying cell.
+RedactionMask = pd.DataFrame
 
-    ``apply`` replaces them by ``[redacted]`` (for quarantine storage); ``blank`` sets them to
-    null (for the table shown to GX). Both keep the table's shape and column types.
-    """
 
-    n_rows: int
-    cells: dict[str, np.ndarray]
+def empty_mask() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"row": pd.Series([], dtype="int64"), "column": pd.Series([], dtype="object")}
+    )
 
-    def rows(self) -> np.ndarray:
-        """One bool per row: does the row hold any identifying cell."""
-        out = np.zeros(self.n_rows, dtype=bool)
-        for mask in self.cells.values():
-            out |= mask
-        return out
 
-    def _replace(self, table: pa.Table, string_value: str | None) -> pa.Table:
-        for col, mask in self.cells.items():
-            if col not in table.column_names or not mask.any():
-                continue
-            idx = table.column_names.index(col)
-            column = table.column(idx)
-            if string_value is not None and pa.types.is_string(column.type):
-                fill = pa.scalar(string_value, pa.string())
-            else:
-                fill = pa.scalar(None, column.type)
-            table = table.set_column(
-                idx, table.field(idx), pc.if_else(pa.array(mask), fill, column)
-            )
-        return table
+def cell_masks(mask: pd.DataFrame, n_rows: int) -> dict[str, np.ndarray]:
+    """The redaction mask as column -> one bool per table row."""
+    out: dict[str, np.ndarray] = {}
+    for col, rows in mask.groupby("column")["row"]:
+        hit = np.zeros(n_rows, dtype=bool)
+        hit[rows.to_numpy(dtype="int64")] = True
+        out[str(col)] = hit
+    return out
 
-    def apply(self, table: pa.Table) -> pa.Table:
-        """The table with every identifying cell replaced by ``[redacted]`` (null if not text)."""
-        return self._replace(table, REDACTED)
 
-    def blank(self, table: pa.Table) -> pa.Table:
-        """The table with every identifying cell set to null."""
-        return self._replace(table, None)
+def _replace_cells(table: pa.Table, mask: pd.DataFrame, string_value: str | None) -> pa.Table:
+    for col, hit in cell_masks(mask, table.num_rows).items():
+        if col not in table.column_names:
+            continue
+        idx = table.column_names.index(col)
+        column = table.column(idx)
+        if string_value is not None and pa.types.is_string(column.type):
+            fill = pa.scalar(string_value, pa.string())
+        else:
+            fill = pa.scalar(None, column.type)
+        table = table.set_column(idx, table.field(idx), pc.if_else(pa.array(hit), fill, column))
+    return table
+
+
+def redact_cells(table: pa.Table, mask: pd.DataFrame) -> pa.Table:
+    """The table with every masked cell replaced by ``[redacted]`` (null if not text)."""
+    return _replace_cells(table, mask, REDACTED)
+
+
+def blank_cells(table: pa.Table, mask: pd.DataFrame) -> pa.Table:
+    """The table with every masked cell set to null (what GX may see)."""
+    return _replace_cells(table, mask, None)
 
 
 def empty_issues() -> pd.DataFrame:
@@ -235,17 +237,18 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
 
     Returns ``RowIssues`` (columns ``row``, ``reason``; reason like
     ``identifier_in_field: email-like value in client_id``, never the value) and the
-    ``RedactionMask`` of the offending cells. Rows are indices into ``table``.
+    redaction mask (columns ``row``, ``column``: one row per identifying cell). Rows are
+    indices into ``table``.
     """
     n = table.num_rows
-    cells: dict[str, np.ndarray] = {}
     frames: list[pd.DataFrame] = []
+    masked: list[pd.DataFrame] = []
 
     def record(col: str, kind: str, hit: np.ndarray) -> None:
         if not hit.any():
             return
-        cells[col] = cells.get(col, np.zeros(n, dtype=bool)) | hit
         rows = np.flatnonzero(hit).astype("int64")
+        masked.append(pd.DataFrame({"row": rows, "column": col}))
         frames.append(
             pd.DataFrame({"row": rows, "reason": f"identifier_in_field: {kind} value in {col}"})
         )
@@ -277,4 +280,9 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         if frames
         else empty_issues()
     )
-    return issues, RedactionMask(n_rows=n, cells=cells)
+    mask = (
+        pd.concat(masked, ignore_index=True).drop_duplicates(ignore_index=True)
+        if masked
+        else empty_mask()
+    )
+    return issues, mask

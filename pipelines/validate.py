@@ -9,7 +9,7 @@ A few rules run beside GX as named functions (``check_*`` below), because they n
 columns at once or must see rows GX is not shown; the suite's ``meta.extra_checks`` documents
 them so the suite lists every rule.
 
-Identifying values never reach GX: cells in the de-identification guard's ``RedactionMask`` are
+Identifying values never reach GX: cells in the de-identification guard's redaction mask are
 blanked first, and the results are stripped of every value (unexpected lists, partial counts,
 exception text) before Data Docs are rendered, so a code that fails its pattern is counted, not
 shown.
@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.config import ClinicConfig
-from pipelines.deid import RedactionMask, empty_issues
+from pipelines.deid import blank_cells, cell_masks, empty_issues
 from pipelines.registry import INSTRUMENTS, ITEM_COLUMNS
 from pipelines.suites import DATASETS, EXPECTATIONS_DIR, load_suite_dict
 
@@ -194,12 +194,14 @@ def check_item_step(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else empty_issues()
 
 
-def _drop_redaction_echoes(issues: pd.DataFrame, redaction: RedactionMask) -> pd.DataFrame:
+def _drop_redaction_echoes(
+    issues: pd.DataFrame, redaction: pd.DataFrame, n_rows: int
+) -> pd.DataFrame:
     """Drop "blank"/"bad code" reasons that only restate that a cell was redacted."""
     keep = np.ones(len(issues), dtype=bool)
     rows = issues["row"].to_numpy(dtype="int64")
     reasons = issues["reason"].astype(str)
-    for col, mask in redaction.cells.items():
+    for col, mask in cell_masks(redaction, n_rows).items():
         echo = reasons.str.startswith(f"missing_value: {col} ") | reasons.str.startswith(
             f"invalid_code: {col} "
         )
@@ -349,15 +351,18 @@ def validate(
     cfg: ClinicConfig,
     docs_dir: Path | None = None,
     *,
-    redaction: RedactionMask | None = None,
+    redaction: pd.DataFrame | None = None,
+    file_name: str | None = None,
     today: dt.date | None = None,
     min_date: dt.date = DEFAULT_MIN_DATE,
     suite_dir: Path = EXPECTATIONS_DIR,
 ) -> tuple[pd.DataFrame, str | None]:
     """Validate a typed canonical table; return (RowIssues, Data Docs index path or None).
 
-    RowIssues has one row per (row, reason); rows index into ``typed``. Cells flagged in
-    ``redaction`` are blanked before GX sees the table. ``today`` defaults to the current date in
+    RowIssues has one row per (row, reason); rows index into ``typed``. Cells in the
+    ``redaction`` mask (from ``deid.scan_values``) are blanked before GX sees the table, and
+    "blank"/"bad code" reasons that only echo that blanking are dropped. ``file_name`` (the name
+    as delivered) labels the Data Docs page; default: the ``source_file`` column. ``today`` defaults to the current date in
     the clinic's timezone; dates after it or before ``min_date`` are invalid. With ``docs_dir``
     a Data Docs site for this file is written to ``docs_dir/<clinic>/<file>/`` (values
     withheld) and its index path returned. Raises ValidationEngineError when GX itself fails.
@@ -366,8 +371,8 @@ def validate(
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if typed.num_rows == 0:
         return empty_issues(), None
-    if redaction is not None:
-        typed = redaction.blank(typed)
+    if redaction is not None and len(redaction):
+        typed = blank_cells(typed, redaction)
     today = today or _today_in(cfg)
 
     frames = [check_formula_or_markup(typed)]
@@ -382,7 +387,9 @@ def validate(
     gx_frame = frame[~frame.index.isin(duplicates["row"])] if len(duplicates) else frame
 
     clinic = str(typed.column("clinic_id")[0]) if "clinic_id" in typed.column_names else "clinic"
-    source = str(typed.column("source_file")[0]) if "source_file" in typed.column_names else ""
+    source = file_name or (
+        str(typed.column("source_file")[0]) if "source_file" in typed.column_names else ""
+    )
     run_name = f"{re.sub(r'[^a-z0-9_]', '_', clinic)}__{_safe_name(source)}"
     parameters = {
         "code_pattern": cfg.code_pattern,
@@ -405,7 +412,7 @@ def validate(
         if rows:
             frames.append(_issues(np.asarray(rows), f"{meta['reason']}: {meta['explanation']}"))
     issues = pd.concat([f for f in frames if len(f)] or [empty_issues()], ignore_index=True)
-    if redaction is not None:
-        issues = _drop_redaction_echoes(issues, redaction)
+    if redaction is not None and len(redaction):
+        issues = _drop_redaction_echoes(issues, redaction, typed.num_rows)
     issues = issues.drop_duplicates().sort_values(["row", "reason"], ignore_index=True)
     return issues, docs_path
