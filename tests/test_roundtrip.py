@@ -26,7 +26,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     parser = argparse.ArgumentParser()
     simulate.add_arguments(parser)
     args = parser.parse_args(
-        ["--out", str(out), "--seed", "42", "--clients", "40", "--as-of", "2025-11-20"]
+        ["--out", str(out), "--seed", "42", "--clients", "25", "--as-of", "2025-11-20"]
+        + ["--start-date", "2025-07-01", "--period", "quarter"]
     )
     assert simulate.run(args) == 0
     return out
