@@ -144,8 +144,9 @@ _SSN = r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"
 # A run of digits with phone punctuation; confirmed below by its digit count.
 _PHONE_RUN = r"(\+\s*\d|\(\d|\d)[\d\s()./-]{6,}\d"
 _PHONE_PUNCT = r"[+()/\s.-]"
-# A person's name where a code belongs: capitalised words with a space, or "Surname, Given".
-_PERSON_NAME = r"^\s*(\p{Lu}[\p{Ll}'’-]+\.?\s+)+\p{Lu}[\p{Ll}'’-]+\s*$|^\s*\p{L}+,\s*\p{L}+\s*$|^\s*\p{L}+(\s+\p{L}+)+\s*$"
+# A person's name where a code belongs: words of letters (hyphens, apostrophes, initials)
+# separated by spaces, or "Surname, Given"; only checked on values failing the code pattern.
+_PERSON_NAME = r"^\s*\p{L}[\p{L}'’.-]*(,?\s+\p{L}[\p{L}'’.-]*)+\s*$|^\s*\p{L}+,\s*\p{L}+\s*$"
 # Free text: five or more words in one cell.
 _FREE_TEXT = r"(\p{L}+[\s,.;:!?]+){4,}\p{L}+"
 
@@ -262,10 +263,11 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         email = _matches(column, _EMAIL)
         record(col, "email-like", email)
         record(col, "URL-like", _matches(column, _URL) & ~email)
-        record(col, "IP-address-like", _matches(column, _IPV4) | _matches(column, _IPV6))
+        ip = _matches(column, _IPV4) | _matches(column, _IPV6)
+        record(col, "IP-address-like", ip)
         ssn = _matches(column, _SSN)
         record(col, "SSN-like", ssn)
-        record(col, "phone-number-like", _phone_like(column) & ~ssn)
+        record(col, "phone-number-like", _phone_like(column) & ~ssn & ~ip)
         if col in CODE_COLUMNS:
             record(
                 col,
