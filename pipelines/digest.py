@@ -24,6 +24,7 @@ import base64
 import datetime as dt
 import email.utils
 import hashlib
+import json
 import math
 import re
 import sys
@@ -255,7 +256,8 @@ def _week_flags(conn: duckdb.DuckDBPyConnection, clinic_id: str, week: Week) -> 
                 f.delta_baseline,
                 f.reliable_change,
                 f.cutoff,
-                f.fallen_part
+                f.fallen_part,
+                f.evidence
             from week_flags as f
             left join episodes as e using (alert_episode_id)
         )
@@ -351,13 +353,51 @@ def _named_part(reasons: set[str], fallen_part: Any) -> str | None:
     return None
 
 
-def _part_phrase(instrument: str, part: str) -> str:
+# What the detector's parts mean on each alliance instrument (sql/detect/rupture_signals.sql:
+# bond = SRS relationship item / WAI-SR bond subscale; goal_task = SRS goals + approach items /
+# WAI-SR goal + task subscales; overall = both fell alike).
+_PART_NAMES: dict[str, dict[str, str]] = {
+    "SRS": {
+        "bond": "the relationship item fell most",
+        "goal_task": "the goals and approach items fell most",
+        "overall": "every item fell alike",
+    },
+    "WAI-SR": {
+        "bond": "the bond items fell most",
+        "goal_task": "the goal and task items fell most",
+        "overall": "bond, goal and task items fell alike",
+    },
+}
+
+
+def _evidence(value: Any) -> dict[str, Any]:
+    """The flag's evidence JSON as a dict ({} when absent or unreadable)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.strip():
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def _part_phrase(instrument: str, part: str, evidence: dict[str, Any]) -> str:
+    """'the relationship item fell most (4.6, usually 7.1)' from the fallen part and evidence."""
     ins = registry.get(instrument)
-    if instrument == "SRS" and part in ins.subscales:
-        label = ins.item_labels[ins.subscales[part][0] - 1]
-        return f"the {label} item fell most"
-    names = {"goal_task": "goal and task items", "bond": "bond items"}
-    return f"the {names.get(part, part.replace('_', ' ') + ' items')} fell most"
+    named = _PART_NAMES.get(instrument, {})
+    if part in named:
+        phrase = named[part]
+    elif instrument == "SRS" and part in ins.subscales:
+        phrase = f"the {ins.item_labels[ins.subscales[part][0] - 1]} item fell most"
+    else:
+        phrase = f"the {part.replace('_', ' ')} items fell most"
+    score, usual = evidence.get(f"{part}_score"), evidence.get(f"baseline_{part}")
+    if isinstance(score, int | float) and isinstance(usual, int | float):
+        digits = 2 if ins.scoring == "mean" else 1
+        phrase += f" ({score:.{digits}f}, usually {usual:.{digits}f})"
+    return phrase
 
 
 def _worse_change(instrument: str, before: float, after: float) -> float:
@@ -366,10 +406,15 @@ def _worse_change(instrument: str, before: float, after: float) -> float:
     return before - after if ins.direction == "higher_better" else after - before
 
 
-def _symptom_detail(client_hist: pd.DataFrame, session: int) -> str | None:
-    """'PHQ-9 rose from 9 to 16' for the symptom measure that worsened most up to `session`."""
+def _symptom_detail(
+    client_hist: pd.DataFrame, session: int, named: Sequence[str] | None = None
+) -> str | None:
+    """'PHQ-9 rose from 9 to 16' for the symptom measure that worsened most up to `session`
+    (among `named`, the instruments detection found deteriorated, when it says)."""
     best: tuple[float, str] | None = None
-    for code in registry.SYMPTOM_INSTRUMENTS:
+    for code in named or registry.SYMPTOM_INSTRUMENTS:
+        if code not in registry.SYMPTOM_INSTRUMENTS:
+            continue
         s = client_hist[(client_hist.instrument == code) & (client_hist.session_number <= session)]
         if len(s) < 2:
             continue
@@ -426,20 +471,37 @@ def explain(flag: pd.Series, client_hist: pd.DataFrame, with_symptoms: bool = Tr
             f"{fmt(abs(_worse_change(code, base, total)))} worse than the client's own "
             f"baseline of {fmt(base)}"
         )
+    evidence = _evidence(flag.evidence)
     if "deflection" in reasons:
-        clauses.append("a sharp dip against the client's own history")
+        sds = evidence.get("deflection_sd")
+        clauses.append(
+            f"a dip of more than {sds:g} SD of the client's own scores"
+            if isinstance(sds, int | float)
+            else "a sharp dip against the client's own history"
+        )
     if "sustained_decline" in reasons:
-        clauses.append("a steady decline over the last sessions")
+        n = evidence.get("decline_sessions")
+        clauses.append(
+            f"a steady decline over the last {n} sessions"
+            if isinstance(n, int)
+            else "a steady decline over the last sessions"
+        )
     part = _named_part(reasons, flag.fallen_part)
-    if part is None and ins.construct == "alliance" and total is not None:
+    # when detection looked at the parts (its evidence has them) and named none, none fell
+    # clearly; only older flags without that evidence get the part worked out here
+    looked = "delta_bond" in evidence or "delta_goal_task" in evidence
+    if part is None and not looked and ins.construct == "alliance" and total is not None:
         series = client_hist[client_hist.instrument == code]
         part = _fallen_part(series, code, int(flag.session_number))
     if part and ins.construct == "alliance":
-        clauses.append(_part_phrase(code, part))
+        clauses.append(_part_phrase(code, part, evidence))
     if "disengagement" in reasons:
         clauses.append("a cancellation, no-show or skipped measure followed the drop")
     if "symptom_deterioration" in reasons and ins.construct == "alliance" and with_symptoms:
-        detail = _symptom_detail(client_hist, int(flag.session_number))
+        named = evidence.get("deteriorated_instruments")
+        detail = _symptom_detail(
+            client_hist, int(flag.session_number), named if isinstance(named, list) else None
+        )
         clauses.append(
             f"symptoms worsened at the same time ({detail})"
             if detail
@@ -484,7 +546,9 @@ def _flagged_client(
     for _, f in latest.iterrows():
         construct = registry.get(str(f.instrument)).construct
         part = _named_part(set(f.reasons), f.fallen_part)
-        if part is None and construct == "alliance":
+        ev = _evidence(f.evidence)
+        looked = "delta_bond" in ev or "delta_goal_task" in ev
+        if part is None and not looked and construct == "alliance":
             part = _fallen_part(
                 hist[hist.instrument == f.instrument], str(f.instrument), int(f.session_number)
             )
@@ -515,7 +579,7 @@ def _repaired_client(row: pd.Series, hist: pd.DataFrame) -> RepairedClient:
         client_id=str(row.client_id),
         instrument=code,
         text=(
-            f"{code} back to the client's usual level at session {int(row.closed_session)} "
+            f"{code} back to the client's own baseline at session {int(row.closed_session)} "
             f"(flagged since session {int(row.opened_session)}){now}"
         ),
     )

@@ -84,6 +84,7 @@ def _flag(
     previous: float | None,
     baseline: float | None = None,
     fallen: str | None = None,
+    evidence: dict[str, object] | None = None,
 ) -> dict[str, object]:
     ins = registry.get(instrument)
     return {
@@ -105,7 +106,7 @@ def _flag(
         "reliable_change": ins.reliable_change,
         "cutoff": ins.cutoff,
         "fallen_part": fallen,
-        "evidence": json.dumps({"rule": reasons}),
+        "evidence": json.dumps(evidence or {}),
     }
 
 
@@ -210,7 +211,8 @@ def make_warehouse(tmp: Path, send_all_clear: bool = False) -> Fixture:
             33.0,
             38.5,
             38.5,
-            "relationship",
+            "bond",  # the detector's word for the SRS relationship item
+            {"bond_score": 7.2, "baseline_bond": 9.6, "deteriorated_instruments": ["PHQ-9"]},
         ),
         _flag(
             "C002",
@@ -500,7 +502,7 @@ def test_digest_over_smtp_one_message_per_clinician_with_both_parts_and_chart(
     assert t01["From"] == "digest@alliance.example"
     text, html, images = _parts(t01)
     assert "SRS fell from 38.5 to 33.0, below the 36 cutoff" in text
-    assert "the relationship item fell most" in text
+    assert "the relationship item fell most (7.2, usually 9.6)" in text
     assert "PHQ-9 rose from 9 to 16" in text
     assert "Talk about the relationship" in text
     assert "REPAIRED THIS WEEK" in text and "Client C004" in text
