@@ -96,20 +96,24 @@ class DetectParams:
     # instrument code -> concern cutoff on the total scale; missing = the registry's cutoff
     cutoffs: dict[str, float] = field(default_factory=dict)
     # deflection: a drop below the running baseline of this many of the client's own SDs
+    # (Stiles et al. 2004: 2; Strauss et al. 2006: 1); the reason codes deflection, bond_drop and
+    # goal_task_drop use it
     deflection_sd: float = 2.0
-    # floor on the client's own SD, as a fraction of the instrument's population SD, so a client
-    # with a flat history is not flagged for noise-sized dips
+    # floor on the client's own SD of the total, as a fraction of the instrument's population SD,
+    # so a client with a flat history is not flagged for noise-sized dips
     deflection_sd_floor: float = 0.5
+    # floor on the client's own SD of a part score, as a fraction of the item range
+    part_sd_floor: float = 0.2
+    # flag when total deflection + fallen-part deflection (own SDs) reaches this ...
+    flag_evidence: float = 3.0
+    # ... and the drop from the baseline is at least this share of the reliable change
+    flag_min_drop: float = 0.6
     # sustained decline: fitted drop over this many sessions (3-5) of at least
     # decline_min_drop x reliable change
     decline_sessions: int = 4
     decline_min_drop: float = 1.0
     # earlier sessions needed before any flag (the baseline is their mean)
     min_history: int = 2
-    # every flag needs the score at least this many own SDs (floored) below the baseline
-    flag_min_sd: float = 1.0
-    # a first session below cutoff has no baseline to be "new" against; flag it (low) or not
-    flag_first_below_cutoff: bool = False
     # an open episode is "ended" after this many days without an attended session before the
     # clinic's latest data date
     ended_after_days: int = 42
@@ -117,8 +121,10 @@ class DetectParams:
     def __post_init__(self) -> None:
         if self.decline_sessions not in (3, 4, 5):
             raise DetectError("decline_sessions must be 3, 4 or 5")
-        if self.deflection_sd <= 0 or self.deflection_sd_floor < 0:
-            raise DetectError("deflection_sd must be > 0 and deflection_sd_floor >= 0")
+        if self.deflection_sd <= 0 or self.deflection_sd_floor <= 0 or self.part_sd_floor <= 0:
+            raise DetectError("deflection_sd, deflection_sd_floor and part_sd_floor must be > 0")
+        if self.flag_evidence <= 0 or self.flag_min_drop < 0:
+            raise DetectError("flag_evidence must be > 0 and flag_min_drop >= 0")
         if self.min_history < 1:
             raise DetectError("baseline_sessions (min_history) must be at least 1")
         if self.decline_min_drop <= 0 or self.ended_after_days < 1:
@@ -202,11 +208,12 @@ def _params_frame(
                     "goal_task_w": _part_weights(code, "goal_task"),
                     "deflection_sd": p.deflection_sd,
                     "sd_floor": p.deflection_sd_floor * ins.sd,
+                    "part_sd_floor": p.part_sd_floor * (ins.item_max - ins.item_min),
+                    "flag_evidence": p.flag_evidence,
+                    "flag_min_drop": p.flag_min_drop * rc,
                     "decline_sessions": p.decline_sessions,
                     "decline_min_drop": p.decline_min_drop * rc,
                     "min_history": p.min_history,
-                    "flag_min_sd": p.flag_min_sd,
-                    "flag_first_below_cutoff": p.flag_first_below_cutoff,
                     "ended_after_days": p.ended_after_days,
                     # the deployed rules' "1 point": one point of the summed scale
                     "one_point": 1.0 if ins.scoring == "sum" else 1.0 / ins.n_items,

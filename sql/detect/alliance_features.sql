@@ -16,6 +16,8 @@ windowed as (
         stddev_samp(total) over w_prior as baseline_sd,
         avg(bond_score) over w_prior as baseline_bond,
         avg(goal_task_score) over w_prior as baseline_goal_task,
+        stddev_samp(bond_score) over w_prior as baseline_bond_sd,
+        stddev_samp(goal_task_score) over w_prior as baseline_goal_task_sd,
         lag(bond_score) over w_series as previous_bond,
         lag(goal_task_score) over w_series as previous_goal_task,
         -- least-squares slope per session over the last 3, 4 and 5 sessions

@@ -1,7 +1,9 @@
 -- Every alliance session placed in the client's alert episodes. An episode opens at a flag when
 -- no episode is open; it stays open through later sessions until the alliance is back within
 -- reliable change of the baseline it had fallen from, for two sessions running (repaired). A
--- flag inside an open episode is new again only when it escalates the episode's severity.
+-- flag inside an open episode is new again only when it escalates the episode's severity. A
+-- session of an open episode that is not flagged itself but is still reliably below the baseline
+-- the episode fell from is flagged as ongoing (low severity, never new): the rupture persists.
 with signals as (
     select
         clinic_id,
@@ -75,6 +77,7 @@ flagged as (
         instrument,
         session_number,
         severity_rank,
+        n_repairs_upto,
         -- an episode opens at the first flag, or at the first flag after a repair
         coalesce(
             lag(n_repairs_upto) over (
@@ -90,7 +93,8 @@ flagged as (
 numbered as (
     select
         *,
-        max(case when is_opening then session_number end) over w_flags as opened_session
+        max(case when is_opening then session_number end) over w_flags as opened_session,
+        max(case when is_opening then n_repairs_upto end) over w_flags as opened_repairs
     from flagged
     window w_flags as (
         partition by clinic_id, client_id, instrument
@@ -120,19 +124,36 @@ placed as (
             partition by c.clinic_id, c.client_id, c.instrument
             order by c.session_number
             rows between unbounded preceding and current row
-        ) as opened_session
+        ) as opened_session,
+        max(e.opened_repairs) over (
+            partition by c.clinic_id, c.client_id, c.instrument
+            order by c.session_number
+            rows between unbounded preceding and current row
+        ) as opened_repairs
     from counted as c
     left join escalations as e
         on c.clinic_id = e.clinic_id
         and c.client_id = e.client_id
         and c.instrument = e.instrument
         and c.session_number = e.session_number
+),
+
+ongoing as (
+    select
+        *,
+        -- no repair since the episode opened, and not back within reliable change
+        not is_flag
+        and opened_session is not null
+        and n_repairs_upto = opened_repairs
+        and not is_recovered as is_ongoing
+    from placed
 )
 
 select
     *,
+    is_flag or is_ongoing as is_flagged,
     case
         when opened_session is not null
             then concat_ws(':', clinic_id, client_id, instrument, opened_session::varchar)
     end as alert_episode_id
-from placed
+from ongoing

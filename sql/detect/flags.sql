@@ -3,7 +3,6 @@
 -- evidence numbers a digest shows.
 with signals as (
     select * from detect_rupture_signals
-    where is_flag
 ),
 
 episodes as (
@@ -14,9 +13,10 @@ episodes as (
         session_number,
         alert_episode_id,
         is_opening,
-        is_escalation
+        is_escalation,
+        is_ongoing
     from detect_episode_sessions
-    where is_flag
+    where is_flagged
 ),
 
 flag_rows as (
@@ -27,7 +27,12 @@ flag_rows as (
         s.session_number,
         s.session_date,
         s.instrument,
-        case s.severity_rank when 3 then 'high' when 2 then 'medium' else 'low' end as severity,
+        case
+            when e.is_ongoing then 'low'
+            when s.severity_rank = 3 then 'high'
+            when s.severity_rank = 2 then 'medium'
+            else 'low'
+        end as severity,
         list_filter(
             [
                 case when s.is_below_cutoff then 'below_cutoff' end,
@@ -38,12 +43,13 @@ flag_rows as (
                 case when s.is_bond_drop then 'bond_drop' end,
                 case when s.is_goal_task_drop then 'goal_task_drop' end,
                 case when s.is_disengagement then 'disengagement' end,
-                case when s.is_symptom_deterioration then 'symptom_deterioration' end
+                case when s.is_symptom_deterioration then 'symptom_deterioration' end,
+                case when e.is_ongoing then 'still_below_baseline' end
             ],
             x -> x is not null
         ) as reasons,
         e.alert_episode_id,
-        e.is_opening or coalesce(e.is_escalation, false) as is_new,
+        coalesce(e.is_opening or e.is_escalation, false) as is_new,
         s.total,
         s.previous_total,
         s.baseline_total,
@@ -56,9 +62,15 @@ flag_rows as (
             'alert_kind', case
                 when e.is_opening then 'opened'
                 when e.is_escalation then 'escalated'
+                when e.is_ongoing then 'still_below_baseline'
                 else 'ongoing'
             end,
             'n_prior_sessions', s.n_prior,
+            'flag_score', s.flag_score,
+            'flag_evidence', s.flag_evidence,
+            'z_total', s.z_total,
+            'z_bond', s.z_bond,
+            'z_goal_task', s.z_goal_task,
             'baseline_sd', s.baseline_sd,
             'deflection_scale', s.deflection_scale,
             'deflection_sd', s.deflection_sd,

@@ -1,10 +1,18 @@
--- Every alliance session with each detection signal as a boolean, the flag decision, its severity
--- and reason codes. Signals, ranked by evidence (docs/detection.md):
---   reliable drop from the previous session / from the client's running baseline (Jacobson &
---   Truax 1991, reliable change from the registry); deflection of k own-SDs with a floor (Stiles
---   et al. 2004; Strauss et al. 2006); sustained decline; level below cutoff only when it is new
---   for this client (ceiling-aware: a chronically low client is not newly at risk); which part
---   fell; disengagement and symptom deterioration as context that raises severity.
+-- Every alliance session with each detection signal, the flag decision, its severity and reason
+-- codes (docs/detection.md gives each signal's evidence and the evaluation that set the numbers).
+--
+-- The flag decision combines the two signals that separate ruptures from noise best:
+--   * deflection of the total below the client's running baseline, in the client's own SDs with a
+--     floor (Stiles et al. 2004; Strauss et al. 2006), and
+--   * deflection of the part that fell most (bond or goal/task), in that part's own SDs with a
+--     floor: a rupture falls in one part of the alliance (Safran & Muran 2000; Eubanks et al.
+--     2018), an off day lowers every item alike;
+-- their sum is the flag evidence, and the drop from the baseline must also be a sizeable share of
+-- the registry's reliable change (Jacobson & Truax 1991), so a client with a very flat history is
+-- not flagged for a dip smaller than measurement error.
+-- The other signals are reasons and severity: reliable drop from the previous session or from the
+-- baseline, sustained decline, below cutoff (only news when the baseline was above it: ceiling
+-- awareness), which part fell, disengagement and symptom deterioration (raise severity).
 with features as (
     select * from detect_alliance_features
 ),
@@ -21,24 +29,25 @@ measured as (
     select
         f.*,
         p.deflection_sd,
-        p.sd_floor,
         p.min_history,
-        p.flag_min_sd,
+        p.flag_evidence,
+        p.flag_min_drop,
         p.decline_sessions,
         p.decline_min_drop,
-        p.flag_first_below_cutoff,
         coalesce(s.is_symptom_deterioration, false) as is_symptom_deterioration,
         s.deteriorated_instruments,
         f.previous_total - f.total as delta_previous,
         f.baseline_total - f.total as delta_baseline,
+        f.baseline_bond - f.bond_score as delta_bond,
+        f.baseline_goal_task - f.goal_task_score as delta_goal_task,
         greatest(coalesce(f.baseline_sd, 0), p.sd_floor) as deflection_scale,
+        greatest(coalesce(f.baseline_bond_sd, 0), p.part_sd_floor) as bond_scale,
+        greatest(coalesce(f.baseline_goal_task_sd, 0), p.part_sd_floor) as goal_task_scale,
         case p.decline_sessions
             when 3 then f.slope_3
             when 4 then f.slope_4
             else f.slope_5
-        end as decline_slope,
-        f.baseline_bond - f.bond_score as delta_bond,
-        f.baseline_goal_task - f.goal_task_score as delta_goal_task
+        end as decline_slope
     from features as f
     inner join params as p
         on f.clinic_id = p.clinic_id
@@ -49,82 +58,86 @@ measured as (
         and f.session_number = s.session_number
 ),
 
+deflections as (
+    select
+        *,
+        delta_baseline / deflection_scale as z_total,
+        delta_bond / bond_scale as z_bond,
+        delta_goal_task / goal_task_scale as z_goal_task
+    from measured
+),
+
 signals as (
     select
         *,
+        greatest(z_bond, z_goal_task) as z_part,
+        -- a part score is null when one of its items is missing: the total then counts twice
+        z_total + coalesce(greatest(z_bond, z_goal_task), z_total) as flag_score,
         total < cutoff as is_below_cutoff,
         coalesce(n_prior >= 1 and delta_previous >= reliable_change, false)
             as is_reliable_drop_previous,
         coalesce(n_prior >= min_history and delta_baseline >= reliable_change, false)
             as is_reliable_drop_baseline,
-        coalesce(n_prior >= min_history and delta_baseline >= deflection_sd * deflection_scale, false)
-            as is_deflection,
+        coalesce(n_prior >= min_history and z_total >= deflection_sd, false) as is_deflection,
         coalesce(
             n_prior >= decline_sessions - 1
             and -decline_slope * (decline_sessions - 1) >= decline_min_drop,
             false
         ) as is_sustained_decline,
-        -- below cutoff is news only when the client's own baseline was above it and the score
-        -- fell at least one of the client's own SDs to get there (lenient deflection, Strauss et
-        -- al. 2006): hovering around the cutoff is the client's normal, not a rupture
-        coalesce(
-            total < cutoff
-            and (
-                (n_prior >= 1 and baseline_total >= cutoff and delta_baseline >= deflection_scale)
-                or (n_prior = 0 and flag_first_below_cutoff)
-            ),
-            false
-        ) as is_new_below_cutoff,
-        coalesce(delta_bond >= part_drop, false) as is_bond_drop,
-        coalesce(delta_goal_task >= part_drop, false) as is_goal_task_drop
-    from measured
+        coalesce(delta_bond >= part_drop and z_bond >= deflection_sd, false) as is_bond_drop,
+        coalesce(delta_goal_task >= part_drop and z_goal_task >= deflection_sd, false)
+            as is_goal_task_drop
+    from deflections
 ),
 
-drops as (
+decided as (
     select
         *,
-        is_reliable_drop_previous or is_reliable_drop_baseline or is_deflection as is_alliance_drop,
-        -- withdrawal: a cancellation or no-show since the previous session, right after a drop
+        coalesce(
+            n_prior >= min_history
+            and flag_score >= flag_evidence
+            and delta_baseline >= flag_min_drop,
+            false
+        ) as is_flag,
+        is_reliable_drop_previous or is_reliable_drop_baseline as is_reliable_drop
+    from signals
+),
+
+contextual as (
+    select
+        *,
+        -- withdrawal: a cancellation or no-show since the previous session, right after a flag
         n_missed_since_previous > 0
         and (
-            is_reliable_drop_previous or is_reliable_drop_baseline or is_deflection
+            is_flag
             or coalesce(
-                lag(is_reliable_drop_previous or is_reliable_drop_baseline or is_deflection) over (
+                lag(is_flag) over (
                     partition by clinic_id, client_id, instrument
                     order by session_number
                 ),
                 false
             )
         ) as is_disengagement
-    from signals
+    from decided
 ),
 
-decided as (
+graded as (
     select
         *,
-        -- every flag needs history and the score sitting clearly below the client's own
-        -- baseline (in own SDs, floored): a drop from an unusually good previous session, a slide
-        -- within the usual range, or a level near the cutoff alone are noise, not ruptures
-        coalesce(
-            n_prior >= min_history
-            and delta_baseline >= flag_min_sd * deflection_scale
-            and (is_alliance_drop or is_sustained_decline),
-            false
-        ) as is_flag,
         case
-            when is_alliance_drop
+            when not is_flag then 0
+            when is_reliable_drop
                 and (is_below_cutoff or is_symptom_deterioration or is_disengagement) then 3
-            when is_alliance_drop then 2
-            when is_sustained_decline or is_new_below_cutoff then 1
-            else 0
+            when is_reliable_drop or is_deflection then 2
+            else 1
         end as severity_rank,
         case
-            when greatest(delta_bond, delta_goal_task) < part_drop then null
-            when delta_bond >= 2 * greatest(delta_goal_task, 0) then 'bond'
-            when delta_goal_task >= 2 * greatest(delta_bond, 0) then 'goal_task'
-            else 'overall'
+            when not (is_bond_drop or is_goal_task_drop) then null
+            when is_bond_drop and is_goal_task_drop then 'overall'
+            when is_bond_drop then 'bond'
+            else 'goal_task'
         end as fallen_part
-    from drops
+    from contextual
 )
 
-select * from decided
+select * from graded
