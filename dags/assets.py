@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
-WAREHOUSE_MEASUREMENTS = Asset(name="warehouse.measurements", uri="alliance-watch://warehouse/measurements")
+WAREHOUSE_MEASUREMENTS = Asset(
+    name="warehouse.measurements", uri="alliance-watch://warehouse/measurements"
+)
 WAREHOUSE_FLAGS = Asset(name="warehouse.flags", uri="alliance-watch://warehouse/flags")
 
 # The single DuckDB writer: every task that opens the embedded warehouse file runs in this pool.

@@ -31,11 +31,7 @@ def detect_ruptures() -> None:
         from pipelines.jobs import clients_from_events, run_detection
         from pipelines.settings import paths_from_env
 
-        extras = [
-            ev.extra
-            for events in (triggering_asset_events or {}).values()
-            for ev in events
-        ]
+        extras = [ev.extra for events in (triggering_asset_events or {}).values() for ev in events]
         summary = run_detection(paths_from_env(), clients_from_events(extras))
         outlet_events[WAREHOUSE_FLAGS].extra = summary
         return summary

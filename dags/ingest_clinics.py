@@ -69,7 +69,9 @@ def build_ingest_dag(clinic_id: str, inbox: str):  # type: ignore[no-untyped-def
             from pipelines.ingest import load_prepared
             from pipelines.settings import paths_from_env
 
-            summary = load_prepared(list(staged), paths_from_env().warehouse)
+            # index by length: iterating a lazy XCom sequence probes one offset past its end
+            items = [staged[i] for i in range(len(staged))]
+            summary = load_prepared(items, paths_from_env().warehouse)
             summary["clients"] = [list(c) for c in summary["clients"]]
             outlet_events[WAREHOUSE_MEASUREMENTS].extra = summary
             return summary

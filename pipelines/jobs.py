@@ -29,13 +29,13 @@ def clients_from_events(extras: Iterable[dict[str, Any] | None]) -> list[tuple[s
 def run_detection(paths: Paths, clients: list[tuple[str, str]] | None) -> dict[str, Any]:
     """Detect for the given clients (or all), then publish the analyst snapshot."""
     from pipelines.config import load_clinic_configs
-    from pipelines.detect import detect, params_for_clinics
+    from pipelines.detect import detect, params_from_configs
 
     configs, _errors = (
         load_clinic_configs(paths.config_dir) if paths.config_dir.is_dir() else ({}, [])
     )
     with open_warehouse(paths.warehouse) as conn:
-        summary = detect(conn, clients=clients, clinic_params=params_for_clinics(configs))
+        summary = detect(conn, clients=clients, clinic_params=params_from_configs(configs))
     publish_snapshot(paths.warehouse, paths.snapshot)
     out = summary.as_dict() if hasattr(summary, "as_dict") else dict(vars(summary))
     out["snapshot"] = str(paths.snapshot)

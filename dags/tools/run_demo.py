@@ -27,16 +27,19 @@ def airflow_env(home: Path, airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "dags"), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "dags"), os.environ.get("PYTHONPATH")])
+        ),
     }
 
 
 def prepare_airflow(env: dict[str, str]) -> None:
     """Create the metadata DB and the single-writer pool (real Airflow CLI, SQLite)."""
     full = {**os.environ, **env}
-    subprocess.run(["airflow", "db", "migrate"], env=full, check=True, capture_output=True)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=full, check=True, capture_output=True)
     subprocess.run(
-        ["airflow", "pools", "set", "duckdb_writer", "1", "single DuckDB writer"],
+        [airflow, "pools", "set", "duckdb_writer", "1", "single DuckDB writer"],
         env=full,
         check=True,
         capture_output=True,
@@ -77,13 +80,17 @@ def summary(home: Path, as_of: dt.date) -> str:
         from ingest_files group by 1 order by 1
         """
     ).fetchall()
-    lines.append(f"{'clinic':<16}{'rows loaded':>12}{'quarantined':>13}{'duplicate':>11}{'files rejected':>16}")
+    lines.append(
+        f"{'clinic':<16}{'rows loaded':>12}{'quarantined':>13}{'duplicate':>11}{'files rejected':>16}"
+    )
     for clinic, loaded, quar, dup, rej in per:
         lines.append(f"{clinic:<16}{loaded:>12}{quar:>13}{dup:>11}{rej:>16}")
     n_flagged, n_flags = con.execute(
         "select count(distinct (clinic_id, client_id)), count(*) from flags"
     ).fetchall()[0]
-    n_clients = con.execute("select count(distinct (clinic_id, client_id)) from measurements").fetchall()[0][0]
+    n_clients = con.execute(
+        "select count(distinct (clinic_id, client_id)) from measurements"
+    ).fetchall()[0][0]
     lines.append(f"clients flagged: {n_flagged} of {n_clients} ({n_flags} flagged sessions)")
     con.close()
     digests = sorted(p.outbox.rglob("*.html"))
@@ -112,7 +119,17 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "dags"))
     print(f"generating sample clinics into {home} ...", flush=True)
     subprocess.run(
-        ["alliance-watch", "generate", "--out", str(home), "--seed", str(args.seed)], check=True
+        [
+            str(Path(sys.executable).with_name("alliance-watch")),
+            "generate",
+            "--out",
+            str(home),
+            "--seed",
+            str(args.seed),
+            "--period",
+            "quarter",
+        ],
+        check=True,
     )
     print("preparing a throwaway Airflow home (SQLite) ...", flush=True)
     prepare_airflow(env)
