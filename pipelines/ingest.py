@@ -405,10 +405,11 @@ def prepare_item(
     if item["kind"] == "rejected":
         return {"result": item["result"], "valid_path": None, "quarantine_path": None}
     cfg = _config_for(config_dir, clinic_id)
+    dataset = item["dataset"]
     d = Delivery(
         clinic_id,
         Path(str(item["path"])),
-        item["dataset"] and str(item["dataset"]),
+        str(dataset) if dataset else None,
         str(item["sha256"]),
         int(str(item["bytes"])),
     )
