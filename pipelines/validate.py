@@ -137,10 +137,30 @@ def check_formula_or_markup(table: pa.Table) -> pd.DataFrame:
 
 
 def check_exact_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows identical (in every canonical column) to an earlier row of the same file."""
+    """Rows identical (in every column but the line number) to an earlier row of the file.
+
+    Pass the raw string table's frame when there is one: two rows are copies only when they
+    were delivered alike, not when two different unreadable values both became blank.
+    """
     content = [c for c in frame.columns if c not in _PROVENANCE]
     dup = frame.duplicated(subset=content, keep="first").to_numpy()
     return _issues(np.flatnonzero(dup), DUPLICATE_ROW_REASON) if dup.any() else empty_issues()
+
+
+def _duplicate_basis(
+    typed: pa.Table, frame: pd.DataFrame, raw: pa.Table | None, redaction: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The frame exact copies are judged on: raw strings if given, else the typed values with
+    every blanked (redacted) cell made unique so a blanked row never "equals" another."""
+    if raw is not None and raw.num_rows == typed.num_rows:
+        cols = [c for c in raw.column_names if c not in _PROVENANCE]
+        return raw.select(cols).to_pandas()
+    basis = frame.copy()
+    if redaction is not None and len(redaction):
+        rows = np.unique(redaction["row"].to_numpy(dtype="int64"))
+        basis["_redacted_row"] = -1
+        basis.loc[rows, "_redacted_row"] = rows
+    return basis
 
 
 def _scored_total(items: np.ndarray, scoring: str) -> np.ndarray:
@@ -353,6 +373,7 @@ def validate(
     *,
     redaction: pd.DataFrame | None = None,
     file_name: str | None = None,
+    raw: pa.Table | None = None,
     today: dt.date | None = None,
     min_date: dt.date = DEFAULT_MIN_DATE,
     suite_dir: Path = EXPECTATIONS_DIR,
@@ -362,7 +383,9 @@ def validate(
     RowIssues has one row per (row, reason); rows index into ``typed``. Cells in the
     ``redaction`` mask (from ``deid.scan_values``) are blanked before GX sees the table, and
     "blank"/"bad code" reasons that only echo that blanking are dropped. ``file_name`` (the name
-    as delivered) labels the Data Docs page; default: the ``source_file`` column. ``today`` defaults to the current date in
+    as delivered) labels the Data Docs page; default: the ``source_file`` column. ``raw`` (the
+    reader's all-string table, same rows) makes exact-duplicate detection compare rows as
+    delivered rather than as typed. ``today`` defaults to the current date in
     the clinic's timezone; dates after it or before ``min_date`` are invalid. With ``docs_dir``
     a Data Docs site for this file is written to ``docs_dir/<clinic>/<file>/`` (values
     withheld) and its index path returned. Raises ValidationEngineError when GX itself fails.
@@ -377,7 +400,7 @@ def validate(
 
     frames = [check_formula_or_markup(typed)]
     frame = _to_frame(typed, dataset)
-    duplicates = check_exact_duplicates(frame)
+    duplicates = check_exact_duplicates(_duplicate_basis(typed, frame, raw, redaction))
     frames.append(duplicates)
     if dataset == "measures":
         frames.append(check_total_consistency(frame))
