@@ -37,13 +37,14 @@ class SmtpSettings:
     starttls: bool = True
     ssl: bool = False  # implicit TLS (port 465)
     timeout_s: float = 30.0
+    cafile: str | None = None  # a private CA for an internal relay; None = system CAs
     attempts: int = 3  # per message, per run
     backoff_s: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SmtpSettings | None:
-        """Settings from ALLIANCE_WATCH_SMTP_HOST/PORT/USER/PASSWORD/STARTTLS/SSL/FROM, or None
-        when no host is set (then digests are only written to the outbox)."""
+        """Settings from ALLIANCE_WATCH_SMTP_HOST/PORT/USER/PASSWORD/STARTTLS/SSL/FROM/CAFILE, or
+        None when no host is set (then digests are only written to the outbox)."""
         env = os.environ if environ is None else environ
         host = env.get(ENV_PREFIX + "HOST", "").strip()
         if not host:
@@ -61,6 +62,7 @@ class SmtpSettings:
             starttls=(not use_ssl)
             and env.get(ENV_PREFIX + "STARTTLS", "true").strip().lower() in _TRUE,
             ssl=use_ssl,
+            cafile=env.get(ENV_PREFIX + "CAFILE") or None,
         )
 
     @classmethod
@@ -112,7 +114,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _send_once(settings: SmtpSettings, msg: EmailMessage, recipients: list[str]) -> None:
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=settings.cafile)
     smtp: smtplib.SMTP
     if settings.ssl:
         smtp = smtplib.SMTP_SSL(

@@ -706,3 +706,105 @@ def test_cli_writes_the_outbox(
         parser.parse_args(
             ["--warehouse", "x", "--config-dir", "y", "--date", "13/05/2024", "--out", "z"]
         )
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (no network, no fixtures on disk)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "smtp.crt", tmp / "smtp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_starttls_and_login(fx: Fixture, tmp_path: Path) -> None:
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    logins: list[str] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"s3cret"
+        if ok:
+            logins.append(auth_data.login.decode())
+        return AuthResult(success=ok, handled=False)  # failure: let the server answer 535
+
+    recorder = Recorder()
+    port = _free_port()
+    controller = Controller(
+        recorder,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_ctx,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        env = {
+            "ALLIANCE_WATCH_SMTP_HOST": "127.0.0.1",
+            "ALLIANCE_WATCH_SMTP_PORT": str(port),
+            "ALLIANCE_WATCH_SMTP_USER": "digest-bot",
+            "ALLIANCE_WATCH_SMTP_PASSWORD": "s3cret",
+            "ALLIANCE_WATCH_SMTP_CAFILE": str(cert),
+            "ALLIANCE_WATCH_SMTP_FROM": "digest@alliance.example",
+        }
+        settings = SmtpSettings.from_env(env)
+        assert settings is not None and settings.starttls
+        summary = run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, settings)
+        assert summary.sent == 3 and summary.failed == 0
+        assert logins == ["digest-bot"] * 3
+        assert {r[0] for r, _ in recorder.messages} == {EMAILS["T01"], EMAILS["T02"], DATA_TEAM}
+        # a wrong password is a permanent refusal: recorded as failed, not retried in the run
+        wrong = SmtpSettings(**{**settings.__dict__, "password": "nope"})
+        fx2 = make_warehouse(tmp_path / "again")
+        failed = run_weekly_digest(fx2.warehouse, fx2.config_dir, AS_OF, fx2.out, wrong)
+        assert failed.failed == 3
+        ledger = _ledger(fx2.warehouse)
+        assert set(ledger[ledger.status == "failed"].error) == {"SMTPAuthenticationError 535"}
+        assert set(ledger[ledger.status == "failed"].attempts) == {1}
+    finally:
+        controller.stop()
+
+
+def test_summary_as_dict_has_counts_only(fx: Fixture) -> None:
+    summary = run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, None)
+    d = summary.as_dict()
+    assert d["due"] == 4 and d["written"] == 4 and d["clinician_digests"] == 3
+    assert json.loads(json.dumps(d)) == d
+    assert "C001" not in json.dumps(d) and "@" not in json.dumps(d)
