@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from airflow.sdk import Asset
 
 WAREHOUSE_MEASUREMENTS = Asset(
@@ -10,7 +12,19 @@ WAREHOUSE_MEASUREMENTS = Asset(
 WAREHOUSE_FLAGS = Asset(name="warehouse.flags", uri="alliance-watch://warehouse/flags")
 
 # The single DuckDB writer: every task that opens the embedded warehouse file runs in this pool.
-WRITER_POOL = "duckdb_writer"
+EMBEDDED_WRITER_POOL = "duckdb_writer"
+BACKEND_ENV = "ALLIANCE_WATCH_WAREHOUSE_BACKEND"  # embedded (default) | ducklake
+
+
+def writer_pool() -> str:
+    """The pool for tasks that open the warehouse: one slot for the embedded DuckDB file (one
+    process at a time may open it); Airflow's default pool for DuckLake, whose catalog lets
+    several workers write at once."""
+    backend = os.environ.get(BACKEND_ENV, "embedded").strip().lower()
+    return "default_pool" if backend == "ducklake" else EMBEDDED_WRITER_POOL
+
+
+WRITER_POOL = writer_pool()
 
 
 def clinic_inbox_asset(clinic_id: str, inbox: str):  # type: ignore[no-untyped-def]
@@ -19,7 +33,7 @@ def clinic_inbox_asset(clinic_id: str, inbox: str):  # type: ignore[no-untyped-d
     from airflow.sdk import AssetWatcher
 
     trigger = DirectoryFileDeleteTrigger(
-        directory=inbox, filename=f"{clinic_id}.ready", poke_interval=2.0
+        directory=inbox, filename=f"{clinic_id}.ready", poke_interval=1.0
     )
     return Asset(
         name=f"inbox.{clinic_id}",

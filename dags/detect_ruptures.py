@@ -3,7 +3,8 @@
 
 Runs whenever `warehouse.measurements` changes. Recomputes features and flags for the clients
 the triggering loads touched (all clients when run by hand), updates alert episodes, publishes
-the read-only analyst snapshot, and emits `warehouse.flags`.
+the read-only analyst snapshot, and emits `warehouse.flags`. Clinics that opt in
+(`notifications.immediate_high_severity`) hear of new high-severity episodes at once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import dag, task
+from failures import DEFAULT_ARGS
 
 from assets import WAREHOUSE_FLAGS, WAREHOUSE_MEASUREMENTS, WRITER_POOL
 
@@ -22,7 +24,7 @@ from assets import WAREHOUSE_FLAGS, WAREHOUSE_MEASUREMENTS, WRITER_POOL
     catchup=False,
     max_active_runs=1,
     tags=["alliance-watch", "detection"],
-    default_args={"owner": "analytics", "retries": 2, "retry_delay": dt.timedelta(seconds=20)},
+    default_args={**DEFAULT_ARGS, "owner": "analytics"},
     doc_md=__doc__,
 )
 def detect_ruptures() -> None:
@@ -32,11 +34,22 @@ def detect_ruptures() -> None:
         from pipelines.settings import paths_from_env
 
         extras = [ev.extra for events in (triggering_asset_events or {}).values() for ev in events]
-        summary = run_detection(paths_from_env(), clients_from_events(extras))
-        outlet_events[WAREHOUSE_FLAGS].extra = summary
+        clients = clients_from_events(extras)
+        summary = run_detection(paths_from_env(), clients)
+        summary["clients"] = None if clients is None else [list(c) for c in clients]
+        outlet_events[WAREHOUSE_FLAGS].extra = {k: v for k, v in summary.items() if k != "clients"}
         return summary
 
-    detect()
+    # in the pool too: it reads the snapshot that the next detection run replaces
+    @task(pool=WRITER_POOL)
+    def notify_high_severity(summary: dict) -> dict:  # type: ignore[no-untyped-def]
+        from pipelines.alerts import notify_high_severity as notify
+        from pipelines.settings import paths_from_env
+
+        clients = summary.get("clients")
+        return notify(paths_from_env(), None if clients is None else [tuple(c) for c in clients])
+
+    notify_high_severity(detect())
 
 
 detect_ruptures()

@@ -8,6 +8,9 @@ files (the trigger consumes the marker), or manually with `{"files": ["name.csv"
 discover (ledger by sha256) -> prepare each file in parallel (read, de-identification guard,
 Great Expectations, split valid/quarantined, stage Parquet) -> load in the single-writer pool,
 one transaction per file -> event on `warehouse.measurements` with the clients touched.
+
+A config with an error still gets its DAG: the description and the `config-error` tag show the
+error, and `discover` fails with it at once (no retries), which emails the data team.
 """
 
 from __future__ import annotations
@@ -16,32 +19,42 @@ import datetime as dt
 from pathlib import Path
 
 from airflow.sdk import dag, task
+from failures import DEFAULT_ARGS, contract_errors_fail_fast
 
 from assets import WAREHOUSE_MEASUREMENTS, WRITER_POOL, clinic_inbox_asset
 
-DEFAULT_ARGS = {
-    "owner": "data-team",
-    "retries": 2,
-    "retry_delay": dt.timedelta(seconds=20),
-    "retry_exponential_backoff": True,
-}
+
+def _clinic_configs(config_dir: Path) -> dict[str, str | None]:
+    """clinic_id (the file's stem) -> the config error, or None when the config is valid.
+    Only YAML and pydantic here: parsing stays fast, and one broken config never stops the
+    other clinics' DAGs."""
+    from pipelines.config import load_clinic_config
+    from pipelines.errors import ConfigError
+
+    out: dict[str, str | None] = {}
+    for path in sorted((config_dir / "clinics").glob("*.y*ml")):
+        try:
+            load_clinic_config(path)
+            out[path.stem] = None
+        except ConfigError as e:
+            out[path.stem] = str(e)
+    return out
 
 
-def _clinic_ids(config_dir: Path) -> list[str]:
-    # Only file names here: parsing stays fast; a broken config fails its own DAG's tasks
-    # with the config error, never the other clinics.
-    return sorted(p.stem for p in (config_dir / "clinics").glob("*.y*ml"))
+def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None):  # type: ignore[no-untyped-def]
+    tags = ["alliance-watch", "ingest", f"clinic:{clinic_id}"]
 
-
-def build_ingest_dag(clinic_id: str, inbox: str):  # type: ignore[no-untyped-def]
     @dag(
         dag_id=f"ingest_{clinic_id}",
         schedule=[clinic_inbox_asset(clinic_id, inbox)],
         start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         catchup=False,
         max_active_runs=1,
-        tags=["alliance-watch", "ingest", f"clinic:{clinic_id}"],
-        default_args=DEFAULT_ARGS,
+        tags=tags + (["config-error"] if config_error else []),
+        description=(
+            f"CONFIG ERROR: {config_error}" if config_error else f"Ingest exports of {clinic_id}"
+        ),
+        default_args={**DEFAULT_ARGS, "owner": "data-team"},
         doc_md=__doc__,
         params={"files": None},
     )
@@ -53,7 +66,8 @@ def build_ingest_dag(clinic_id: str, inbox: str):  # type: ignore[no-untyped-def
 
             p = paths_from_env().ensure()
             names = (params or {}).get("files")
-            return discover_new(clinic_id, p.config_dir, p.landing, p.warehouse, names)
+            with contract_errors_fail_fast():
+                return discover_new(clinic_id, p.config_dir, p.landing, p.warehouse, names)
 
         @task
         def prepare(item: dict, run_id=None) -> dict:  # type: ignore[no-untyped-def]
@@ -62,7 +76,8 @@ def build_ingest_dag(clinic_id: str, inbox: str):  # type: ignore[no-untyped-def
 
             p = paths_from_env().ensure()
             stage = p.stage / clinic_id / str(run_id).replace(":", "_").replace("+", "_")
-            return prepare_item(item, clinic_id, p.config_dir, stage, p.data_docs)
+            with contract_errors_fail_fast():
+                return prepare_item(item, clinic_id, p.config_dir, stage, p.data_docs)
 
         @task(pool=WRITER_POOL, outlets=[WAREHOUSE_MEASUREMENTS])
         def load(staged: list[dict], outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
@@ -85,8 +100,8 @@ def _register() -> None:
     from pipelines.settings import paths_from_env
 
     p = paths_from_env()
-    for clinic_id in _clinic_ids(p.config_dir):
-        globals()[f"ingest_{clinic_id}"] = build_ingest_dag(clinic_id, str(p.inbox))
+    for clinic_id, error in _clinic_configs(p.config_dir).items():
+        globals()[f"ingest_{clinic_id}"] = build_ingest_dag(clinic_id, str(p.inbox), error)
 
 
 _register()

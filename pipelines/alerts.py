@@ -1,0 +1,101 @@
+"""Immediate notice of new high-severity alert episodes, for clinics that opt in
+(`notifications.immediate_high_severity`). Everything else waits for the weekly digest.
+
+Reads the analyst snapshot (published right after detection), so it never contends for the live
+warehouse file. A small JSON ledger per clinic (`<home>/notices/<clinic_id>.immediate.json`)
+holds the episodes already announced, so a rerun never resends.
+"""
+
+from __future__ import annotations
+
+import json
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from pipelines.settings import Paths
+
+
+def _ledger_path(paths: Paths, clinic_id: str) -> Path:
+    return paths.home / "notices" / f"{clinic_id}.immediate.json"
+
+
+def _announced(path: Path) -> set[str]:
+    return set(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else set()
+
+
+def high_severity_message(
+    clinic_id: str, episodes: list[dict[str, Any]], sender: str, to: str
+) -> EmailMessage:
+    """One message per clinician: pseudonymous client codes, instrument, session; no scores."""
+    msg = EmailMessage()
+    msg["Subject"] = f"[Alliance Watch] {len(episodes)} new high-severity alliance flag(s)"
+    msg["From"] = sender
+    msg["To"] = to
+    lines = [f"Clinic {clinic_id}: new high-severity flags for clients in your caseload:", ""]
+    lines += [
+        f"  client {e['client_id']}: {e['instrument']}, session {e['opened_session']}"
+        for e in episodes
+    ]
+    lines += ["", "The evidence and repair guidance follow in your weekly digest."]
+    msg.set_content("\n".join(lines))
+    return msg
+
+
+def notify_high_severity(paths: Paths, clients: list[tuple[str, str]] | None) -> dict[str, Any]:
+    """Announce ongoing high-severity episodes not yet announced, for the given clients (None =
+    all) of opted-in clinics, to each client's clinician. Returns counts per clinic."""
+    import duckdb
+
+    from pipelines.config import load_clinic_configs
+    from pipelines.mailer import send, smtp_settings_from_env
+
+    configs, _ = load_clinic_configs(paths.config_dir)
+    opted = {c: cfg for c, cfg in configs.items() if cfg.notifications.immediate_high_severity}
+    if not opted or not paths.snapshot.exists():
+        return {}
+    con = duckdb.connect(str(paths.snapshot), read_only=True)
+    try:
+        eps = con.execute(
+            """
+            select alert_episode_id, clinic_id, client_id, clinician_id, instrument,
+                   opened_session
+            from alert_episodes
+            where max_severity = 'high' and status = 'ongoing'
+              and list_contains(?, clinic_id)
+            order by clinic_id, clinician_id, client_id
+            """,
+            [sorted(opted)],
+        ).df()
+    finally:
+        con.close()
+    if clients is not None:
+        wanted = {f"{a}\x1f{b}" for a, b in clients}
+        eps = eps[(eps.clinic_id + "\x1f" + eps.client_id).isin(wanted)]
+    settings = smtp_settings_from_env()
+    out: dict[str, Any] = {}
+    for clinic_id, group in eps.groupby("clinic_id"):
+        ledger = _ledger_path(paths, str(clinic_id))
+        done = _announced(ledger)
+        fresh = group[~group.alert_episode_id.isin(done)]
+        sent, unsent = 0, 0
+        for clinician_id, rows in fresh.groupby("clinician_id"):
+            to = opted[str(clinic_id)].clinicians.get(str(clinician_id))
+            if settings is None or not to:
+                unsent += len(rows)
+                continue
+            msg = high_severity_message(
+                str(clinic_id),
+                [{str(k): v for k, v in r.items()} for r in rows.to_dict("records")],
+                settings.sender,
+                to,
+            )
+            if send(settings, msg, [to]).ok:
+                done |= set(rows.alert_episode_id)
+                sent += len(rows)
+            else:
+                unsent += len(rows)
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        ledger.write_text(json.dumps(sorted(done)), encoding="utf-8")
+        out[str(clinic_id)] = {"announced": sent, "not_sent": unsent}
+    return out

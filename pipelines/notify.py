@@ -1,0 +1,150 @@
+"""Operational notices to a clinic's data team over SMTP: a task failed, or a feed is late.
+
+The DAG layer gathers the facts (DAG, task, run, try, log address) and hands them over as plain
+values; this module never imports Airflow. A notice never carries a data value from a clinic
+file: only our own errors (`AllianceWatchError`, whose messages promise no values) are quoted,
+anything else is named by its type alone, and the log address says where the rest is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+from pipelines.errors import AllianceWatchError
+from pipelines.mailer import SendResult, SmtpSettings, send, smtp_settings_from_env
+
+OPS_EMAIL_ENV = "ALLIANCE_WATCH_OPS_EMAIL"
+
+
+@dataclass(frozen=True)
+class FailureFacts:
+    """What failed and where to read more; no data values."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int
+    max_tries: int
+    error: str  # from `safe_error_text`
+    log_url: str | None
+
+
+def safe_error_text(exc: BaseException | None) -> str:
+    """The error as it may appear in an email: our own errors in full (their messages never
+    contain clinic data), any other exception by its type only (its message might)."""
+    if exc is None:
+        return "unknown error (see the log)"
+    if isinstance(exc, AllianceWatchError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} (details in the log)"
+
+
+def clinic_of_dag(dag_id: str) -> str | None:
+    """The clinic an `ingest_<clinic_id>` DAG belongs to, else None."""
+    return dag_id.removeprefix("ingest_") if dag_id.startswith("ingest_") else None
+
+
+def recipients_for(
+    clinic_id: str | None, config_dir: Path, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The clinic's data team (`notifications.data_team_email`); the operations address
+    (ALLIANCE_WATCH_OPS_EMAIL) for shared DAGs, for a clinic without one, or whose config
+    cannot be read."""
+    env = os.environ if environ is None else environ
+    ops = [a for a in [env.get(OPS_EMAIL_ENV, "").strip()] if a]
+    if clinic_id is None:
+        return ops
+    from pipelines.config import load_clinic_config
+    from pipelines.errors import ConfigError
+
+    try:
+        cfg = load_clinic_config(config_dir / "clinics" / f"{clinic_id}.yaml")
+    except ConfigError:
+        return ops
+    team = cfg.notifications.data_team_email
+    return [team] if team else ops
+
+
+def failure_message(facts: FailureFacts, sender: str, recipients: list[str]) -> EmailMessage:
+    """The failure notice: subject names DAG and task, body the error, try and log address."""
+    msg = EmailMessage()
+    msg["Subject"] = f"[Alliance Watch] failed: {facts.dag_id}.{facts.task_id}"
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    final = facts.try_number >= facts.max_tries
+    msg.set_content(
+        "\n".join(
+            [
+                f"DAG:    {facts.dag_id}",
+                f"Task:   {facts.task_id}",
+                f"Run:    {facts.run_id}",
+                f"Try:    {facts.try_number} of {facts.max_tries}"
+                + ("" if final else " (Airflow will retry)"),
+                f"Error:  {facts.error}",
+                f"Log:    {facts.log_url or '(no log address configured)'}",
+                "",
+                "What to do: docs/operations.md, section 'Troubleshooting'.",
+            ]
+        )
+    )
+    return msg
+
+
+@dataclass(frozen=True)
+class StaleFeed:
+    """A clinic whose newest delivery is older than its cadence allows."""
+
+    clinic_id: str
+    cadence_days: int
+    last_received: str | None  # ISO timestamp, None = never delivered
+    days_late: float | None
+
+
+def freshness_message(feed: StaleFeed, sender: str, recipients: list[str]) -> EmailMessage:
+    """The late-feed notice to the clinic's data team."""
+    msg = EmailMessage()
+    msg["Subject"] = f"[Alliance Watch] no new export from {feed.clinic_id}"
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    last = feed.last_received or "never"
+    late = "" if feed.days_late is None else f" ({feed.days_late:.1f} days past the cadence)"
+    msg.set_content(
+        "\n".join(
+            [
+                f"Clinic:          {feed.clinic_id}",
+                f"Expected every:  {feed.cadence_days} days (cadence_days in the clinic config)",
+                f"Last delivery:   {last}{late}",
+                "",
+                "Please export the new sessions, write them to landing/<clinic_id>/, then write",
+                "the marker inbox/<clinic_id>.ready (docs/operations.md, 'Delivering files').",
+            ]
+        )
+    )
+    return msg
+
+
+def deliver(
+    msg_for: EmailMessage, recipients: list[str], settings: SmtpSettings | None = None
+) -> SendResult:
+    """Send one notice (settings from the environment unless given). Without SMTP settings or
+    recipients nothing is sent and the result says why; it never raises for SMTP errors."""
+    settings = settings if settings is not None else smtp_settings_from_env()
+    if settings is None:
+        return SendResult(ok=False, attempts=0, error="no SMTP settings (ALLIANCE_WATCH_SMTP_HOST)")
+    if not recipients:
+        return SendResult(ok=False, attempts=0, error=f"no recipient ({OPS_EMAIL_ENV} unset)")
+    return send(settings, msg_for, recipients)
+
+
+def notify_failure(
+    facts: FailureFacts, config_dir: Path, settings: SmtpSettings | None = None
+) -> SendResult:
+    """Send the failure notice to whoever owns the failed DAG (see `recipients_for`)."""
+    settings = settings if settings is not None else smtp_settings_from_env()
+    recipients = recipients_for(clinic_of_dag(facts.dag_id), config_dir)
+    sender = settings.sender if settings else "alliance-watch@localhost"
+    return deliver(failure_message(facts, sender, recipients), recipients, settings)
