@@ -162,6 +162,9 @@ class DigestRunSummary:
     week_start: dt.date
     deliveries: list[Delivery] = field(default_factory=list)
     config_errors: list[str] = field(default_factory=list)
+    # clinics with flags in the week but no valid config: nothing can be addressed or rendered
+    # for them (no clinician addresses, no timezone), so they are named here, not dropped
+    unconfigured_clinics: list[str] = field(default_factory=list)
 
     def count(self, status: str, kind: str | None = None) -> int:
         return sum(
@@ -197,6 +200,7 @@ class DigestRunSummary:
             "clinician_digests": sum(1 for d in self.deliveries if d.kind == "clinician"),
             "data_team_summaries": sum(1 for d in self.deliveries if d.kind == "data_team"),
             "config_errors": len(self.config_errors),
+            "unconfigured_clinics": list(self.unconfigured_clinics),
         }
 
     def line(self) -> str:
@@ -868,6 +872,38 @@ def _ledger_row(
     return (str(row[0]), int(row[1])) if row else None
 
 
+def _record(
+    conn: duckdb.DuckDBPyConnection,
+    key: tuple[str, str, dt.date, str],
+    msg: EmailMessage,
+    status: str,
+    attempts: int,
+    error: str | None,
+    sent_at: dt.datetime | None,
+    folder: Path,
+    stem: str,
+    n_clients: int,
+) -> None:
+    conn.execute(
+        """
+        insert or replace into digest_deliveries (
+            clinic_id, clinician_id, week_start, kind, message_id, status, attempts, error,
+            sent_at, outbox_path, n_clients, updated_at)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())
+        """,
+        [
+            *key,
+            str(msg["Message-ID"]),
+            status,
+            attempts,
+            error,
+            sent_at,
+            str(folder / f"{stem}.eml"),
+            n_clients,
+        ],
+    )
+
+
 def _deliver(
     conn: duckdb.DuckDBPyConnection,
     key: tuple[str, str, dt.date, str],
@@ -891,32 +927,17 @@ def _deliver(
     attempts = previous[1] if previous else 0
     status, error, sent_at = "written", None, None
     if smtp is not None and recipient:
+        # recorded before sending: a crash between the send and the ledger write leaves a
+        # 'failed: interrupted' row that the next run retries (at least once), never no trace
+        _record(
+            conn, key, msg, "failed", attempts + 1, "interrupted", None, folder, stem, n_clients
+        )
         result = send(smtp, msg, [recipient])
         attempts += result.attempts
         status = "sent" if result.ok else "failed"
         error = result.error
         sent_at = dt.datetime.now(dt.UTC) if result.ok else None
-    conn.execute(
-        """
-        insert or replace into digest_deliveries (
-            clinic_id, clinician_id, week_start, kind, message_id, status, attempts, error,
-            sent_at, outbox_path, n_clients, updated_at)
-        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())
-        """,
-        [
-            clinic_id,
-            clinician_id,
-            week_start,
-            kind,
-            str(msg["Message-ID"]),
-            status,
-            attempts,
-            error,
-            sent_at,
-            str(folder / f"{stem}.eml"),
-            n_clients,
-        ],
-    )
+    _record(conn, key, msg, status, attempts, error, sent_at, folder, stem, n_clients)
     return Delivery(
         clinic_id, clinician_id, kind, status, attempts, folder / f"{stem}.html", n_clients, error
     )
@@ -949,6 +970,11 @@ def run_weekly_digest(
     summary.config_errors = [str(e) for e in errors]
     conn = _open(warehouse)
     try:
+        flagged_clinics = conn.execute(
+            "select distinct clinic_id from flags where session_date >= ? and session_date < ?",
+            [week.start, week.end],
+        ).fetchall()
+        summary.unconfigured_clinics = sorted({c for (c,) in flagged_clinics} - set(configs))
         for clinic_id, cfg in sorted(configs.items()):
             if clinic_ids is not None and clinic_id not in clinic_ids:
                 continue
@@ -1020,6 +1046,11 @@ def run(args: argparse.Namespace) -> int:
     summary = run_weekly_digest(args.warehouse, args.config_dir, args.date, args.out, smtp)
     for err in summary.config_errors:
         print(f"config error (clinic skipped): {err}", file=sys.stderr)
+    for clinic_id in summary.unconfigured_clinics:
+        print(
+            f"clinic {clinic_id} has flags this week but no valid config; no digest written",
+            file=sys.stderr,
+        )
     print(summary.line())
     print(f"outbox: {args.out}")
     return 1 if summary.failed else 0

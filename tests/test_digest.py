@@ -808,3 +808,18 @@ def test_summary_as_dict_has_counts_only(fx: Fixture) -> None:
     assert d["due"] == 4 and d["written"] == 4 and d["clinician_digests"] == 3
     assert json.loads(json.dumps(d)) == d
     assert "C001" not in json.dumps(d) and "@" not in json.dumps(d)
+
+
+def test_clinic_with_flags_but_no_config_is_named_not_dropped(
+    fx: Fixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conn = wh.connect(fx.warehouse)
+    row = _flag(
+        "C100", "T01", 7, dt.date(2024, 5, 8), "SRS", "high", ["below_cutoff"], "g1", True, 30, 38
+    )
+    _insert(conn, "flags", [{**row, "clinic_id": "ghost_clinic"}])
+    conn.close()
+    summary = run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, None)
+    assert summary.unconfigured_clinics == ["ghost_clinic"]
+    assert summary.as_dict()["unconfigured_clinics"] == ["ghost_clinic"]
+    assert not (fx.out / "ghost_clinic").exists()
