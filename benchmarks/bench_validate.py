@@ -87,7 +87,9 @@ def main() -> None:
         csv = root / "landing" / "bench" / "measures_bench.csv"
         t0 = time.perf_counter()
         write_csv(csv, n)
-        print(f"wrote {n} rows ({csv.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f}s")
+        print(
+            f"wrote {n} rows ({csv.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f}s"
+        )
 
         import great_expectations  # noqa: F401  (the one-off import is not a per-row cost)
 
@@ -140,7 +142,9 @@ def main() -> None:
         )
         total = timings["ingest_all (whole file)"]
         for name, sec in timings.items():
-            share = f"{100 * sec / total:5.1f}% of ingest" if name != "ingest_all (whole file)" else ""
+            share = (
+                f"{100 * sec / total:5.1f}% of ingest" if name != "ingest_all (whole file)" else ""
+            )
             print(f"{name:30s} {sec:8.2f}s  {sec * per_m:8.1f}s per 1M rows  {share}")
         guard_and_gx = timings["deid.scan_values"] + timings["validate (GX + Data Docs)"]
         print(
