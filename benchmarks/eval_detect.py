@@ -71,7 +71,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14, 15, 16, 17])
     ap.add_argument("--tuning", type=int, nargs="+", default=[11, 12])
-    ap.add_argument("--noise", type=float, nargs="+", default=[1.0, 1.5])
+    ap.add_argument("--noise", type=float, nargs="+", default=[1.0, 1.25, 1.5])
     ap.add_argument("--clients", type=int, default=250, help="clients per clinic (4 clinics)")
     ap.add_argument("--report-only", action="store_true", help="skip the tuning seeds")
     args = ap.parse_args()
@@ -95,12 +95,16 @@ def main() -> int:
                 flush=True,
             )
     print()
-    print("| noise | method | recall mean (worst) | precision mean (worst) | F1 mean (worst) "
-          "| burden mean (worst) | pre-dropout mean (worst) |")
+    print(
+        "| noise | method | recall mean (worst) | precision mean (worst) | F1 mean (worst) "
+        "| burden mean (worst) | pre-dropout mean (worst) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for noise in args.noise:
         for method in ("detector", "cutoff_only", "cutoff_or_1pt_drop", "deflection_2sd"):
-            sel = [s for (n, _, role, m, s) in rows if n == noise and m == method and role == "report"]
+            sel = [
+                s for (n, _, role, m, s) in rows if n == noise and m == method and role == "report"
+            ]
             if not sel:
                 continue
             cells = []
@@ -115,8 +119,7 @@ def main() -> int:
                 cells.append(f"{statistics.mean(vals):.3f} ({worst(vals):.3f})")
             print(f"| {noise} | {method} | " + " | ".join(cells) + " |")
     wins = all(
-        next(s for (n2, sd2, _, m2, s) in rows if (n2, sd2, m2) == (n, sd, "detector")).f1
-        > s.f1
+        next(s for (n2, sd2, _, m2, s) in rows if (n2, sd2, m2) == (n, sd, "detector")).f1 > s.f1
         for (n, sd, role, m, s) in rows
         if m != "detector" and role == "report"
     )

@@ -96,8 +96,7 @@ class DetectParams:
     # instrument code -> concern cutoff on the total scale; missing = the registry's cutoff
     cutoffs: dict[str, float] = field(default_factory=dict)
     # deflection: a drop below the running baseline of this many of the client's own SDs
-    # (Stiles et al. 2004: 2; Strauss et al. 2006: 1); the reason codes deflection, bond_drop and
-    # goal_task_drop use it
+    # (Stiles et al. 2004: 2; Strauss et al. 2006: 1): the reason code `deflection`
     deflection_sd: float = 2.0
     # floor on the client's own SD of the total, as a fraction of the instrument's population SD,
     # so a client with a flat history is not flagged for noise-sized dips
@@ -105,7 +104,7 @@ class DetectParams:
     # floor on the client's own SD of a part score, as a fraction of the item range
     part_sd_floor: float = 0.2
     # flag when total deflection + fallen-part deflection (own SDs) reaches this ...
-    flag_evidence: float = 3.0
+    flag_evidence: float = 2.75
     # ... and the drop from the baseline is at least this share of the reliable change
     flag_min_drop: float = 0.6
     # sustained decline: fitted drop over this many sessions (3-5) of at least
@@ -262,7 +261,7 @@ def _scope(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]] | Non
         conn.execute(
             f"create or replace temp view detect_scope_{name} as "
             f"select t.* from {table} as t semi join detect_scope as s "
-            "on t.clinic_id = s.clinic_id and t.client_id = s.client_id"
+            "on t.clinic_id = s.clinic_id and t.client_id = s.client_id"  # noqa: S608 (constant names)
         )
 
 
@@ -305,6 +304,17 @@ def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f"drop {kind} if exists detect_{name}")
 
 
+def _check_series_keys(conn: duckdb.DuckDBPyConnection) -> None:
+    """Windows partition on a 64-bit hash of (clinic, client, instrument); refuse to go on if
+    two series ever share one (never silently merge two clients' series)."""
+    clash = conn.execute(
+        "select count(*) from (select series_key from detect_episode_sessions "
+        "group by series_key having count(distinct (clinic_id, client_id, instrument)) > 1)"
+    ).fetchone()
+    if clash is not None and clash[0]:
+        raise DetectError("two alliance series share a hash key; report this as a bug")
+
+
 def detect(
     conn: duckdb.DuckDBPyConnection,
     clients: list[tuple[str, str]] | None = None,
@@ -319,6 +329,7 @@ def detect(
     """
     start = time.perf_counter()
     build_relations(conn, clients, params, clinic_params)
+    _check_series_keys(conn)
 
     flag_cols = ", ".join(FLAG_COLUMNS)
     episode_cols = ", ".join(EPISODE_COLUMNS)
@@ -331,12 +342,12 @@ def detect(
             for table in ("flags", "alert_episodes"):
                 conn.execute(
                     f"delete from {table} as t where exists (select 1 from detect_scope as s "
-                    "where s.clinic_id = t.clinic_id and s.client_id = t.client_id)"
+                    "where s.clinic_id = t.clinic_id and s.client_id = t.client_id)"  # noqa: S608
                 )
-        conn.execute(f"insert into flags ({flag_cols}) select {flag_cols} from detect_flags")
+        conn.execute(f"insert into flags ({flag_cols}) select {flag_cols} from detect_flags")  # noqa: S608
         conn.execute(
             f"insert into alert_episodes ({episode_cols}) "
-            f"select {episode_cols} from detect_alert_episodes"
+            f"select {episode_cols} from detect_alert_episodes"  # noqa: S608
         )
         conn.execute("commit")
     except Exception:
@@ -346,11 +357,11 @@ def detect(
     stats = conn.execute(
         """
         select
-            (select count(distinct (clinic_id, client_id)) from detect_rupture_signals),
-            (select count(*) from detect_rupture_signals),
-            (select count(*) filter (where is_flag) from detect_rupture_signals),
-            (select count(*) filter (where is_flag and (is_opening or coalesce(is_escalation, false)))
-             from detect_episode_sessions)
+            count(distinct client_key),
+            count(*),
+            count(*) filter (where is_flagged),
+            count(*) filter (where is_flagged and (is_opening or coalesce(is_escalation, false)))
+        from detect_episode_sessions
         """
     ).fetchone()
     assert stats is not None

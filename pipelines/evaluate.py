@@ -119,7 +119,9 @@ def score(flags: pd.DataFrame, truth: pd.DataFrame, sessions: pd.DataFrame) -> S
     flags = flags[SESSION_KEY].drop_duplicates()
     ruptures = truth[truth["kind"] == "rupture"].reset_index(drop=True)
     ruptures["rupture_id"] = range(len(ruptures))
-    chronic = truth.loc[truth["kind"] == "chronic_low", ["clinic_id", "client_id"]].drop_duplicates()
+    chronic = truth.loc[
+        truth["kind"] == "chronic_low", ["clinic_id", "client_id"]
+    ].drop_duplicates()
 
     # recall: a flag at the onset session or the next one, same client and instrument
     hits = ruptures.merge(flags, on=["clinic_id", "client_id", "instrument"])
@@ -188,7 +190,9 @@ def evaluate(
 
 def format_table(results: dict[str, Scores]) -> str:
     """A fixed-width table, one row per method."""
-    header = f"{'method':<20} {'recall':>7} {'precision':>9} {'F1':>6} {'burden':>7} {'pre-dropout':>11}"
+    header = (
+        f"{'method':<20} {'recall':>7} {'precision':>9} {'F1':>6} {'burden':>7} {'pre-dropout':>11}"
+    )
     lines = [header, "-" * len(header)]
     for method, s in results.items():
         lines.append(

@@ -22,28 +22,28 @@ windowed as (
         lag(goal_task_score) over w_series as previous_goal_task,
         -- least-squares slope per session over the last 3, 4 and 5 sessions
         regr_slope(total, session_number) over (
-            partition by clinic_id, client_id, instrument
+            partition by series_key
             order by session_number
             rows between 2 preceding and current row
         ) as slope_3,
         regr_slope(total, session_number) over (
-            partition by clinic_id, client_id, instrument
+            partition by series_key
             order by session_number
             rows between 3 preceding and current row
         ) as slope_4,
         regr_slope(total, session_number) over (
-            partition by clinic_id, client_id, instrument
+            partition by series_key
             order by session_number
             rows between 4 preceding and current row
         ) as slope_5
     from series
     window
         w_series as (
-            partition by clinic_id, client_id, instrument
+            partition by series_key
             order by session_number
         ),
         w_prior as (
-            partition by clinic_id, client_id, instrument
+            partition by series_key
             order by session_number
             rows between unbounded preceding and 1 preceding
         )
@@ -52,11 +52,10 @@ windowed as (
 misses as (
     -- cumulative count of cancellations and no-shows initiated by the client, by date
     select
-        clinic_id,
-        client_id,
+        hash(clinic_id, client_id) as client_key,
         appointment_date,
         row_number() over (
-            partition by clinic_id, client_id
+            partition by hash(clinic_id, client_id)
             order by appointment_date
         ) as n_missed_cum
     from detect_scope_appointments
@@ -69,8 +68,7 @@ with_misses as (
         coalesce(m.n_missed_cum, 0) as n_missed_before
     from windowed as w
     asof left join misses as m
-        on w.clinic_id = m.clinic_id
-        and w.client_id = m.client_id
+        on w.client_key = m.client_key
         and w.session_date > m.appointment_date
 ),
 
@@ -81,7 +79,7 @@ features as (
         case
             when previous_date is null then 0
             else n_missed_before - lag(n_missed_before) over (
-                partition by clinic_id, client_id, instrument
+                partition by series_key
                 order by session_number
             )
         end as n_missed_since_previous

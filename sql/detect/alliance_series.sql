@@ -62,6 +62,10 @@ with_params as (
 
 series as (
     select
+        -- one integer key per series (and per client) so every window sorts integers, not
+        -- three strings; detect.py checks that no two series share a key
+        hash(clinic_id, client_id, instrument) as series_key,
+        hash(clinic_id, client_id) as client_key,
         clinic_id,
         client_id,
         clinician_id,

@@ -6,6 +6,8 @@
 -- the episode fell from is flagged as ongoing (low severity, never new): the rupture persists.
 with signals as (
     select
+        series_key,
+        client_key,
         clinic_id,
         client_id,
         clinician_id,
@@ -29,7 +31,7 @@ referenced as (
         max(case when is_flag then session_number end) over w_upto as last_flag_session
     from signals
     window w_upto as (
-        partition by clinic_id, client_id, instrument
+        partition by series_key
         order by session_number
         rows between unbounded preceding and current row
     )
@@ -51,7 +53,7 @@ closures as (
         is_recovered
         and coalesce(
             lag(is_recovered) over (
-                partition by clinic_id, client_id, instrument
+                partition by series_key
                 order by session_number
             ),
             false
@@ -63,7 +65,7 @@ counted as (
     select
         *,
         sum(case when is_repair_point then 1 else 0 end) over (
-            partition by clinic_id, client_id, instrument
+            partition by series_key
             order by session_number
             rows between unbounded preceding and current row
         ) as n_repairs_upto
@@ -72,16 +74,14 @@ counted as (
 
 flagged as (
     select
-        clinic_id,
-        client_id,
-        instrument,
+        series_key,
         session_number,
         severity_rank,
         n_repairs_upto,
         -- an episode opens at the first flag, or at the first flag after a repair
         coalesce(
             lag(n_repairs_upto) over (
-                partition by clinic_id, client_id, instrument
+                partition by series_key
                 order by session_number
             ) < n_repairs_upto,
             true
@@ -97,7 +97,7 @@ numbered as (
         max(case when is_opening then n_repairs_upto end) over w_flags as opened_repairs
     from flagged
     window w_flags as (
-        partition by clinic_id, client_id, instrument
+        partition by series_key
         order by session_number
         rows between unbounded preceding and current row
     )
@@ -107,7 +107,7 @@ escalations as (
     select
         *,
         max(severity_rank) over (
-            partition by clinic_id, client_id, instrument, opened_session
+            partition by series_key, opened_session
             order by session_number
             rows between unbounded preceding and 1 preceding
         ) as previous_max_rank
@@ -121,20 +121,18 @@ placed as (
         not e.is_opening and e.severity_rank > e.previous_max_rank as is_escalation,
         -- every session carries the episode opened most recently (flagged or not)
         max(e.opened_session) over (
-            partition by c.clinic_id, c.client_id, c.instrument
+            partition by c.series_key
             order by c.session_number
             rows between unbounded preceding and current row
         ) as opened_session,
         max(e.opened_repairs) over (
-            partition by c.clinic_id, c.client_id, c.instrument
+            partition by c.series_key
             order by c.session_number
             rows between unbounded preceding and current row
         ) as opened_repairs
     from counted as c
     left join escalations as e
-        on c.clinic_id = e.clinic_id
-        and c.client_id = e.client_id
-        and c.instrument = e.instrument
+        on c.series_key = e.series_key
         and c.session_number = e.session_number
 ),
 

@@ -7,9 +7,7 @@ with signals as (
 
 episodes as (
     select
-        clinic_id,
-        client_id,
-        instrument,
+        series_key,
         session_number,
         alert_episode_id,
         is_opening,
@@ -87,9 +85,7 @@ flag_rows as (
         ) as evidence
     from signals as s
     inner join episodes as e
-        on s.clinic_id = e.clinic_id
-        and s.client_id = e.client_id
-        and s.instrument = e.instrument
+        on s.series_key = e.series_key
         and s.session_number = e.session_number
 )
 

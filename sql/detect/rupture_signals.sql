@@ -84,9 +84,9 @@ signals as (
             and -decline_slope * (decline_sessions - 1) >= decline_min_drop,
             false
         ) as is_sustained_decline,
-        coalesce(delta_bond >= part_drop and z_bond >= deflection_sd, false) as is_bond_drop,
-        coalesce(delta_goal_task >= part_drop and z_goal_task >= deflection_sd, false)
-            as is_goal_task_drop
+        -- a part fell: by a reliable total drop's share per item, and by one own SD (floored)
+        coalesce(delta_bond >= part_drop and z_bond >= 1, false) as is_bond_drop,
+        coalesce(delta_goal_task >= part_drop and z_goal_task >= 1, false) as is_goal_task_drop
     from deflections
 ),
 
@@ -112,7 +112,7 @@ contextual as (
             is_flag
             or coalesce(
                 lag(is_flag) over (
-                    partition by clinic_id, client_id, instrument
+                    partition by series_key
                     order by session_number
                 ),
                 false

@@ -1,0 +1,149 @@
+"""Benchmark rupture detection: full recompute over ~10M measurement rows, then incremental
+recompute of 1 % of the clients (as after a load that touched them).
+
+Data is generated with vectorized numpy straight into a DuckDB file (SRS + ORS every session,
+weekly appointments with some misses, a share of clients with a rupture), so the benchmark does not
+depend on the simulator or the ingest path.
+
+    .venv/bin/python benchmarks/bench_detect.py [--rows 10000000] [--db /tmp/bench_detect.duckdb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipelines.detect import detect  # noqa: E402
+from pipelines.warehouse import connect, migrate  # noqa: E402
+
+SESSIONS = 12  # per client; two measures (SRS, ORS) per session
+
+
+def generate(conn: object, n_rows: int, seed: int = 7) -> tuple[int, int]:
+    """Insert ~n_rows measurement rows and their appointments; return (clients, measure rows)."""
+    rng = np.random.default_rng(seed)
+    n_clients = n_rows // (2 * SESSIONS)
+    clinic = rng.integers(0, 20, n_clients)
+    ci = np.repeat(np.arange(n_clients), SESSIONS)
+    si = np.tile(np.arange(1, SESSIONS + 1), n_clients)
+    start = np.datetime64("2024-01-01") + rng.integers(0, 365, n_clients).astype("timedelta64[D]")
+    date = start[ci] + ((si - 1) * 7).astype("timedelta64[D]")
+    level = np.clip(rng.normal(9.2, 0.6, n_clients), 5, 10)[ci]
+    rupture = (rng.random(n_clients) < 0.2)[ci] & (si >= rng.integers(3, SESSIONS, n_clients)[ci])
+    items = (
+        level[:, None] + rng.normal(0, 0.4, (len(ci), 4)) - rupture[:, None] * [2.5, 0.5, 0.5, 1]
+    )
+    items = np.round(np.clip(items, 0, 10), 1)
+    ors = np.round(np.clip(rng.normal(6, 1.5, (len(ci), 4)), 0, 10), 1)
+    # numeric columns only: DuckDB formats the ids, which is far faster than Python strings
+    base = {
+        "clinic_no": clinic[ci].astype(np.int32),
+        "client_no": ci.astype(np.int64),
+        "session_number": si.astype(np.int32),
+        "session_date": date,
+    }
+    for code, it in (("SRS", items), ("ORS", ors)):
+        df = pd.DataFrame(base)
+        for j in range(4):
+            df[f"item_{j + 1}"] = it[:, j]
+        df["total"] = np.round(it.sum(axis=1), 1)
+        conn.register("bench_in", df)  # type: ignore[attr-defined]
+        conn.execute(  # type: ignore[attr-defined]
+            "insert into measurements by name select "
+            "'clinic_' || clinic_no as clinic_id, 'c' || client_no as client_id, "
+            "'t1' as clinician_id, session_number, session_date, "
+            f"'{code}' as instrument, '1.0' as instrument_version, "
+            "item_1, item_2, item_3, item_4, total, 'bench' as source_file, "
+            "session_number as source_line, 'bench' as sha256, 0 as load_id from bench_in"  # noqa: S608
+        )
+        conn.unregister("bench_in")  # type: ignore[attr-defined]
+    # appointments: each session attended, plus a miss the day before ~15 % of sessions
+    miss = rng.random(len(ci)) < 0.15
+    appts = pd.DataFrame(
+        {
+            "clinic_no": np.concatenate([base["clinic_no"], base["clinic_no"][miss]]),
+            "client_no": np.concatenate([base["client_no"], base["client_no"][miss]]),
+            "appointment_date": np.concatenate([date, date[miss] - np.timedelta64(1, "D")]),
+            "is_missed": np.concatenate([np.zeros(len(ci), bool), np.ones(int(miss.sum()), bool)]),
+        }
+    )
+    conn.register("bench_appts", appts)  # type: ignore[attr-defined]
+    conn.execute(  # type: ignore[attr-defined]
+        "insert into appointments by name select "
+        "'clinic_' || clinic_no as clinic_id, 'c' || client_no as client_id, "
+        "'t1' as clinician_id, appointment_date, "
+        "case when is_missed then 'no_show' else 'attended' end as status, "
+        "'bench' as source_file, 0 as source_line, 'bench' as sha256, 0 as load_id from bench_appts"
+    )
+    conn.unregister("bench_appts")  # type: ignore[attr-defined]
+    return n_clients, 2 * len(ci)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--db", type=Path, default=Path("/tmp/bench_detect.duckdb"))
+    ap.add_argument("--fraction", type=float, default=0.01, help="share of clients for incremental")
+    ap.add_argument("--reuse", action="store_true", help="reuse the data already in --db")
+    args = ap.parse_args()
+    if not args.reuse:
+        for p in (args.db, Path(f"{args.db}.wal")):
+            p.unlink(missing_ok=True)
+    conn = connect(args.db)
+    migrate(conn)
+    if args.reuse:
+        row = conn.execute(
+            "select count(*), count(distinct (clinic_id, client_id)) from measurements"
+        ).fetchone()
+        assert row is not None
+        n_rows, n_clients = int(row[0]), int(row[1])
+    else:
+        t = time.perf_counter()
+        n_clients, n_rows = generate(conn, args.rows)
+        conn.execute("checkpoint")
+        took = time.perf_counter() - t
+        print(f"generated {n_rows} measurement rows, {n_clients} clients in {took:.1f} s")
+
+    full = detect(conn)
+    print(
+        f"full recompute: {full.seconds:.2f} s, {n_rows / full.seconds:,.0f} measurement rows/s "
+        f"({full.sessions} alliance sessions, {full.flags} flags, {full.new_flags} new)"
+    )
+    before = conn.execute(
+        "select count(*), sum(hash(clinic_id, client_id, session_number, severity, reasons, "
+        "alert_episode_id, is_new)) from flags"
+    ).fetchone()
+
+    rng = np.random.default_rng(1)
+    touched = conn.execute("select distinct clinic_id, client_id from measurements").df()
+    touched = touched.iloc[
+        rng.choice(len(touched), int(len(touched) * args.fraction), replace=False)
+    ]
+    pairs = list(touched.itertuples(index=False, name=None))
+    inc = detect(conn, clients=pairs)
+    touched_rows = conn.execute(
+        "select count(*) from measurements m semi join detect_scope s "
+        "on m.clinic_id = s.clinic_id and m.client_id = s.client_id"
+    ).fetchone()
+    assert touched_rows is not None
+    after = conn.execute(
+        "select count(*), sum(hash(clinic_id, client_id, session_number, severity, reasons, "
+        "alert_episode_id, is_new)) from flags"
+    ).fetchone()
+    print(
+        f"incremental ({len(pairs)} clients, {touched_rows[0]} rows): {inc.seconds:.2f} s, "
+        f"{touched_rows[0] / inc.seconds:,.0f} rows/s; flags identical to full: {before == after}"
+    )
+    conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,271 @@
+"""Rupture detection on hand-made series in a real DuckDB warehouse file."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from pipelines.cli import main as cli_main
+from pipelines.config import ClinicConfig, Thresholds
+from pipelines.detect import DetectError, DetectParams, detect, params_from_configs
+from pipelines.warehouse import connect, migrate
+
+START = dt.date(2025, 1, 6)
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    conn = connect(tmp_path / "warehouse.duckdb")
+    migrate(conn)
+    yield conn
+    conn.close()
+
+
+def add_srs(
+    conn: duckdb.DuckDBPyConnection,
+    client: str,
+    items: list[tuple[float, float, float, float]],
+    clinic: str = "c1",
+    start: dt.date = START,
+    first_session: int = 1,
+) -> None:
+    """One SRS per weekly session; items are (relationship, goals, approach, overall)."""
+    for i, it in enumerate(items, start=first_session - 1):
+        conn.execute(
+            "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
+            "session_date, instrument, instrument_version, item_1, item_2, item_3, item_4, total, "
+            "source_file, source_line, sha256, load_id) values "
+            "(?, ?, 't1', ?, ?, 'SRS', '3.0', ?, ?, ?, ?, ?, 'f.csv', ?, 'x', 1)",
+            [
+                clinic,
+                client,
+                i + 1,
+                start + dt.timedelta(days=7 * (i - first_session + 1)),
+                *it,
+                round(sum(it), 1),
+                i + 2,
+            ],
+        )
+
+
+def add_measure(
+    conn: duckdb.DuckDBPyConnection, client: str, code: str, session: int, total: float
+) -> None:
+    conn.execute(
+        "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
+        "session_date, instrument, instrument_version, total, source_file, source_line, sha256, "
+        "load_id) values ('c1', ?, 't1', ?, ?, ?, '1.0', ?, 'f.csv', 1, 'x', 1)",
+        [client, session, START + dt.timedelta(days=7 * (session - 1)), code, total],
+    )
+
+
+def add_appointment(
+    conn: duckdb.DuckDBPyConnection, client: str, date: dt.date, status: str
+) -> None:
+    conn.execute(
+        "insert into appointments values ('c1', ?, 't1', ?, ?, 'a.csv', 1, 'x', 1)",
+        [client, date, status],
+    )
+
+
+def flags(conn: duckdb.DuckDBPyConnection, client: str) -> list[dict[str, object]]:
+    rows = conn.execute(
+        "select session_number, severity, reasons, is_new, alert_episode_id, fallen_part, "
+        "total, baseline_total, reliable_change from flags where client_id = ? "
+        "order by session_number",
+        [client],
+    ).df()
+    return rows.to_dict("records")  # type: ignore[no-any-return]
+
+
+STEADY = (9.8, 9.8, 9.7, 9.8)
+
+
+def test_ceiling_client_bond_drop_is_flagged_with_evidence(wh: duckdb.DuckDBPyConnection) -> None:
+    # always near 40, then the relationship item falls: a bond rupture, total ~39 -> 32.4
+    add_srs(wh, "ceiling", [STEADY, (9.9, 9.8, 9.8, 9.8), STEADY, STEADY, (5.5, 9.5, 9.4, 8.0)])
+    detect(wh)
+    (f,) = flags(wh, "ceiling")
+    assert f["session_number"] == 5
+    assert f["is_new"]
+    assert f["fallen_part"] == "bond"
+    assert {"reliable_drop_previous", "reliable_drop_baseline", "bond_drop", "below_cutoff"} <= set(
+        f["reasons"]
+    )
+    assert f["reliable_change"] == pytest.approx(4.32, abs=0.01)
+    assert f["baseline_total"] == pytest.approx(39.15)  # mean of the four earlier sessions
+
+
+def test_chronically_low_client_is_not_flagged(wh: duckdb.DuckDBPyConnection) -> None:
+    # always around 30 (below the cutoff of 36): not newly at risk, no alert
+    series = [(7.5, 7.6, 7.4, 7.5), (7.4, 7.5, 7.5, 7.4), (7.6, 7.5, 7.3, 7.5)] * 3
+    add_srs(wh, "chronic", series)
+    detect(wh)
+    assert flags(wh, "chronic") == []
+
+
+def test_goal_task_drop_names_the_part(wh: duckdb.DuckDBPyConnection) -> None:
+    add_srs(wh, "gt", [STEADY, STEADY, STEADY, (9.7, 7.0, 6.8, 8.5)])
+    detect(wh)
+    (f,) = flags(wh, "gt")
+    assert f["fallen_part"] == "goal_task"
+    assert "goal_task_drop" in f["reasons"]
+
+
+def test_episode_repaired_then_new_episode(wh: duckdb.DuckDBPyConnection) -> None:
+    add_srs(
+        wh,
+        "v",
+        [STEADY] * 4
+        + [(5.0, 9.0, 9.0, 8.0), (6.5, 9.0, 9.0, 8.5)]  # rupture, still reliably low
+        + [STEADY, STEADY, STEADY]  # repaired: two sessions back within reliable change
+        + [(5.0, 9.0, 9.0, 8.0)],  # a new rupture
+    )
+    detect(wh)
+    fl = flags(wh, "v")
+    assert [f["session_number"] for f in fl] == [5, 6, 10]
+    assert [f["is_new"] for f in fl] == [True, False, True]
+    assert fl[0]["alert_episode_id"] == fl[1]["alert_episode_id"] != fl[2]["alert_episode_id"]
+    episodes = wh.execute(
+        "select opened_session, status, closed_session from alert_episodes "
+        "where client_id = 'v' order by opened_session"
+    ).fetchall()
+    assert episodes == [(5, "repaired", 8), (10, "ongoing", None)]
+
+
+def test_episode_ended_when_client_stops_attending(wh: duckdb.DuckDBPyConnection) -> None:
+    add_srs(wh, "gone", [STEADY] * 4 + [(5.0, 9.0, 9.0, 8.0)])
+    # another client of the clinic is seen 10 weeks later: the data runs well past the dropout
+    add_srs(wh, "other", [STEADY] * 15)
+    detect(wh)
+    status = wh.execute(
+        "select status, closed_session from alert_episodes where client_id = 'gone'"
+    )
+    assert status.fetchall() == [("ended", 5)]
+
+
+def test_disengagement_and_symptom_deterioration_raise_severity(
+    wh: duckdb.DuckDBPyConnection,
+) -> None:
+    add_srs(wh, "w", [STEADY] * 4 + [(5.0, 9.0, 9.0, 8.0), (5.5, 9.0, 9.0, 8.0)])
+    # a no-show between the rupture session and the next one: withdrawal
+    add_appointment(wh, "w", START + dt.timedelta(days=7 * 4 + 3), "no_show")
+    for s, phq in enumerate([12, 11, 11, 12, 19, 19], start=1):
+        add_measure(wh, "w", "PHQ-9", s, phq)
+    add_srs(wh, "calm", [STEADY] * 4 + [(9.5, 8.8, 8.8, 9.2)])  # a 2.8-point dip: no flag
+    detect(wh)
+    fl = flags(wh, "w")
+    assert "symptom_deterioration" in fl[0]["reasons"]
+    assert fl[0]["severity"] == "high"
+    assert "disengagement" in fl[1]["reasons"]
+    assert flags(wh, "calm") == []
+
+
+def _random_cohort(conn: duckdb.DuckDBPyConnection, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for c in range(n):
+        level = rng.uniform(8.0, 9.9)
+        k = int(rng.integers(6, 14))
+        onset = int(rng.integers(3, k))
+        items = np.clip(level + rng.normal(0, 0.35, (k, 4)), 0, 10)
+        if c % 2 == 0:
+            items[onset:, int(rng.integers(0, 3))] -= rng.uniform(2, 5)
+        items = np.round(np.clip(items, 0, 10), 1)
+        add_srs(conn, f"r{c}", [tuple(r) for r in items])
+        if c % 3 == 0:
+            add_appointment(conn, f"r{c}", START + dt.timedelta(days=7 * onset + 2), "cancelled")
+
+
+FLAG_VIEW = (
+    "select clinic_id, client_id, session_number, severity, reasons, alert_episode_id, is_new, "
+    "total, baseline_total, fallen_part, evidence::varchar as evidence from flags "
+    "order by client_id, session_number"
+)
+
+
+def test_no_look_ahead_truncating_later_data_keeps_earlier_flags(tmp_path: Path) -> None:
+    full = connect(tmp_path / "full.duckdb")
+    migrate(full)
+    _random_cohort(full, 40, seed=3)
+    detect(full)
+    cut = START + dt.timedelta(days=7 * 6)
+    truncated = connect(tmp_path / "cut.duckdb")
+    migrate(truncated)
+    _random_cohort(truncated, 40, seed=3)
+    truncated.execute("delete from measurements where session_date > ?", [cut])
+    truncated.execute("delete from appointments where appointment_date > ?", [cut])
+    detect(truncated)
+    before = full.execute(FLAG_VIEW).df()
+    before = before[before["session_number"] <= 7].reset_index(drop=True)
+    after = truncated.execute(FLAG_VIEW).df()
+    assert len(before) > 5
+    assert before.equals(after)
+
+
+def test_incremental_equals_full_recompute(tmp_path: Path) -> None:
+    inc = connect(tmp_path / "inc.duckdb")
+    migrate(inc)
+    _random_cohort(inc, 30, seed=5)
+    detect(inc)
+    # a load brings later sessions for three clients
+    touched = ["r0", "r4", "r7"]
+    for client in touched:
+        n = inc.execute(
+            "select max(session_number) from measurements where client_id = ?", [client]
+        ).fetchone()
+        assert n is not None
+        add_srs(
+            inc,
+            client,
+            [(4.0, 8.0, 8.0, 7.0), (9.0, 9.0, 9.0, 9.0)],
+            start=START + dt.timedelta(days=7 * n[0]),
+            first_session=n[0] + 1,
+        )
+    summary = detect(inc, clients=[("c1", c) for c in touched])
+    assert summary.clients == 3
+    incremental_flags = inc.execute(FLAG_VIEW).df()
+    incremental_episodes = inc.execute("select * from alert_episodes order by 1").df()
+    detect(inc)
+    assert inc.execute(FLAG_VIEW).df().equals(incremental_flags)
+    assert inc.execute("select * from alert_episodes order by 1").df().equals(incremental_episodes)
+
+
+def test_clinic_thresholds_override_defaults(wh: duckdb.DuckDBPyConnection) -> None:
+    add_srs(wh, "x", [STEADY] * 4 + [(5.0, 9.0, 9.0, 8.0)])
+    cfg = ClinicConfig(
+        clinic_id="c1",
+        timezone="Europe/Berlin",
+        format="reference",
+        thresholds=Thresholds(srs_cutoff=30.0, deflection_sd=1.5, baseline_sessions=3),
+    )
+    per_clinic = params_from_configs({"c1": cfg})
+    assert per_clinic["c1"].cutoffs == {"SRS": 30.0}
+    assert per_clinic["c1"].min_history == 3
+    detect(wh, clinic_params=per_clinic)
+    (f,) = flags(wh, "x")
+    assert "below_cutoff" not in f["reasons"]  # 31.0 is not below a cutoff of 30
+    cutoff = wh.execute("select cutoff from flags").fetchone()
+    assert cutoff == (30.0,)
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(DetectError, match="decline_sessions"):
+        DetectParams(decline_sessions=9)
+    with pytest.raises(DetectError, match="cutoff override"):
+        DetectParams(cutoffs={"PHQ-9": 10.0})
+
+
+def test_cli_detect_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "w.duckdb"
+    conn = connect(path)
+    migrate(conn)
+    add_srs(conn, "ceiling", [STEADY] * 4 + [(5.0, 9.0, 9.0, 8.0)])
+    conn.close()
+    assert cli_main(["detect", "--warehouse", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 flags (1 new)" in out
+    assert cli_main(["detect", "--warehouse", str(tmp_path / "missing.duckdb")]) != 0
