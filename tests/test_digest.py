@@ -501,6 +501,8 @@ def test_digest_over_smtp_one_message_per_clinician_with_both_parts_and_chart(
     assert t01["Subject"] == ("Alliance Watch: 2 new, 1 ongoing, 1 repaired (week of 2024-05-06)")
     assert t01["From"] == "digest@alliance.example"
     text, html, images = _parts(t01)
+    assert max(len(line) for line in text.splitlines()) <= 80  # plain text is wrapped
+    text = " ".join(text.split())
     assert "SRS fell from 38.5 to 33.0, below the 36 cutoff" in text
     assert "the relationship item fell most (7.2, usually 9.6)" in text
     assert "PHQ-9 rose from 9 to 16" in text
@@ -515,6 +517,7 @@ def test_digest_over_smtp_one_message_per_clinician_with_both_parts_and_chart(
     assert 'alt="Trajectory. SRS sessions 1-7: 38.5, 38.5' in html
 
     t02_text, _, t02_images = _parts(got[EMAILS["T02"]])
+    t02_text = " ".join(t02_text.split())
     assert "Client C005" in t02_text and "Renegotiate goals and methods" in t02_text
     assert "Reach out after a withdrawal" in t02_text
     assert len(t02_images) == 1
@@ -524,6 +527,8 @@ def test_digest_over_smtp_one_message_per_clinician_with_both_parts_and_chart(
     assert "2 received: 1 loaded_with_quarantine, 1 rejected" in team_text
     assert "wrong_delimiter: 1" in team_text
     assert "missing_item: 7" in team_text and "item_out_of_range: <5" in team_text
+    assert max(len(line) for line in team_text.splitlines()) <= 80
+    team_text = " ".join(team_text.split())
     assert "appointments: last file received 2024-04-20" in team_text
     assert "Clients newly flagged this week: <5." in team_text
 
@@ -571,6 +576,7 @@ def test_every_value_is_html_escaped(fx: Fixture) -> None:
     # the plain-text part carries the code as it is (text is never interpreted)
     text = (fx.out / CLINIC / "2024-05-06" / "T01.txt").read_text(encoding="utf-8")
     assert f"Client {EVIL} - LOW - NEW THIS WEEK" in text
+    text = " ".join(text.split())
     assert "WAI-SR fell from 4.10 to 3.10" in text and "the bond items fell most" in text
 
 
