@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import readers
+from pipelines import batching, readers
 from pipelines.config import ClinicConfig, load_clinic_configs
 from pipelines.errors import AllianceWatchError, ConfigError, FileRejected
 from pipelines.warehouse import FileResult, StagedFile, known_hashes, load_staged, open_warehouse
@@ -115,15 +115,33 @@ def _top_reasons(issues: pd.DataFrame, k: int = 5) -> list[str]:
     return [f"{reason} ({n})" for reason, n in Counter(codes).most_common(k)]
 
 
+@dataclass
+class _PartOutcome:
+    """What one part of a file contributed."""
+
+    rows_in: int = 0
+    kept: int = 0
+    quarantined: int = 0
+    duplicate: int = 0
+    issues: pd.DataFrame | None = None
+    data_docs_path: str | None = None
+
+
 def prepare_file(
-    delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, docs_dir: Path | None = None
+    delivery: Delivery,
+    cfg: ClinicConfig,
+    stage_dir: Path,
+    docs_dir: Path | None = None,
+    part_bytes: int | None = None,
 ) -> StagedFile:
     """Read, guard, validate and split one file; stage valid and quarantined rows as Parquet.
 
-    Never raises for bad input: a file-level problem becomes a `rejected` result with a reason.
+    A large CSV goes through in parts of about `part_bytes` (default
+    `batching.DEFAULT_PART_BYTES`), so memory stays bounded whatever the file's size; line
+    numbers stay those of the delivered file, and a key repeated across parts is judged as if
+    the file were one piece. Never raises for bad input: a file-level problem becomes a
+    `rejected` result with a reason.
     """
-    from pipelines import deid, validate
-
     base = FileResult(
         clinic_id=cfg.clinic_id,
         file_name=delivery.path.name,
@@ -138,12 +156,103 @@ def prepare_file(
             f"{cfg.appointments_pattern!r}"
         )
         return StagedFile(result=base)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{cfg.clinic_id}-{delivery.sha256[:16]}"
+    valid_path = stage_dir / f"{stem}.valid.parquet"
+    quarantine_path = stage_dir / f"{stem}.quarantine.parquet"
+    parts = batching.write_chunks(
+        delivery.path,
+        stage_dir / f"{stem}.parts",
+        part_bytes or batching.DEFAULT_PART_BYTES,
+        splittable=cfg.file_type != "parquet"
+        and cfg.encoding.lower().replace("-", "")
+        in ("utf8", "latin1", "iso88591", "cp1252", "ascii"),
+    )
+    writers: dict[str, pq.ParquetWriter] = {}
+    outcomes: list[_PartOutcome] = []
     try:
-        raw = readers.read_raw(delivery.path, delivery.dataset, cfg)
-        deid.check_header(raw.header, delivery.dataset)
-    except FileRejected as e:
-        base.error = str(e)
-        return StagedFile(result=base)
+        for part in parts:
+            try:
+                out = _prepare_part(
+                    delivery,
+                    cfg,
+                    part,
+                    len(parts),
+                    docs_dir,
+                    base,
+                    writers,
+                    valid_path,
+                    quarantine_path,
+                )
+            except FileRejected as e:
+                base.error = (
+                    str(e)
+                    if len(parts) == 1
+                    else (
+                        f"{e} (in part {part.index + 1} of {len(parts)}: line numbers count from "
+                        f"file line {part.line_offset + 1})"
+                    )
+                )
+                for w in writers.values():
+                    w.close()
+                writers.clear()
+                valid_path.unlink(missing_ok=True)
+                quarantine_path.unlink(missing_ok=True)
+                return StagedFile(result=base)
+            outcomes.append(out)
+    finally:
+        for w in writers.values():
+            w.close()
+        for part in parts:
+            if part.path != delivery.path:
+                part.path.unlink(missing_ok=True)
+        if len(parts) > 1:
+            (stage_dir / f"{stem}.parts").rmdir()
+    staged = StagedFile(result=base)
+    staged.valid_path = valid_path if valid_path.exists() else None
+    staged.quarantine_path = quarantine_path if quarantine_path.exists() else None
+    base.rows_in = sum(o.rows_in for o in outcomes)
+    base.rows_loaded = sum(o.kept for o in outcomes)
+    base.rows_quarantined = sum(o.quarantined for o in outcomes)
+    base.rows_duplicate = sum(o.duplicate for o in outcomes)
+    frames = [o.issues for o in outcomes if o.issues is not None and not o.issues.empty]
+    if len(parts) > 1 and staged.valid_path is not None:
+        cross = _cross_part_keys(staged, str(delivery.dataset))
+        if cross is not None:
+            frames.append(cross)
+    base.data_docs_path = next((o.data_docs_path for o in outcomes if o.data_docs_path), None)
+    issues = pd.concat(frames, ignore_index=True) if frames else readers.empty_issues()
+    base.top_reasons = _top_reasons(issues)
+    if base.rows_loaded == 0 and base.rows_quarantined > 0:
+        base.status = "rejected"
+        base.error = "no_valid_rows: every row was quarantined; see quarantined_rows"
+    else:
+        base.status = "loaded_with_quarantine" if base.rows_quarantined else "loaded"
+    return staged
+
+
+def _prepare_part(
+    delivery: Delivery,
+    cfg: ClinicConfig,
+    part: batching.Part,
+    n_parts: int,
+    docs_dir: Path | None,
+    base: FileResult,
+    writers: dict[str, pq.ParquetWriter],
+    valid_path: Path,
+    quarantine_path: Path,
+) -> _PartOutcome:
+    """Read, guard, canonicalize and validate one part; append its rows to the staged files."""
+    from pipelines import deid, validate
+
+    dataset = str(delivery.dataset)
+    raw = readers.read_raw(part.path, dataset, cfg)
+    deid.check_header(raw.header, dataset)
+    if part.line_offset:
+        i = raw.table.schema.get_field_index("source_line")
+        raw.table = raw.table.set_column(
+            i, "source_line", pc.add(raw.table.column(i), pa.scalar(part.line_offset, pa.int64()))
+        )
     base.ignored_columns = list(raw.ignored_columns)
     n = raw.table.num_rows
     id_issues, redact = deid.scan_values(raw.table, cfg)
@@ -154,10 +263,10 @@ def prepare_file(
         pa.array([delivery.path.name] * n, pa.string()),
     )
     typed_for_gx = _blank_cells(typed, redact)
+    label = delivery.path.name if n_parts == 1 else f"{delivery.path.name}.part{part.index + 1}"
     gx_issues, docs_path = validate.validate(
-        typed_for_gx, delivery.dataset, cfg, docs_dir=docs_dir, file_name=delivery.path.name
+        typed_for_gx, dataset, cfg, docs_dir=docs_dir, file_name=label
     )
-    base.data_docs_path = str(docs_path) if docs_path else None
     frames = [f for f in (id_issues, cast_issues, gx_issues) if f is not None and not f.empty]
     issues = pd.concat(frames, ignore_index=True) if frames else readers.empty_issues()
     dup_rows = issues.loc[issues["reason"].str.startswith("duplicate_row"), "row"].unique()
@@ -168,26 +277,123 @@ def prepare_file(
     keep_mask[quarantined] = False
     keep_mask[dup_rows.astype("int64")] = False
     keep = np.flatnonzero(keep_mask)
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    staged = StagedFile(result=base)
-    stem = f"{cfg.clinic_id}-{delivery.sha256[:16]}"
     if len(keep):
-        staged.valid_path = stage_dir / f"{stem}.valid.parquet"
-        pq.write_table(typed.take(pa.array(keep)), staged.valid_path)
+        valid = typed.take(pa.array(keep))
+        if "valid" not in writers:
+            writers["valid"] = pq.ParquetWriter(valid_path, valid.schema)
+        writers["valid"].write_table(valid)
     if len(quarantined):
-        staged.quarantine_path = stage_dir / f"{stem}.quarantine.parquet"
-        _stage_quarantine(raw.table, quarantined, per_row, redact, staged.quarantine_path)
-    base.rows_in = n
-    base.rows_loaded = len(keep)
-    base.rows_quarantined = len(quarantined)
-    base.rows_duplicate = len(dup_rows)
-    base.top_reasons = _top_reasons(issues)
-    if len(keep) == 0 and len(quarantined) > 0:
-        base.status = "rejected"
-        base.error = "no_valid_rows: every row was quarantined; see quarantined_rows"
-    else:
-        base.status = "loaded_with_quarantine" if len(quarantined) else "loaded"
-    return staged
+        q = _quarantine_table(raw.table, quarantined, per_row, redact)
+        if "quarantine" not in writers:
+            writers["quarantine"] = pq.ParquetWriter(quarantine_path, q.schema)
+        writers["quarantine"].write_table(q)
+    return _PartOutcome(
+        rows_in=n,
+        kept=len(keep),
+        quarantined=len(quarantined),
+        duplicate=len(dup_rows),
+        issues=issues,
+        data_docs_path=str(docs_path) if docs_path else None,
+    )
+
+
+CROSS_PART_KEYS = {
+    "measures": ("client_id", "session_number", "instrument"),
+    "appointments": ("client_id", "appointment_date"),
+}
+KEY_CONFLICT = (
+    "duplicate_key_in_file: the same key appears more than once in the file with different "
+    "values; every copy is held back"
+)
+
+
+def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
+    """Judge keys repeated across parts as validation judges them within one: exact copies
+    count as duplicates (the first is kept), differing copies are all quarantined. Adjusts the
+    staged files and counts; returns the issues (None when no key repeats, the usual case)."""
+    import duckdb
+
+    assert staged.valid_path is not None
+    r = staged.result
+    key = ", ".join(CROSS_PART_KEYS[dataset])
+    con = duckdb.connect()
+    try:
+        con.execute("create table v as select * from read_parquet(?)", [str(staged.valid_path)])
+        cols = [c for (c,) in con.execute("select name from pragma_table_info('v')").fetchall()]
+        values = ", ".join(f"{c} := {c}" for c in cols if c not in ("source_line", "source_file"))
+        con.execute(
+            f"""
+            create table repeated as
+            select {key}, count(distinct struct_pack({values})) as variants
+            from v group by {key} having count(*) > 1
+            """  # noqa: S608 - column names from the canonical schema
+        )
+        if not con.execute("select count(*) from repeated").fetchall()[0][0]:
+            return None
+        con.execute(
+            f"""
+            create table judged as
+            with ranked as (
+                select v.*, rp.variants,
+                       row_number() over (partition by {", ".join("v." + k for k in CROSS_PART_KEYS[dataset])}
+                                          order by v.source_line) as copy_no
+                from v left join repeated as rp using ({key})
+            )
+            select *,
+                   case when variants > 1 then 'conflict'
+                        when variants = 1 and copy_no > 1 then 'duplicate'
+                        else 'keep' end as verdict
+            from ranked
+            """  # noqa: S608
+        )
+        counts = dict(con.execute("select verdict, count(*) from judged group by 1").fetchall())
+        keep_cols = ", ".join(cols)
+        con.execute(
+            f"copy (select {keep_cols} from judged where verdict = 'keep' "  # noqa: S608
+            f"order by source_line) to '{staged.valid_path}.tmp' (format parquet)"
+        )
+        conflict = con.execute(
+            f"""
+            select source_line as line_number, [?] as reasons,
+                   to_json(struct_pack({values}))::varchar as row_data
+            from judged where verdict = 'conflict' order by source_line
+            """,  # noqa: S608
+            [KEY_CONFLICT],
+        ).fetch_arrow_table()
+    finally:
+        con.close()
+    Path(f"{staged.valid_path}.tmp").replace(staged.valid_path)
+    n_conflict = int(counts.get("conflict", 0))
+    n_dup = int(counts.get("duplicate", 0))
+    if n_conflict:
+        q_path = staged.valid_path.with_name(
+            staged.valid_path.name.replace(".valid.", ".quarantine.")
+        )
+        conflict = conflict.cast(
+            pa.schema(
+                [
+                    ("line_number", pa.int64()),
+                    ("reasons", pa.list_(pa.string())),
+                    ("row_data", pa.string()),
+                ]
+            )
+        )
+        if q_path.exists():
+            conflict = pa.concat_tables([pq.read_table(q_path), conflict])
+        pq.write_table(conflict, q_path)
+        staged.quarantine_path = q_path
+    r.rows_loaded -= n_conflict + n_dup
+    r.rows_quarantined += n_conflict
+    r.rows_duplicate += n_dup
+    if r.rows_loaded == 0:
+        staged.valid_path.unlink()
+        staged.valid_path = None
+    return pd.DataFrame(
+        {
+            "row": -np.arange(1, n_conflict + n_dup + 1, dtype="int64"),
+            "reason": [KEY_CONFLICT] * n_conflict + ["duplicate_row"] * n_dup,
+        }
+    )
 
 
 def _blank_cells(typed: pa.Table, redact: pd.DataFrame | None) -> pa.Table:
@@ -209,13 +415,13 @@ def _blank_cells(typed: pa.Table, redact: pd.DataFrame | None) -> pa.Table:
     return typed
 
 
-def _stage_quarantine(
+def _quarantine_table(
     raw: pa.Table,
     rows: object,
     per_row: pd.Series,
     redact: pd.DataFrame | None,
-    out: Path,
-) -> None:
+) -> pa.Table:
+    """Quarantined rows as delivered (identifying cells redacted), with every reason."""
     idx = pa.array(rows, pa.int64())
     frame = raw.take(idx).to_pandas()
     lines = frame.pop("source_line").astype("int64")
@@ -227,14 +433,13 @@ def _stage_quarantine(
                 frame.iloc[hit, frame.columns.get_loc(col)] = REDACTED
     frame = frame.replace("", None)
     records = frame.to_json(orient="records", lines=True, force_ascii=False).splitlines()
-    table = pa.table(
+    return pa.table(
         {
             "line_number": pa.array(lines.to_numpy(), pa.int64()),
             "reasons": pa.array(per_row.tolist(), pa.list_(pa.string())),
             "row_data": pa.array(records, pa.string()),
         }
     )
-    pq.write_table(table, out)
 
 
 ProgressFn = Callable[[str], None]

@@ -1,0 +1,256 @@
+"""End-to-end ingest throughput: read, guard, GX, load, against a raw DuckDB read_csv + INSERT.
+
+    .venv/bin/python -m benchmarks.bench_ingest --rows 1000000 [--clinics 5] [--files-per-clinic 1]
+    .venv/bin/python -m benchmarks.bench_ingest --profile   # where a small file's time goes
+
+Writes reference-format CSVs (vectorized, numpy) for `--clinics` clinics, then in one process:
+1. the baseline: `create table ... as select * from read_csv(...)` of every file into a fresh
+   DuckDB file (the cheapest way DuckDB can get the same bytes in);
+2. the pipeline: `ingest_all` (read -> de-identification guard -> canonicalize -> GX -> stage ->
+   one transaction per file) into another fresh warehouse, timing every stage.
+Prints one JSON document (rows/s, ratio to the baseline, peak RSS, seconds per stage) and, with
+`--out`, writes it there. Peak RSS is the process's high-water mark (psutil / ru_maxrss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from pipelines import registry
+
+# one row per administered measure; a session carries these instruments
+SESSION_INSTRUMENTS = ("SRS", "ORS", "WAI-SR", "PHQ-9", "GAD-7")
+SESSIONS_PER_CLIENT = 20
+HEADER = [
+    "client_id",
+    "clinician_id",
+    "session_date",
+    "session_number",
+    "instrument",
+    *registry.ITEM_COLUMNS,
+    "total",
+]
+
+
+def write_reference_csv(path: Path, n_rows: int, seed: int, client_offset: int = 0) -> int:
+    """A reference-format measures CSV with `n_rows` valid rows (whole sessions); returns rows."""
+    rng = np.random.default_rng(seed)
+    per_client = SESSIONS_PER_CLIENT * len(SESSION_INSTRUMENTS)
+    n_clients = max(1, -(-n_rows // per_client))
+    client = np.repeat(np.arange(n_clients), per_client)[:n_rows]
+    within = np.tile(np.arange(per_client), n_clients)[:n_rows]
+    session = within // len(SESSION_INSTRUMENTS) + 1
+    instrument = np.array(SESSION_INSTRUMENTS)[within % len(SESSION_INSTRUMENTS)]
+    start = np.datetime64("2024-01-01") + (client % 300).astype("timedelta64[D]")
+    date = start + ((session - 1) * 7).astype("timedelta64[D]")
+    frame: dict[str, Any] = {
+        "client_id": np.char.add("C", (client + client_offset).astype(str)),
+        "clinician_id": np.char.add("T", (client % 17).astype(str)),
+        "session_date": date.astype(str),
+        "session_number": session,
+        "instrument": instrument,
+    }
+    items = np.full((n_rows, 12), np.nan)
+    totals = np.zeros(n_rows)
+    for name in SESSION_INSTRUMENTS:
+        spec = registry.INSTRUMENTS[name]
+        rows = np.flatnonzero(instrument == name)
+        steps = int(round((spec.item_max - spec.item_min) / spec.item_step))
+        values = spec.item_min + rng.integers(0, steps + 1, (len(rows), spec.n_items)) * (
+            spec.item_step
+        )
+        values = np.round(values, 1)
+        items[np.ix_(rows, np.arange(spec.n_items))] = values
+        total = values.mean(axis=1) if spec.scoring == "mean" else values.sum(axis=1)
+        totals[rows] = np.round(total, 3)
+    for i, col in enumerate(registry.ITEM_COLUMNS):
+        frame[col] = items[:, i]
+    frame["total"] = totals
+    pd.DataFrame(frame, columns=HEADER).to_csv(path, index=False, float_format="%.10g")
+    return n_rows
+
+
+def make_landing(root: Path, rows: int, clinics: int, files_per_clinic: int) -> dict[str, Any]:
+    """config/clinics/*.yaml + landing/<clinic>/measures_*.csv totalling `rows` rows."""
+    (root / "config" / "clinics").mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    per_file = rows // (clinics * files_per_clinic)
+    for c in range(clinics):
+        cid = f"bench_{c}"
+        (root / "config" / "clinics" / f"{cid}.yaml").write_text(
+            f"clinic_id: {cid}\ntimezone: Europe/Berlin\nformat: reference\n", encoding="utf-8"
+        )
+        folder = root / "landing" / cid
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in range(files_per_clinic):
+            path = folder / f"measures_{f:03d}.csv"
+            write_reference_csv(path, per_file, seed=c * 1000 + f, client_offset=f * 10**7)
+            files.append(path)
+    return {"files": files, "rows": per_file * clinics * files_per_clinic}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MB (Linux: ru_maxrss is in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def raw_duckdb_load(files: list[Path], db: Path) -> float:
+    """Seconds for DuckDB alone to read the same CSVs and insert them into one table."""
+    t0 = time.perf_counter()
+    conn = duckdb.connect(str(db))
+    conn.execute(
+        "create table raw_measures as select * from read_csv(?, header = true) limit 0",
+        [str(files[0])],
+    )
+    for f in files:
+        conn.execute("insert into raw_measures select * from read_csv(?, header = true)", [str(f)])
+    conn.execute("checkpoint")
+    conn.close()
+    return time.perf_counter() - t0
+
+
+class StageTimer:
+    """Wraps module functions to add up wall seconds per stage (the pipeline is sequential)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._undo: list[Callable[[], None]] = []
+
+    def wrap(self, module: Any, name: str, stage: str) -> None:
+        original = getattr(module, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[stage] += time.perf_counter() - t0
+                self.calls[stage] += 1
+
+        setattr(module, name, timed)
+        self._undo.append(lambda: setattr(module, name, original))
+
+    def restore(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+
+
+@contextlib.contextmanager
+def timed_stages() -> Iterator[StageTimer]:
+    from pipelines import batching, deid, ingest, readers, validate, warehouse
+
+    t = StageTimer()
+    t.wrap(readers, "read_raw", "read")
+    t.wrap(deid, "check_header", "guard")
+    t.wrap(deid, "scan_values", "guard")
+    t.wrap(readers, "canonicalize", "canonicalize")
+    t.wrap(validate, "_run_gx", "gx_engine")
+    t.wrap(validate, "validate", "validate_total")
+    t.wrap(ingest, "load_staged", "load")
+    t.wrap(batching, "write_chunks", "split")
+    _ = warehouse
+    try:
+        yield t
+    finally:
+        t.restore()
+
+
+def run_pipeline(root: Path, warehouse_path: Path, docs: bool) -> tuple[float, StageTimer, Any]:
+    import great_expectations  # noqa: F401
+
+    from pipelines import validate  # noqa: F401  (import cost outside the timed run)
+    from pipelines.ingest import ingest_all
+
+    with timed_stages() as timer:
+        t0 = time.perf_counter()
+        results = ingest_all(
+            root / "config",
+            root / "landing",
+            warehouse_path,
+            docs_dir=(root / "docs") if docs else None,
+        )
+        secs = time.perf_counter() - t0
+    return secs, timer, results
+
+
+def bench(rows: int, clinics: int, files_per_clinic: int, docs: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="aw-bench-") as d:
+        root = Path(d)
+        t0 = time.perf_counter()
+        landing = make_landing(root, rows, clinics, files_per_clinic)
+        gen_s = time.perf_counter() - t0
+        size = sum(f.stat().st_size for f in landing["files"])
+        raw_s = raw_duckdb_load(landing["files"], root / "raw.duckdb")
+        (root / "raw.duckdb").unlink()
+        secs, timer, results = run_pipeline(root, root / "warehouse.duckdb", docs)
+        loaded = sum(r.rows_loaded for r in results)
+        bad = [r for r in results if r.status not in ("loaded",)]
+        n = landing["rows"]
+        stages = {k: round(v, 2) for k, v in sorted(timer.seconds.items())}
+        return {
+            "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "rows": n,
+            "clinics": clinics,
+            "files": len(landing["files"]),
+            "csv_mb": round(size / 1e6, 1),
+            "data_docs": docs,
+            "generate_s": round(gen_s, 2),
+            "raw_duckdb_s": round(raw_s, 2),
+            "pipeline_s": round(secs, 2),
+            "rows_per_s": round(n / secs),
+            "ratio_to_raw": round(secs / raw_s, 2),
+            "peak_rss_mb": round(peak_rss_mb()),
+            "rows_loaded": loaded,
+            "files_not_clean": [(r.file_name, r.status, r.top_reasons[:2]) for r in bad],
+            "stage_s": stages,
+            "stage_calls": dict(timer.calls),
+            "floor": {"rows_per_s": 250_000, "ratio_to_raw": 15, "peak_rss_mb": 1536},
+        }
+
+
+def profile(n_files: int, rows: int, docs: bool) -> dict[str, Any]:
+    """Fixed per-file cost: `n_files` small files of one clinic, seconds per stage per file."""
+    out = bench(rows * n_files, 1, n_files, docs)
+    out["per_file_s"] = {k: round(v / n_files, 3) for k, v in out["stage_s"].items()}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--clinics", type=int, default=5)
+    ap.add_argument("--files-per-clinic", type=int, default=1)
+    ap.add_argument("--docs", action="store_true", help="also build GX Data Docs")
+    ap.add_argument("--profile", action="store_true", help="10 files of 300 rows, per-file cost")
+    ap.add_argument("--out", type=Path, default=None, help="write the JSON here")
+    args = ap.parse_args(argv)
+    if args.profile:
+        result = profile(10, 300, args.docs)
+    else:
+        result = bench(args.rows, args.clinics, args.files_per_clinic, args.docs)
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
