@@ -141,15 +141,33 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
                 f"a field exceeds {cfg.max_field_bytes} bytes; no export field should be that long",
             ) from None
         raise FileRejected("unparseable", "the file could not be parsed as CSV") from None
-    # Every column as string: the guard must see values as delivered.
-    table = pa.table(
-        {
-            name: pc.cast(col, pa.string())
-            for name, col in zip(table.column_names, table.columns, strict=True)
-        }
-    )
+    # Every column as string: the guard must see values as delivered. pyarrow infers a
+    # column with bytes that are not UTF-8 as binary; the cast then fails: reject the file.
+    cols: dict[str, pa.ChunkedArray] = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        try:
+            cols[name] = pc.cast(col, pa.string())
+        except pa.ArrowInvalid:
+            raise FileRejected(
+                "undecodable_bytes",
+                f"line {_first_undecodable_line(col, cfg.encoding)} (column {name!r}) is not "
+                f"valid {cfg.encoding}; export the file as {cfg.encoding}",
+            ) from None
+    table = pa.table(cols)
     header = list(table.column_names)
     return _finish(path, dataset, cfg, table, header, invalid, first_line, size, True)
+
+
+def _first_undecodable_line(col: pa.ChunkedArray, encoding: str) -> int:
+    """The 1-based file line (header = 1) of the first value that does not decode (error path
+    only, so a loop is fine); 0 when it cannot be located."""
+    for i, value in enumerate(col.to_pylist()):
+        if isinstance(value, bytes):
+            try:
+                value.decode(encoding)
+            except UnicodeDecodeError:
+                return i + 2
+    return 0
 
 
 def _read_parquet(path: Path) -> pa.Table:
