@@ -64,7 +64,8 @@ def _y_range(s: Series, ins: registry.Instrument) -> tuple[float, float]:
     lo = min(min(s.totals), max(s.totals), ins.cutoff)
     hi = max(max(s.totals), ins.cutoff)
     pad = 0.1 * span
-    return max(ins.total_min, lo - pad), min(ins.total_max, hi + pad)
+    edge = 0.04 * span  # so a score at the scale's floor or ceiling is not cut in half
+    return max(ins.total_min - edge, lo - pad), min(ins.total_max + edge, hi + pad)
 
 
 def trajectory_chart(alliance: Series | None, symptoms: Series | None) -> Chart | None:
