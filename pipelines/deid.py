@@ -147,6 +147,15 @@ _PHONE_PUNCT = r"[+()/\s.-]"
 # A person's name where a code belongs: words of letters (hyphens, apostrophes, initials)
 # separated by spaces, or "Surname, Given"; only checked on values failing the code pattern.
 _PERSON_NAME = r"^\s*\p{L}[\p{L}'’.-]*(,?\s+\p{L}[\p{L}'’.-]*)+\s*$|^\s*\p{L}+,\s*\p{L}+\s*$"
+# Cells that cannot be any kind above: a bare token of letters/digits/underscores (no @, dot,
+# colon, space, comma or punctuation), a short number (at most 8 digits), or a date with a 4-digit
+# year (an SSN is 3-2-4, which none of these match).
+_CANNOT_IDENTIFY = (
+    r"^\s*[A-Za-z0-9_]*\s*$"
+    r"|^\s*[-+]?\d{1,4}([.,]\d{1,4})?\s*$"
+    r"|^\s*\d{4}[-./]\d{1,2}[-./]\d{1,2}\s*$"
+    r"|^\s*\d{1,2}[-./]\d{1,2}[-./]\d{4}\s*$"
+)
 # Free text: five or more words in one cell.
 _FREE_TEXT = r"(\p{L}+[\s,.;:!?]+){4,}\p{L}+"
 
@@ -209,11 +218,11 @@ def _as_bool(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _matches(column: pa.ChunkedArray, pattern: str) -> np.ndarray:
+def _matches(column: pa.ChunkedArray | pa.Array, pattern: str) -> np.ndarray:
     return _as_bool(pc.match_substring_regex(column, pattern))
 
 
-def _phone_like(column: pa.ChunkedArray) -> np.ndarray:
+def _phone_like(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     # Dates ("2024-11-23") and decimals have at most 8 digits; phone numbers 9-15. Pure digit
     # strings are left to the code pattern (a clinic may use long numeric codes).
     run = _matches(column, _PHONE_RUN)
@@ -225,7 +234,7 @@ def _phone_like(column: pa.ChunkedArray) -> np.ndarray:
     return run & punct & (n_digits >= 9) & (n_digits <= 15)
 
 
-def _fails_code_pattern(column: pa.ChunkedArray, pattern: str) -> np.ndarray:
+def _fails_code_pattern(column: pa.ChunkedArray | pa.Array, pattern: str) -> np.ndarray:
     # Python `re` semantics, the same engine the config validates the pattern with.
     series = pd.Series(column.to_pandas(), dtype="object")
     present = series.notna().to_numpy()
@@ -245,10 +254,10 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
     frames: list[pd.DataFrame] = []
     masked: list[pd.DataFrame] = []
 
-    def record(col: str, kind: str, hit: np.ndarray) -> None:
+    def record(col: str, kind: str, hit: np.ndarray, where: np.ndarray) -> None:
         if not hit.any():
             return
-        rows = np.flatnonzero(hit).astype("int64")
+        rows = where[hit].astype("int64")
         masked.append(pd.DataFrame({"row": rows, "column": col}))
         frames.append(
             pd.DataFrame({"row": rows, "reason": f"identifier_in_field: {kind} value in {col}"})
@@ -260,22 +269,25 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
             continue
         if n == 0 or column.null_count == n:
             continue
-        email = _matches(column, _EMAIL)
-        record(col, "email-like", email)
-        record(col, "URL-like", _matches(column, _URL) & ~email)
-        ip = _matches(column, _IPV4) | _matches(column, _IPV6)
-        record(col, "IP-address-like", ip)
-        ssn = _matches(column, _SSN)
-        record(col, "SSN-like", ssn)
-        record(col, "phone-number-like", _phone_like(column) & ~ssn & ~ip)
+        # One cheap pass finds the cells that cannot hold any kind below (bare tokens, short
+        # numbers, dates); the full battery runs only on the rest.
+        where = np.flatnonzero(~_matches(column, _CANNOT_IDENTIFY) & _as_bool(pc.is_valid(column)))
+        if not len(where):
+            continue
+        cells = pc.take(column, pa.array(where))
+        email = _matches(cells, _EMAIL)
+        record(col, "email-like", email, where)
+        record(col, "URL-like", _matches(cells, _URL) & ~email, where)
+        ip = _matches(cells, _IPV4) | _matches(cells, _IPV6)
+        record(col, "IP-address-like", ip, where)
+        ssn = _matches(cells, _SSN)
+        record(col, "SSN-like", ssn, where)
+        record(col, "phone-number-like", _phone_like(cells) & ~ssn & ~ip, where)
         if col in CODE_COLUMNS:
-            record(
-                col,
-                "person-name-like",
-                _fails_code_pattern(column, cfg.code_pattern) & _matches(column, _PERSON_NAME),
-            )
+            name = _fails_code_pattern(cells, cfg.code_pattern) & _matches(cells, _PERSON_NAME)
+            record(col, "person-name-like", name, where)
         else:
-            record(col, "free-text", _matches(column, _FREE_TEXT))
+            record(col, "free-text", _matches(cells, _FREE_TEXT), where)
 
     issues = (
         pd.concat(frames, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
