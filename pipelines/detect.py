@@ -35,7 +35,7 @@ RELATIONS: tuple[str, ...] = (
     "alert_episodes",
 )
 # Relations read more than once are materialized; the rest stay views DuckDB can fuse.
-MATERIALIZED: frozenset[str] = frozenset({"rupture_signals", "episode_sessions"})
+MATERIALIZED: frozenset[str] = frozenset({"episode_sessions"})
 
 # Which registry subscales make up the two parts of the alliance a repair conversation addresses:
 # the bond (relational repair) and agreement on goals and tasks (renegotiation).
@@ -259,9 +259,9 @@ def _scope(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]] | Non
     conn.unregister("detect_scope_frame")
     for name, table in (("measurements", "measurements"), ("appointments", "appointments")):
         conn.execute(
-            f"create or replace temp view detect_scope_{name} as "
+            f"create or replace temp view detect_scope_{name} as "  # noqa: S608
             f"select t.* from {table} as t semi join detect_scope as s "
-            "on t.clinic_id = s.clinic_id and t.client_id = s.client_id"  # noqa: S608 (constant names)
+            "on t.clinic_id = s.clinic_id and t.client_id = s.client_id"
         )
 
 
@@ -341,13 +341,13 @@ def detect(
         else:
             for table in ("flags", "alert_episodes"):
                 conn.execute(
-                    f"delete from {table} as t where exists (select 1 from detect_scope as s "
-                    "where s.clinic_id = t.clinic_id and s.client_id = t.client_id)"  # noqa: S608
+                    f"delete from {table} as t where exists (select 1 from detect_scope as s "  # noqa: S608
+                    "where s.clinic_id = t.clinic_id and s.client_id = t.client_id)"
                 )
         conn.execute(f"insert into flags ({flag_cols}) select {flag_cols} from detect_flags")  # noqa: S608
         conn.execute(
-            f"insert into alert_episodes ({episode_cols}) "
-            f"select {episode_cols} from detect_alert_episodes"  # noqa: S608
+            f"insert into alert_episodes ({episode_cols}) "  # noqa: S608
+            f"select {episode_cols} from detect_alert_episodes"
         )
         conn.execute("commit")
     except Exception:

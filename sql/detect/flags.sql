@@ -1,19 +1,8 @@
 -- The rows of `flags` (CONTRACT): one per flagged alliance session, with severity, reason codes,
 -- its alert episode, whether it is news to the clinician (opening or escalation), and the
 -- evidence numbers a digest shows.
-with signals as (
-    select * from detect_rupture_signals
-),
-
-episodes as (
-    select
-        series_key,
-        session_number,
-        alert_episode_id,
-        is_opening,
-        is_escalation,
-        is_ongoing
-    from detect_episode_sessions
+with sessions as (
+    select * from detect_episode_sessions
     where is_flagged
 ),
 
@@ -26,7 +15,7 @@ flag_rows as (
         s.session_date,
         s.instrument,
         case
-            when e.is_ongoing then 'low'
+            when s.is_ongoing then 'low'
             when s.severity_rank = 3 then 'high'
             when s.severity_rank = 2 then 'medium'
             else 'low'
@@ -42,12 +31,12 @@ flag_rows as (
                 case when s.is_goal_task_drop then 'goal_task_drop' end,
                 case when s.is_disengagement then 'disengagement' end,
                 case when s.is_symptom_deterioration then 'symptom_deterioration' end,
-                case when e.is_ongoing then 'still_below_baseline' end
+                case when s.is_ongoing then 'still_below_baseline' end
             ],
             x -> x is not null
         ) as reasons,
-        e.alert_episode_id,
-        coalesce(e.is_opening or e.is_escalation, false) as is_new,
+        s.alert_episode_id,
+        coalesce(s.is_opening or s.is_escalation, false) as is_new,
         s.total,
         s.previous_total,
         s.baseline_total,
@@ -58,9 +47,9 @@ flag_rows as (
         s.fallen_part,
         json_object(
             'alert_kind', case
-                when e.is_opening then 'opened'
-                when e.is_escalation then 'escalated'
-                when e.is_ongoing then 'still_below_baseline'
+                when s.is_opening then 'opened'
+                when s.is_escalation then 'escalated'
+                when s.is_ongoing then 'still_below_baseline'
                 else 'ongoing'
             end,
             'n_prior_sessions', s.n_prior,
@@ -83,10 +72,7 @@ flag_rows as (
             'n_missed_since_previous', s.n_missed_since_previous,
             'deteriorated_instruments', s.deteriorated_instruments
         ) as evidence
-    from signals as s
-    inner join episodes as e
-        on s.series_key = e.series_key
-        and s.session_number = e.session_number
+    from sessions as s
 )
 
 select * from flag_rows

@@ -12,7 +12,9 @@
 -- not flagged for a dip smaller than measurement error.
 -- The other signals are reasons and severity: reliable drop from the previous session or from the
 -- baseline, sustained decline, below cutoff (only news when the baseline was above it: ceiling
--- awareness), which part fell, disengagement and symptom deterioration (raise severity).
+-- awareness), which part fell, and symptom deterioration. Disengagement and severity need the
+-- previous session's flag and are set in episode_sessions, in the same window pass as episodes.
+-- This relation has no window of its own: it is arithmetic on alliance_features.
 with features as (
     select * from detect_alliance_features
 ),
@@ -99,45 +101,14 @@ decided as (
             and delta_baseline >= flag_min_drop,
             false
         ) as is_flag,
-        is_reliable_drop_previous or is_reliable_drop_baseline as is_reliable_drop
-    from signals
-),
-
-contextual as (
-    select
-        *,
-        -- withdrawal: a cancellation or no-show since the previous session, right after a flag
-        n_missed_since_previous > 0
-        and (
-            is_flag
-            or coalesce(
-                lag(is_flag) over (
-                    partition by series_key
-                    order by session_number
-                ),
-                false
-            )
-        ) as is_disengagement
-    from decided
-),
-
-graded as (
-    select
-        *,
-        case
-            when not is_flag then 0
-            when is_reliable_drop
-                and (is_below_cutoff or is_symptom_deterioration or is_disengagement) then 3
-            when is_reliable_drop or is_deflection then 2
-            else 1
-        end as severity_rank,
+        is_reliable_drop_previous or is_reliable_drop_baseline as is_reliable_drop,
         case
             when not (is_bond_drop or is_goal_task_drop) then null
             when is_bond_drop and is_goal_task_drop then 'overall'
             when is_bond_drop then 'bond'
             else 'goal_task'
         end as fallen_part
-    from contextual
+    from signals
 )
 
-select * from graded
+select * from decided
