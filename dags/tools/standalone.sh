@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# `make up` / `make down`: Airflow standalone (scheduler, dag-processor, triggerer, api-server)
+# on 127.0.0.1 with the Alliance Watch DAGs, the single-writer pool and the SMTP connection.
+#
+#   bash dags/tools/standalone.sh up     # start in the background, wait until ready, print the UI
+#   bash dags/tools/standalone.sh down   # stop it (the whole process group it started)
+#   bash dags/tools/standalone.sh env    # print the environment it runs with (for `airflow ...`)
+#
+# ALLIANCE_WATCH_HOME (default ./demo) holds config/, landing/, inbox/, the warehouse, and the
+# Airflow home airflow-standalone/ (SQLite metadata DB, logs, state of this script).
+# Ports: the API/UI and the two log servers take free ports unless AIRFLOW_UI_PORT,
+# AIRFLOW_WORKER_LOG_PORT, AIRFLOW_TRIGGER_LOG_PORT are given.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BIN="${ALLIANCE_WATCH_BIN:-$ROOT/.venv/bin}"
+export ALLIANCE_WATCH_HOME="$(mkdir -p "${ALLIANCE_WATCH_HOME:-$ROOT/demo}" && cd "${ALLIANCE_WATCH_HOME:-$ROOT/demo}" && pwd)"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$ALLIANCE_WATCH_HOME/airflow-standalone}"
+STATE="$AIRFLOW_HOME/standalone.state"
+LOG="$AIRFLOW_HOME/standalone.log"
+PIDFILE="$AIRFLOW_HOME/standalone.pid"
+
+free_port() { "$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+write_env() {
+  local ui wl tl
+  ui="${AIRFLOW_UI_PORT:-$(free_port)}"; wl="${AIRFLOW_WORKER_LOG_PORT:-$(free_port)}"
+  tl="${AIRFLOW_TRIGGER_LOG_PORT:-$(free_port)}"
+  cat > "$STATE" <<ENV
+export PATH="$BIN:\$PATH"
+export ALLIANCE_WATCH_HOME="$ALLIANCE_WATCH_HOME"
+export AIRFLOW_HOME="$AIRFLOW_HOME"
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export PYTHONPATH="$ROOT/dags\${PYTHONPATH:+:\$PYTHONPATH}"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+export AIRFLOW__CORE__PARALLELISM=4
+export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__API__PORT=$ui
+export AIRFLOW__API__BASE_URL="http://127.0.0.1:$ui"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$ui/execution/"
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$wl
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=$tl
+export AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC=1
+export AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=300
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=5
+export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=10
+export AIRFLOW__TRIGGERER__CAPACITY=200
+ENV
+}
+
+up() {
+  mkdir -p "$AIRFLOW_HOME" "$ALLIANCE_WATCH_HOME"/{config/clinics,landing,inbox}
+  if [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    echo "already running (pid $(cat "$PIDFILE")); 'make down' first"; source "$STATE"; banner; return 0
+  fi
+  write_env
+  # shellcheck disable=SC1090
+  source "$STATE"
+  airflow db migrate >/dev/null
+  airflow pools set duckdb_writer 1 "single DuckDB writer (embedded warehouse)" >/dev/null
+  if [[ -n "${ALLIANCE_WATCH_SMTP_HOST:-}" ]]; then
+    airflow connections delete smtp_default >/dev/null 2>&1 || true
+    airflow connections add smtp_default --conn-type smtp --conn-host "$ALLIANCE_WATCH_SMTP_HOST" \
+      --conn-port "${ALLIANCE_WATCH_SMTP_PORT:-587}" \
+      ${ALLIANCE_WATCH_SMTP_USER:+--conn-login "$ALLIANCE_WATCH_SMTP_USER"} \
+      ${ALLIANCE_WATCH_SMTP_PASSWORD:+--conn-password "$ALLIANCE_WATCH_SMTP_PASSWORD"} \
+      --conn-extra "{\"from_email\": \"${ALLIANCE_WATCH_SMTP_FROM:-alliance-watch@localhost}\"}" >/dev/null
+  fi
+  # own session: `down` stops standalone and every component it started, by process group
+  setsid "$BIN/airflow" standalone >"$LOG" 2>&1 < /dev/null &
+  echo $! > "$PIDFILE"
+  local deadline=$((SECONDS + ${AIRFLOW_UP_TIMEOUT:-180}))
+  until curl -fsS "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" 2>/dev/null | grep -q '"triggerer"'; do
+    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then echo "airflow standalone exited; see $LOG" >&2; exit 1; fi
+    if (( SECONDS > deadline )); then echo "not ready in time; see $LOG" >&2; exit 1; fi
+    sleep 1
+  done
+  banner
+}
+
+banner() {
+  echo "Airflow UI:     http://127.0.0.1:$AIRFLOW__API__PORT  (bound to 127.0.0.1 only)"
+  echo "Login:          user 'admin', password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  echo "Drop files in:  $ALLIANCE_WATCH_HOME/landing/<clinic_id>/ then touch $ALLIANCE_WATCH_HOME/inbox/<clinic_id>.ready"
+  echo "Airflow env:    source $STATE   (then e.g. 'airflow dags list')"
+  echo "Log:            $LOG;  stop with 'make down'"
+}
+
+down() {
+  if [[ ! -f "$PIDFILE" ]]; then echo "not running (no $PIDFILE)"; return 0; fi
+  local pid; pid="$(cat "$PIDFILE")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -INT "$pid" 2>/dev/null || true           # standalone stops its components on SIGINT
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -TERM -- "-$pid" 2>/dev/null || true      # whatever of its own group is left
+  fi
+  rm -f "$PIDFILE"
+  echo "stopped"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) cat "$STATE" ;;
+  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac

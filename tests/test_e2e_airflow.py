@@ -1,0 +1,265 @@
+"""End to end on a real Airflow: `airflow standalone` (scheduler, dag-processor, triggerer,
+api-server) started by `dags/tools/standalone.sh` on a temporary home bound to 127.0.0.1 with
+free ports. Clinics' data teams drop files and markers; everything after that happens by itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "dags" / "tools" / "standalone.sh"
+HEADER = (
+    "client_id,clinician_id,session_date,session_number,instrument,"
+    + ",".join(f"item_{i}" for i in range(1, 13))
+    + ",total"
+)
+
+pytestmark = pytest.mark.slow
+
+
+def srs_rows(client: str, scores: list[float], first_session: int = 1) -> list[str]:
+    """Weekly SRS sessions with all four items at the given score (total = 4 x score)."""
+    start = dt.date(2026, 3, 2)
+    out = []
+    for i, s in enumerate(scores):
+        n = first_session + i
+        day = start + dt.timedelta(days=7 * (n - 1))
+        out.append(
+            ",".join([client, "T01", day.isoformat(), str(n), "SRS", *[str(s)] * 4, *[""] * 8, ""])
+        )
+    return out
+
+
+def write_export(path: Path, rows: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")  # a data team writes, then renames, then drops the marker
+    tmp.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    tmp.rename(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Mailbox:
+    messages: list = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+        from email import message_from_bytes
+
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@dataclass
+class Stack:
+    home: Path
+    airflow_home: Path
+    mailbox: Mailbox
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.airflow_home / 'airflow.db'}?mode=ro", uri=True)
+
+    def runs(self, dag_id: str) -> list[tuple[str, str]]:
+        with contextlib_closing(self.db()) as c:
+            return c.execute(
+                "select run_id, state from dag_run where dag_id = ? order by id", [dag_id]
+            ).fetchall()
+
+    def wait_runs(self, dag_id: str, n: int, timeout: float = 90) -> list[tuple[str, str]]:
+        """Wait until `dag_id` has at least n finished runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.runs(dag_id)
+            done = [r for r in runs if r[1] in ("success", "failed")]
+            if len(done) >= n:
+                return done
+            time.sleep(0.25)
+        raise AssertionError(f"{dag_id}: fewer than {n} finished runs: {self.runs(dag_id)}")
+
+    def task_instances(self) -> list[tuple[str, str, str, int]]:
+        with contextlib_closing(self.db()) as c:
+            return c.execute(
+                "select dag_id, task_id, state, try_number from task_instance"
+            ).fetchall()
+
+    def flags(self) -> set[tuple[str, str]]:
+        """Flagged (clinic, client) pairs in the analyst snapshot (never the live file)."""
+        snap = self.home / "warehouse" / "snapshot" / "alliance_snapshot.duckdb"
+        copy = self.home / "snapshot_copy.duckdb"
+        shutil.copy(snap, copy)
+        con = duckdb.connect(str(copy), read_only=True)
+        try:
+            return {(a, b) for a, b in con.execute("select clinic_id, client_id from flags").fetchall()}
+        finally:
+            con.close()
+
+
+def contextlib_closing(c: sqlite3.Connection):  # type: ignore[no-untyped-def]
+    import contextlib
+
+    return contextlib.closing(c)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from aiosmtpd.controller import Controller
+
+    home = tmp_path_factory.mktemp("aw_e2e")
+    clinics = home / "config" / "clinics"
+    clinics.mkdir(parents=True)
+    for cid in ("alpha", "beta"):
+        (clinics / f"{cid}.yaml").write_text(
+            f"clinic_id: {cid}\ntimezone: Europe/Berlin\nformat: reference\n", encoding="utf-8"
+        )
+    # a config with an error: an unknown timezone
+    (clinics / "gamma.yaml").write_text(
+        "clinic_id: gamma\ntimezone: Mars/Olympus_Mons\nformat: reference\n", encoding="utf-8"
+    )
+    # first deliveries: one client who drops at session 6, one who stays high
+    write_export(
+        home / "landing" / "alpha" / "measures_w1.csv",
+        srs_rows("A001", [9.5] * 5 + [6]) + srs_rows("A002", [9.5] * 6),
+    )
+    write_export(
+        home / "landing" / "beta" / "measures_w1.csv",
+        srs_rows("B001", [9.5] * 5 + [6]) + srs_rows("B002", [9.5] * 6),
+    )
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    env = {
+        **os.environ,
+        "ALLIANCE_WATCH_HOME": str(home),
+        "ALLIANCE_WATCH_SMTP_HOST": "127.0.0.1",
+        "ALLIANCE_WATCH_SMTP_PORT": str(smtp.port),
+        "ALLIANCE_WATCH_SMTP_STARTTLS": "false",
+        "ALLIANCE_WATCH_OPS_EMAIL": "ops@example.org",
+    }
+    env.pop("AIRFLOW_HOME", None)
+    t0 = time.monotonic()
+    up = subprocess.run(
+        ["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=240
+    )
+    s = Stack(home, home / "airflow-standalone", mailbox)
+    try:
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        assert "http://127.0.0.1:" in up.stdout and "simple_auth_manager_passwords" in up.stdout
+        print(f"\nstandalone ready in {time.monotonic() - t0:.1f} s")
+        # the watchers of all three clinics registered with the triggerer
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib_closing(s.db()) as c:
+                try:
+                    n = c.execute(
+                        "select count(*) from trigger where triggerer_id is not null"
+                    ).fetchone()[0]
+                except sqlite3.OperationalError:
+                    n = 0
+            if n >= 3:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("asset watchers never registered")
+        time.sleep(2)  # the triggerer's first poke
+        yield s
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=90)
+        smtp.stop()
+
+
+def test_two_markers_at_once_ingest_both_and_detect_within_target(stack: Stack) -> None:
+    inbox = stack.home / "inbox"
+    t0 = time.monotonic()
+    (inbox / "alpha.ready").touch()
+    (inbox / "beta.ready").touch()
+    stack.wait_runs("ingest_alpha", 1)
+    stack.wait_runs("ingest_beta", 1)
+    # detection may run once for both events or once per event; wait until both are flagged
+    deadline = time.monotonic() + 90
+    flagged: set[tuple[str, str]] = set()
+    while time.monotonic() < deadline:
+        if any(st == "success" for _, st in stack.runs("detect_ruptures")):
+            flagged = stack.flags()
+            if {("alpha", "A001"), ("beta", "B001")} <= flagged:
+                break
+        time.sleep(0.25)
+    latency = time.monotonic() - t0
+    print(f"\nmarker -> flags latency (two clinics at once): {latency:.1f} s")
+    assert flagged == {("alpha", "A001"), ("beta", "B001")}
+    assert not (inbox / "alpha.ready").exists() and not (inbox / "beta.ready").exists()
+    assert [st for _, st in stack.runs("ingest_alpha")] == ["success"]
+    assert [st for _, st in stack.runs("ingest_beta")] == ["success"]
+    tis = [t for t in stack.task_instances() if t[0] != "ingest_gamma"]
+    # no lock failure: nothing failed, nothing needed a second try
+    assert all(state in ("success", "skipped") for _, _, state, _ in tis), tis
+    assert all(tries == 1 for *_, tries in tis), tis
+    assert latency <= 30, latency  # target 15 s; 30 s is the alarm on a busy 2-core runner
+
+
+def test_files_after_the_marker_wait_for_the_next_marker(stack: Stack) -> None:
+    inbox = stack.home / "inbox"
+    stack.wait_runs("ingest_alpha", 1)
+    write_export(stack.home / "landing" / "alpha" / "measures_w2.csv", srs_rows("A002", [5], 7))
+    time.sleep(4)  # without a marker nothing happens
+    assert len(stack.runs("ingest_alpha")) == 1
+    (inbox / "alpha.ready").touch()
+    stack.wait_runs("ingest_alpha", 2)
+    deadline = time.monotonic() + 60
+    while ("alpha", "A002") not in stack.flags() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ("alpha", "A002") in stack.flags()
+
+
+def test_marker_without_new_files_is_a_quiet_success(stack: Stack) -> None:
+    n_before = len(stack.runs("ingest_alpha"))
+    (stack.home / "inbox" / "alpha.ready").touch()
+    runs = stack.wait_runs("ingest_alpha", n_before + 1)
+    assert runs[-1][1] == "success"
+    assert not (stack.home / "inbox" / "alpha.ready").exists()
+
+
+def test_marker_for_an_unknown_clinic_is_left_alone(stack: Stack) -> None:
+    marker = stack.home / "inbox" / "zeta.ready"
+    marker.touch()
+    time.sleep(3)
+    assert marker.exists()  # nothing watches it; the daily freshness check lists it
+    with contextlib_closing(stack.db()) as c:
+        assert c.execute("select count(*) from dag where dag_id = 'ingest_zeta'").fetchone()[0] == 0
+
+
+def test_clinic_with_a_config_error_shows_it_and_fails_fast(stack: Stack) -> None:
+    with contextlib_closing(stack.db()) as c:
+        (desc,) = c.execute("select description from dag where dag_id = 'ingest_gamma'").fetchone()
+    assert desc.startswith("CONFIG ERROR:") and "gamma.yaml" in desc and "timezone" in desc
+    (stack.home / "inbox" / "gamma.ready").touch()
+    runs = stack.wait_runs("ingest_gamma", 1)
+    assert runs[-1][1] == "failed"
+    discover = [t for t in stack.task_instances() if t[:2] == ("ingest_gamma", "discover")]
+    assert discover and discover[0][2] == "failed" and discover[0][3] == 1  # no retry
+    # the other clinics kept running
+    assert all(st == "success" for _, st in stack.runs("ingest_alpha"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not stack.mailbox.messages:
+        time.sleep(0.5)
+    notices = [m for m in stack.mailbox.messages if "ingest_gamma.discover" in m["Subject"]]
+    assert notices, [m["Subject"] for m in stack.mailbox.messages]
+    body = notices[0].get_content()
+    assert "ConfigError" in body and "gamma.yaml" in body and "Log:" in body
+    assert notices[0]["To"] == "ops@example.org"
