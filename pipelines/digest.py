@@ -41,6 +41,7 @@ import pandas as pd
 from pipelines import registry
 from pipelines.charts import Chart, Series, format_total, trajectory_chart
 from pipelines.config import ClinicConfig, load_clinic_configs
+from pipelines.errors import AllianceWatchError
 from pipelines.guidance import Guidance, categories_for, guidance_for
 from pipelines.mailer import SmtpSettings, send
 
@@ -1038,10 +1039,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write (and send, when ALLIANCE_WATCH_SMTP_HOST is set) the digests; 1 if a send failed."""
     if not Path(args.warehouse).is_file():
-        print(
-            f"error: warehouse {args.warehouse} does not exist; run ingest first", file=sys.stderr
-        )
-        return 2
+        raise AllianceWatchError(f"warehouse {args.warehouse} does not exist; run ingest first")
     smtp = SmtpSettings.from_env()
     summary = run_weekly_digest(args.warehouse, args.config_dir, args.date, args.out, smtp)
     for err in summary.config_errors:
