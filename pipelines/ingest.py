@@ -262,10 +262,10 @@ def _prepare_part(
         "source_file",
         pa.array([delivery.path.name] * n, pa.string()),
     )
-    typed_for_gx = _blank_cells(typed, redact)
     label = delivery.path.name if n_parts == 1 else f"{delivery.path.name}.part{part.index + 1}"
+    # validate blanks the redacted cells itself and compares copies as delivered (raw)
     gx_issues, docs_path = validate.validate(
-        typed_for_gx, dataset, cfg, docs_dir=docs_dir, file_name=label
+        typed, dataset, cfg, docs_dir=docs_dir, file_name=label, redaction=redact, raw=raw.table
     )
     frames = [f for f in (id_issues, cast_issues, gx_issues) if f is not None and not f.empty]
     issues = pd.concat(frames, ignore_index=True) if frames else readers.empty_issues()
@@ -394,25 +394,6 @@ def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
             "reason": [KEY_CONFLICT] * n_conflict + ["duplicate_row"] * n_dup,
         }
     )
-
-
-def _blank_cells(typed: pa.Table, redact: pd.DataFrame | None) -> pa.Table:
-    """Null out identifying cells so they never reach GX or its Data Docs."""
-    if redact is None or redact.empty:
-        return typed
-    for col, rows in redact.groupby("column")["row"]:
-        if col not in typed.column_names:
-            continue
-        mask = pd.Series(False, index=range(typed.num_rows))
-        mask.iloc[rows.to_numpy()] = True
-        arr = typed.column(col)
-        nulls = pa.nulls(typed.num_rows, arr.type)
-        typed = typed.set_column(
-            typed.schema.get_field_index(col),
-            col,
-            pc.if_else(pa.array(mask.to_numpy()), nulls, arr),
-        )
-    return typed
 
 
 def _quarantine_table(

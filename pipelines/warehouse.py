@@ -219,7 +219,8 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
             _ledger_insert(conn, dup)
             conn.execute("commit")
             return dup
-        if r.status != "rejected":
+        # a file whose every row was quarantined is rejected, yet its rows and reasons are kept
+        if r.status != "rejected" or staged.quarantine_path is not None:
             r.load_id = conn.execute("select nextval('load_id_seq')").fetchall()[0][0]
             if staged.valid_path is not None:
                 _load_rows(conn, staged, r)
