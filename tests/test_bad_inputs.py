@@ -142,6 +142,19 @@ def landing_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
             row(client="C1000", session=5),
         ],
     )
+    write(
+        landing,
+        "appointments_mixed.csv",
+        [
+            "client_id,clinician_id,appointment_date,status",
+            "C1100,T01,2025-01-07,attended",
+            "C1100,T01,2025-01-14,rescheduled",
+            "C1100,T01,2025-01-21,no_show",
+            "C1100,T01,2025-01-21,no_show",
+            "C1100,T01,2099-01-28,attended",
+            "-C1100,T01,2025-02-04,attended",
+        ],
+    )
     return root, ingest(root, config, landing)
 
 
@@ -186,13 +199,6 @@ def test_latin1_in_the_header_line_is_rejected(tmp_path: Path) -> None:
     assert (r.status, error_code(r)) == ("rejected", "undecodable_bytes")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="readers.read_raw: latin-1 bytes after line 1 raise pyarrow ArrowInvalid from "
-    "pc.cast (read_csv is lazy about UTF-8), which escapes ingest_all instead of rejecting the "
-    "file as undecodable_bytes; owner: readers.py",
-)
 def test_latin1_bytes_in_a_utf8_clinic_reject_the_file(tmp_path: Path) -> None:
     config, landing = make_clinic(tmp_path)
     write(landing, "measures_ok.csv", [HEADER, *good_rows(2, "C0201")])
@@ -282,6 +288,30 @@ def test_good_rows_next_to_bad_ones_load_and_bad_rows_keep_every_reason(landing_
     assert r.top_reasons
 
 
+def test_appointments_are_checked_too(landing_run) -> None:  # type: ignore[no-untyped-def]
+    root, results = landing_run
+    r = results["appointments_mixed.csv"]
+    assert (r.status, r.rows_loaded, r.rows_quarantined, r.rows_duplicate) == (
+        "loaded_with_quarantine",
+        2,
+        3,
+        1,
+    )
+    got = {
+        line: {x.split(":")[0] for x in reasons}
+        for line, reasons in query(
+            root,
+            "select line_number, reasons from quarantined_rows where file_name = ?",
+            ["appointments_mixed.csv"],
+        )
+    }
+    assert got == {
+        3: {"unknown_status"},
+        6: {"appointment_date_out_of_range"},
+        7: {"formula_or_markup", "invalid_code"},
+    }
+
+
 def test_every_file_has_a_status_and_the_counts_add_up(landing_run) -> None:  # type: ignore[no-untyped-def]
     root, results = landing_run
     on_disk = {p.name for p in (root / "landing" / "ref_clinic").iterdir()}
@@ -360,8 +390,7 @@ def test_identifier_canaries_appear_nowhere(
     caplog.set_level(logging.DEBUG)
     results = ingest(tmp_path, config, landing)
     r = results["measures_canary.csv"]
-    # every planted row is held back (see the xfail below for quarantined vs duplicate)
-    assert r.rows_loaded == 1 and r.rows_quarantined + r.rows_duplicate == len(lines) - 2
+    assert (r.rows_loaded, r.rows_quarantined, r.rows_duplicate) == (1, len(lines) - 2, 0)
     assert results["measures_named.csv"].status == "rejected"
 
     quarantined = query(
@@ -394,13 +423,6 @@ def test_identifier_canaries_appear_nowhere(
         assert value.encode() not in raw_db, f"{value!r} found in the warehouse file bytes"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest.prepare_file calls validate() without raw=raw.table and redaction=redact, so "
-    "rows that differ only in unreadable/identifying cells look like exact copies once typed "
-    "and are counted as duplicates instead of quarantined with identifier_in_field; owner: "
-    "ingest.py",
-)
 def test_rows_with_different_identifiers_are_quarantined_not_counted_as_copies(
     tmp_path: Path,
 ) -> None:
@@ -412,13 +434,6 @@ def test_rows_with_different_identifiers_are_quarantined_not_counted_as_copies(
     assert (r.rows_loaded, r.rows_quarantined, r.rows_duplicate) == (1, 3, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="when every row is quarantined, ingest marks the file rejected (no_valid_rows) and "
-    "warehouse.load_staged skips the quarantine insert, so ingest_files says rows_quarantined=N "
-    "but quarantined_rows holds none of them and the clinic cannot see the per-row reasons; "
-    "owner: ingest.py/warehouse.py",
-)
 def test_a_file_with_only_bad_rows_still_stores_them_in_quarantine(tmp_path: Path) -> None:
     config, landing = make_clinic(tmp_path)
     write(landing, "measures_all_bad.csv", [HEADER, row(client="C3100", items=["1"] * 8)])
@@ -459,7 +474,7 @@ def _csv_line(cells: list[str]) -> str:
 
 
 @settings(
-    max_examples=int(os.environ.get("BAD_INPUT_EXAMPLES", "6")),
+    max_examples=int(os.environ.get("BAD_INPUT_EXAMPLES", "4")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -475,8 +490,7 @@ def test_malformed_rows_never_escape_and_counts_add_up(rows: list[list[str]]) ->
             assert r.rows_in == len(rows)
         stored = query(root, "select count(*) from measurements")[0][0]
         assert stored == r.rows_loaded
-        if r.status != "rejected":  # see the xfail above for all-bad files
-            quarantined = query(root, "select count(*) from quarantined_rows")[0][0]
-            assert quarantined == r.rows_quarantined
+        quarantined = query(root, "select count(*) from quarantined_rows")[0][0]
+        assert quarantined == r.rows_quarantined
     finally:
         shutil.rmtree(root, ignore_errors=True)
