@@ -43,10 +43,17 @@ def sql_text(relative: str) -> str:
     return (SQL_DIR / relative).read_text(encoding="utf-8")
 
 
+def lock_timeout_s() -> float:
+    """How long a writer waits for the file lock: env ALLIANCE_WATCH_LOCK_TIMEOUT_S, else 60 s."""
+    return float(os.environ.get("ALLIANCE_WATCH_LOCK_TIMEOUT_S", "60"))
+
+
 def connect(
-    path: Path | str, read_only: bool = False, timeout_s: float = 60.0
+    path: Path | str, read_only: bool = False, timeout_s: float | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse; wait up to `timeout_s` for another process's lock, then WarehouseBusy."""
+    """Open the warehouse; wait up to `timeout_s` (default `lock_timeout_s()`) for another
+    process's lock, retrying with a growing pause, then raise WarehouseBusy."""
+    timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +76,7 @@ def connect(
 
 @contextlib.contextmanager
 def open_warehouse(
-    path: Path | str, read_only: bool = False, timeout_s: float = 60.0
+    path: Path | str, read_only: bool = False, timeout_s: float | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """connect() + migrate() (for writers), closed on exit."""
     conn = connect(path, read_only=read_only, timeout_s=timeout_s)

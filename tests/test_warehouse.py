@@ -1,0 +1,180 @@
+"""Warehouse behaviour through the real ingest: rerun, re-delivery, corrections with history,
+clients touched per load, parts of a large file, and the writer lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.errors import WarehouseBusy
+from pipelines.ingest import ingest_all
+from pipelines.warehouse import connect
+from tests.conftest import reference_row
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def srs(client: str, session: int, score: float, date: str | None = None) -> str:
+    items = [score] * 4
+    return reference_row(client, "T01", date or f"2026-03-{session:02d}", session, "SRS", items)
+
+
+def query(wh: Path, sql: str) -> list[tuple]:
+    conn = duckdb.connect(str(wh), read_only=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_rerun_loads_nothing_and_redelivery_is_a_duplicate(
+    tmp_path: Path, reference_config_dir: Path, write_reference
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    landing = tmp_path / "landing"
+    first = write_reference("measures_1.csv", [srs("C1", 1, 9.0), srs("C2", 1, 8.0)])
+    results = ingest_all(reference_config_dir, landing, wh)
+    assert [(r.status, r.rows_loaded) for r in results] == [("loaded", 2)]
+
+    assert ingest_all(reference_config_dir, landing, wh) == []  # a rerun: nothing new
+    write_reference("measures_1_copy.csv", first.read_text().splitlines()[1:])
+    again = ingest_all(reference_config_dir, landing, wh)
+    assert [(r.file_name, r.status, r.rows_loaded) for r in again] == [
+        ("measures_1_copy.csv", "duplicate", 0)
+    ]
+    assert "measures_1.csv" in (again[0].error or "")
+    assert query(wh, "select count(*) from measurements") == [(2,)]
+    assert query(wh, "select count(*) from measurements_history") == [(2,)]
+    assert query(wh, "select file_name, status from ingest_files order by file_name") == [
+        ("measures_1.csv", "loaded"),
+        ("measures_1_copy.csv", "duplicate"),
+    ]
+
+
+def test_correction_supersedes_and_history_keeps_both(
+    tmp_path: Path, reference_config_dir: Path, write_reference
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    landing = tmp_path / "landing"
+    write_reference("measures_1.csv", [srs("C1", 1, 9.0), srs("C1", 2, 8.0), srs("C2", 1, 7.0)])
+    ingest_all(reference_config_dir, landing, wh)
+    # the clinic re-exports: C1 session 2 corrected, C2 unchanged, C3 new
+    write_reference("measures_2.csv", [srs("C1", 2, 6.5), srs("C2", 1, 7.0), srs("C3", 1, 9.5)])
+    (r,) = ingest_all(reference_config_dir, landing, wh)
+    assert (r.rows_in, r.rows_loaded, r.rows_duplicate) == (3, 2, 1)
+    assert sorted(r.clients_touched) == ["C1", "C3"]
+
+    current = query(
+        wh, "select client_id, session_number, total, source_file from measurements order by 1, 2"
+    )
+    assert current == [
+        ("C1", 1, 36.0, "measures_1.csv"),
+        ("C1", 2, 26.0, "measures_2.csv"),
+        ("C2", 1, 28.0, "measures_1.csv"),
+        ("C3", 1, 38.0, "measures_2.csv"),
+    ]
+    history = query(
+        wh,
+        "select total, source_file, superseded_at is not null from measurements_history "
+        "where client_id = 'C1' and session_number = 2 order by loaded_at",
+    )
+    assert history == [(32.0, "measures_1.csv", True), (26.0, "measures_2.csv", False)]
+    loads = query(wh, "select client_ids, rows_loaded from loads order by load_id")
+    assert loads == [(["C1", "C2"], 3), (["C1", "C3"], 2)]
+
+
+def test_a_file_larger_than_a_part_loads_like_one_piece(
+    tmp_path: Path, reference_config_dir: Path, write_reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts of ~2 KB: line numbers stay the file's, copies across parts are duplicates and
+    conflicting copies across parts are quarantined, exactly as within one part."""
+    from pipelines import batching
+
+    monkeypatch.setattr(batching, "DEFAULT_PART_BYTES", 2048)
+    rows = [srs(f"C{i:03d}", 1 + i % 9, 5.0 + (i % 5)) for i in range(60)]
+    rows.append(rows[0])  # an exact copy of line 2, far away in the last part
+    rows.append(srs("C001", 2, 1.0))  # conflicts with line 3 (C001 session 2)
+    write_reference("measures_big.csv", rows)
+    (r,) = ingest_all(reference_config_dir, tmp_path / "landing", tmp_path / "wh.duckdb")
+    assert (r.rows_in, r.rows_loaded, r.rows_duplicate, r.rows_quarantined) == (62, 59, 1, 2)
+    wh = tmp_path / "wh.duckdb"
+    assert query(wh, "select min(source_line), max(source_line) from measurements") == [(2, 61)]
+    assert query(wh, "select list(line_number order by line_number) from quarantined_rows") == [
+        ([3, 63],)
+    ]
+    assert not list((tmp_path / "landing" / "ref_clinic").glob("*.part*"))
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    conn = duckdb.connect(sys.argv[1])
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+def hold(wh: Path, seconds: float) -> subprocess.Popen[str]:
+    p = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(wh), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "holding"
+    return p
+
+
+def test_writer_waits_for_the_lock_then_fails_clearly(tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    duckdb.connect(str(wh)).close()
+    holder = hold(wh, 30)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(WarehouseBusy, match="held by another process"):
+            connect(wh, timeout_s=1.5)
+        assert 1.4 <= time.monotonic() - t0 < 10
+    finally:
+        holder.kill()
+        holder.wait()
+    connect(wh, timeout_s=5).close()  # free again once the holder is gone
+
+
+def test_writer_gets_the_file_when_the_holder_lets_go(tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    duckdb.connect(str(wh)).close()
+    holder = hold(wh, 1.5)
+    try:
+        conn = connect(wh, timeout_s=20)  # waits out the holder instead of failing
+        conn.close()
+    finally:
+        holder.wait()
+
+
+def test_cli_says_busy_in_one_line(tmp_path: Path, reference_config_dir: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    (tmp_path / "landing" / "ref_clinic").mkdir(parents=True)
+    duckdb.connect(str(wh)).close()
+    holder = hold(wh, 60)
+    try:
+        cli = [sys.executable, "-m", "pipelines.cli"]
+        args = ["ingest", "--config-dir", str(reference_config_dir)]
+        args += ["--landing", str(tmp_path / "landing"), "--warehouse", str(wh)]
+        done = subprocess.run(
+            [*cli, *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={"ALLIANCE_WATCH_LOCK_TIMEOUT_S": "1", "PATH": "/usr/bin:/bin"},
+            timeout=120,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 2, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "held by another process" in lines[0]
