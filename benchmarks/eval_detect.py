@@ -13,7 +13,6 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -124,7 +123,6 @@ def main() -> int:
         if m != "detector" and role == "report"
     )
     print(f"\ndetector F1 above every deployed rule on every reporting seed: {wins}")
-    _ = replace
     return 0
 
 

@@ -35,7 +35,7 @@ RELATIONS: tuple[str, ...] = (
     "alert_episodes",
 )
 # Relations read more than once are materialized; the rest stay views DuckDB can fuse.
-MATERIALIZED: frozenset[str] = frozenset({"episode_sessions"})
+MATERIALIZED: frozenset[str] = frozenset({"rupture_signals", "episode_sessions"})
 
 # Which registry subscales make up the two parts of the alliance a repair conversation addresses:
 # the bond (relational repair) and agreement on goals and tasks (renegotiation).

@@ -15,7 +15,7 @@ cutoff only; cutoff or any 1-point drop (PCOMS/OpenFIT); 2-SD deflection (Stiles
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -227,6 +227,3 @@ def run(args: argparse.Namespace) -> int:
         conn.close()
     print(format_table(results))
     return 0
-
-
-__all__ = ["Scores", "evaluate", "format_table", "load_truth", "score", "asdict"]

@@ -6,7 +6,27 @@
 -- reliably below that baseline is flagged as ongoing (low severity, never new).
 -- Four window passes over one integer key; every frame ends at the current session.
 with signals as (
-    select * from detect_rupture_signals
+    -- only what the episode passes need: each window pass sorts every column it carries
+    select
+        series_key,
+        client_key,
+        clinic_id,
+        client_id,
+        clinician_id,
+        session_number,
+        session_date,
+        instrument,
+        total,
+        previous_total,
+        baseline_total,
+        reliable_change,
+        n_missed_since_previous,
+        is_flag,
+        is_reliable_drop,
+        is_deflection,
+        is_below_cutoff,
+        is_symptom_deterioration
+    from detect_rupture_signals
 ),
 
 context as (

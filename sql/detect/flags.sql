@@ -1,9 +1,22 @@
 -- The rows of `flags` (CONTRACT): one per flagged alliance session, with severity, reason codes,
 -- its alert episode, whether it is news to the clinician (opening or escalation), and the
 -- evidence numbers a digest shows.
-with sessions as (
-    select * from detect_episode_sessions
+with episodes as (
+    select
+        series_key,
+        session_number,
+        alert_episode_id,
+        severity_rank,
+        is_disengagement,
+        is_opening,
+        is_escalation,
+        is_ongoing
+    from detect_episode_sessions
     where is_flagged
+),
+
+signals as (
+    select * from detect_rupture_signals
 ),
 
 flag_rows as (
@@ -15,9 +28,9 @@ flag_rows as (
         s.session_date,
         s.instrument,
         case
-            when s.is_ongoing then 'low'
-            when s.severity_rank = 3 then 'high'
-            when s.severity_rank = 2 then 'medium'
+            when e.is_ongoing then 'low'
+            when e.severity_rank = 3 then 'high'
+            when e.severity_rank = 2 then 'medium'
             else 'low'
         end as severity,
         list_filter(
@@ -29,14 +42,14 @@ flag_rows as (
                 case when s.is_sustained_decline then 'sustained_decline' end,
                 case when s.is_bond_drop then 'bond_drop' end,
                 case when s.is_goal_task_drop then 'goal_task_drop' end,
-                case when s.is_disengagement then 'disengagement' end,
+                case when e.is_disengagement then 'disengagement' end,
                 case when s.is_symptom_deterioration then 'symptom_deterioration' end,
-                case when s.is_ongoing then 'still_below_baseline' end
+                case when e.is_ongoing then 'still_below_baseline' end
             ],
             x -> x is not null
         ) as reasons,
-        s.alert_episode_id,
-        coalesce(s.is_opening or s.is_escalation, false) as is_new,
+        e.alert_episode_id,
+        coalesce(e.is_opening or e.is_escalation, false) as is_new,
         s.total,
         s.previous_total,
         s.baseline_total,
@@ -47,9 +60,9 @@ flag_rows as (
         s.fallen_part,
         json_object(
             'alert_kind', case
-                when s.is_opening then 'opened'
-                when s.is_escalation then 'escalated'
-                when s.is_ongoing then 'still_below_baseline'
+                when e.is_opening then 'opened'
+                when e.is_escalation then 'escalated'
+                when e.is_ongoing then 'still_below_baseline'
                 else 'ongoing'
             end,
             'n_prior_sessions', s.n_prior,
@@ -72,7 +85,10 @@ flag_rows as (
             'n_missed_since_previous', s.n_missed_since_previous,
             'deteriorated_instruments', s.deteriorated_instruments
         ) as evidence
-    from sessions as s
+    from episodes as e
+    inner join signals as s
+        on e.series_key = s.series_key
+        and e.session_number = s.session_number
 )
 
 select * from flag_rows
