@@ -4,6 +4,7 @@ identifier planted anywhere never reaches the warehouse, the quarantine, the log
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import logging
 import os
@@ -403,8 +404,19 @@ def test_identifier_canaries_appear_nowhere(
         assert any(x.startswith("identifier_in_field") for x in reasons), reasons
         assert "[redacted]" in data
 
+    # the weekly digests (clinicians and the clinic's data-team summary) of the same warehouse
+    from pipelines.digest import run_weekly_digest
+
+    outbox = tmp_path / "outbox"
+    run_weekly_digest(
+        tmp_path / "warehouse.duckdb", config, dt.date.today() + dt.timedelta(days=1), outbox
+    )
+    digests = [p for p in outbox.rglob("*") if p.is_file()]
+    assert digests, "no digest or data-team summary was written"
+
     captured = capsys.readouterr()
     haystacks = {
+        "digests": "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in digests),
         "warehouse": _all_text(tmp_path),
         "logs": caplog.text + captured.out + captured.err,
         "results": repr(list(results.values())),
