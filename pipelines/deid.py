@@ -263,6 +263,9 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
             pd.DataFrame({"row": rows, "reason": f"identifier_in_field: {kind} value in {col}"})
         )
 
+    known_labels = pa.array(
+        sorted({k.lower() for k in (*cfg.status_values, *cfg.instrument_values)}), pa.string()
+    )
     for col in table.column_names:
         column = table.column(col)
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -287,7 +290,10 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
             name = _fails_code_pattern(cells, cfg.code_pattern) & _matches(cells, _PERSON_NAME)
             record(col, "person-name-like", name, where)
         else:
-            record(col, "free-text", _matches(cells, _FREE_TEXT), where)
+            # The clinic's own configured labels (status words, instrument names) are not text.
+            own = pc.is_in(pc.utf8_lower(cells), value_set=known_labels)
+            free = _matches(cells, _FREE_TEXT) & ~_as_bool(own)
+            record(col, "free-text", free, where)
 
     issues = (
         pd.concat(frames, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)

@@ -203,6 +203,14 @@ def test_legitimate_values_are_not_flagged(values: dict[str, str]) -> None:
     assert issues.empty and mask.empty
 
 
+def test_a_clinic_s_own_long_status_label_is_not_free_text() -> None:
+    label = "Absage durch die Praxis erfolgt"
+    cfg = CFG.model_copy(update={"status_values": {label: "cancelled_by_clinic"}})
+    table = raw_table({"instrument": label.upper()})
+    assert scan_values(table, cfg)[0].empty
+    assert not scan_values(table, CFG)[0].empty
+
+
 def test_custom_code_pattern_allowing_spaces_keeps_spaced_codes() -> None:
     cfg = CFG.model_copy(update={"code_pattern": r"^[A-Z]{2} \d{3}$"})
     issues, _ = scan_values(raw_table({"client_id": "AB 123"}), cfg)
