@@ -60,16 +60,28 @@ up() {
   write_env
   # shellcheck disable=SC1090
   source "$STATE"
-  airflow db migrate >/dev/null
-  airflow pools set duckdb_writer 1 "single DuckDB writer (embedded warehouse)" >/dev/null
-  if [[ -n "${ALLIANCE_WATCH_SMTP_HOST:-}" ]]; then
-    airflow connections delete smtp_default >/dev/null 2>&1 || true
-    airflow connections add smtp_default --conn-type smtp --conn-host "$ALLIANCE_WATCH_SMTP_HOST" \
-      --conn-port "${ALLIANCE_WATCH_SMTP_PORT:-587}" \
-      ${ALLIANCE_WATCH_SMTP_USER:+--conn-login "$ALLIANCE_WATCH_SMTP_USER"} \
-      ${ALLIANCE_WATCH_SMTP_PASSWORD:+--conn-password "$ALLIANCE_WATCH_SMTP_PASSWORD"} \
-      --conn-extra "{\"from_email\": \"${ALLIANCE_WATCH_SMTP_FROM:-alliance-watch@localhost}\"}" >/dev/null
-  fi
+  # one interpreter for the metadata DB, the pool and the SMTP connection (each `airflow`
+  # command pays the full import cost again)
+  "$BIN/python" - <<'PY'
+import json, os
+from airflow.utils.db import initdb
+from airflow.models import Connection, Pool
+from airflow.utils.session import create_session
+
+initdb()
+Pool.create_or_update_pool("duckdb_writer", 1, "single DuckDB writer (embedded warehouse)", False)
+host = os.environ.get("ALLIANCE_WATCH_SMTP_HOST", "").strip()
+if host:
+    with create_session() as s:
+        s.query(Connection).filter(Connection.conn_id == "smtp_default").delete()
+        s.add(Connection(
+            conn_id="smtp_default", conn_type="smtp", host=host,
+            port=int(os.environ.get("ALLIANCE_WATCH_SMTP_PORT", "587")),
+            login=os.environ.get("ALLIANCE_WATCH_SMTP_USER") or None,
+            password=os.environ.get("ALLIANCE_WATCH_SMTP_PASSWORD") or None,
+            extra=json.dumps({"from_email": os.environ.get("ALLIANCE_WATCH_SMTP_FROM", "alliance-watch@localhost")}),
+        ))
+PY
   # own session: `down` stops standalone and every component it started, by process group
   setsid "$BIN/airflow" standalone >"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"

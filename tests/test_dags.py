@@ -1,0 +1,249 @@
+"""DAG logic through Airflow's own dag.test() on a throwaway SQLite Airflow home: manual runs
+naming files, a marker with nothing new, data-contract failures failing without retry (and
+telling the data team over real SMTP), lock errors left to the retries, digests per timezone.
+
+The Airflow part runs in a fresh interpreter (Airflow reads its configuration at import), which
+prints one JSON line of what happened; the tests assert on that."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = (
+    "client_id,clinician_id,session_date,session_number,instrument,"
+    + ",".join(f"item_{i}" for i in range(1, 13))
+    + ",total"
+)
+
+pytestmark = pytest.mark.slow  # ~40 s: Great Expectations in `prepare`, Airflow start-up
+
+DRIVER = r"""
+import json, os, sqlite3, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from airflow.dag_processing.dagbag import DagBag
+
+bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+
+
+def tis(dag_id, run_id):
+    with sqlite3.connect(db) as c:
+        rows = c.execute(
+            "select task_id, state, try_number from task_instance where dag_id=? and run_id=?",
+            [dag_id, run_id],
+        ).fetchall()
+    return {t: [s, n] for t, s, n in rows}
+
+
+def run(dag_id, conf=None):
+    dr = bag.get_dag(dag_id).test(run_conf=conf)
+    return {"state": str(dr.state), "tis": tis(dag_id, dr.run_id)}
+
+
+out = {"import_errors": {k: str(v)[:300] for k, v in bag.import_errors.items()}}
+out["dags"] = {
+    d.dag_id: {
+        "description": d.description,
+        "tags": sorted(d.tags or []),
+        "timetable": type(d.timetable).__name__,
+        "timezone": str(getattr(d.timetable, "_timezone", "")),
+        "retries": {t.task_id: t.retries for t in d.tasks},
+    }
+    for d in bag.dags.values()
+}
+out["manual"] = run("ingest_alpha", {"files": ["measures_w1.csv"]})
+out["again"] = run("ingest_alpha", {"files": ["measures_w1.csv"]})
+out["rest"] = run("ingest_alpha")
+out["broken"] = run("ingest_gamma")
+print(json.dumps(out))
+"""
+
+
+def srs_rows(client: str, scores: list[float], first: int = 1) -> list[str]:
+    rows = []
+    for i, s in enumerate(scores):
+        n = first + i
+        rows.append(
+            ",".join(
+                [client, "T01", f"2026-03-{n + 1:02d}", str(n), "SRS", *[str(s)] * 4] + [""] * 9
+            )
+        )
+    return rows
+
+
+@dataclass
+class Mailbox:
+    messages: list = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+        from email import message_from_bytes, policy
+
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from aiosmtpd.controller import Controller
+
+    home = tmp_path_factory.mktemp("aw_dags")
+    clinics = home / "config" / "clinics"
+    clinics.mkdir(parents=True)
+    (clinics / "alpha.yaml").write_text(
+        "clinic_id: alpha\ntimezone: America/New_York\nformat: reference\n"
+        "notifications:\n  data_team_email: data@alpha.example\n",
+        encoding="utf-8",
+    )
+    (clinics / "beta.yaml").write_text(
+        "clinic_id: beta\ntimezone: Asia/Kolkata\nformat: reference\n", encoding="utf-8"
+    )
+    (clinics / "gamma.yaml").write_text(
+        "clinic_id: gamma\ntimezone: Europe/Berlin\nformat: reference\nbogus_key: 1\n",
+        encoding="utf-8",
+    )
+    landing = home / "landing" / "alpha"
+    landing.mkdir(parents=True)
+    for name, client in (("measures_w1.csv", "A001"), ("measures_w2.csv", "A002")):
+        (landing / name).write_text(
+            "\n".join([HEADER, *srs_rows(client, [9.5] * 5 + [6])]) + "\n", encoding="utf-8"
+        )
+    airflow_home = home / "airflow"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ALLIANCE"))},
+        "ALLIANCE_WATCH_HOME": str(home),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "ALLIANCE_WATCH_OPS_EMAIL": "ops@example.org",
+        "PYTHONPATH": str(ROOT / "dags"),
+    }
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [airflow, "pools", "set", "duckdb_writer", "1", "writer"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+    env |= {
+        "ALLIANCE_WATCH_SMTP_HOST": "127.0.0.1",
+        "ALLIANCE_WATCH_SMTP_PORT": str(smtp.port),
+        "ALLIANCE_WATCH_SMTP_STARTTLS": "false",
+    }
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", DRIVER, str(ROOT / "dags")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+    finally:
+        smtp.stop()
+    assert out.returncode == 0, out.stderr[-4000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["mail"] = [
+        {"to": m["To"], "subject": m["Subject"], "body": m.get_content()} for m in mailbox.messages
+    ]
+    result["home"] = str(home)
+    return result
+
+
+def _loaded(home: str) -> list[tuple[str, str]]:
+    import duckdb
+
+    con = duckdb.connect(str(Path(home) / "warehouse" / "alliance.duckdb"), read_only=True)
+    try:
+        return con.execute(
+            "select file_name, status from ingest_files order by file_name"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_no_import_errors_and_a_dag_per_clinic_even_a_broken_one(outcome: dict) -> None:
+    assert outcome["import_errors"] == {}
+    assert {"ingest_alpha", "ingest_beta", "ingest_gamma"} <= set(outcome["dags"])
+
+
+def test_a_broken_config_shows_on_its_own_dag(outcome: dict) -> None:
+    gamma = outcome["dags"]["ingest_gamma"]
+    assert gamma["description"].startswith("CONFIG ERROR:")
+    assert "gamma.yaml" in gamma["description"] and "bogus_key" in gamma["description"]
+    assert "config-error" in gamma["tags"]
+    assert "config-error" not in outcome["dags"]["ingest_alpha"]["tags"]
+
+
+def test_manual_run_loads_only_the_named_files(outcome: dict) -> None:
+    assert outcome["manual"]["state"] == "success"
+    assert outcome["manual"]["tis"]["load"][0] == "success"
+    # the second file was left for the unnamed run that followed
+    assert outcome["rest"]["state"] == "success"
+    assert [n for n, _ in _loaded(outcome["home"])] == ["measures_w1.csv", "measures_w2.csv"]
+
+
+def test_nothing_new_is_a_quiet_success_without_a_load(outcome: dict) -> None:
+    again = outcome["again"]
+    assert again["state"] == "success"
+    assert again["tis"]["discover"][0] == "success"
+    assert again["tis"]["load"][0] == "skipped"  # no load, no warehouse event, no detection
+
+
+def test_a_contract_failure_fails_at_once_and_tells_the_team(outcome: dict) -> None:
+    broken = outcome["broken"]
+    assert broken["state"] == "failed"
+    state, tries = broken["tis"]["discover"]
+    assert state == "failed" and tries == 1  # retries=3 configured, none used
+    assert outcome["dags"]["ingest_gamma"]["retries"]["discover"] >= 1
+    notices = [m for m in outcome["mail"] if "ingest_gamma.discover" in m["subject"]]
+    assert len(notices) == 1
+    body = notices[0]["body"]
+    assert notices[0]["to"] == "ops@example.org"  # gamma's config cannot name its team
+    assert "ConfigError" in body and "gamma.yaml" in body and "Log:" in body
+    assert "A001" not in body and "9.5" not in body
+
+
+def test_one_digest_dag_per_clinic_timezone(outcome: dict) -> None:
+    dags = outcome["dags"]
+    ny, kol = dags["weekly_digest_america_new_york"], dags["weekly_digest_asia_kolkata"]
+    assert ny["timetable"] == kol["timetable"] == "CronTriggerTimetable"
+    assert "America/New_York" in ny["timezone"] and "Asia/Kolkata" in kol["timezone"]
+    assert "weekly_digest" in dags  # the by-hand DAG for all clinics
+
+
+def test_lock_errors_keep_their_retries_contract_errors_do_not() -> None:
+    sys.path.insert(0, str(ROOT / "dags"))
+    from airflow.sdk.exceptions import AirflowFailException
+    from failures import contract_errors_fail_fast
+
+    from pipelines.errors import ConfigError, FileRejected, WarehouseBusy
+
+    with pytest.raises(WarehouseBusy):
+        with contract_errors_fail_fast():
+            raise WarehouseBusy("held")
+    for err in (ConfigError("x.yaml", "timezone", "unknown"), FileRejected("empty", "no rows")):
+        with pytest.raises(AirflowFailException):
+            with contract_errors_fail_fast():
+                raise err
