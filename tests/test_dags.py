@@ -240,10 +240,8 @@ def test_lock_errors_keep_their_retries_contract_errors_do_not() -> None:
 
     from pipelines.errors import ConfigError, FileRejected, WarehouseBusy
 
-    with pytest.raises(WarehouseBusy):
-        with contract_errors_fail_fast():
-            raise WarehouseBusy("held")
+    with pytest.raises(WarehouseBusy), contract_errors_fail_fast():
+        raise WarehouseBusy("held")
     for err in (ConfigError("x.yaml", "timezone", "unknown"), FileRejected("empty", "no rows")):
-        with pytest.raises(AirflowFailException):
-            with contract_errors_fail_fast():
-                raise err
+        with pytest.raises(AirflowFailException), contract_errors_fail_fast():
+            raise err
