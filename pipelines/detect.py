@@ -11,6 +11,7 @@ See docs/detection.md for the signals, their evidence and the evaluation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -240,7 +241,13 @@ def _relation_sql(name: str) -> str:
 
 
 def _scope(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]] | None) -> None:
-    """Temp views `detect_scope_measurements` / `_appointments` over the clients to compute."""
+    """`detect_scope_measurements` / `_appointments`: the rows of the clients to compute (views
+    over the whole tables for a full recompute, temp tables for an incremental one)."""
+    for name in ("measurements", "appointments"):
+        for kind in ("table", "view"):
+            # it may exist as the other kind, which the other iteration drops
+            with contextlib.suppress(duckdb.CatalogException):
+                conn.execute(f"drop {kind} if exists detect_scope_{name}")
     if clients is None:
         conn.execute(
             "create or replace temp view detect_scope_measurements as select * from measurements"
@@ -257,10 +264,12 @@ def _scope(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]] | Non
         "from detect_scope_frame"
     )
     conn.unregister("detect_scope_frame")
-    for name, table in (("measurements", "measurements"), ("appointments", "appointments")):
+    # materialized once: every relation that reads the scope then reads only these clients' rows
+    # instead of probing the whole table again
+    for name in ("measurements", "appointments"):
         conn.execute(
-            f"create or replace temp view detect_scope_{name} as "  # noqa: S608
-            f"select t.* from {table} as t semi join detect_scope as s "
+            f"create or replace temp table detect_scope_{name} as "  # noqa: S608
+            f"select t.* from {name} as t semi join detect_scope as s "
             "on t.clinic_id = s.clinic_id and t.client_id = s.client_id"
         )
 

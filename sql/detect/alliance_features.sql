@@ -50,40 +50,38 @@ windowed as (
 ),
 
 misses as (
-    -- cumulative count of cancellations and no-shows initiated by the client, by date
+    -- cancellations and no-shows initiated by the client
     select
         hash(clinic_id, client_id) as client_key,
-        appointment_date,
-        row_number() over (
-            partition by hash(clinic_id, client_id)
-            order by appointment_date
-        ) as n_missed_cum
+        appointment_date
     from detect_scope_appointments
     where status in ('cancelled', 'no_show')
 ),
 
-with_misses as (
+missed_counts as (
+    -- misses since the previous session, up to (not including) this one: an equi-join on the
+    -- client with a date range, cheaper at scale than a cumulative count and an ASOF join
     select
-        w.*,
-        coalesce(m.n_missed_cum, 0) as n_missed_before
+        w.series_key,
+        w.session_number,
+        count(*) as n_missed
     from windowed as w
-    asof left join misses as m
+    inner join misses as m
         on w.client_key = m.client_key
-        and w.session_date > m.appointment_date
+        and m.appointment_date >= w.previous_date
+        and m.appointment_date < w.session_date
+    group by w.series_key, w.session_number
 ),
 
 features as (
     select
-        *,
-        -- misses between the previous session and this one; none counted before a first session
-        case
-            when previous_date is null then 0
-            else n_missed_before - lag(n_missed_before) over (
-                partition by series_key
-                order by session_number
-            )
-        end as n_missed_since_previous
-    from with_misses
+        w.*,
+        -- none counted before a first session
+        coalesce(c.n_missed, 0) as n_missed_since_previous
+    from windowed as w
+    left join missed_counts as c
+        on w.series_key = c.series_key
+        and w.session_number = c.session_number
 )
 
 select * from features
