@@ -27,7 +27,14 @@ import pyarrow.parquet as pq
 from pipelines import batching, readers
 from pipelines.config import ClinicConfig, load_clinic_configs
 from pipelines.errors import AllianceWatchError, ConfigError, FileRejected
-from pipelines.warehouse import FileResult, StagedFile, known_hashes, load_staged, open_warehouse
+from pipelines.warehouse import (
+    FileResult,
+    StagedFile,
+    known_hashes,
+    load_staged,
+    open_warehouse,
+    publish_snapshot,
+)
 
 log = logging.getLogger(__name__)
 REDACTED = "[redacted]"
@@ -433,8 +440,10 @@ def ingest_clinic(
     docs_dir: Path | None = None,
     names: list[str] | None = None,
     progress: ProgressFn | None = None,
+    snapshot: Path | None = None,
 ) -> list[FileResult]:
-    """Ingest every new file of one clinic; each file is loaded in its own transaction."""
+    """Ingest every new file of one clinic; each file is loaded in its own transaction. With
+    `snapshot`, the analyst snapshot is republished after the loads (when anything changed)."""
     with open_warehouse(warehouse) as conn:
         known = known_hashes(conn, cfg.clinic_id)
     deliveries, rejected = discover(cfg, landing, known, names)
@@ -448,6 +457,8 @@ def ingest_clinic(
         with open_warehouse(warehouse) as conn:
             for s in staged_all:
                 results.append(load_staged(conn, s))
+    if snapshot is not None and any(r.status != "already_loaded" for r in results):
+        publish_snapshot(warehouse, snapshot)
     for r in results:
         log.info(
             "clinic=%s file=%s status=%s rows_in=%d loaded=%d quarantined=%d duplicate=%d",
@@ -472,15 +483,19 @@ def ingest_all(
     warehouse: Path,
     docs_dir: Path | None = None,
     progress: ProgressFn | None = None,
+    snapshot: Path | None = None,
 ) -> list[FileResult]:
     """Ingest every configured clinic. A clinic whose config is invalid is skipped (its error is
-    logged and returned by `load_clinic_configs`); the others go on."""
+    logged and returned by `load_clinic_configs`); the others go on. With `snapshot`, the
+    analyst snapshot is republished after each clinic's loads."""
     configs, errors = load_clinic_configs(config_dir)
     for e in errors:
         log.error("clinic config error: %s", e)
     results: list[FileResult] = []
     for cfg in configs.values():
-        results.extend(ingest_clinic(cfg, landing, warehouse, docs_dir, progress=progress))
+        results.extend(
+            ingest_clinic(cfg, landing, warehouse, docs_dir, progress=progress, snapshot=snapshot)
+        )
     return results
 
 
@@ -493,6 +508,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file")
     p.add_argument(
         "--docs-dir", type=Path, default=None, help="where to build the GX Data Docs site"
+    )
+    p.add_argument(
+        "--snapshot",
+        type=Path,
+        default=None,
+        help="republish this read-only analyst snapshot (DuckDB file) after the loads",
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -539,7 +560,14 @@ def run(args: argparse.Namespace) -> int:
     results: list[FileResult] = []
     for cfg in configs.values():
         results.extend(
-            ingest_clinic(cfg, args.landing, args.warehouse, args.docs_dir, progress=progress)
+            ingest_clinic(
+                cfg,
+                args.landing,
+                args.warehouse,
+                args.docs_dir,
+                progress=progress,
+                snapshot=args.snapshot,
+            )
         )
     if results:
         print(format_table(results))

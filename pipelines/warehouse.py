@@ -110,7 +110,18 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> list[str]:
         applied.append(f.stem)
     if applied or not done:
         _load_registry(conn)
+    create_views(conn)
     return applied
+
+
+def create_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """(Re)create every analyst view in sql/views/*.sql, so a changed view file takes effect
+    on the next open; return the view names. Each file is one ``create or replace view``."""
+    names: list[str] = []
+    for f in sorted((SQL_DIR / "views").glob("*.sql")):
+        conn.execute(f.read_text(encoding="utf-8"))
+        names.append(f.stem)
+    return names
 
 
 def _load_registry(conn: duckdb.DuckDBPyConnection) -> None:
@@ -361,9 +372,12 @@ def record_result(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
     load_staged(conn, StagedFile(result=r))
 
 
-def publish_snapshot(warehouse: Path, snapshot: Path) -> Path:
+def publish_snapshot(warehouse: Path, snapshot: Path, per_clinic: bool = False) -> Path:
     """Copy the (closed) warehouse to `snapshot` atomically: readers see old or new, never half.
 
+    An analyst may hold the old snapshot open meanwhile: `os.replace` swaps the name, the open
+    file lives on until its reader lets go. With `per_clinic`, also write
+    ``<snapshot folder>/clinics/<clinic_id>.duckdb`` holding only that clinic's rows.
     Call it while holding the writer slot and with no open connection to `warehouse`.
     """
     snapshot.parent.mkdir(parents=True, exist_ok=True)
@@ -375,4 +389,55 @@ def publish_snapshot(warehouse: Path, snapshot: Path) -> Path:
         conn.close()
     shutil.copyfile(warehouse, tmp)
     os.replace(tmp, snapshot)
+    if per_clinic:
+        publish_clinic_snapshots(warehouse, snapshot.parent / "clinics")
     return snapshot
+
+
+def publish_clinic_snapshots(warehouse: Path, out_dir: Path) -> dict[str, Path]:
+    """One DuckDB file per clinic with only that clinic's rows (every table with a clinic_id
+    column is filtered; reference tables such as `instruments` are copied whole) and the
+    analyst views; each published atomically. Returns clinic_id -> path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        clinics = [
+            c
+            for (c,) in src.execute(
+                "select distinct clinic_id from ingest_files order by 1"
+            ).fetchall()
+        ]
+        tables = src.execute(
+            """
+            select t.table_name, bool_or(c.column_name = 'clinic_id') as has_clinic
+            from information_schema.tables as t
+            inner join information_schema.columns as c using (table_schema, table_name)
+            where t.table_type = 'BASE TABLE' and t.table_schema = 'main'
+            group by t.table_name order by 1
+            """
+        ).fetchall()
+    finally:
+        src.close()
+    out: dict[str, Path] = {}
+    for clinic in clinics:
+        target = out_dir / f"{clinic}.duckdb"
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        conn = duckdb.connect(str(tmp))
+        try:
+            quoted = str(warehouse).replace("'", "''")
+            conn.execute(f"attach '{quoted}' as src (read_only)")
+            for name, has_clinic in tables:
+                where = " where clinic_id = $clinic" if has_clinic else ""
+                conn.execute(
+                    f'create table "{name}" as select * from src."{name}"{where}',  # noqa: S608
+                    {"clinic": clinic} if has_clinic else {},
+                )
+            conn.execute("detach src")
+            create_views(conn)
+            conn.execute("checkpoint")
+        finally:
+            conn.close()
+        os.replace(tmp, target)
+        out[clinic] = target
+    return out

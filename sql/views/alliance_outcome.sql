@@ -1,0 +1,77 @@
+-- Alliance versus outcome per clinic, alliance instrument and symptom instrument: early
+-- alliance (mean total over sessions 1-3) against pre-post symptom change (last minus first
+-- session, signed so that positive = improved), for clients with at least 3 sessions of each.
+-- r with a 95% confidence interval (Fisher z) and n. Small cells: with n < 10 clients the
+-- correlation is not shown (r and its interval are null); n is always shown.
+-- Published reference: the alliance-outcome correlation is about r = .28 (Fluckiger et al.
+-- 2018, Psychotherapy 55(4), meta-analysis of 295 studies).
+create or replace view alliance_outcome as
+with early_alliance as (
+    select
+        m.clinic_id,
+        m.client_id,
+        m.instrument as alliance_instrument,
+        avg(m.total) as early_alliance,
+        count(*) as early_sessions
+    from measurements as m
+    inner join instruments as i on m.instrument = i.instrument
+    where i.construct = 'alliance' and m.session_number <= 3
+    group by m.clinic_id, m.client_id, m.instrument
+),
+
+symptom_change as (
+    select
+        m.clinic_id,
+        m.client_id,
+        m.instrument as outcome_instrument,
+        count(*) as outcome_sessions,
+        case max(i.direction)
+            when 'higher_worse' then arg_min(m.total, m.session_number)
+                - arg_max(m.total, m.session_number)
+            else arg_max(m.total, m.session_number) - arg_min(m.total, m.session_number)
+        end as improvement
+    from measurements as m
+    inner join instruments as i on m.instrument = i.instrument
+    where i.construct = 'symptoms'
+    group by m.clinic_id, m.client_id, m.instrument
+),
+
+paired as (
+    select a.*, s.outcome_instrument, s.improvement
+    from early_alliance as a
+    inner join symptom_change as s
+        on a.clinic_id = s.clinic_id
+        and a.client_id = s.client_id
+    where a.early_sessions >= 3 and s.outcome_sessions >= 3
+),
+
+correlated as (
+    select
+        clinic_id,
+        alliance_instrument,
+        outcome_instrument,
+        count(*) as n,
+        corr(early_alliance, improvement) as r_raw
+    from paired
+    group by clinic_id, alliance_instrument, outcome_instrument
+),
+
+with_interval as (
+    select
+        *,
+        atanh(least(greatest(r_raw, -0.999999), 0.999999)) as z,
+        1.0 / sqrt(greatest(n - 3, 1)) as se
+    from correlated
+)
+
+select
+    clinic_id,
+    alliance_instrument,
+    outcome_instrument,
+    n,
+    case when n >= 10 then round(r_raw, 3) end as r,
+    case when n >= 10 then round(tanh(z - 1.959964 * se), 3) end as r_low,
+    case when n >= 10 then round(tanh(z + 1.959964 * se), 3) end as r_high,
+    n < 10 as suppressed,
+    0.28::double as published_r
+from with_interval
