@@ -314,11 +314,14 @@ def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def _check_series_keys(conn: duckdb.DuckDBPyConnection) -> None:
-    """Windows partition on a 64-bit hash of (clinic, client, instrument); refuse to go on if
-    two series ever share one (never silently merge two clients' series)."""
+    """Windows partition on 64-bit hashes of (clinic, client, instrument) and (clinic, client);
+    refuse to go on if two series or two clients ever share one (never silently merge them)."""
     clash = conn.execute(
-        "select count(*) from (select series_key from detect_episode_sessions "
-        "group by series_key having count(distinct (clinic_id, client_id, instrument)) > 1)"
+        "select "
+        "(select count(*) from (select series_key from detect_episode_sessions group by series_key "
+        " having count(distinct (clinic_id, client_id, instrument)) > 1)) "
+        "+ (select count(*) from (select client_key from detect_episode_sessions "
+        " group by client_key having count(distinct (clinic_id, client_id)) > 1))"
     ).fetchone()
     if clash is not None and clash[0]:
         raise DetectError("two alliance series share a hash key; report this as a bug")

@@ -55,8 +55,7 @@ measured as (
         on f.clinic_id = p.clinic_id
         and f.instrument = p.instrument
     left join symptoms as s
-        on f.clinic_id = s.clinic_id
-        and f.client_id = s.client_id
+        on f.client_key = s.client_key
         and f.session_number = s.session_number
 ),
 

@@ -45,15 +45,14 @@ changes as (
 
 per_session as (
     select
-        clinic_id,
-        client_id,
+        hash(clinic_id, client_id) as client_key,
         session_number,
         bool_or(delta_worse >= reliable_change) as is_symptom_deterioration,
         list(instrument order by instrument) filter (
             where delta_worse >= reliable_change
         ) as deteriorated_instruments
     from changes
-    group by clinic_id, client_id, session_number
+    group by hash(clinic_id, client_id), session_number
 )
 
 select * from per_session
