@@ -1,0 +1,100 @@
+"""The analyst snapshot: held open read-only by an analyst in another process while the pipeline
+loads and republishes it; neither blocks the other. Per-clinic snapshots hold one clinic only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+
+from pipelines.ingest import ingest_all
+from pipelines.warehouse import publish_snapshot
+from tests.conftest import reference_row
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ANALYST = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    from pathlib import Path
+    snapshot, stop = sys.argv[1], Path(sys.argv[2])
+    conn = duckdb.connect(snapshot, read_only=True)
+    print("open", conn.execute("select count(*) from measurements").fetchone()[0], flush=True)
+    queries = 0
+    while not stop.exists():  # an analyst busy with the snapshot the whole time
+        conn.execute("select clinic_id, avg(total) from client_trajectories group by 1").fetchall()
+        queries += 1
+        time.sleep(0.05)
+    held = conn.execute("select count(*) from measurements").fetchone()[0]
+    conn.close()
+    fresh = duckdb.connect(snapshot, read_only=True)
+    now = fresh.execute("select count(*) from measurements").fetchone()[0]
+    print("done", queries, held, now, flush=True)
+    """
+)
+
+
+def srs(client: str, session: int, score: float) -> str:
+    return reference_row(client, "T01", f"2026-03-{session:02d}", session, "SRS", [score] * 4)
+
+
+def test_snapshot_held_open_during_a_load_and_publish(
+    tmp_path: Path, reference_config_dir: Path, write_reference
+) -> None:
+    wh, snap = tmp_path / "wh.duckdb", tmp_path / "snap" / "alliance_snapshot.duckdb"
+    landing = tmp_path / "landing"
+    write_reference("measures_1.csv", [srs("C1", 1, 9.0), srs("C2", 1, 8.0)])
+    ingest_all(reference_config_dir, landing, wh, snapshot=snap)
+    stop = tmp_path / "stop"
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", ANALYST, str(snap), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert analyst.stdout is not None
+        assert analyst.stdout.readline().split() == ["open", "2"]
+        # the pipeline goes on: a new delivery is loaded and the snapshot republished
+        write_reference("measures_2.csv", [srs("C3", 1, 7.0), srs("C1", 2, 9.5)])
+        (r,) = ingest_all(reference_config_dir, landing, wh, snapshot=snap)
+        assert r.status == "loaded"
+        # and the live warehouse is free for the next writer at once
+        duckdb.connect(str(wh)).close()
+    finally:
+        stop.touch()
+        out, err = analyst.communicate(timeout=60)
+    assert analyst.returncode == 0, err[-2000:]
+    word, queries, held, now = out.split()
+    assert word == "done" and int(queries) > 0
+    assert (int(held), int(now)) == (2, 4)  # old rows while held; the new ones once reopened
+
+
+def test_per_clinic_snapshots_hold_only_their_clinic(
+    tmp_path: Path, reference_config_dir: Path, write_reference
+) -> None:
+    other = reference_config_dir / "clinics" / "other_clinic.yaml"
+    other.write_text("clinic_id: other_clinic\ntimezone: UTC\nformat: reference\n")
+    write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    (tmp_path / "landing" / "other_clinic").mkdir()
+    header = (tmp_path / "landing" / "ref_clinic" / "measures_1.csv").read_text().splitlines()[0]
+    (tmp_path / "landing" / "other_clinic" / "measures_x.csv").write_text(
+        "\n".join([header, srs("K9", 1, 5.0), srs("K8", 1, 6.0)]) + "\n"
+    )
+    wh = tmp_path / "wh.duckdb"
+    ingest_all(reference_config_dir, tmp_path / "landing", wh)
+    snap = publish_snapshot(wh, tmp_path / "snap" / "all.duckdb", per_clinic=True)
+    for clinic, n in (("ref_clinic", 1), ("other_clinic", 2)):
+        conn = duckdb.connect(str(snap.parent / "clinics" / f"{clinic}.duckdb"), read_only=True)
+        try:
+            for table in ("measurements", "ingest_files", "loads", "client_trajectories"):
+                got = conn.execute(f"select distinct clinic_id from {table}").fetchall()  # noqa: S608
+                assert got == [(clinic,)], table
+            assert conn.execute("select count(*) from measurements").fetchone() == (n,)
+            assert conn.execute("select count(*) from instruments").fetchone() == (5,)
+        finally:
+            conn.close()
