@@ -120,6 +120,24 @@ def _code_expectations() -> list[dict[str, Any]]:
     ]
 
 
+def _date_expectations(col: str) -> list[dict[str, Any]]:
+    """Two rules, so the reason says which way the date is wrong."""
+    return [
+        _expectation(
+            "expect_column_values_to_be_between",
+            {"column": col, "max_value": MAX_DATE},
+            f"{col}_in_future",
+            f"{col} is after today (in the clinic's timezone)",
+        ),
+        _expectation(
+            "expect_column_values_to_be_between",
+            {"column": col, "min_value": MIN_DATE},
+            f"{col}_too_old",
+            f"{col} is before the earliest plausible date",
+        ),
+    ]
+
+
 def _not_null(columns: tuple[str, ...]) -> list[dict[str, Any]]:
     return [
         _expectation(
@@ -246,12 +264,7 @@ def _measures() -> dict[str, Any]:
             "session_number_invalid",
             "session_number is below 1",
         ),
-        _expectation(
-            "expect_column_values_to_be_between",
-            {"column": "session_date", "min_value": MIN_DATE, "max_value": MAX_DATE},
-            "session_date_out_of_range",
-            "session_date is in the future or implausibly old",
-        ),
+        *_date_expectations("session_date"),
         *_measure_item_expectations(),
         *_measure_total_expectations(),
         _expectation(
@@ -298,12 +311,7 @@ def _appointments() -> dict[str, Any]:
             f"status is not one of {', '.join(APPOINTMENT_STATUSES)} "
             "(map the clinic's words in status_values)",
         ),
-        _expectation(
-            "expect_column_values_to_be_between",
-            {"column": "appointment_date", "min_value": MIN_DATE, "max_value": MAX_DATE},
-            "appointment_date_out_of_range",
-            "appointment_date is in the future or implausibly old",
-        ),
+        *_date_expectations("appointment_date"),
         _expectation(
             "expect_compound_columns_to_be_unique",
             {"column_list": ["client_id", "appointment_date"]},

@@ -308,7 +308,7 @@ def test_appointments_are_checked_too(landing_run) -> None:  # type: ignore[no-u
     }
     assert got == {
         3: {"unknown_status"},
-        6: {"appointment_date_out_of_range"},
+        6: {"appointment_date_in_future"},
         7: {"formula_or_markup", "invalid_code"},
     }
 

@@ -97,8 +97,8 @@ EXPECTED = {
     "total_inconsistent": "total_inconsistent: total differs from the sum of the PHQ-9 items",
     "total_out_of_range": "total_out_of_range: total outside 1-5 for WAI-SR",
     "unknown_instrument": "unknown_instrument: instrument is not one of",
-    "future_date": "session_date_out_of_range",
-    "ancient_date": "session_date_out_of_range",
+    "future_date": "session_date_in_future",
+    "ancient_date": "session_date_too_old",
     "session_zero": "session_number_invalid",
     "bad_client_code": "invalid_code: client_id",
     "formula": "formula_or_markup: clinician_id",
@@ -238,7 +238,7 @@ def test_appointments_suite() -> None:
     by_row = {k: {r.split(":")[0] for r in v} for k, v in reasons_by_row(issues).items()}
     assert by_row == {
         1: {"unknown_status"},
-        2: {"appointment_date_out_of_range"},
+        2: {"appointment_date_in_future"},
         3: {"duplicate_key_in_file"},
         4: {"duplicate_key_in_file"},
         5: {"formula_or_markup", "invalid_code"},
