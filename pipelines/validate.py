@@ -438,4 +438,12 @@ def validate(
     if redaction is not None and len(redaction):
         issues = _drop_redaction_echoes(issues, redaction, typed.num_rows)
     issues = issues.drop_duplicates().sort_values(["row", "reason"], ignore_index=True)
+    # counts and reason codes only: never a value
+    log.info(
+        "validated %s %s: %d rows, %d with issues",
+        dataset,
+        run_name,
+        typed.num_rows,
+        issues["row"].nunique(),
+    )
     return issues, docs_path
