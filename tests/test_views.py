@@ -1,0 +1,153 @@
+"""Analyst views on hand-made data whose answers are known."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from pipelines import warehouse
+from pipelines.ingest import ingest_all
+from pipelines.warehouse import open_warehouse
+from tests.conftest import reference_row
+
+
+def srs(client: str, session: int, score: float) -> str:
+    return reference_row(client, "T01", f"2026-03-{session:02d}", session, "SRS", [score] * 4)
+
+
+def phq(client: str, session: int, item: int) -> str:
+    return reference_row(client, "T01", f"2026-03-{session:02d}", session, "PHQ-9", [item] * 9)
+
+
+@pytest.fixture(scope="module")
+def wh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("views")
+    (root / "config" / "clinics").mkdir(parents=True)
+    (root / "config" / "clinics" / "ref_clinic.yaml").write_text(
+        "clinic_id: ref_clinic\ntimezone: Europe/Berlin\nformat: reference\n"
+    )
+    landing = root / "landing" / "ref_clinic"
+    landing.mkdir(parents=True)
+    header = (
+        "client_id,clinician_id,session_date,session_number,instrument,"
+        + ",".join(f"item_{i}" for i in range(1, 13))
+        + ",total"
+    )
+    rows = []
+    rng = np.random.default_rng(1)
+    for k in range(12):  # 12 clients: alliance level k, symptom improvement related to it
+        base = 5.0 + k * 0.4
+        for s in (1, 2, 3):
+            rows.append(srs(f"K{k:02d}", s, round(base + 0.1 * s, 1)))
+        start = 3
+        end = int(max(0, min(3, start - (k // 4) - rng.integers(0, 2))))
+        for s, item in ((1, start), (2, start), (3, end)):
+            rows.append(phq(f"K{k:02d}", s, item))
+    (landing / "measures_1.csv").write_text("\n".join([header, *rows]) + "\n")
+    wh = root / "wh.duckdb"
+    ingest_all(root / "config", root / "landing", wh)
+    return wh
+
+
+def q(wh: Path, sql: str) -> list[tuple]:
+    conn = duckdb.connect(str(wh), read_only=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_client_trajectories_deltas_and_direction(wh: Path) -> None:
+    srs_rows = q(
+        wh,
+        "select session_number, total, delta_previous, change_from_baseline, "
+        "change_from_baseline_improving from client_trajectories "
+        "where client_id = 'K00' and instrument = 'SRS' order by session_number",
+    )
+    got = [tuple(round(x, 3) if isinstance(x, float) else x for x in r) for r in srs_rows]
+    assert got == [(1, 20.4, None, 0.0, 0.0), (2, 20.8, 0.4, 0.4, 0.4), (3, 21.2, 0.4, 0.8, 0.8)]
+    # PHQ-9 is higher_worse: a falling score is an improvement
+    (row,) = q(
+        wh,
+        "select change_from_baseline, change_from_baseline_improving from client_trajectories "
+        "where client_id = 'K11' and instrument = 'PHQ-9' and session_number = 3",
+    )
+    assert row[0] < 0 and row[1] == -row[0]
+
+
+def test_alliance_outcome_r_matches_numpy_and_small_cells_are_suppressed(wh: Path) -> None:
+    (row,) = q(wh, "select n, r, r_low, r_high, suppressed, published_r from alliance_outcome")
+    n, r, lo, hi, suppressed, published = row
+    pairs = q(
+        wh,
+        """
+        select avg(total) filter (where instrument = 'SRS'),
+               arg_min(total, session_number) filter (where instrument = 'PHQ-9')
+             - arg_max(total, session_number) filter (where instrument = 'PHQ-9')
+        from measurements group by client_id
+        """,
+    )
+    a, b = np.array(pairs, dtype=float).T
+    assert n == 12 and not suppressed and published == 0.28
+    assert r == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-3)
+    assert lo < r < hi
+
+
+def test_small_clinic_is_suppressed(tmp_path: Path, wh: Path) -> None:
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(wh, copy)
+    conn = duckdb.connect(str(copy))
+    conn.execute("delete from measurements where client_id >= 'K05'")
+    (row,) = conn.execute("select n, r, r_low, suppressed from alliance_outcome").fetchall()
+    conn.close()
+    assert row == (5, None, None, True)
+
+
+def test_data_quality_weekly_counts_the_file(wh: Path) -> None:
+    (row,) = q(
+        wh,
+        "select files_received, rows_received, rows_loaded, rows_quarantined, feed_stale "
+        "from clinic_data_quality_weekly",
+    )
+    assert row == (1, 72, 72, 0, False)
+
+
+def test_rupture_episode_outcomes_in_analyst_words(tmp_path: Path, wh: Path) -> None:
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(wh, copy)
+    conn = duckdb.connect(str(copy))
+    for eid, status, closed in (("e1", "repaired", 3), ("e2", "ended", 3), ("e3", "ongoing", None)):
+        conn.execute(
+            "insert into alert_episodes values (?, 'ref_clinic', 'K01', 'T01', 'SRS', 2, "
+            "'2026-03-02', 2, 'high', ?, ?, null)",
+            [eid, status, closed],
+        )
+    got = conn.execute(
+        "select alert_episode_id, outcome, length_sessions, opening_total, closing_total "
+        "from rupture_episodes order by 1"
+    ).fetchall()
+    conn.close()
+    assert [(e, o, n) for e, o, n, _, _ in got] == [
+        ("e1", "repaired", 2),
+        ("e2", "ended_in_dropout", 2),
+        ("e3", "ongoing", 1),
+    ]
+    assert got[0][3] == pytest.approx(22.4) and got[0][4] == pytest.approx(22.8)
+
+
+def test_a_changed_view_file_takes_effect_on_next_open(
+    tmp_path: Path, wh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sql = tmp_path / "sql"
+    shutil.copytree(warehouse.SQL_DIR, sql)
+    view = sql / "views" / "client_trajectories.sql"
+    view.write_text(view.read_text().replace("from ordered", ", 1 as marker\nfrom ordered"))
+    monkeypatch.setattr(warehouse, "SQL_DIR", sql)
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(wh, copy)
+    with open_warehouse(copy) as conn:
+        assert conn.execute("select max(marker) from client_trajectories").fetchone() == (1,)
