@@ -343,20 +343,30 @@ def _lookup(text: pa.ChunkedArray, mapping: dict[str, str], fold_case: bool) -> 
     return pc.coalesce(mapped, text)
 
 
-def _blank_to_null(col: pa.ChunkedArray) -> pa.ChunkedArray:
+def _blank_to_null(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     trimmed = pc.utf8_trim_whitespace(col)
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 
 
-def _cast_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[pa.ChunkedArray, np.ndarray]:
+def _distinct(col: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(distinct values, index of each row's value): casts and checks then run once per
+    distinct text (items, dates and session numbers repeat a lot), and `take` maps them back."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    enc = pc.dictionary_encode(arr, null_encoding="encode")
+    return enc.dictionary, enc.indices
+
+
+def _cast_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[pa.Array, np.ndarray]:
     """Cast strings to float64; return the values and the rows whose text is not a number."""
-    text = _blank_to_null(col)
+    values_d, idx = _distinct(col)
+    text = _blank_to_null(values_d)
     if decimal == ",":
         text = pc.replace_substring(text, ",", ".")
     ok = pc.match_substring_regex(text, r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
-    bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(ok, False)))
-    safe = pc.if_else(bad, pa.scalar(None, pa.string()), text)
-    values = pc.cast(safe, pa.float64())
+    bad_d = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(ok, False)))
+    safe = pc.if_else(bad_d, pa.scalar(None, pa.string()), text)
+    values = pc.take(pc.cast(safe, pa.float64()), idx)
+    bad = pc.take(bad_d, idx)
     return values, np.flatnonzero(bad.to_numpy(zero_copy_only=False))
 
 
@@ -364,38 +374,47 @@ def _strip_leading_zeros(text: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring_regex(text, r"(^|\D)0+(\d)", r"\1\2")
 
 
-def _cast_date(col: pa.ChunkedArray, fmt: str) -> tuple[pa.ChunkedArray, np.ndarray]:
-    text = _blank_to_null(col)
+def _cast_date(col: pa.ChunkedArray, fmt: str) -> tuple[pa.Array, np.ndarray]:
+    values_d, idx = _distinct(col)
+    text = _blank_to_null(values_d)
     parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
     # strptime rolls impossible dates over (31.02. -> 03.03.): a date must format back to its
     # own text (leading zeros aside, so 3/4/2025 passes for %m/%d/%Y).
     back = pc.strftime(parsed, format=fmt)
     same = pc.equal(_strip_leading_zeros(back), _strip_leading_zeros(text))
-    bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(same, False)))
-    parsed = pc.if_else(bad, pa.scalar(None, parsed.type), parsed)
-    return pc.cast(parsed, pa.date32()), np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    bad_d = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(same, False)))
+    parsed = pc.if_else(bad_d, pa.scalar(None, parsed.type), parsed)
+    dates = pc.take(pc.cast(parsed, pa.date32()), idx)
+    bad = pc.take(bad_d, idx)
+    return dates, np.flatnonzero(bad.to_numpy(zero_copy_only=False))
 
 
 def _compute_totals(table: pa.Table) -> pa.ChunkedArray:
     """Blank totals are computed from the items when every item is present (never imputed)."""
     totals = table.column("total").to_numpy(zero_copy_only=False).astype("float64")
-    instruments = table.column("instrument").to_numpy(zero_copy_only=False)
-    items = np.column_stack(
-        [
-            table.column(c).to_numpy(zero_copy_only=False).astype("float64")
-            for c in registry.ITEM_COLUMNS
-        ]
-    )
-    for code, ins in registry.INSTRUMENTS.items():
-        sel = (instruments == code) & np.isnan(totals)
-        if not sel.any():
+    missing = np.isnan(totals)
+    if not missing.any():
+        return table.column("total")
+    codes, code_idx = _distinct(table.column("instrument"))
+    which = code_idx.to_numpy(zero_copy_only=False)
+    for k, code in enumerate(codes.to_pylist()):
+        ins = registry.INSTRUMENTS.get(code) if code else None
+        if ins is None:
             continue
-        own = items[sel][:, : ins.n_items]
+        sel = np.flatnonzero(missing & (which == k))
+        if not len(sel):
+            continue
+        take = pa.array(sel)
+        own = np.column_stack(
+            [
+                table.column(c).take(take).to_numpy(zero_copy_only=False).astype("float64")
+                for c in ins.item_columns
+            ]
+        )
         complete = ~np.isnan(own).any(axis=1)
         computed = own.sum(axis=1) if ins.scoring == "sum" else own.mean(axis=1)
         computed = np.round(computed, 2 if ins.scoring == "mean" else 1)
-        idx = np.flatnonzero(sel)
-        totals[idx[complete]] = computed[complete]
+        totals[sel[complete]] = computed[complete]
     return pa.chunked_array([pa.array(totals, pa.float64(), from_pandas=True)])
 
 
