@@ -4,7 +4,7 @@ Readers, Great Expectations suites, detection SQL, digests and docs all read the
 nothing else in the code base may hard-code an item count, a range, a cutoff or a reliable-change
 value. Clinics override thresholds in their config (``thresholds:``), never here.
 
-Values marked "approx." are the usual published figures (see ../docs/instruments.md for the
+Values marked "approx." are the usual published figures (see docs/instruments.md for the
 citations); the reliable-change index is *derived* from SD and reliability (Jacobson & Truax 1991),
 not typed in.
 """
@@ -234,3 +234,19 @@ def registry_table() -> list[dict[str, object]]:
             }
         )
     return rows
+
+
+def markdown_table() -> str:
+    """The registry as a Markdown table (docs/instruments.md embeds it; a test keeps it current)."""
+    head = (
+        "| code | construct | items (range) | scoring | total | direction | cutoff | SD | "
+        "reliability | reliable change | source |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    rows = [
+        f"| {i.code} | {i.construct} | {i.n_items} ({i.item_min:g}-{i.item_max:g}) | {i.scoring} "
+        f"| {i.total_min:g}-{i.total_max:g} | {i.direction.replace('_', ' ')} | {i.cutoff:g} "
+        f"| {i.sd:g} | {i.reliability:.2f} | {i.reliable_change:.2f} | {i.citation} |"
+        for i in INSTRUMENTS.values()
+    ]
+    return "\n".join([head, *rows])

@@ -44,3 +44,10 @@ def test_concern_direction() -> None:
 def test_unknown_instrument_names_the_allowed_codes() -> None:
     with pytest.raises(registry.UnknownInstrument, match="SRS, WAI-SR, ORS, PHQ-9, GAD-7"):
         registry.get("SRS-10")
+
+
+def test_docs_instruments_table_is_current() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "instruments.md").read_text()
+    assert registry.markdown_table() in doc, "regenerate the table in docs/instruments.md"
