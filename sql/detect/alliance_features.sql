@@ -1,7 +1,7 @@
 -- Per alliance session, what was known up to and including that session: the previous score,
 -- the client's own running baseline (mean and SD of every earlier session), recent slopes, part
 -- scores then and before, and missed appointments since the previous session. Every window ends
--- at the current row, so a feature never sees a later session (no look-ahead).
+-- at the current row and every appointment counted is dated before the session (no look-ahead).
 with series as (
     select * from detect_alliance_series
 ),
