@@ -56,12 +56,12 @@ def generate(conn: object, n_rows: int, seed: int = 7) -> tuple[int, int]:
         df["total"] = np.round(it.sum(axis=1), 1)
         conn.register("bench_in", df)  # type: ignore[attr-defined]
         conn.execute(  # type: ignore[attr-defined]
-            "insert into measurements by name select "
+            "insert into measurements by name select "  # noqa: S608
             "'clinic_' || clinic_no as clinic_id, 'c' || client_no as client_id, "
             "'t1' as clinician_id, session_number, session_date, "
             f"'{code}' as instrument, '1.0' as instrument_version, "
             "item_1, item_2, item_3, item_4, total, 'bench' as source_file, "
-            "session_number as source_line, 'bench' as sha256, 0 as load_id from bench_in"  # noqa: S608
+            "session_number as source_line, 'bench' as sha256, 0 as load_id from bench_in"
         )
         conn.unregister("bench_in")  # type: ignore[attr-defined]
     # appointments: each session attended, plus a miss the day before ~15 % of sessions
