@@ -45,6 +45,10 @@ def test_celery_on_redis_with_the_metadata_db_in_postgres(compose: dict) -> None
         assert "@postgres/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
         assert "@redis:6379" in env["AIRFLOW__CELERY__BROKER_URL"]
+        # one required secret for all components (tasks' tokens are checked by the api-server)
+        assert env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET:?")
+        assert env["AIRFLOW__CORE__FERNET_KEY"].startswith("${AIRFLOW_FERNET_KEY:?")
+        assert env["AIRFLOW__API__SECRET_KEY"].startswith("${AIRFLOW_API_SECRET_KEY:?")
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(
             "http://airflow-apiserver:8080/"
         )

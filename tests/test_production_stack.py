@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -110,6 +111,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        # every component must share the secrets: task tokens (JWT), the log servers' key and
+        # the Fernet key of encrypted trigger arguments (compose passes them the same way)
+        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
+        "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
     }
     setup = (
         "from airflow.utils.db import initdb; from airflow.models import Pool; initdb(); "
