@@ -1,0 +1,92 @@
+"""The analyst report: self-contained HTML that renders in headless Chromium without console
+errors; a screenshot is kept under artifacts/."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.detect import detect
+from pipelines.ingest import ingest_all
+from pipelines.warehouse import open_warehouse
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "11"]
+        + ["--clinics", "2", "--clients", "40", "--period", "all", "--as-of", "2026-06-01"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    wh = root / "wh.duckdb"
+    ingest_all(root / "config", root / "landing", wh)
+    with open_warehouse(wh) as conn:
+        detect(conn)
+    out = root / "out" / "report.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "report", "--warehouse", str(wh)]
+        + ["--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_report_is_self_contained(report: Path) -> None:
+    html = report.read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") == 3
+    assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", html)
+    for title in (
+        "Alliance around ruptures",
+        "Flag rates per clinic",
+        "Early alliance and outcome",
+    ):
+        assert title in html
+    assert "r = .28" in html
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)"
+)
+def test_report_renders_in_chromium_without_console_errors(report: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(report.as_uri())
+            page.wait_for_load_state("load")
+            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+            artifacts = ROOT / "artifacts"
+            artifacts.mkdir(exist_ok=True)
+            page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert len(widths) == 3 and all(w > 0 for w in widths)  # every chart decoded
