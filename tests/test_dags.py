@@ -24,7 +24,8 @@ HEADER = (
     + ",total"
 )
 
-pytestmark = pytest.mark.slow  # ~40 s: Great Expectations in `prepare`, Airflow start-up
+# the dag.test() tests (marked slow one by one) share one ~60 s run: Airflow start-up and
+# Great Expectations in `prepare`; the notice and freshness tests below are fast
 
 DRIVER = r"""
 import json, os, sqlite3, sys
@@ -32,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from airflow.dag_processing.dagbag import DagBag
 
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1])
 db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
 
 
@@ -183,11 +184,13 @@ def _loaded(home: str) -> list[tuple[str, str]]:
         con.close()
 
 
+@pytest.mark.slow
 def test_no_import_errors_and_a_dag_per_clinic_even_a_broken_one(outcome: dict) -> None:
     assert outcome["import_errors"] == {}
     assert {"ingest_alpha", "ingest_beta", "ingest_gamma"} <= set(outcome["dags"])
 
 
+@pytest.mark.slow
 def test_a_broken_config_shows_on_its_own_dag(outcome: dict) -> None:
     gamma = outcome["dags"]["ingest_gamma"]
     assert gamma["description"].startswith("CONFIG ERROR:")
@@ -196,6 +199,7 @@ def test_a_broken_config_shows_on_its_own_dag(outcome: dict) -> None:
     assert "config-error" not in outcome["dags"]["ingest_alpha"]["tags"]
 
 
+@pytest.mark.slow
 def test_manual_run_loads_only_the_named_files(outcome: dict) -> None:
     assert outcome["manual"]["state"] == "success"
     assert outcome["manual"]["tis"]["load"][0] == "success"
@@ -204,6 +208,7 @@ def test_manual_run_loads_only_the_named_files(outcome: dict) -> None:
     assert [n for n, _ in _loaded(outcome["home"])] == ["measures_w1.csv", "measures_w2.csv"]
 
 
+@pytest.mark.slow
 def test_nothing_new_is_a_quiet_success_without_a_load(outcome: dict) -> None:
     again = outcome["again"]
     assert again["state"] == "success"
@@ -211,6 +216,7 @@ def test_nothing_new_is_a_quiet_success_without_a_load(outcome: dict) -> None:
     assert again["tis"]["load"][0] == "skipped"  # no load, no warehouse event, no detection
 
 
+@pytest.mark.slow
 def test_a_contract_failure_fails_at_once_and_tells_the_team(outcome: dict) -> None:
     broken = outcome["broken"]
     assert broken["state"] == "failed"
@@ -225,6 +231,7 @@ def test_a_contract_failure_fails_at_once_and_tells_the_team(outcome: dict) -> N
     assert "A001" not in body and "9.5" not in body
 
 
+@pytest.mark.slow
 def test_one_digest_dag_per_clinic_timezone(outcome: dict) -> None:
     dags = outcome["dags"]
     ny, kol = dags["weekly_digest_america_new_york"], dags["weekly_digest_asia_kolkata"]
@@ -245,3 +252,122 @@ def test_lock_errors_keep_their_retries_contract_errors_do_not() -> None:
     for err in (ConfigError("x.yaml", "timezone", "unknown"), FileRejected("empty", "no rows")):
         with pytest.raises(AirflowFailException), contract_errors_fail_fast():
             raise err
+
+
+# ----------------------------------------------------------------------- notices, fast and real
+
+
+@pytest.fixture
+def smtp_env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+    monkeypatch.setenv("ALLIANCE_WATCH_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("ALLIANCE_WATCH_SMTP_PORT", str(smtp.port))
+    monkeypatch.setenv("ALLIANCE_WATCH_SMTP_STARTTLS", "false")
+    monkeypatch.setenv("ALLIANCE_WATCH_OPS_EMAIL", "ops@example.org")
+    yield mailbox
+    smtp.stop()
+
+
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    from pipelines.settings import paths_from_env
+
+    clinics = tmp_path / "config" / "clinics"
+    clinics.mkdir(parents=True)
+    (clinics / "late.yaml").write_text(
+        "clinic_id: late\ntimezone: UTC\nformat: reference\ncadence_days: 7\n"
+        "notifications:\n  data_team_email: data@late.example\n"
+        "  immediate_high_severity: true\nclinicians:\n  T01: t01@late.example\n",
+        encoding="utf-8",
+    )
+    (clinics / "ontime.yaml").write_text(
+        "clinic_id: ontime\ntimezone: UTC\nformat: reference\ncadence_days: 14\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("ALLIANCE_WATCH_HOME", str(tmp_path))
+    return paths_from_env().ensure()
+
+
+def test_a_late_feed_gets_a_notice_to_its_data_team(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_env: Mailbox
+) -> None:
+    import datetime as dt
+
+    from pipelines.freshness import check_freshness
+    from pipelines.warehouse import open_warehouse
+
+    p = _home(tmp_path, monkeypatch)
+    now = dt.datetime(2026, 6, 15, 6, 0, tzinfo=dt.UTC)
+    with open_warehouse(p.warehouse) as conn:
+        for clinic, days_ago in (("late", 10), ("ontime", 10)):
+            conn.execute(
+                "insert into ingest_files (clinic_id, file_name, sha256, status, received_at) "
+                "values (?, 'measures.csv', ?, 'loaded', ?)",
+                [clinic, clinic * 8, now - dt.timedelta(days=days_ago)],
+            )
+    (p.inbox / "nobody.ready").touch()
+    summary = check_freshness(p, now)
+    assert summary["stale"] == ["late"]  # 10 days > 7; ontime's 10 days are within 14
+    assert summary["unknown_markers"] == ["nobody.ready"]
+    assert [m["To"] for m in smtp_env.messages] == ["data@late.example"]
+    body = smtp_env.messages[0].get_content()
+    assert "late" in body and "7 days" in body and "3.0 days past" in body
+
+
+def test_failure_notices_quote_our_errors_and_only_name_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_env: Mailbox
+) -> None:
+    from pipelines.errors import WarehouseBusy
+    from pipelines.notify import FailureFacts, notify_failure, safe_error_text
+
+    p = _home(tmp_path, monkeypatch)
+    assert safe_error_text(ValueError("client A001 scored 12")) == "ValueError (details in the log)"
+    facts = FailureFacts(
+        "ingest_late",
+        "load",
+        "manual__1",
+        4,
+        4,
+        safe_error_text(WarehouseBusy("held")),
+        "http://x/log",
+    )
+    assert notify_failure(facts, p.config_dir).ok
+    shared = FailureFacts(
+        "detect_ruptures", "detect", "r", 1, 4, "KeyError (details in the log)", None
+    )
+    assert notify_failure(shared, p.config_dir).ok
+    first, second = smtp_env.messages
+    assert first["To"] == "data@late.example" and "ingest_late.load" in first["Subject"]
+    assert "WarehouseBusy: held" in first.get_content() and "http://x/log" in first.get_content()
+    assert second["To"] == "ops@example.org"
+
+
+def test_high_severity_episodes_are_announced_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_env: Mailbox
+) -> None:
+    import datetime as dt
+    import shutil
+
+    from pipelines.alerts import notify_high_severity
+    from pipelines.warehouse import open_warehouse
+
+    p = _home(tmp_path, monkeypatch)
+    with open_warehouse(p.warehouse) as conn:
+        conn.execute(
+            "insert into alert_episodes values "
+            "('e1', 'late', 'C9', 'T01', 'SRS', 6, ?, 6, 'high', 'ongoing', null, null),"
+            "('e2', 'late', 'C8', 'T01', 'SRS', 4, ?, 4, 'medium', 'ongoing', null, null),"
+            "('e3', 'ontime', 'C7', 'T01', 'SRS', 4, ?, 4, 'high', 'ongoing', null, null)",
+            [dt.date(2026, 3, 2)] * 3,
+        )
+    p.snapshot.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(p.warehouse, p.snapshot)
+    assert notify_high_severity(p, [("late", "C9"), ("late", "C8")]) == {
+        "late": {"announced": 1, "not_sent": 0}
+    }
+    assert notify_high_severity(p, None) == {"late": {"announced": 0, "not_sent": 0}}
+    (msg,) = smtp_env.messages  # ontime did not opt in; the rerun sent nothing
+    assert msg["To"] == "t01@late.example" and "client C9: SRS, session 6" in msg.get_content()
