@@ -115,14 +115,20 @@ class WideLayout(_Strict):
 
 
 class Thresholds(_Strict):
-    """Per-clinic overrides of detection parameters; None means the registry/literature default."""
+    """Per-clinic overrides of detection parameters (docs/detection.md); None keeps the
+    literature default. Names match `pipelines.detect.DetectParams`."""
 
-    srs_cutoff: float | None = None
-    wai_cutoff: float | None = None
-    deflection_sd: float | None = None
-    deflection_sd_floor: float | None = None
-    decline_sessions: int | None = None
-    baseline_sessions: int | None = None
+    srs_cutoff: float | None = Field(default=None, ge=0, le=40)
+    wai_cutoff: float | None = Field(default=None, ge=1, le=5)
+    deflection_sd: float | None = Field(default=None, gt=0)
+    deflection_sd_floor: float | None = Field(default=None, gt=0)
+    part_sd_floor: float | None = Field(default=None, gt=0)
+    flag_evidence: float | None = Field(default=None, gt=0)
+    flag_min_drop: float | None = Field(default=None, ge=0)
+    decline_sessions: int | None = Field(default=None, ge=3, le=5)
+    decline_min_drop: float | None = Field(default=None, gt=0)
+    min_history: int | None = Field(default=None, ge=1)
+    ended_after_days: int | None = Field(default=None, ge=1)
 
 
 class ClinicConfig(_Strict):

@@ -129,7 +129,7 @@ class DetectParams:
         if self.flag_evidence <= 0 or self.flag_min_drop < 0:
             raise DetectError("flag_evidence must be > 0 and flag_min_drop >= 0")
         if self.min_history < 1:
-            raise DetectError("baseline_sessions (min_history) must be at least 1")
+            raise DetectError("min_history must be at least 1")
         if self.decline_min_drop <= 0 or self.ended_after_days < 1:
             raise DetectError("decline_min_drop must be > 0 and ended_after_days >= 1")
         for code in self.cutoffs:
@@ -146,14 +146,9 @@ class DetectParams:
         if thresholds.wai_cutoff is not None:
             cutoffs["WAI-SR"] = thresholds.wai_cutoff
         changes: dict[str, object] = {"cutoffs": cutoffs}
-        if thresholds.deflection_sd is not None:
-            changes["deflection_sd"] = thresholds.deflection_sd
-        if thresholds.deflection_sd_floor is not None:
-            changes["deflection_sd_floor"] = thresholds.deflection_sd_floor
-        if thresholds.decline_sessions is not None:
-            changes["decline_sessions"] = thresholds.decline_sessions
-        if thresholds.baseline_sessions is not None:
-            changes["min_history"] = thresholds.baseline_sessions
+        for name, value in thresholds.model_dump(exclude={"srs_cutoff", "wai_cutoff"}).items():
+            if value is not None:
+                changes[name] = value
         return replace(self, **changes)  # type: ignore[arg-type]
 
 

@@ -240,7 +240,7 @@ def test_clinic_thresholds_override_defaults(wh: duckdb.DuckDBPyConnection) -> N
         clinic_id="c1",
         timezone="Europe/Berlin",
         format="reference",
-        thresholds=Thresholds(srs_cutoff=30.0, deflection_sd=1.5, baseline_sessions=3),
+        thresholds=Thresholds(srs_cutoff=30.0, deflection_sd=1.5, min_history=3),
     )
     per_clinic = params_from_configs({"c1": cfg})
     assert per_clinic["c1"].cutoffs == {"SRS": 30.0}
