@@ -47,7 +47,8 @@ def tis(dag_id, run_id):
 
 
 def run(dag_id, conf=None):
-    dr = bag.get_dag(dag_id).test(run_conf=conf)
+    # a fresh parse per run, as a worker has: dag.test() resolves params into the DAG object
+    dr = DagBag(dag_folder=sys.argv[1]).get_dag(dag_id).test(run_conf=conf)
     return {"state": str(dr.state), "tis": tis(dag_id, dr.run_id)}
 
 
