@@ -24,8 +24,10 @@ duplicate split the ledger records.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
+import json
 import logging
 import re
 import zoneinfo
@@ -286,55 +288,486 @@ def _sanitize(results: Any) -> None:
             }
 
 
-def _run_gx(
-    frame: pd.DataFrame,
-    suite_dict: dict[str, Any],
-    parameters: dict[str, Any],
-    docs_dir: Path | None,
-    run_name: str,
-) -> tuple[list[tuple[dict[str, Any], list[int], bool]], str | None]:
-    """Run the suite on the frame; per expectation (meta, failing row indices, raised).
+# ---------------------------------------------------------------------------------------------
+# The distinct-value engine.
+#
+# Every per-row expectation of the suite (not_null, be_null, between, match_regex, in_set, each
+# with an optional row condition on another column) is a pure function of the few columns it
+# reads. Those columns hold few distinct combinations (5 instruments x ~100 item values, a few
+# hundred dates, thousands of codes), so GX is run on the distinct combinations only, and each
+# unexpected combination is mapped back to every row that holds it. GX remains the engine that
+# decides pass/fail: every verdict comes from a GX run of the reviewed expectation, unchanged, on
+# exactly that combination of values. Verdicts are remembered per process (keyed by the
+# expectations, the run parameters and the column types), so the parts of a large file and the
+# files of one run send GX only the combinations it has not judged yet.
+#
+# Two expectations are not per-row and run differently:
+# * expect_table_columns_to_match_set reads only the header: run on the frame with no rows.
+# * expect_compound_columns_to_be_unique: a row can fail only when another row has the same key,
+#   so GX runs on exactly the rows whose key repeats (a superset of the failures; a row outside it
+#   is unique in the whole frame, and one inside has all its key twins with it).
+# Anything else (a new type, a row condition this module cannot evaluate for the Data Docs
+# counts) runs on the whole frame, as a plain GX run would.
+# ---------------------------------------------------------------------------------------------
 
-    The context is ephemeral: GX's raw results (which hold the failing values) live only in
-    memory. For Data Docs, a sanitized copy is written to a file store under ``docs_dir`` and
-    the site there is rebuilt, so its index lists every file validated into that folder.
+_PER_ROW_TYPES = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_null",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_be_in_set",
+    }
+)
+_HEADER_TYPES = frozenset({"expect_table_columns_to_match_set"})
+_KEY_TYPES = frozenset({"expect_compound_columns_to_be_unique"})
+_RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "partial_unexpected_count": 0,
+    "return_unexpected_index_query": False,
+}
+# Verdicts remembered per group before the memory is cleared (bounds memory on long runs).
+_MAX_REMEMBERED = 2_000_000
+
+
+@dataclass(frozen=True)
+class RuleGroup:
+    """Expectations run together on one frame: ``kind`` says which frame.
+
+    ``distinct``: the distinct combinations of ``columns``; ``header``: the frame with no rows;
+    ``key``: the rows whose ``columns`` key repeats; ``full``: the whole frame.
     """
-    import great_expectations as gx
-    from great_expectations.core.run_identifier import RunIdentifier
 
+    kind: str
+    columns: tuple[str, ...]
+    positions: tuple[int, ...]
+
+
+def _condition_columns(cond: Any) -> set[str]:
+    if isinstance(cond, dict):
+        found = set()
+        col = cond.get("column")
+        if isinstance(col, dict) and isinstance(col.get("name"), str):
+            found.add(col["name"])
+        for v in cond.values():
+            found |= _condition_columns(v)
+        return found
+    if isinstance(cond, list):
+        return set().union(*(_condition_columns(v) for v in cond)) if cond else set()
+    return set()
+
+
+def _simple_condition(cond: Any) -> bool:
+    """True for the condition shapes ``_condition_mask`` evaluates (column == value, IN list)."""
+    return (
+        isinstance(cond, dict)
+        and cond.get("type") == "comparison"
+        and isinstance(cond.get("column"), dict)
+        and cond.get("operator") in ("==", "IN")
+        and set(cond) == {"type", "column", "operator", "parameter"}
+    )
+
+
+def _condition_mask(cond: dict[str, Any] | None, frame: pd.DataFrame) -> np.ndarray:
+    """Rows of ``frame`` inside an expectation's row condition (used only for Data Docs counts)."""
+    if cond is None:
+        return np.ones(len(frame), dtype=bool)
+    values = frame[cond["column"]["name"]]
+    wanted = cond["parameter"] if cond["operator"] == "IN" else [cond["parameter"]]
+    return values.isin(wanted).to_numpy(dtype=bool) & values.notna().to_numpy(dtype=bool)
+
+
+def plan_groups(suite_dict: dict[str, Any]) -> list[RuleGroup]:
+    """Group the suite's expectations by the frame they run on (see the comment above).
+
+    Per-row expectations are grouped by the set of columns they read (their column and the
+    columns of their row condition); a group whose columns are a subset of another group's is
+    merged into the smallest such group, since the distinct combinations of the larger set decide
+    the smaller rule as well.
+    """
+    by_columns: dict[frozenset[str], list[int]] = {}
+    order: dict[str, int] = {}
+    groups: list[RuleGroup] = []
+    full: list[int] = []
+    for i, e in enumerate(suite_dict["expectations"]):
+        kw = e["kwargs"]
+        cond = kw.get("row_condition")
+        if e["type"] in _HEADER_TYPES:
+            groups.append(RuleGroup("header", (), (i,)))
+        elif e["type"] in _KEY_TYPES and cond is None:
+            groups.append(RuleGroup("key", tuple(kw["column_list"]), (i,)))
+        elif e["type"] in _PER_ROW_TYPES and (cond is None or _simple_condition(cond)):
+            read = frozenset({kw["column"], *_condition_columns(cond)})
+            for c in (kw["column"], *sorted(_condition_columns(cond))):
+                order.setdefault(c, len(order))
+            by_columns.setdefault(read, []).append(i)
+        else:
+            full.append(i)
+    merged: dict[frozenset[str], list[int]] = {}
+    for cols in sorted(by_columns, key=len, reverse=True):
+        supersets = [m for m in merged if cols < m]
+        target: frozenset[str] = min(supersets, key=len) if supersets else cols
+        merged.setdefault(target, []).extend(by_columns[cols])
+    for columns, positions in merged.items():
+        groups.append(
+            RuleGroup(
+                "distinct", tuple(sorted(columns, key=order.__getitem__)), tuple(sorted(positions))
+            )
+        )
+    if full:
+        groups.append(RuleGroup("full", (), tuple(full)))
+    return groups
+
+
+def _distinct(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the distinct combinations of ``columns``, the combination of every row of ``frame``)."""
+    key: np.ndarray = np.zeros(len(frame), dtype="int64")
+    size = 1
+    for col in columns:
+        codes, uniques = pd.factorize(frame[col], use_na_sentinel=True)
+        width = len(uniques) + 1
+        if size * width >= 2**62:  # re-number before the combined key could overflow
+            renumbered, firsts = pd.factorize(key)
+            key, size = np.asarray(renumbered, dtype="int64"), len(firsts)
+        key = key * width + (codes.astype("int64") + 1)
+        size *= width
+    inverse, combined = pd.factorize(key)
+    representative = np.empty(len(combined), dtype="int64")
+    representative[inverse] = np.arange(len(frame), dtype="int64")
+    combos = frame[list(columns)].iloc[representative].reset_index(drop=True)
+    return combos, inverse.astype("int64")
+
+
+def _merge_keys(combos: pd.DataFrame) -> pd.DataFrame:
+    """Null-free join keys for ``combos`` (a null flag and a filled value per column), so that
+    remembered combinations are found again exactly, nulls included."""
+    out: dict[str, np.ndarray] = {}
+    for col in combos.columns:
+        values = combos[col]
+        null = values.isna().to_numpy()
+        filled: np.ndarray
+        if pd.api.types.is_datetime64_any_dtype(values):
+            filled = np.where(null, 0, values.to_numpy().view("int64"))
+        elif pd.api.types.is_float_dtype(values):
+            filled = np.where(null, 0.0, values.to_numpy(dtype="float64"))
+        else:
+            filled = values.where(~null, "").astype(str).to_numpy(dtype=object)
+        out[f"{col}\x00null"] = null
+        out[f"{col}\x00value"] = filled
+    return pd.DataFrame(out)
+
+
+@dataclass
+class _Memory:
+    """Verdicts GX gave for one group: one row per judged combination, one bool per rule."""
+
+    keys: pd.DataFrame
+    failed: np.ndarray  # (combinations, rules)
+    templates: list[Any]  # one GX result per rule, for the Data Docs page
+
+
+class _Engine:
+    """One GX context per process, reused for every file of a run (creating one costs ~0.1 s)."""
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+
+        self.gx = gx
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
+        asset = self.context.data_sources.add_pandas("clinic_export").add_dataframe_asset("frames")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("frame")
+        self.suites: dict[str, Any] = {}
+        self.memory: dict[str, _Memory] = {}
+
+    def run(
+        self, frame: pd.DataFrame, expectations: list[dict[str, Any]], parameters: dict[str, Any]
+    ) -> list[Any]:
+        """GX results for ``expectations`` on ``frame``, in the order given."""
+        text = json.dumps(expectations, sort_keys=True, default=str)
+        suite = self.suites.get(text)
+        if suite is None:
+            name = f"group_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+            suite = _build_suite(self.gx, {"name": name, "expectations": expectations})
+            self.suites[text] = suite
+        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        results = batch.validate(
+            suite, expectation_parameters=parameters, result_format=_RESULT_FORMAT
+        ).results
+        by_rule = {_result_key(r): r for r in results}
+        out = []
+        for e in expectations:
+            r = by_rule.get(_rule_key(e["type"], e.get("meta")))
+            if r is None or (r.exception_info or {}).get("raised_exception"):
+                raise ValidationEngineError(
+                    f"GX could not evaluate the rule {e.get('meta', {}).get('reason', '?')!r}; "
+                    "this is a pipeline fault, not a data problem"
+                )
+            out.append(r)
+        return out
+
+
+def _rule_key(type_: str, meta: Any) -> str:
+    # Type and meta identify a rule: every expectation's meta carries its own explanation
+    # (kwargs are not compared because GX fills the suite parameters into its copy).
+    return json.dumps([type_, dict(meta or {})], sort_keys=True, default=str)
+
+
+def _result_key(result: Any) -> str:
+    config = result.expectation_config
+    return _rule_key(config.type, config.meta)
+
+
+_ENGINE: _Engine | None = None
+
+
+def _engine() -> _Engine:
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = _Engine()
+    return _ENGINE
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return part / whole * 100 if whole else None  # the same float arithmetic as GX
+
+
+def _counted(template: Any, element: int, missing: int, unexpected: int) -> Any:
+    """A copy of a (sanitized) GX result with the counts of the whole frame, in GX's terms:
+    ``unexpected_percent`` is relative to the non-missing rows where GX reports missing ones."""
+    has_missing = "missing_count" in (template.result or {})
+    nonnull = element - missing if has_missing else element
+    counts = {
+        "element_count": element,
+        "unexpected_count": unexpected,
+        "unexpected_percent": _percent(unexpected, nonnull),
+        "missing_count": missing,
+        "missing_percent": _percent(missing, element),
+        "unexpected_percent_total": _percent(unexpected, element),
+        "unexpected_percent_nonmissing": _percent(unexpected, nonnull),
+    }
+    out = copy.copy(template)
+    out.result = {k: counts[k] for k in (template.result or {}) if k in counts}
+    out.success = unexpected == 0
+    return out
+
+
+def _sanitized_copy(result: Any) -> Any:
+    out = copy.copy(result)
+    out.result = {k: v for k, v in (result.result or {}).items() if k in _SAFE_RESULT_KEYS}
+    return out
+
+
+def _memo_key(
+    kind: str,
+    expectations: list[dict[str, Any]],
+    parameters: dict[str, Any],
+    frame: pd.DataFrame,
+    columns: tuple[str, ...],
+) -> str:
+    return json.dumps(
+        [
+            kind,
+            expectations,
+            {k: str(v) for k, v in sorted(parameters.items())},
+            [(c, str(frame[c].dtype)) for c in columns],
+        ],
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _judge_distinct(
+    eng: _Engine,
+    group: RuleGroup,
+    expectations: list[dict[str, Any]],
+    frame: pd.DataFrame,
+    parameters: dict[str, Any],
+) -> tuple[list[np.ndarray], list[Any]]:
+    """Failing rows (index labels of ``frame``) and a whole-frame result per rule of the group."""
+    combos, inverse = _distinct(frame, group.columns)
+    keys = _merge_keys(combos)
+    memo = _memo_key("distinct", expectations, parameters, frame, group.columns)
+    mem = eng.memory.get(memo)
+    failed = np.zeros((len(combos), len(expectations)), dtype=bool)
+    known = np.zeros(len(combos), dtype=bool)
+    if mem is not None:
+        found = keys.merge(
+            mem.keys.assign(_at=np.arange(len(mem.keys))), how="left", on=list(keys.columns)
+        )["_at"].to_numpy()
+        known = ~np.isnan(found)
+        failed[known] = mem.failed[found[known].astype("int64")]
+    new = np.flatnonzero(~known)
+    if len(new):
+        results = eng.run(combos.iloc[new].reset_index(drop=True), expectations, parameters)
+        for j, r in enumerate(results):
+            at = np.asarray((r.result or {}).get("unexpected_index_list") or [], dtype="int64")
+            failed[new[at], j] = True
+        templates = [_sanitized_copy(r) for r in results]
+        new_keys = keys.iloc[new].reset_index(drop=True)
+        if mem is None or len(mem.keys) + len(new) > _MAX_REMEMBERED:
+            mem = _Memory(new_keys, failed[new], templates)
+        else:
+            mem = _Memory(
+                pd.concat([mem.keys, new_keys], ignore_index=True),
+                np.vstack([mem.failed, failed[new]]),
+                templates,
+            )
+        eng.memory[memo] = mem
+    assert mem is not None
+    labels = frame.index.to_numpy(dtype="int64")
+    weight = np.bincount(inverse, minlength=len(combos))
+    rows, results = [], []
+    for j, e in enumerate(expectations):
+        rows.append(labels[failed[:, j][inverse]])
+        domain = _condition_mask(e["kwargs"].get("row_condition"), combos)
+        null = combos[e["kwargs"]["column"]].isna().to_numpy()
+        results.append(
+            _counted(
+                mem.templates[j],
+                int(weight[domain].sum()),
+                int(weight[domain & null].sum()),
+                int(weight[failed[:, j]].sum()),
+            )
+        )
+    return rows, results
+
+
+def _judge_other(
+    eng: _Engine,
+    group: RuleGroup,
+    expectations: list[dict[str, Any]],
+    frame: pd.DataFrame,
+    parameters: dict[str, Any],
+) -> tuple[list[np.ndarray], list[Any]]:
+    """Header, key and whole-frame rules (see the comment above ``RuleGroup``)."""
+    if group.kind == "header":
+        memo = _memo_key("header", expectations, parameters, frame, tuple(frame.columns))
+        mem = eng.memory.get(memo)
+        if mem is None:
+            results = eng.run(frame.iloc[:0], expectations, parameters)
+            mem = _Memory(
+                pd.DataFrame(), np.zeros((0, 0), bool), [_sanitized_copy(r) for r in results]
+            )
+            eng.memory[memo] = mem
+        empty = np.zeros(0, dtype="int64")
+        return [empty] * len(expectations), list(mem.templates)
+    if group.kind == "key":
+        cols = list(group.columns)
+        all_missing = frame[cols].isna().all(axis=1).to_numpy()
+        repeats = frame[cols].duplicated(keep=False).to_numpy() & ~all_missing
+        memo = _memo_key("key", expectations, parameters, frame, group.columns)
+        mem = eng.memory.get(memo)
+        if mem is None or repeats.any():
+            # GX judges every row whose key repeats; no repeat (the usual case) means no failure.
+            results = eng.run(frame.loc[repeats, cols], expectations, parameters)
+            rows = [
+                np.asarray((r.result or {}).get("unexpected_index_list") or [], dtype="int64")
+                for r in results
+            ]
+            mem = _Memory(
+                pd.DataFrame(), np.zeros((0, 0), bool), [_sanitized_copy(r) for r in results]
+            )
+            eng.memory[memo] = mem
+        else:
+            rows = [np.zeros(0, dtype="int64")] * len(expectations)
+        missing = int(all_missing.sum())
+        return rows, [
+            _counted(t, len(frame), missing, len(x))
+            for t, x in zip(mem.templates, rows, strict=True)
+        ]
+    results = eng.run(frame, expectations, parameters)
+    rows = [
+        np.asarray((r.result or {}).get("unexpected_index_list") or [], dtype="int64")
+        for r in results
+    ]
+    return rows, [_sanitized_copy(r) for r in results]
+
+
+def judge(
+    frame: pd.DataFrame, suite_dict: dict[str, Any], parameters: dict[str, Any]
+) -> tuple[list[np.ndarray], list[Any]]:
+    """Run the suite on ``frame`` the distinct-value way; per expectation (in suite order) the
+    failing rows (index labels of ``frame``) and its whole-frame GX result (counts only)."""
+    eng = _engine()
+    expectations = suite_dict["expectations"]
+    rows: list[np.ndarray] = [np.zeros(0, dtype="int64")] * len(expectations)
+    results: list[Any] = [None] * len(expectations)
+    for group in plan_groups(suite_dict):
+        chosen = [expectations[i] for i in group.positions]
+        run = _judge_distinct if group.kind == "distinct" else _judge_other
+        got_rows, got_results = run(eng, group, chosen, frame, parameters)
+        for i, r, res in zip(group.positions, got_rows, got_results, strict=True):
+            rows[i], results[i] = r, res
+    return rows, results
+
+
+def _suite_result(
+    results: list[Any], suite_name: str, run_name: str, run_time: dt.datetime
+) -> tuple[Any, Any]:
+    """(the suite-level GX result assembled from per-rule results, its store key)."""
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    run_id = RunIdentifier(run_name=run_name, run_time=run_time)
+    good = sum(1 for r in results if r.success)
+    batch_id = f"clinic_export-{suite_name}"
+    suite_result = ExpectationSuiteValidationResult(
+        success=good == len(results),
+        results=results,
+        suite_name=suite_name,
+        statistics={
+            "evaluated_expectations": len(results),
+            "successful_expectations": good,
+            "unsuccessful_expectations": len(results) - good,
+            "success_percent": 100.0 * good / len(results) if results else None,
+        },
+        meta={
+            "run_id": run_id,
+            "validation_time": run_time,
+            "active_batch_definition": {
+                "datasource_name": "clinic_export",
+                "data_asset_name": suite_name,
+            },
+            "great_expectations_version": _gx_version(),
+        },
+        batch_id=batch_id,
+    )
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name),
+        run_id=run_id,
+        batch_identifier=batch_id,
+    )
+    return suite_result, key
+
+
+def _gx_version() -> str:
+    import great_expectations as gx
+
+    return str(gx.__version__)
+
+
+_SITE = "alliance_watch"
+_DOCS_CONTEXTS: dict[Path, Any] = {}
+
+
+def _docs_context(docs_dir: Path) -> Any:
+    """An ephemeral context whose results store and Data Docs site live under ``docs_dir``
+    (one per folder per process: creating it costs more than writing a page)."""
+    context = _DOCS_CONTEXTS.get(docs_dir)
+    if context is not None:
+        return context
+    import great_expectations as gx
+
+    docs_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
-    asset = context.data_sources.add_pandas("clinic_export").add_dataframe_asset(suite_dict["name"])
-    batch_definition = asset.add_batch_definition_whole_dataframe("whole_file")
-    suite = context.suites.add(_build_suite(gx, suite_dict))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=suite_dict["name"], data=batch_definition, suite=suite)
-    )
-    results = definition.run(
-        batch_parameters={"dataframe": frame},
-        expectation_parameters=parameters,
-        result_format={
-            "result_format": "COMPLETE",
-            "partial_unexpected_count": 0,
-            "return_unexpected_index_query": False,
-        },
-        run_id=RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC)),
-    )
-    out = []
-    for r in results.results:
-        raised = bool((r.exception_info or {}).get("raised_exception"))
-        index = (r.result or {}).get("unexpected_index_list") or []
-        meta = r.expectation_config.meta if r.expectation_config is not None else None
-        out.append((dict(meta or {}), [int(i) for i in index], raised))
-    if docs_dir is None:
-        return out, None
-
-    _sanitize(results)
-    memory_store = context.validation_results_store
-    keys = memory_store.list_keys()
-    for key in keys:
-        memory_store.remove_key(key)  # the raw result never outlives this call
-    docs_dir.mkdir(parents=True, exist_ok=True)
     context.add_store(
         "sanitized_results",
         {
@@ -346,10 +779,8 @@ def _run_gx(
         },
     )
     context.validation_results_store_name = "sanitized_results"
-    for key in keys:
-        context.validation_results_store.set(key, results)
     context.add_data_docs_site(
-        site_name="alliance_watch",
+        site_name=_SITE,
         site_config={
             "class_name": "SiteBuilder",
             "store_backend": {
@@ -359,10 +790,78 @@ def _run_gx(
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    context.build_data_docs(site_names=["alliance_watch"])
-    pages = sorted((docs_dir / "site" / "validations").glob(f"**/{run_name}/**/*.html"))
-    page = pages[-1] if pages else docs_dir / "site" / "index.html"
-    return out, str(page) if page.exists() else None
+    _DOCS_CONTEXTS[docs_dir] = context
+    return context
+
+
+def _page_path(docs_dir: Path, key: Any) -> Path:
+    """Where the site builder writes the page of one validation result."""
+    run_time = key.run_id.run_time.strftime("%Y%m%dT%H%M%S.%fZ")
+    suite = key.expectation_suite_identifier.name
+    return (
+        docs_dir
+        / "site"
+        / "validations"
+        / suite
+        / key.run_id.run_name
+        / run_time
+        / f"{key.batch_identifier}.html"
+    )
+
+
+def _write_docs(docs_dir: Path, suite_result: Any, key: Any, build: bool) -> Path:
+    """Store the sanitized result under ``docs_dir``; render its page and the index if
+    ``build`` (else ``build_data_docs`` renders them later). Returns the page's path."""
+    context = _docs_context(docs_dir)
+    context.validation_results_store.set(key, suite_result)
+    if build:
+        context.build_data_docs(site_names=[_SITE], resource_identifiers=[key])
+    return _page_path(docs_dir, key)
+
+
+def build_data_docs(docs_dir: Path) -> Path:
+    """Render the Data Docs site of every result stored under ``docs_dir``; return the index.
+
+    Call once at the end of a run after validating with ``build_docs=False``: rendering is the
+    per-file cost that grows with the site, so a run renders it once instead of per file.
+    """
+    docs_dir = Path(docs_dir)
+    context = _docs_context(docs_dir)
+    context.build_data_docs(site_names=[_SITE])
+    return docs_dir / "site" / "index.html"
+
+
+def _run_full(
+    frame: pd.DataFrame, suite_dict: dict[str, Any], parameters: dict[str, Any]
+) -> tuple[list[np.ndarray], list[Any]]:
+    """The straightforward run: the whole suite on the whole frame (the reference the distinct
+    path is tested against; ``validate(strategy="full")``)."""
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
+    asset = context.data_sources.add_pandas("clinic_export").add_dataframe_asset(suite_dict["name"])
+    batch = asset.add_batch_definition_whole_dataframe("whole_file").get_batch(
+        batch_parameters={"dataframe": frame}
+    )
+    results = batch.validate(
+        _build_suite(gx, suite_dict),
+        expectation_parameters=parameters,
+        result_format=_RESULT_FORMAT,
+    ).results
+    by_rule = {_result_key(r): r for r in results}
+    rows, out = [], []
+    for e in suite_dict["expectations"]:
+        r = by_rule[_rule_key(e["type"], e.get("meta"))]
+        if (r.exception_info or {}).get("raised_exception"):
+            raise ValidationEngineError(
+                f"GX could not evaluate the rule {e.get('meta', {}).get('reason', '?')!r}; "
+                "this is a pipeline fault, not a data problem"
+            )
+        index = (r.result or {}).get("unexpected_index_list") or []
+        rows.append(np.asarray(index, dtype="int64"))
+        out.append(_sanitized_copy(r))
+    return rows, out
 
 
 def validate(
@@ -377,6 +876,8 @@ def validate(
     today: dt.date | None = None,
     min_date: dt.date = DEFAULT_MIN_DATE,
     suite_dir: Path = EXPECTATIONS_DIR,
+    build_docs: bool = True,
+    strategy: str = "distinct",
 ) -> tuple[pd.DataFrame, str | None]:
     """Validate a typed canonical table; return (RowIssues, Data Docs index path or None).
 
@@ -419,21 +920,23 @@ def validate(
         "min_date": pd.Timestamp(min_date),
         "max_date": pd.Timestamp(today),
     }
-    outcomes, docs_path = _run_gx(
-        gx_frame,
-        load_suite_dict(dataset, suite_dir),
-        parameters,
-        None if docs_dir is None else Path(docs_dir),
-        run_name,
-    )
-    for meta, rows, raised in outcomes:
-        if raised:
-            raise ValidationEngineError(
-                f"GX could not evaluate the {dataset} rule {meta.get('reason', '?')!r}; "
-                "this is a pipeline fault, not a data problem"
-            )
-        if rows:
-            frames.append(_issues(np.asarray(rows), f"{meta['reason']}: {meta['explanation']}"))
+    suite_dict = load_suite_dict(dataset, suite_dir)
+    if strategy == "distinct":
+        failing, results = judge(gx_frame, suite_dict, parameters)
+    elif strategy == "full":
+        failing, results = _run_full(gx_frame, suite_dict, parameters)
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}; expected 'distinct' or 'full'")
+    for e, rows in zip(suite_dict["expectations"], failing, strict=True):
+        if len(rows):
+            meta = e["meta"]
+            frames.append(_issues(rows, f"{meta['reason']}: {meta['explanation']}"))
+    docs_path = None
+    if docs_dir is not None:
+        suite_result, key = _suite_result(
+            results, suite_dict["name"], run_name, dt.datetime.now(dt.UTC)
+        )
+        docs_path = str(_write_docs(Path(docs_dir), suite_result, key, build_docs))
     issues = pd.concat([f for f in frames if len(f)] or [empty_issues()], ignore_index=True)
     if redaction is not None and len(redaction):
         issues = _drop_redaction_echoes(issues, redaction, typed.num_rows)

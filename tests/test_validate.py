@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipelines.canonical import APPOINTMENTS_SCHEMA, MEASURES_SCHEMA
 from pipelines.config import ClinicConfig
@@ -253,3 +255,93 @@ def test_empty_table_has_no_issues() -> None:
 def test_unknown_dataset_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown dataset"):
         validate(table([measure(1)]), "sessions", CFG)
+
+
+# --- The distinct-value engine gives exactly what a plain full-frame GX run gives -------------
+
+_POOL: dict[str, list[Any]] = {
+    "client_id": ["C0001", "C0002", "C 0003!", "=SUM(A1)", "<i>x</i>", "", None, "c-9_z"],
+    "clinician_id": ["T01", "T02", None, "T 3", "@x"],
+    "session_date": [
+        dt.date(2025, 1, 1), dt.date(2025, 6, 30), dt.date(2025, 7, 1), dt.date(1989, 12, 31),
+        dt.date(1990, 1, 1), None,
+    ],
+    "session_number": [1, 2, 3, 0, -1, None],
+    "instrument": ["SRS", "WAI-SR", "ORS", "PHQ-9", "GAD-7", "XYZ", None, "phq-9"],
+    "item": [0.0, 1.0, 2.5, 3.0, 4.0, 5.0, 10.0, 10.5, -0.0, -1.0, None, None, None],
+    "total": [0.0, 9.0, 27.0, 40.0, 4.0, 5.5, None, -1.0],
+}  # fmt: skip
+
+
+def _random_table(seed: int, n: int) -> pa.Table:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def pick(values: list[Any]) -> list[Any]:
+        return [values[i] for i in rng.integers(0, len(values), n)]
+
+    cols: dict[str, list[Any]] = {k: pick(v) for k, v in _POOL.items() if k != "item"}
+    rows = []
+    for i in range(n):
+        row = measure(1)
+        row.update({k: v[i] for k, v in cols.items()}, source_line=i + 2)
+        rows.append(row)
+    items = {f"item_{k}": pick(_POOL["item"]) for k in range(1, 13)}
+    keep_items = rng.random(n) < 0.5  # half the rows keep the instrument's valid items
+    for i, row in enumerate(rows):
+        if not keep_items[i]:
+            row.update({c: v[i] for c, v in items.items()})
+    # some exact copies and some key conflicts
+    rows += [dict(r, source_line=r["source_line"] + 1000) for r in rows[: n // 10]]
+    rows += [
+        dict(r, total=None, source_line=r["source_line"] + 2000) for r in rows[n // 10 : n // 5]
+    ]
+    return table(rows)
+
+
+def _both(typed: pa.Table, **kw: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast, _ = validate(typed, "measures", CFG, today=TODAY, **kw)
+        full, _ = validate(typed, "measures", CFG, today=TODAY, strategy="full", **kw)
+    return fast, full
+
+
+def test_distinct_engine_equals_full_frame_gx_on_the_mixed_file() -> None:
+    fast, full = _both(table(list(CASES.values())))
+    pd.testing.assert_frame_equal(fast, full)
+    assert len(fast) > 15
+
+
+def test_distinct_engine_gives_the_same_data_docs_counts_as_full_gx() -> None:
+    import numpy as np
+
+    from pipelines.suites import load_suite_dict
+    from pipelines.validate import _run_full, _to_frame, judge
+
+    frame = _to_frame(_random_table(11, 300), "measures")
+    frame = frame.drop_duplicates(subset=[c for c in frame.columns if c != "source_line"])
+    params = {
+        "code_pattern": CFG.code_pattern,
+        "min_date": pd.Timestamp(dt.date(1990, 1, 1)),
+        "max_date": pd.Timestamp(TODAY),
+    }
+    suite = load_suite_dict("measures")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast_rows, fast = judge(frame, suite, params)
+        full_rows, full = _run_full(frame, suite, params)
+    for e, a, b, ra, rb in zip(
+        suite["expectations"], fast, full, fast_rows, full_rows, strict=True
+    ):
+        assert a.success == b.success, e["meta"]
+        assert a.result == b.result, e["meta"]
+        assert np.array_equal(np.sort(ra), np.sort(rb)), e["meta"]
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 120))
+def test_distinct_engine_equals_full_frame_gx_on_random_malformed_frames(seed: int, n: int) -> None:
+    fast, full = _both(_random_table(seed, n))
+    pd.testing.assert_frame_equal(fast, full)
