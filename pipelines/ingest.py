@@ -635,8 +635,11 @@ def prepare_item(
     }
 
 
-def load_prepared(staged: list[dict[str, object]], warehouse: Path) -> dict[str, object]:
-    """Load prepared files one transaction each; return the warehouse asset event's extra."""
+def load_prepared(
+    staged: list[dict[str, object]], warehouse: Path, snapshot: Path | None = None
+) -> dict[str, object]:
+    """Load prepared files one transaction each; return the warehouse asset event's extra.
+    With `snapshot`, republish the analyst snapshot when anything was loaded."""
     results: list[FileResult] = []
     with open_warehouse(warehouse) as conn:
         for s in staged:
@@ -650,6 +653,8 @@ def load_prepared(staged: list[dict[str, object]], warehouse: Path) -> dict[str,
                 if p is not None:
                     p.unlink(missing_ok=True)
     results = [r for r in results if r.status != "already_loaded"]
+    if snapshot is not None and results:
+        publish_snapshot(warehouse, snapshot)
     clinics = sorted({r.clinic_id for r in results})
     return {
         "clinic": clinics[0] if len(clinics) == 1 else clinics,

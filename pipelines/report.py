@@ -95,7 +95,11 @@ def around_ruptures_chart(rows: list[dict[str, Any]]) -> Chart:
     fig = Figure(figsize=(7, 3.6), dpi=100)
     ax = fig.add_subplot()
     for instrument in sorted({r["instrument"] for r in rows}):
-        pts = [(r["session_offset"], 100 * r["mean_share"]) for r in rows if r["instrument"] == instrument]
+        pts = [
+            (r["session_offset"], 100 * r["mean_share"])
+            for r in rows
+            if r["instrument"] == instrument
+        ]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=instrument)
     ax.axvline(0, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("sessions from the rupture's first flag")
