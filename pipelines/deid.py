@@ -254,10 +254,16 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
     frames: list[pd.DataFrame] = []
     masked: list[pd.DataFrame] = []
 
-    def record(col: str, kind: str, hit: np.ndarray, where: np.ndarray) -> None:
+    # Every check below is a function of the cell's value alone, and a column holds far fewer
+    # distinct values than cells (codes repeat per session, scores and dates repeat), so the
+    # checks run once per distinct value and a flagged value is mapped back to every cell
+    # holding it. ``code`` is each cell's position in the column's distinct values (-1: null).
+    def record(col: str, kind: str, hit: np.ndarray, where: np.ndarray, code: np.ndarray) -> None:
         if not hit.any():
             return
-        rows = where[hit].astype("int64")
+        flagged = np.zeros(int(code.max()) + 2 if len(code) else 1, dtype=bool)
+        flagged[where[hit]] = True  # the last slot stays False: code -1 (null) never flags
+        rows = np.flatnonzero(flagged[code]).astype("int64")
         masked.append(pd.DataFrame({"row": rows, "column": col}))
         frames.append(
             pd.DataFrame({"row": rows, "reason": f"identifier_in_field: {kind} value in {col}"})
@@ -272,28 +278,33 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
             continue
         if n == 0 or column.null_count == n:
             continue
-        # One cheap pass finds the cells that cannot hold any kind below (bare tokens, short
+        values = pc.drop_null(pc.unique(column))
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        positions = pc.index_in(column, value_set=values)
+        code = np.asarray(pc.fill_null(positions, -1).to_numpy(zero_copy_only=False), dtype="int64")
+        # One cheap pass finds the values that cannot hold any kind below (bare tokens, short
         # numbers, dates); the full battery runs only on the rest.
-        where = np.flatnonzero(~_matches(column, _CANNOT_IDENTIFY) & _as_bool(pc.is_valid(column)))
+        where = np.flatnonzero(~_matches(values, _CANNOT_IDENTIFY))
         if not len(where):
             continue
-        cells = pc.take(column, pa.array(where))
+        cells = pc.take(values, pa.array(where))
         email = _matches(cells, _EMAIL)
-        record(col, "email-like", email, where)
-        record(col, "URL-like", _matches(cells, _URL) & ~email, where)
+        record(col, "email-like", email, where, code)
+        record(col, "URL-like", _matches(cells, _URL) & ~email, where, code)
         ip = _matches(cells, _IPV4) | _matches(cells, _IPV6)
-        record(col, "IP-address-like", ip, where)
+        record(col, "IP-address-like", ip, where, code)
         ssn = _matches(cells, _SSN)
-        record(col, "SSN-like", ssn, where)
-        record(col, "phone-number-like", _phone_like(cells) & ~ssn & ~ip, where)
+        record(col, "SSN-like", ssn, where, code)
+        record(col, "phone-number-like", _phone_like(cells) & ~ssn & ~ip, where, code)
         if col in CODE_COLUMNS:
             name = _fails_code_pattern(cells, cfg.code_pattern) & _matches(cells, _PERSON_NAME)
-            record(col, "person-name-like", name, where)
+            record(col, "person-name-like", name, where, code)
         else:
             # The clinic's own configured labels (status words, instrument names) are not text.
             own = pc.is_in(pc.utf8_lower(cells), value_set=known_labels)
             free = _matches(cells, _FREE_TEXT) & ~_as_bool(own)
-            record(col, "free-text", free, where)
+            record(col, "free-text", free, where, code)
 
     issues = (
         pd.concat(frames, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.config import ClinicConfig
 from pipelines.deid import (
@@ -251,3 +253,26 @@ def test_scan_is_vectorized_over_large_tables() -> None:
     )
     issues, mask = scan_values(table, CFG)
     assert issues.empty and mask.empty
+
+
+_VALUE_POOL = [
+    "C0001", "C0002", "jane.doe@example.org", "+49 30 1234 5678", "123-45-6789",
+    "https://x.example.com", "10.0.0.1", "Jane Doe", "Doe, Jane", "one two three four five six",
+    "SRS", "2024-05-01", "3", None, "",
+]  # fmt: skip
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.tuples(*[st.sampled_from(_VALUE_POOL)] * 3), min_size=1, max_size=40))
+def test_scan_of_a_table_equals_the_scan_of_each_row_alone(rows: list[tuple]) -> None:
+    """Values are judged once per distinct value; the result is what a per-cell scan gives."""
+    cols = ("client_id", "instrument", "status")
+    tbl = pa.table({c: pa.array([r[i] for r in rows], pa.string()) for i, c in enumerate(cols)})
+    issues, mask = scan_values(tbl, CFG)
+    expected_issues, expected_mask = [], []
+    for i in range(len(rows)):
+        one_issues, one_mask = scan_values(tbl.slice(i, 1), CFG)
+        expected_issues += [(i, r) for r in one_issues["reason"]]
+        expected_mask += [(i, c) for c in one_mask["column"]]
+    assert sorted(zip(issues["row"], issues["reason"], strict=True)) == sorted(expected_issues)
+    assert sorted(zip(mask["row"], mask["column"], strict=True)) == sorted(expected_mask)
