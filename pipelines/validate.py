@@ -419,17 +419,26 @@ def plan_groups(suite_dict: dict[str, Any]) -> list[RuleGroup]:
     return groups
 
 
-def _distinct(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[pd.DataFrame, np.ndarray]:
-    """(the distinct combinations of ``columns``, the combination of every row of ``frame``)."""
+def _distinct(
+    frame: pd.DataFrame,
+    columns: tuple[str, ...],
+    factorized: dict[str, tuple[np.ndarray, int]],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the distinct combinations of ``columns``, the combination of every row of ``frame``).
+
+    ``factorized`` keeps each column's codes across the groups of one frame (``instrument`` is
+    read by most groups)."""
     key: np.ndarray = np.zeros(len(frame), dtype="int64")
     size = 1
     for col in columns:
-        codes, uniques = pd.factorize(frame[col], use_na_sentinel=True)
-        width = len(uniques) + 1
+        if col not in factorized:
+            found, uniques = pd.factorize(frame[col], use_na_sentinel=True)
+            factorized[col] = (np.asarray(found, dtype="int64"), len(uniques) + 1)
+        codes, width = factorized[col]
         if size * width >= 2**62:  # re-number before the combined key could overflow
             renumbered, firsts = pd.factorize(key)
             key, size = np.asarray(renumbered, dtype="int64"), len(firsts)
-        key = key * width + (codes.astype("int64") + 1)
+        key = key * width + (codes + 1)
         size *= width
     inverse, combined = pd.factorize(key)
     representative = np.empty(len(combined), dtype="int64")
@@ -583,9 +592,10 @@ def _judge_distinct(
     expectations: list[dict[str, Any]],
     frame: pd.DataFrame,
     parameters: dict[str, Any],
+    factorized: dict[str, tuple[np.ndarray, int]],
 ) -> tuple[list[np.ndarray], list[Any]]:
     """Failing rows (index labels of ``frame``) and a whole-frame result per rule of the group."""
-    combos, inverse = _distinct(frame, group.columns)
+    combos, inverse = _distinct(frame, group.columns, factorized)
     keys = _merge_keys(combos)
     memo = _memo_key("distinct", expectations, parameters, frame, group.columns)
     mem = eng.memory.get(memo)
@@ -693,10 +703,15 @@ def judge(
     expectations = suite_dict["expectations"]
     rows: list[np.ndarray] = [np.zeros(0, dtype="int64")] * len(expectations)
     results: list[Any] = [None] * len(expectations)
+    factorized: dict[str, tuple[np.ndarray, int]] = {}
     for group in plan_groups(suite_dict):
         chosen = [expectations[i] for i in group.positions]
-        run = _judge_distinct if group.kind == "distinct" else _judge_other
-        got_rows, got_results = run(eng, group, chosen, frame, parameters)
+        if group.kind == "distinct":
+            got_rows, got_results = _judge_distinct(
+                eng, group, chosen, frame, parameters, factorized
+            )
+        else:
+            got_rows, got_results = _judge_other(eng, group, chosen, frame, parameters)
         for i, r, res in zip(group.positions, got_rows, got_results, strict=True):
             rows[i], results[i] = r, res
     return rows, results
