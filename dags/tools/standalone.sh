@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make up` / `make down`: Airflow standalone (scheduler, dag-processor, triggerer, api-server)
+# `make up` / `make down`: Airflow as `airflow standalone` runs it (api-server, scheduler,
+# dag-processor, triggerer; LocalExecutor; SQLite), started in order
 # on 127.0.0.1 with the Alliance Watch DAGs, the single-writer pool and the SMTP connection.
 #
 #   bash dags/tools/standalone.sh up     # start in the background, wait until ready, print the UI
@@ -82,12 +83,23 @@ if host:
             extra=json.dumps({"from_email": os.environ.get("ALLIANCE_WATCH_SMTP_FROM", "alliance-watch@localhost")}),
         ))
 PY
-  # own session: `down` stops standalone and every component it started, by process group
-  setsid "$BIN/airflow" standalone >"$LOG" 2>&1 < /dev/null &
+  # The components of `airflow standalone`, started in order: the api-server first (tasks
+  # report to its execution API; a task started before it answers hangs until the heartbeat
+  # timeout, as `airflow standalone` allows), then scheduler, dag-processor and triggerer. All in
+  # one new session, so `down` stops exactly the process group this script started.
+  setsid bash -c '
+    airflow api-server & api=$!
+    until curl -fsS "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/version" >/dev/null 2>&1; do
+      kill -0 $api 2>/dev/null || exit 1; sleep 0.5
+    done
+    airflow scheduler & airflow dag-processor & airflow triggerer &
+    wait
+  ' >"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
-  local deadline=$((SECONDS + ${AIRFLOW_UP_TIMEOUT:-180}))
-  until curl -fsS "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" 2>/dev/null | grep -q '"triggerer"'; do
-    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then echo "airflow standalone exited; see $LOG" >&2; exit 1; fi
+  local deadline=$((SECONDS + ${AIRFLOW_UP_TIMEOUT:-240}))
+  until curl -fsS "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" 2>/dev/null \
+      | "$BIN/python" -c 'import json,sys; h=json.load(sys.stdin); sys.exit(0 if all(h.get(k,{}).get("status")=="healthy" for k in ("metadatabase","scheduler","triggerer","dag_processor")) else 1)' 2>/dev/null; do
+    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then echo "Airflow exited; see $LOG" >&2; exit 1; fi
     if (( SECONDS > deadline )); then echo "not ready in time; see $LOG" >&2; exit 1; fi
     sleep 1
   done
@@ -97,6 +109,7 @@ PY
 banner() {
   echo "Airflow UI:     http://127.0.0.1:$AIRFLOW__API__PORT  (bound to 127.0.0.1 only)"
   echo "Login:          user 'admin', password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+  echo "                (simple auth manager; the file appears when the api-server first starts)"
   echo "Drop files in:  $ALLIANCE_WATCH_HOME/landing/<clinic_id>/ then touch $ALLIANCE_WATCH_HOME/inbox/<clinic_id>.ready"
   echo "Airflow env:    source $STATE   (then e.g. 'airflow dags list')"
   echo "Log:            $LOG;  stop with 'make down'"
@@ -106,9 +119,9 @@ down() {
   if [[ ! -f "$PIDFILE" ]]; then echo "not running (no $PIDFILE)"; return 0; fi
   local pid; pid="$(cat "$PIDFILE")"
   if kill -0 "$pid" 2>/dev/null; then
-    kill -INT "$pid" 2>/dev/null || true           # standalone stops its components on SIGINT
-    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    kill -TERM -- "-$pid" 2>/dev/null || true      # whatever of its own group is left
+    kill -TERM -- "-$pid" 2>/dev/null || true      # the process group started by `up`
+    for _ in $(seq 1 30); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$PIDFILE"
   echo "stopped"
