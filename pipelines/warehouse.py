@@ -43,6 +43,13 @@ def sql_text(relative: str) -> str:
     return (SQL_DIR / relative).read_text(encoding="utf-8")
 
 
+def memory_limit() -> str:
+    """DuckDB's memory cap for warehouse connections: env ALLIANCE_WATCH_DUCKDB_MEMORY, else
+    512MB. DuckDB otherwise caches up to 80 % of RAM; beyond the cap it spills to disk, so
+    ingest's peak memory stays bounded however large the warehouse grows."""
+    return os.environ.get("ALLIANCE_WATCH_DUCKDB_MEMORY", "512MB")
+
+
 def lock_timeout_s() -> float:
     """How long a writer waits for the file lock: env ALLIANCE_WATCH_LOCK_TIMEOUT_S, else 60 s."""
     return float(os.environ.get("ALLIANCE_WATCH_LOCK_TIMEOUT_S", "60"))
@@ -61,7 +68,9 @@ def connect(
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(
+                str(path), read_only=read_only, config={"memory_limit": memory_limit()}
+            )
         except duckdb.IOException as e:
             if "lock" not in str(e).lower() or time.monotonic() >= deadline:
                 if "lock" in str(e).lower():
@@ -345,12 +354,25 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
         """,  # noqa: S608
         [r.file_name, r.sha256, r.load_id],
     )
+    # new keys: a plain insert (far cheaper than insert-or-replace on the primary key);
+    # corrected keys: update the current row's values in place
     conn.execute(
         f"""
-        insert or replace into measurements
+        insert into measurements
         select {cols}, ? as source_file, source_line, ? as sha256, ? as load_id,
                now() as loaded_at
-        from batch where change_kind <> 'same'
+        from batch where change_kind = 'new'
+        """,  # noqa: S608
+        [r.file_name, r.sha256, r.load_id],
+    )
+    updates = ", ".join(f"{c} = b.{c}" for c in VALUE_COLUMNS)
+    conn.execute(
+        f"""
+        update measurements as m
+        set {updates}, source_file = ?, source_line = b.source_line, sha256 = ?, load_id = ?,
+            loaded_at = now()
+        from batch as b
+        where b.change_kind = 'changed' and {join}
         """,  # noqa: S608
         [r.file_name, r.sha256, r.load_id],
     )
