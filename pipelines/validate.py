@@ -3,7 +3,10 @@
 ``validate`` runs the reviewed suite (``expectations/<dataset>.json``, generated from the
 registry by ``pipelines.suites``) through GX 1.x on a pandas frame built from the Arrow table,
 and returns every failing row with every reason (``RowIssues``), plus the path of a Data Docs page
-for the file when ``docs_dir`` is given.
+for the file when ``docs_dir`` is given. GX runs on the distinct value combinations each rule
+reads, not on every row, and remembers its verdicts per process (see ``judge`` and
+docs/validation.md); the RowIssues are those of one whole-frame GX run (``strategy="full"``,
+kept as the tested reference).
 
 A few rules run beside GX as named functions (``check_*`` below), because they need several
 columns at once or must see rows GX is not shown; the suite's ``meta.extra_checks`` documents
@@ -904,7 +907,10 @@ def validate(
     delivered rather than as typed. ``today`` defaults to the current date in
     the clinic's timezone; dates after it or before ``min_date`` are invalid. With ``docs_dir``
     a Data Docs site for this file is written to ``docs_dir/<clinic>/<file>/`` (values
-    withheld) and its index path returned. Raises ValidationEngineError when GX itself fails.
+    withheld) and its index path returned; with ``build_docs=False`` the page is only stored and
+    its future path returned, to be rendered by ``build_data_docs(docs_dir)`` once per run.
+    ``strategy="full"`` runs the suite on the whole frame (the slow reference; same result).
+    Raises ValidationEngineError when GX itself fails.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")

@@ -345,3 +345,27 @@ def test_distinct_engine_gives_the_same_data_docs_counts_as_full_gx() -> None:
 def test_distinct_engine_equals_full_frame_gx_on_random_malformed_frames(seed: int, n: int) -> None:
     fast, full = _both(_random_table(seed, n))
     pd.testing.assert_frame_equal(fast, full)
+
+
+def test_deferred_data_docs_are_rendered_once_per_run(tmp_path: Path) -> None:
+    from pipelines.validate import build_data_docs
+
+    pages = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("a.csv", "b.csv"):
+            _, page = validate(
+                table([measure(1), measure(2, client_id="C 1")]),
+                "measures",
+                CFG,
+                tmp_path,
+                today=TODAY,
+                file_name=name,
+                build_docs=False,
+            )
+            assert page is not None and not Path(page).exists()
+            pages.append(page)
+        index = build_data_docs(tmp_path)
+    assert index.exists() and all(Path(p).exists() for p in pages)
+    html = Path(pages[1]).read_text(encoding="utf-8")
+    assert "C 1" not in html
