@@ -184,10 +184,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with contextlib_closing(s.db()) as c:
-                busy = c.execute(
-                    "select count(*) from dag_run where state in ('queued', 'running')"
-                ).fetchone()[0]
-            if busy == 0:
+                busy, started = c.execute(
+                    "select count(*) filter (where state in ('queued', 'running')), "
+                    "count(*) filter (where dag_id = 'feed_freshness' "
+                    "or dag_id like 'weekly_digest_%') from dag_run"
+                ).fetchone()
+            if busy == 0 and started >= 2:
                 break
             time.sleep(0.5)
         print(f"stack idle after {time.monotonic() - t0:.1f} s")
