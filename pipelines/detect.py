@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import time
 from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -35,9 +36,11 @@ RELATIONS: tuple[str, ...] = (
     "flags",
     "alert_episodes",
 )
-# Relations read more than once are materialized; the rest stay views DuckDB can fuse.
+# Relations read more than once (or small and read by several) are materialized; the rest stay
+# views DuckDB can fuse. rupture_signals stays a view: it is arithmetic on alliance_features, and
+# materializing its ~60 columns for every session cost more than computing them twice.
 MATERIALIZED: frozenset[str] = frozenset(
-    {"alliance_features", "rupture_signals", "episode_sessions"}
+    {"alliance_features", "symptom_context", "episode_sessions", "flags"}
 )
 
 # Which registry subscales make up the two parts of the alliance a repair conversation addresses:
@@ -58,6 +61,7 @@ FLAG_COLUMNS: tuple[str, ...] = (
     "reasons",
     "alert_episode_id",
     "is_new",
+    "alert_kind",
     "total",
     "previous_total",
     "baseline_total",
@@ -165,7 +169,8 @@ class DetectSummary:
     clients: int  # clients (re)computed
     sessions: int  # alliance sessions scored
     flags: int
-    new_flags: int  # openings and escalations
+    new_flags: int  # episodes opened (flags with is_new)
+    escalations: int  # flags that raised an open episode's severity
     episodes: dict[str, int]  # status -> count, for the clients (re)computed
     seconds: float
 
@@ -193,8 +198,12 @@ def _params_frame(
             rc = ins.reliable_change
             # items per total point: a sum spreads a total drop over its items, a mean does not
             items_per_total = ins.n_items if ins.scoring == "sum" else 1
+            bond_w = _part_weights(code, "bond")
+            goal_task_w = _part_weights(code, "goal_task")
             rows.append(
                 {
+                    # a small integer key: the series rows carry it instead of two strings
+                    "param_key": len(rows),
                     "clinic_id": clinic_id,
                     "instrument": code,
                     "cutoff": p.cutoffs.get(code, ins.cutoff),
@@ -202,8 +211,9 @@ def _params_frame(
                     # a part has fallen when its per-item mean dropped by as much as a reliable
                     # total drop spread evenly over the items
                     "part_drop": rc / items_per_total,
-                    "bond_w": _part_weights(code, "bond"),
-                    "goal_task_w": _part_weights(code, "goal_task"),
+                    # one scalar per item: a list lookup per row costs more at scale
+                    **{f"bond_w{i + 1}": w for i, w in enumerate(bond_w)},
+                    **{f"goal_task_w{i + 1}": w for i, w in enumerate(goal_task_w)},
                     "deflection_sd": p.deflection_sd,
                     "sd_floor": p.deflection_sd_floor * ins.sd,
                     "part_sd_floor": p.part_sd_floor * (ins.item_max - ins.item_min),
@@ -350,14 +360,29 @@ def _replace_rows(
 
 
 def _check_series_keys(conn: duckdb.DuckDBPyConnection) -> None:
-    """Windows partition on 64-bit hashes of (clinic, client, instrument) and (clinic, client);
-    refuse to go on if two series or two clients ever share one (never silently merge them)."""
+    """Windows partition on 64-bit hashes of (clinic, client, instrument), and symptoms and misses
+    join on a hash of (clinic, client); refuse to go on if two series or two clients ever share
+    one (never silently merge them).
+
+    Measurements are unique per (clinic, client, session, instrument), so two series sharing a key
+    show up as one session number twice in a partition; the flags, which carry the names, must map
+    each key to one series. Client keys are checked over the distinct clients in scope.
+    """
     clash = conn.execute(
-        "select "
-        "(select count(*) from (select series_key from detect_episode_sessions group by series_key "
-        " having count(distinct (clinic_id, client_id, instrument)) > 1)) "
-        "+ (select count(*) from (select client_key from detect_episode_sessions "
-        " group by client_key having count(distinct (clinic_id, client_id)) > 1))"
+        """
+        select
+            (select count(*) from detect_alliance_features
+             where session_number = previous_session_number)
+            + (select count(*) from (select series_key from detect_flags group by series_key
+               having count(distinct (clinic_id, client_id, instrument)) > 1))
+            + (select count(*) from (
+                select client_key from (
+                    select distinct clinic_id, client_id, hash(clinic_id, client_id) as client_key
+                    from detect_scope_measurements
+                )
+                group by client_key having count(*) > 1
+            ))
+        """
     ).fetchone()
     if clash is not None and clash[0]:
         raise DetectError("two alliance series share a hash key; report this as a bug")
@@ -376,6 +401,30 @@ def detect(
     does not depend on which other clients are computed with it.
     """
     start = time.perf_counter()
+    with _bulk_settings(conn):
+        return _detect(conn, clients, params, clinic_params, start)
+
+
+@contextlib.contextmanager
+def _bulk_settings(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run with settings for bulk work, restoring the caller's afterwards: no insertion order to
+    keep (the relations are keyed, and order costs memory and time in every materialization)."""
+    row = conn.execute("select current_setting('preserve_insertion_order')").fetchone()
+    before = bool(row[0]) if row is not None else True
+    conn.execute("set preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        conn.execute(f"set preserve_insertion_order = {str(before).lower()}")
+
+
+def _detect(
+    conn: duckdb.DuckDBPyConnection,
+    clients: list[tuple[str, str]] | None,
+    params: DetectParams | None,
+    clinic_params: dict[str, DetectParams] | None,
+    start: float,
+) -> DetectSummary:
     build_relations(conn, clients, params, clinic_params)
     _check_series_keys(conn)
 
@@ -397,11 +446,12 @@ def detect(
     stats = conn.execute(
         """
         select
-            count(distinct client_key),
+            (select count(distinct client_key) from detect_alliance_features),
+            (select count(*) from detect_alliance_features),
             count(*),
-            count(*) filter (where is_flagged),
-            count(*) filter (where is_flagged and (is_opening or coalesce(is_escalation, false)))
-        from detect_episode_sessions
+            count(*) filter (where is_new),
+            count(*) filter (where alert_kind = 'escalated')
+        from detect_flags
         """
     ).fetchone()
     assert stats is not None
@@ -416,6 +466,7 @@ def detect(
         sessions=int(stats[1]),
         flags=int(stats[2]),
         new_flags=int(stats[3]),
+        escalations=int(stats[4]),
         episodes={str(k): int(v) for k, v in episodes.items()},
         seconds=time.perf_counter() - start,
     )
@@ -453,7 +504,7 @@ def run(args: argparse.Namespace) -> int:
     episodes = ", ".join(f"{n} {k}" for k, n in sorted(summary.episodes.items())) or "none"
     print(
         f"detect: {summary.clients} clients, {summary.sessions} alliance sessions, "
-        f"{summary.flags} flags ({summary.new_flags} new), episodes: {episodes} "
+        f"{summary.flags} flags ({summary.new_flags} new, {summary.escalations} escalations), episodes: {episodes} "
         f"in {summary.seconds:.1f} s"
     )
     return 0

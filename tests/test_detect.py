@@ -267,5 +267,5 @@ def test_cli_detect_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
     conn.close()
     assert cli_main(["detect", "--warehouse", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "1 flags (1 new)" in out
+    assert "1 flags (1 new, 0 escalations)" in out
     assert cli_main(["detect", "--warehouse", str(tmp_path / "missing.duckdb")]) != 0

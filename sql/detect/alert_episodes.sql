@@ -2,13 +2,67 @@
 -- was back within reliable change of its baseline for two sessions running; ended when the client
 -- has had no attended session for `ended_after_days` before the clinic's latest data date (the
 -- client stopped attending); ongoing otherwise.
-with sessions as (
-    select * from detect_episode_sessions
-    where alert_episode_id is not null
+with flagged as (
+    select * from detect_flags
+    where is_flag
 ),
 
 params as (
     select * from detect_params
+),
+
+per_episode as (
+    select
+        alert_episode_id,
+        series_key,
+        clinic_id,
+        client_id,
+        instrument,
+        arg_min(clinician_id, session_number) as clinician_id,
+        min(session_number) as opened_session,
+        min(session_date) as opened_date,
+        max(session_number) as last_flag_session,
+        max(severity_rank) as max_severity_rank
+    from flagged
+    group by alert_episode_id, series_key, clinic_id, client_id, instrument
+),
+
+repairs as (
+    -- the first repair point after an episode opened closes it
+    select
+        series_key,
+        opened_session,
+        min(session_number) as repaired_session,
+        min(session_date) as repaired_date
+    from detect_episode_sessions
+    where is_repair_point
+    group by series_key, opened_session
+),
+
+open_episodes as (
+    -- episodes not repaired: whether the client stopped attending decides ongoing or ended
+    select
+        e.alert_episode_id,
+        e.series_key,
+        e.clinic_id,
+        e.client_id,
+        e.instrument
+    from per_episode as e
+    anti join repairs as r
+        on e.series_key = r.series_key
+        and e.opened_session = r.opened_session
+),
+
+series_last as (
+    -- the series' last session: where an episode without repair ends
+    select
+        f.series_key,
+        max(f.session_number) as last_session,
+        max(f.session_date) as last_session_date
+    from detect_alliance_features as f
+    semi join open_episodes as o
+        on f.series_key = o.series_key
+    group by f.series_key
 ),
 
 clinic_latest as (
@@ -30,42 +84,33 @@ client_last_attended as (
         client_id,
         max(last_date) as last_attended_date
     from (
-        select clinic_id, client_id, max(session_date) as last_date
-        from detect_scope_measurements
-        group by clinic_id, client_id
+        select m.clinic_id, m.client_id, max(m.session_date) as last_date
+        from detect_scope_measurements as m
+        semi join open_episodes as o
+            on m.clinic_id = o.clinic_id
+            and m.client_id = o.client_id
+        group by m.clinic_id, m.client_id
         union all
-        select clinic_id, client_id, max(appointment_date)
-        from detect_scope_appointments
-        where status = 'attended'
-        group by clinic_id, client_id
+        select a.clinic_id, a.client_id, max(a.appointment_date)
+        from detect_scope_appointments as a
+        semi join open_episodes as o
+            on a.clinic_id = o.clinic_id
+            and a.client_id = o.client_id
+        where a.status = 'attended'
+        group by a.clinic_id, a.client_id
     )
     group by clinic_id, client_id
-),
-
-per_episode as (
-    select
-        alert_episode_id,
-        clinic_id,
-        client_id,
-        instrument,
-        arg_min(clinician_id, session_number) filter (where is_flag) as clinician_id,
-        min(session_number) filter (where is_flag) as opened_session,
-        min(session_date) filter (where is_flag) as opened_date,
-        max(session_number) filter (where is_flag) as last_flag_session,
-        max(severity_rank) filter (where is_flag) as max_severity_rank,
-        min(session_number) filter (where is_repair_point) as repaired_session,
-        min(session_date) filter (where is_repair_point) as repaired_date,
-        max(session_number) as last_session,
-        max(session_date) as last_session_date
-    from sessions
-    group by alert_episode_id, clinic_id, client_id, instrument
 ),
 
 statused as (
     select
         e.*,
+        r.repaired_session,
+        r.repaired_date,
+        s.last_session,
+        s.last_session_date,
         case
-            when e.repaired_session is not null then 'repaired'
+            when r.repaired_session is not null then 'repaired'
             when a.last_attended_date < l.latest_date - p.ended_after_days::integer then 'ended'
             else 'ongoing'
         end as status
@@ -75,7 +120,12 @@ statused as (
         and e.instrument = p.instrument
     inner join clinic_latest as l
         on e.clinic_id = l.clinic_id
-    inner join client_last_attended as a
+    left join repairs as r
+        on e.series_key = r.series_key
+        and e.opened_session = r.opened_session
+    left join series_last as s
+        on e.series_key = s.series_key
+    left join client_last_attended as a
         on e.clinic_id = a.clinic_id
         and e.client_id = a.client_id
 )

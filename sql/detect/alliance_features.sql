@@ -1,41 +1,35 @@
 -- Per alliance session, what was known up to and including that session: the previous score,
--- the client's own running baseline (mean and SD of every earlier session), recent slopes, part
--- scores then and before, and missed appointments since the previous session. Every window ends
--- at the current row and every appointment counted is dated before the session (no look-ahead).
+-- the client's own running baseline (mean and SD of every earlier session), part baselines and
+-- SDs, and missed appointments since the previous session. One window pass over
+-- narrow rows; every frame ends at the current row and every appointment counted is dated before
+-- the session (no look-ahead).
 with series as (
     select * from detect_alliance_series
 ),
 
 windowed as (
     select
-        *,
-        count(*) over w_prior as n_prior,
+        series_key,
+        client_key,
+        param_key,
+        session_number,
+        session_date,
+        total,
+        bond_score,
+        goal_task_score,
+        -- earlier sessions (a row number is cheaper than a windowed count)
+        row_number() over w_series - 1 as n_prior,
         lag(total) over w_series as previous_total,
+        -- equal to session_number only if two series share a key (measurements are unique per
+        -- clinic, client, session and instrument): detect.py refuses to go on
+        lag(session_number) over w_series as previous_session_number,
         lag(session_date) over w_series as previous_date,
         avg(total) over w_prior as baseline_total,
         stddev_samp(total) over w_prior as baseline_sd,
         avg(bond_score) over w_prior as baseline_bond,
         avg(goal_task_score) over w_prior as baseline_goal_task,
         stddev_samp(bond_score) over w_prior as baseline_bond_sd,
-        stddev_samp(goal_task_score) over w_prior as baseline_goal_task_sd,
-        lag(bond_score) over w_series as previous_bond,
-        lag(goal_task_score) over w_series as previous_goal_task,
-        -- least-squares slope per session over the last 3, 4 and 5 sessions
-        regr_slope(total, session_number) over (
-            partition by series_key
-            order by session_number
-            rows between 2 preceding and current row
-        ) as slope_3,
-        regr_slope(total, session_number) over (
-            partition by series_key
-            order by session_number
-            rows between 3 preceding and current row
-        ) as slope_4,
-        regr_slope(total, session_number) over (
-            partition by series_key
-            order by session_number
-            rows between 4 preceding and current row
-        ) as slope_5
+        stddev_samp(goal_task_score) over w_prior as baseline_goal_task_sd
     from series
     window
         w_series as (
@@ -75,7 +69,23 @@ missed_counts as (
 
 features as (
     select
-        w.*,
+        w.series_key,
+        w.client_key,
+        w.param_key,
+        w.session_number,
+        w.previous_session_number,
+        w.session_date,
+        w.total,
+        w.bond_score,
+        w.goal_task_score,
+        w.n_prior,
+        w.previous_total,
+        w.baseline_total,
+        w.baseline_sd,
+        w.baseline_bond,
+        w.baseline_goal_task,
+        w.baseline_bond_sd,
+        w.baseline_goal_task_sd,
         -- none counted before a first session
         coalesce(c.n_missed, 0) as n_missed_since_previous
     from windowed as w

@@ -1,12 +1,12 @@
--- One row per alliance measurement in scope, with the registry parameters of its clinic and
--- instrument and the two parts of the alliance that can fall: the bond (SRS relationship item,
--- WAI-SR Bond subscale) and goal/task agreement (SRS goals + approach items, WAI-SR Goal + Task).
--- Part scores are per-item means, weighted by registry-derived weights in detect_params.
+-- One narrow row per alliance measurement in scope: integer keys, the session, the total and the
+-- two parts of the alliance that can fall: the bond (SRS relationship item, WAI-SR Bond subscale)
+-- and goal/task agreement (SRS goals + approach items, WAI-SR Goal + Task). Part scores are
+-- per-item means, weighted by registry-derived weights in detect_params. No strings are carried:
+-- every window downstream sorts what it carries, and flags join the names back at the end.
 with measures as (
     select
         clinic_id,
         client_id,
-        clinician_id,
         session_number,
         session_date,
         instrument,
@@ -20,65 +20,48 @@ params as (
     select * from detect_params
 ),
 
-with_params as (
+series as (
     select
-        m.*,
-        p.cutoff,
-        p.reliable_change,
-        p.part_drop,
+        -- one integer key per series (and per client) so every window sorts integers, not
+        -- three strings; detect.py checks that no two series share a key
+        hash(m.clinic_id, m.client_id, m.instrument) as series_key,
+        hash(m.clinic_id, m.client_id) as client_key,
+        p.param_key,
+        m.session_number,
+        m.session_date,
+        m.total,
         -- weighted per-item means; an item outside the part has weight 0, and a missing item
         -- of the part makes the part score null (never read as 0)
-        case when p.bond_w[1] > 0 then m.item_1 * p.bond_w[1] else 0 end
-        + case when p.bond_w[2] > 0 then m.item_2 * p.bond_w[2] else 0 end
-        + case when p.bond_w[3] > 0 then m.item_3 * p.bond_w[3] else 0 end
-        + case when p.bond_w[4] > 0 then m.item_4 * p.bond_w[4] else 0 end
-        + case when p.bond_w[5] > 0 then m.item_5 * p.bond_w[5] else 0 end
-        + case when p.bond_w[6] > 0 then m.item_6 * p.bond_w[6] else 0 end
-        + case when p.bond_w[7] > 0 then m.item_7 * p.bond_w[7] else 0 end
-        + case when p.bond_w[8] > 0 then m.item_8 * p.bond_w[8] else 0 end
-        + case when p.bond_w[9] > 0 then m.item_9 * p.bond_w[9] else 0 end
-        + case when p.bond_w[10] > 0 then m.item_10 * p.bond_w[10] else 0 end
-        + case when p.bond_w[11] > 0 then m.item_11 * p.bond_w[11] else 0 end
-        + case when p.bond_w[12] > 0 then m.item_12 * p.bond_w[12] else 0 end
+        case when p.bond_w1 > 0 then m.item_1 * p.bond_w1 else 0 end
+        + case when p.bond_w2 > 0 then m.item_2 * p.bond_w2 else 0 end
+        + case when p.bond_w3 > 0 then m.item_3 * p.bond_w3 else 0 end
+        + case when p.bond_w4 > 0 then m.item_4 * p.bond_w4 else 0 end
+        + case when p.bond_w5 > 0 then m.item_5 * p.bond_w5 else 0 end
+        + case when p.bond_w6 > 0 then m.item_6 * p.bond_w6 else 0 end
+        + case when p.bond_w7 > 0 then m.item_7 * p.bond_w7 else 0 end
+        + case when p.bond_w8 > 0 then m.item_8 * p.bond_w8 else 0 end
+        + case when p.bond_w9 > 0 then m.item_9 * p.bond_w9 else 0 end
+        + case when p.bond_w10 > 0 then m.item_10 * p.bond_w10 else 0 end
+        + case when p.bond_w11 > 0 then m.item_11 * p.bond_w11 else 0 end
+        + case when p.bond_w12 > 0 then m.item_12 * p.bond_w12 else 0 end
             as bond_score,
-        case when p.goal_task_w[1] > 0 then m.item_1 * p.goal_task_w[1] else 0 end
-        + case when p.goal_task_w[2] > 0 then m.item_2 * p.goal_task_w[2] else 0 end
-        + case when p.goal_task_w[3] > 0 then m.item_3 * p.goal_task_w[3] else 0 end
-        + case when p.goal_task_w[4] > 0 then m.item_4 * p.goal_task_w[4] else 0 end
-        + case when p.goal_task_w[5] > 0 then m.item_5 * p.goal_task_w[5] else 0 end
-        + case when p.goal_task_w[6] > 0 then m.item_6 * p.goal_task_w[6] else 0 end
-        + case when p.goal_task_w[7] > 0 then m.item_7 * p.goal_task_w[7] else 0 end
-        + case when p.goal_task_w[8] > 0 then m.item_8 * p.goal_task_w[8] else 0 end
-        + case when p.goal_task_w[9] > 0 then m.item_9 * p.goal_task_w[9] else 0 end
-        + case when p.goal_task_w[10] > 0 then m.item_10 * p.goal_task_w[10] else 0 end
-        + case when p.goal_task_w[11] > 0 then m.item_11 * p.goal_task_w[11] else 0 end
-        + case when p.goal_task_w[12] > 0 then m.item_12 * p.goal_task_w[12] else 0 end
+        case when p.goal_task_w1 > 0 then m.item_1 * p.goal_task_w1 else 0 end
+        + case when p.goal_task_w2 > 0 then m.item_2 * p.goal_task_w2 else 0 end
+        + case when p.goal_task_w3 > 0 then m.item_3 * p.goal_task_w3 else 0 end
+        + case when p.goal_task_w4 > 0 then m.item_4 * p.goal_task_w4 else 0 end
+        + case when p.goal_task_w5 > 0 then m.item_5 * p.goal_task_w5 else 0 end
+        + case when p.goal_task_w6 > 0 then m.item_6 * p.goal_task_w6 else 0 end
+        + case when p.goal_task_w7 > 0 then m.item_7 * p.goal_task_w7 else 0 end
+        + case when p.goal_task_w8 > 0 then m.item_8 * p.goal_task_w8 else 0 end
+        + case when p.goal_task_w9 > 0 then m.item_9 * p.goal_task_w9 else 0 end
+        + case when p.goal_task_w10 > 0 then m.item_10 * p.goal_task_w10 else 0 end
+        + case when p.goal_task_w11 > 0 then m.item_11 * p.goal_task_w11 else 0 end
+        + case when p.goal_task_w12 > 0 then m.item_12 * p.goal_task_w12 else 0 end
             as goal_task_score
     from measures as m
     inner join params as p
         on m.clinic_id = p.clinic_id
         and m.instrument = p.instrument
-),
-
-series as (
-    select
-        -- one integer key per series (and per client) so every window sorts integers, not
-        -- three strings; detect.py checks that no two series share a key
-        hash(clinic_id, client_id, instrument) as series_key,
-        hash(clinic_id, client_id) as client_key,
-        clinic_id,
-        client_id,
-        clinician_id,
-        session_number,
-        session_date,
-        instrument,
-        total,
-        cutoff,
-        reliable_change,
-        part_drop,
-        bond_score,
-        goal_task_score
-    from with_params
 )
 
 select * from series

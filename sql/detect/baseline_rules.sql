@@ -11,14 +11,24 @@ params as (
     select * from detect_params
 ),
 
+names as (
+    select
+        hash(clinic_id, client_id, instrument) as series_key,
+        clinic_id,
+        client_id,
+        instrument,
+        session_number
+    from detect_scope_measurements
+),
+
 rules as (
     select
-        f.clinic_id,
-        f.client_id,
-        f.instrument,
+        n.clinic_id,
+        n.client_id,
+        n.instrument,
         f.session_number,
-        f.total < f.cutoff as is_rule_cutoff,
-        f.total < f.cutoff
+        f.total < p.cutoff as is_rule_cutoff,
+        f.total < p.cutoff
         or coalesce(f.previous_total - f.total >= p.one_point - 1e-9, false) as is_rule_cutoff_or_drop,
         coalesce(
             f.n_prior >= 2
@@ -28,8 +38,10 @@ rules as (
         ) as is_rule_deflection_2sd
     from features as f
     inner join params as p
-        on f.clinic_id = p.clinic_id
-        and f.instrument = p.instrument
+        on f.param_key = p.param_key
+    inner join names as n
+        on f.series_key = n.series_key
+        and f.session_number = n.session_number
 )
 
 select * from rules

@@ -1,12 +1,15 @@
 -- The rows of `flags` (CONTRACT): one per flagged alliance session, with severity, reason codes,
--- its alert episode, whether it is news to the clinician (opening or escalation), and the
--- evidence numbers a digest shows.
+-- its alert episode, whether it is the episode's first session (`is_new`), what kind of alert it
+-- is (`alert_kind`: opened, escalated or ongoing) and the evidence numbers a digest shows. The
+-- names (clinic, client, clinician, instrument) are joined back from the measurements here, for
+-- the flagged sessions only.
 with episodes as (
     select
         series_key,
         session_number,
-        alert_episode_id,
+        opened_session,
         severity_rank,
+        is_flag,
         is_disengagement,
         is_opening,
         is_escalation,
@@ -15,22 +18,90 @@ with episodes as (
     where is_flagged
 ),
 
+names as (
+    select
+        e.series_key,
+        e.session_number,
+        m.clinic_id,
+        m.client_id,
+        m.clinician_id,
+        m.session_date,
+        m.instrument
+    from detect_scope_measurements as m
+    inner join episodes as e
+        on hash(m.clinic_id, m.client_id, m.instrument) = e.series_key
+        and m.session_number = e.session_number
+),
+
 signals as (
-    select * from detect_rupture_signals
+    select
+        s.*,
+        e.opened_session,
+        e.severity_rank,
+        e.is_flag,
+        e.is_disengagement,
+        e.is_opening,
+        e.is_escalation,
+        e.is_ongoing
+    from detect_rupture_signals as s
+    inner join episodes as e
+        on s.series_key = e.series_key
+        and s.session_number = e.session_number
+),
+
+recent as (
+    -- sustained decline is a reason, never the flag decision: its slope (least squares, per
+    -- session) over the last decline_sessions sessions is fitted for the flagged sessions only.
+    -- Sums in exact decimals (scores to 6 places): a float sum depends on the order rows arrive
+    -- in, and an incremental run must give the same digits as a full one.
+    select
+        s.series_key,
+        s.session_number,
+        count(f.total) as n,
+        sum(f.session_number) filter (where f.total is not null) as sx,
+        sum(f.session_number * f.session_number) filter (where f.total is not null) as sxx,
+        sum(f.total::decimal(18, 6)) as sy,
+        sum(f.session_number * f.total::decimal(18, 6)) as sxy
+    from signals as s
+    inner join detect_alliance_features as f
+        on s.series_key = f.series_key
+        and f.n_prior between s.n_prior - (s.decline_sessions - 1) and s.n_prior
+    group by s.series_key, s.session_number
+),
+
+declined as (
+    select
+        s.*,
+        r.decline_slope,
+        coalesce(
+            s.n_prior >= s.decline_sessions - 1
+            and -r.decline_slope * (s.decline_sessions - 1) >= s.decline_min_drop,
+            false
+        ) as is_sustained_decline
+    from signals as s
+    inner join (
+        select
+            series_key,
+            session_number,
+            (n * sxy - sx * sy)::double / nullif(n * sxx - sx * sx, 0)::double as decline_slope
+        from recent
+    ) as r
+        on s.series_key = r.series_key
+        and s.session_number = r.session_number
 ),
 
 flag_rows as (
     select
-        s.clinic_id,
-        s.client_id,
-        s.clinician_id,
-        s.session_number,
-        s.session_date,
-        s.instrument,
+        n.clinic_id,
+        n.client_id,
+        n.clinician_id,
+        n.session_number,
+        n.session_date,
+        n.instrument,
         case
-            when e.is_ongoing then 'low'
-            when e.severity_rank = 3 then 'high'
-            when e.severity_rank = 2 then 'medium'
+            when s.is_ongoing then 'low'
+            when s.severity_rank = 3 then 'high'
+            when s.severity_rank = 2 then 'medium'
             else 'low'
         end as severity,
         list_filter(
@@ -42,14 +113,21 @@ flag_rows as (
                 case when s.is_sustained_decline then 'sustained_decline' end,
                 case when s.is_bond_drop then 'bond_drop' end,
                 case when s.is_goal_task_drop then 'goal_task_drop' end,
-                case when e.is_disengagement then 'disengagement' end,
+                case when s.is_disengagement then 'disengagement' end,
                 case when s.is_symptom_deterioration then 'symptom_deterioration' end,
-                case when e.is_ongoing then 'still_below_baseline' end
+                case when s.is_ongoing then 'still_below_baseline' end
             ],
             x -> x is not null
         ) as reasons,
-        e.alert_episode_id,
-        coalesce(e.is_opening or e.is_escalation, false) as is_new,
+        concat_ws(':', n.clinic_id, n.client_id, n.instrument, s.opened_session::varchar)
+            as alert_episode_id,
+        -- CONTRACT: the first session of its episode, and nothing else
+        s.is_opening as is_new,
+        case
+            when s.is_opening then 'opened'
+            when s.is_escalation then 'escalated'
+            else 'ongoing'
+        end as alert_kind,
         s.total,
         s.previous_total,
         s.baseline_total,
@@ -59,12 +137,6 @@ flag_rows as (
         s.cutoff,
         s.fallen_part,
         json_object(
-            'alert_kind', case
-                when e.is_opening then 'opened'
-                when e.is_escalation then 'escalated'
-                when e.is_ongoing then 'still_below_baseline'
-                else 'ongoing'
-            end,
             'n_prior_sessions', s.n_prior,
             'flag_score', s.flag_score,
             'flag_evidence', s.flag_evidence,
@@ -84,11 +156,15 @@ flag_rows as (
             'delta_goal_task', s.delta_goal_task,
             'n_missed_since_previous', s.n_missed_since_previous,
             'deteriorated_instruments', s.deteriorated_instruments
-        ) as evidence
-    from episodes as e
-    inner join signals as s
-        on e.series_key = s.series_key
-        and e.session_number = s.session_number
+        ) as evidence,
+        -- not written to `flags`: what alert_episodes aggregates
+        s.series_key,
+        s.is_flag,
+        s.severity_rank
+    from declined as s
+    inner join names as n
+        on s.series_key = n.series_key
+        and s.session_number = n.session_number
 )
 
 select * from flag_rows

@@ -11,10 +11,13 @@
 -- the registry's reliable change (Jacobson & Truax 1991), so a client with a very flat history is
 -- not flagged for a dip smaller than measurement error.
 -- The other signals are reasons and severity: reliable drop from the previous session or from the
--- baseline, sustained decline, below cutoff (only news when the baseline was above it: ceiling
+-- baseline, below cutoff (only news when the baseline was above it: ceiling
 -- awareness), which part fell, and symptom deterioration. Disengagement and severity need the
--- previous session's flag and are set in episode_sessions, in the same window pass as episodes.
--- This relation has no window of its own: it is arithmetic on alliance_features.
+-- previous session's flag and are set in episode_sessions, in the same window pass as episodes;
+-- sustained decline is a reason only, so flags.sql fits its slope for the flagged sessions alone.
+-- This relation has no window of its own: it is arithmetic on alliance_features (a view: the
+-- episode pass reads a few of its columns for every session, flags read all of them for the
+-- flagged sessions only).
 with features as (
     select * from detect_alliance_features
 ),
@@ -30,13 +33,16 @@ symptoms as (
 measured as (
     select
         f.*,
+        p.cutoff,
+        p.reliable_change,
+        p.part_drop,
         p.deflection_sd,
         p.min_history,
         p.flag_evidence,
         p.flag_min_drop,
         p.decline_sessions,
         p.decline_min_drop,
-        coalesce(s.is_symptom_deterioration, false) as is_symptom_deterioration,
+        s.deteriorated_instruments is not null as is_symptom_deterioration,
         s.deteriorated_instruments,
         f.previous_total - f.total as delta_previous,
         f.baseline_total - f.total as delta_baseline,
@@ -44,16 +50,10 @@ measured as (
         f.baseline_goal_task - f.goal_task_score as delta_goal_task,
         greatest(coalesce(f.baseline_sd, 0), p.sd_floor) as deflection_scale,
         greatest(coalesce(f.baseline_bond_sd, 0), p.part_sd_floor) as bond_scale,
-        greatest(coalesce(f.baseline_goal_task_sd, 0), p.part_sd_floor) as goal_task_scale,
-        case p.decline_sessions
-            when 3 then f.slope_3
-            when 4 then f.slope_4
-            else f.slope_5
-        end as decline_slope
+        greatest(coalesce(f.baseline_goal_task_sd, 0), p.part_sd_floor) as goal_task_scale
     from features as f
     inner join params as p
-        on f.clinic_id = p.clinic_id
-        and f.instrument = p.instrument
+        on f.param_key = p.param_key
     left join symptoms as s
         on f.client_key = s.client_key
         and f.session_number = s.session_number
@@ -80,11 +80,6 @@ signals as (
         coalesce(n_prior >= min_history and delta_baseline >= reliable_change, false)
             as is_reliable_drop_baseline,
         coalesce(n_prior >= min_history and z_total >= deflection_sd, false) as is_deflection,
-        coalesce(
-            n_prior >= decline_sessions - 1
-            and -decline_slope * (decline_sessions - 1) >= decline_min_drop,
-            false
-        ) as is_sustained_decline,
         -- a part fell: by a reliable total drop's share per item, and by one own SD (floored)
         coalesce(delta_bond >= part_drop and z_bond >= 1, false) as is_bond_drop,
         coalesce(delta_goal_task >= part_drop and z_goal_task >= 1, false) as is_goal_task_drop

@@ -1,10 +1,10 @@
--- Reliable symptom deterioration per client session (ORS, PHQ-9, GAD-7): the score is worse than
+-- Client sessions with reliable symptom deterioration (ORS, PHQ-9, GAD-7): the score is worse than
 -- the client's first score by at least the registry's reliable change (Jacobson & Truax 1991).
--- Context for alliance flags: it raises their priority, it never raises a flag by itself.
+-- Context for alliance flags: it raises their priority, it never raises a flag by itself. Only
+-- deteriorated sessions are kept (a small relation the signals left-join).
 with symptoms as (
     select
-        m.clinic_id,
-        m.client_id,
+        hash(m.clinic_id, m.client_id) as client_key,
         m.session_number,
         m.instrument,
         m.total,
@@ -19,40 +19,33 @@ firsts as (
     -- the client's first score on each instrument: the reference for deterioration (a grouped
     -- aggregate rather than a window: the same answer, several times faster at scale)
     select
-        clinic_id,
-        client_id,
+        client_key,
         instrument,
         arg_min(total, session_number) as first_total
     from symptoms
-    group by clinic_id, client_id, instrument
+    group by client_key, instrument
 ),
 
-changes as (
+deteriorated as (
     select
-        s.clinic_id,
-        s.client_id,
+        s.client_key,
         s.session_number,
-        s.instrument,
-        s.reliable_change,
-        -- positive = worse, in the instrument's own units
-        s.worse_sign * (s.total - f.first_total) as delta_worse
+        s.instrument
     from symptoms as s
     inner join firsts as f
-        on s.clinic_id = f.clinic_id
-        and s.client_id = f.client_id
+        on s.client_key = f.client_key
         and s.instrument = f.instrument
+    -- worse_sign makes the difference positive = worse, in the instrument's own units
+    where s.worse_sign * (s.total - f.first_total) >= s.reliable_change
 ),
 
 per_session as (
     select
-        hash(clinic_id, client_id) as client_key,
+        client_key,
         session_number,
-        bool_or(delta_worse >= reliable_change) as is_symptom_deterioration,
-        list(instrument order by instrument) filter (
-            where delta_worse >= reliable_change
-        ) as deteriorated_instruments
-    from changes
-    group by hash(clinic_id, client_id), session_number
+        list(instrument order by instrument) as deteriorated_instruments
+    from deteriorated
+    group by client_key, session_number
 )
 
 select * from per_session
