@@ -11,6 +11,8 @@ depend on the simulator or the ingest path.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -92,11 +94,15 @@ def main() -> int:
     ap.add_argument("--db", type=Path, default=Path("/tmp/bench_detect.duckdb"))
     ap.add_argument("--fraction", type=float, default=0.01, help="share of clients for incremental")
     ap.add_argument("--reuse", action="store_true", help="reuse the data already in --db")
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "results" / "detect.json"
+    )
     args = ap.parse_args()
     if not args.reuse:
         for p in (args.db, Path(f"{args.db}.wal")):
             p.unlink(missing_ok=True)
     conn = connect(args.db)
+    conn.execute("set threads = 2")
     migrate(conn)
     if args.reuse:
         row = conn.execute(
@@ -111,6 +117,11 @@ def main() -> int:
         took = time.perf_counter() - t
         print(f"generated {n_rows} measurement rows, {n_clients} clients in {took:.1f} s")
 
+    # a full recompute from scratch: no earlier flags or episodes to compare against
+    conn.execute("delete from flags")
+    conn.execute("delete from alert_episodes")
+    conn.execute("checkpoint")
+    load_before = os.getloadavg()
     full = detect(conn)
     print(
         f"full recompute: {full.seconds:.2f} s, {n_rows / full.seconds:,.0f} measurement rows/s "
@@ -127,6 +138,7 @@ def main() -> int:
         rng.choice(len(touched), int(len(touched) * args.fraction), replace=False)
     ]
     pairs = list(touched.itertuples(index=False, name=None))
+    load_inc = os.getloadavg()
     inc = detect(conn, clients=pairs)
     touched_rows = conn.execute(
         "select count(*) from measurements m semi join detect_scope s "
@@ -142,6 +154,27 @@ def main() -> int:
         f"{touched_rows[0] / inc.seconds:,.0f} rows/s; flags identical to full: {before == after}"
     )
     conn.close()
+    result = {
+        "measurement_rows": n_rows,
+        "clients": n_clients,
+        "threads": 2,
+        "full_seconds": round(full.seconds, 2),
+        "full_rows_per_second": round(n_rows / full.seconds),
+        "full_load_average_1_5_15": [round(x, 2) for x in load_before],
+        "alliance_sessions": full.sessions,
+        "flags": full.flags,
+        "episodes_opened": full.new_flags,
+        "escalations": full.escalations,
+        "incremental_clients": len(pairs),
+        "incremental_rows": int(touched_rows[0]),
+        "incremental_seconds": round(inc.seconds, 2),
+        "incremental_rows_per_second": round(touched_rows[0] / inc.seconds),
+        "incremental_load_average_1_5_15": [round(x, 2) for x in load_inc],
+        "incremental_equals_full": before == after,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"written {args.out}")
     return 0
 
 

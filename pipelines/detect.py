@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
-from dataclasses import dataclass, field, replace
 from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -405,17 +406,31 @@ def detect(
         return _detect(conn, clients, params, clinic_params, start)
 
 
+def detect_memory_limit() -> str:
+    """DuckDB's memory cap while detect() runs: env ALLIANCE_WATCH_DETECT_MEMORY, else 4GB.
+
+    The warehouse connection's cap (512MB, for ingest) would make the per-session features of a
+    10M-row warehouse (~0.6 GB) spill to disk, which more than doubled a full recompute."""
+    return os.environ.get("ALLIANCE_WATCH_DETECT_MEMORY", "4GB")
+
+
 @contextlib.contextmanager
 def _bulk_settings(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Run with settings for bulk work, restoring the caller's afterwards: no insertion order to
-    keep (the relations are keyed, and order costs memory and time in every materialization)."""
-    row = conn.execute("select current_setting('preserve_insertion_order')").fetchone()
-    before = bool(row[0]) if row is not None else True
+    keep (the relations are keyed, and order costs memory and time in every materialization) and
+    room for the features in memory."""
+    row = conn.execute(
+        "select current_setting('preserve_insertion_order'), current_setting('memory_limit')"
+    ).fetchone()
+    assert row is not None
+    order_before, memory_before = bool(row[0]), str(row[1])
     conn.execute("set preserve_insertion_order = false")
+    conn.execute("set memory_limit = ?", [detect_memory_limit()])
     try:
         yield
     finally:
-        conn.execute(f"set preserve_insertion_order = {str(before).lower()}")
+        conn.execute(f"set preserve_insertion_order = {str(order_before).lower()}")
+        conn.execute("set memory_limit = ?", [memory_before])
 
 
 def _detect(

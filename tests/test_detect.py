@@ -269,3 +269,47 @@ def test_cli_detect_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "1 flags (1 new, 0 escalations)" in out
     assert cli_main(["detect", "--warehouse", str(tmp_path / "missing.duckdb")]) != 0
+
+
+def test_is_new_only_at_an_episodes_first_session_and_escalation_has_its_own_kind(
+    wh: duckdb.DuckDBPyConnection,
+) -> None:
+    # a low-severity flag (a dip with no reliable drop) opens the episode; a reliable drop below
+    # the cutoff two sessions later, still in the episode, escalates it to high
+    add_srs(
+        wh,
+        "esc",
+        [STEADY] * 5 + [(7.0, 9.4, 9.4, 9.0), (7.0, 9.4, 9.4, 9.0), (4.5, 8.5, 8.5, 7.5)],
+    )
+    detect(wh)
+    rows = wh.execute(
+        "select session_number, severity, is_new, alert_kind, alert_episode_id from flags "
+        "where client_id = 'esc' order by session_number"
+    ).fetchall()
+    assert len(rows) >= 2
+    assert {r[4] for r in rows} == {rows[0][4]}  # one episode
+    assert [r[2] for r in rows] == [True] + [False] * (len(rows) - 1)
+    assert rows[0][3] == "opened"
+    assert rows[-1][1] == "high" and rows[-1][3] == "escalated"
+    assert {r[3] for r in rows[1:-1]} <= {"ongoing"}
+    # report/digest count new episodes with is_new: one here
+    assert wh.execute("select count(*) from flags where is_new").fetchone() == (1,)
+
+
+def test_flags_are_unique_per_session_without_a_primary_key(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "u.duckdb")
+    migrate(conn)
+    _random_cohort(conn, 30, seed=7)
+    detect(conn)
+    detect(conn, clients=[("c1", "r0"), ("c1", "r2")])
+    detect(conn)
+    dupes = conn.execute(
+        "select count(*) from (select 1 from flags "
+        "group by clinic_id, client_id, session_number, instrument having count(*) > 1)"
+    ).fetchone()
+    assert conn.execute("select count(*) from flags").fetchone()[0] > 5  # type: ignore[index]
+    assert dupes == (0,)
+    kinds = conn.execute(
+        "select count(*) filter (where is_new <> (alert_kind = 'opened')) from flags"
+    ).fetchone()
+    assert kinds == (0,)
