@@ -7,6 +7,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -69,6 +70,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as e:
+        # a path the user gave cannot be used; the path is theirs, not clinic data
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(
+            f"alliance-watch {args.command}: error:{where}: {e.strerror or type(e).__name__}",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as e:
+        # Never print str(e): library messages can quote data values from a clinic file.
+        if args.verbose:
+            sys.stderr.write("".join(traceback.format_tb(e.__traceback__)))
+        print(
+            f"alliance-watch {args.command}: internal error: {type(e).__name__} "
+            "(rerun with -v for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ MEASURE_KEYS: tuple[str, ...] = (
 )
 WIDE_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "session_date", "session_number")
 APPOINTMENT_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "appointment_date", "status")
-DEFAULT_CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+# A pseudonymous code: letters, digits, "_" or "-", and at least one digit, so a bare name
+# ("Smithson") in a code column is never taken for a code.
+DEFAULT_CODE_PATTERN = r"^(?=[A-Za-z_-]*[0-9])[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
 CLINIC_ID_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
 
 

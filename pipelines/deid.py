@@ -119,6 +119,21 @@ def identifying_headers(header: list[str]) -> list[str]:
     return offending
 
 
+def shown_header(header: list[str], index: int) -> str:
+    """A header name fit to show in a message, the ledger or a log: the name itself, unless it
+    looks like a value that identifies someone (a shifted or headerless export puts data in the
+    header line), then ``<column N>``."""
+    import re
+
+    name = header[index]
+    value_like = (_EMAIL, _URL, _IPV4, _IPV6, _SSN)
+    if any(re.search(p.replace("(?i)", ""), name, re.IGNORECASE) for p in value_like) or (
+        len(re.findall(r"\d", name)) >= 7
+    ):
+        return f"<column {index + 1}>"
+    return name
+
+
 def check_header(header: list[str], dataset: str) -> None:
     """Raise ``FileRejected("identifying_column", ...)`` when any header names an identifier.
 
@@ -127,7 +142,9 @@ def check_header(header: list[str], dataset: str) -> None:
     """
     offending = identifying_headers(header)
     if offending:
-        names = ", ".join(repr(h.strip()[:64]) for h in offending)
+        names = ", ".join(
+            repr(shown_header(header, header.index(h)).strip()[:64]) for h in offending
+        )
         raise FileRejected(
             "identifying_column",
             f"the {dataset} file has identifying column(s) {names}; remove them from the export "

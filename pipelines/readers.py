@@ -39,10 +39,12 @@ from pipelines.canonical import (
     SCHEMAS,
 )
 from pipelines.config import WIDE_KEYS, ClinicConfig
+from pipelines.deid import shown_header
 from pipelines.errors import FileRejected
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
+PARQUET_MAGIC = b"PAR1"
 REQUIRED = {
     "measures": ("client_id", "clinician_id", "session_date", "session_number", "instrument"),
     "appointments": REFERENCE_APPOINTMENT_COLUMNS,
@@ -92,7 +94,9 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
             "compressed",
             "the file is gzip/zip compressed; deliver plain CSV (or Parquet) files",
         )
-    if cfg.file_type == "parquet":
+    # Parquet is recognised by its magic bytes whatever the config says: the reference format
+    # allows "CSV (or Parquet with the same columns)" with the 3-key config.
+    if cfg.file_type == "parquet" or head.startswith(PARQUET_MAGIC):
         table = _read_parquet(path)
         return _finish(path, dataset, cfg, table, list(table.column_names), [], "", size, False)
     try:
@@ -104,10 +108,11 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
     if not first_line.strip():
         raise FileRejected("empty", "the first line is blank; expected a header")
 
-    invalid: list[int] = []
+    invalid_texts: list[str] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        invalid.append(row.number if row.number is not None else -1)
+        # pyarrow gives no line number here; the text lets us find it (error path only)
+        invalid_texts.append(row.text)
         return "skip"
 
     try:
@@ -150,12 +155,30 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
         except pa.ArrowInvalid:
             raise FileRejected(
                 "undecodable_bytes",
-                f"line {_first_undecodable_line(col, cfg.encoding)} (column {name!r}) is not "
+                f"line {_first_undecodable_line(col, cfg.encoding)} (column "
+                f"{shown_header(table.column_names, len(cols))!r}) is not "
                 f"valid {cfg.encoding}; export the file as {cfg.encoding}",
             ) from None
     table = pa.table(cols)
     header = list(table.column_names)
+    invalid = _locate_lines(path, cfg.encoding, invalid_texts) if invalid_texts else []
     return _finish(path, dataset, cfg, table, header, invalid, first_line, size, True)
+
+
+def _locate_lines(path: Path, encoding: str, texts: list[str]) -> list[int]:
+    """1-based physical line numbers of the records pyarrow skipped, in file order.
+
+    Only runs when a file has malformed lines, so a plain line scan is fine here."""
+    found: list[int] = []
+    pending = list(texts)
+    with path.open("r", encoding=encoding, errors="replace", newline="") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not pending:
+                break
+            if number > 1 and line.rstrip("\r\n") == pending[0]:
+                found.append(number)
+                pending.pop(0)
+    return found + [-1] * len(pending)
 
 
 def _first_undecodable_line(col: pa.ChunkedArray, encoding: str) -> int:
@@ -261,17 +284,18 @@ def _finish(
             "truncated",
             "the last line is incomplete (too few fields, no final newline); re-send the whole file",
         )
-    for name, col in zip(header, table.columns, strict=True):
+    for i, col in enumerate(table.columns):
         if len(col) and pc.max(pc.binary_length(col)).as_py() > cfg.max_field_bytes:
             raise FileRejected(
                 "oversized_field",
-                f"a field in column {name!r} exceeds {cfg.max_field_bytes} bytes",
+                f"a field in column {shown_header(header, i)!r} exceeds "
+                f"{cfg.max_field_bytes} bytes",
             )
     known = set(required) | (set() if wide else set(OPTIONAL[dataset]))
     block_headers = {h for items, total in blocks.values() for h in (*items, total) if h}
     keep = [i for i, c in enumerate(renamed) if c in known]
     ignored = [
-        header[i]
+        shown_header(header, i)
         for i, c in enumerate(renamed)
         if c not in known and header[i] not in block_headers
     ]

@@ -552,11 +552,20 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `alliance-watch generate`."""
     d = SimParams()
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--seed", type=int, required=True, help="random seed (deterministic)")
+    parser.add_argument(
+        "--seed", type=_seed, required=True, help="random seed, 0 or more (deterministic)"
+    )
     parser.add_argument(
         "--clinics", type=int, default=len(SAMPLE_CLINICS), help="number of clinics (default 4)"
     )

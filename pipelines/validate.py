@@ -778,6 +778,7 @@ _DOCS_CONTEXTS: dict[Path, Any] = {}
 def _docs_context(docs_dir: Path) -> Any:
     """An ephemeral context whose results store and Data Docs site live under ``docs_dir``
     (one per folder per process: creating it costs more than writing a page)."""
+    docs_dir = Path(docs_dir).resolve()  # GX needs an absolute base directory
     context = _DOCS_CONTEXTS.get(docs_dir)
     if context is not None:
         return context

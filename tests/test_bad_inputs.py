@@ -506,3 +506,21 @@ def test_malformed_rows_never_escape_and_counts_add_up(rows: list[list[str]]) ->
         assert quarantined == r.rows_quarantined
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_bare_surname_in_a_code_column_is_never_loaded(tmp_path: Path) -> None:
+    config, landing = make_clinic(tmp_path)
+    write(
+        landing,
+        "measures_surname.csv",
+        [
+            HEADER,
+            row(client="C3200"),
+            _canary_row("client_id", "Smithson", 2),
+            _canary_row("clinician_id", "Okonkwo", 3),
+        ],
+    )
+    (r,) = ingest(tmp_path, config, landing).values()
+    assert (r.rows_loaded, r.rows_quarantined) == (1, 2)
+    loaded = query(tmp_path, "select client_id || clinician_id from measurements")
+    assert all("Smithson" not in v and "Okonkwo" not in v for (v,) in loaded)

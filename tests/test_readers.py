@@ -206,3 +206,43 @@ def test_reference_clinic_with_three_key_config(tmp_path: Path) -> None:
     )
     assert issues.empty
     assert typed.column("total").to_pylist() == [round(48 / 12, 2)]
+
+
+REF_HEADER = (
+    "client_id,clinician_id,session_date,session_number,instrument,"
+    + ",".join(f"item_{i}" for i in range(1, 13))
+    + ",total"
+)
+REF_ROW = "C0001,T01,2026-10-01,1,SRS,9.5,9.1,9.0,9.8" + "," * 8 + ",37.4"
+THREE_KEYS = {"clinic_id": "ref_clinic", "timezone": "UTC", "format": "reference"}
+
+
+def test_reference_clinic_may_deliver_parquet_with_the_three_key_config(tmp_path: Path) -> None:
+    names = REF_HEADER.split(",")
+    values = REF_ROW.split(",")
+    table = pa.table(
+        {n: pa.array([v or None], pa.string()) for n, v in zip(names, values, strict=True)}
+    )
+    path = tmp_path / "measures_2026-10.parquet"
+    pq.write_table(table, path)
+    raw = read_raw(path, "measures", cfg(THREE_KEYS))
+    typed, issues = canonicalize(raw, cfg(THREE_KEYS))
+    assert issues.empty
+    assert typed.column("total").to_pylist() == [37.4]
+    assert typed.column("session_date").to_pylist() == [dt.date(2026, 10, 1)]
+
+
+def test_malformed_line_is_named_by_its_real_line_number(tmp_path: Path) -> None:
+    text = (
+        "\n".join([REF_HEADER, REF_ROW, REF_ROW.replace("C0001", "C0002") + ",extra", REF_ROW])
+        + "\n"
+    )
+    path = write(tmp_path, "measures_bad.csv", text)
+    with pytest.raises(FileRejected, match=r"wrong_field_count: line\(s\) 3 "):
+        read_raw(path, "measures", cfg(THREE_KEYS))
+
+
+def test_a_header_that_looks_like_a_value_is_never_echoed(tmp_path: Path) -> None:
+    text = "\n".join([REF_HEADER + ",quincy.adams@mail.invalid", REF_ROW + ",x"]) + "\n"
+    raw = read_raw(write(tmp_path, "measures_shifted.csv", text), "measures", cfg(THREE_KEYS))
+    assert raw.ignored_columns == ["<column 19>"]

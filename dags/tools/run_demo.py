@@ -98,7 +98,7 @@ def summary(home: Path, as_of: dt.date) -> str:
         f"warehouse:      {p.warehouse}",
         f"snapshot:       {p.snapshot}",
         f"digests:        {p.outbox} ({len(digests)} HTML files for the week before {as_of})",
-        f"GX Data Docs:   {p.data_docs / 'index.html'}",
+        f"GX Data Docs:   {p.data_docs / 'site' / 'index.html'}",
     ]
     return "\n".join(lines)
 
