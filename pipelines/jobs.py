@@ -4,7 +4,7 @@ does one thing, closes it, and returns a small JSON-able summary."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pipelines.settings import Paths
@@ -43,12 +43,20 @@ def run_detection(paths: Paths, clients: list[tuple[str, str]] | None) -> dict[s
     return out
 
 
-def run_digests(paths: Paths, as_of: dt.date) -> dict[str, Any]:
-    """Render and send the digests due on `as_of` (SMTP settings from the environment)."""
+def run_digests(
+    paths: Paths, as_of: dt.date, clinic_ids: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Render and send the digests due on `as_of` (SMTP settings from the environment), for
+    every clinic or only `clinic_ids` (one DAG per timezone passes its clinics)."""
     from pipelines.digest import run_weekly_digest
     from pipelines.mailer import smtp_settings_from_env
 
     summary = run_weekly_digest(
-        paths.warehouse, paths.config_dir, as_of, paths.outbox, smtp_settings_from_env()
+        paths.warehouse,
+        paths.config_dir,
+        as_of,
+        paths.outbox,
+        smtp_settings_from_env(),
+        clinic_ids=clinic_ids,
     )
     return summary.as_dict() if hasattr(summary, "as_dict") else dict(vars(summary))
