@@ -75,8 +75,7 @@ def build_digest_dag(dag_id: str, timezone: str | None, clinic_ids: list[str] | 
     def weekly_digest() -> None:
         @task(pool=WRITER_POOL)
         def send_digests(params=None, logical_date=None, run_after=None) -> dict:  # type: ignore[no-untyped-def]
-            from pipelines.digest import run_weekly_digest
-            from pipelines.mailer import smtp_settings_from_env
+            from pipelines.jobs import run_digests
             from pipelines.settings import paths_from_env
 
             as_of_text = (params or {}).get("as_of")
@@ -86,11 +85,7 @@ def build_digest_dag(dag_id: str, timezone: str | None, clinic_ids: list[str] | 
                 # the run's own Monday in the clinics' timezone (never the UTC date)
                 when = logical_date or run_after or dt.datetime.now(dt.UTC)
                 as_of = when.astimezone(_zone(timezone)).date()
-            p = paths_from_env()
-            summary = run_weekly_digest(
-                p.warehouse, p.config_dir, as_of, p.outbox, smtp_settings_from_env(), clinic_ids
-            )
-            return summary.as_dict()
+            return run_digests(paths_from_env(), as_of, clinic_ids)
 
         send_digests()
 
