@@ -192,7 +192,9 @@ def _params_frame(
     clinic_ids: list[str], params: DetectParams, clinic_params: dict[str, DetectParams]
 ) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
-    for clinic_id in clinic_ids:
+    # No clinic in scope (an empty warehouse, or a load that touched no client): one row for
+    # no clinic keeps the frame's columns, and the SQL then finds nothing to do.
+    for clinic_id in clinic_ids or [""]:
         p = clinic_params.get(clinic_id, params)
         for code in ALLIANCE_INSTRUMENTS:
             ins = INSTRUMENTS[code]

@@ -313,3 +313,13 @@ def test_flags_are_unique_per_session_without_a_primary_key(tmp_path: Path) -> N
         "select count(*) filter (where is_new <> (alert_kind = 'opened')) from flags"
     ).fetchone()
     assert kinds == (0,)
+
+
+def test_empty_scope_and_empty_warehouse_are_no_ops(wh: duckdb.DuckDBPyConnection) -> None:
+    # a load where every file was rejected or a duplicate emits no client: detect must not fail
+    assert detect(wh, clients=[]).flags == 0
+    assert detect(wh).flags == 0
+    assert detect(wh, clients=[("no_clinic", "C0001")]).flags == 0
+    add_srs(wh, "C0001", [(10, 10, 10, 10)] * 4 + [(6, 9, 9, 8)])
+    assert detect(wh, clients=[]).flags == 0
+    assert flags(wh, "C0001") == []  # an empty scope recomputes nobody
