@@ -110,7 +110,13 @@ class ClinicianDigest:
 
     @property
     def ongoing(self) -> tuple[FlaggedClient, ...]:
-        return tuple(c for c in self.flagged if c.status == "ongoing")
+        """Flagged before this week and still flagged, worsened ones included."""
+        return tuple(c for c in self.flagged if c.status in ("ongoing", "worsened"))
+
+    @property
+    def worsened(self) -> tuple[FlaggedClient, ...]:
+        """Episodes whose severity escalated this week (a re-alert)."""
+        return tuple(c for c in self.flagged if c.status == "worsened")
 
     @property
     def is_all_clear(self) -> bool:
@@ -254,6 +260,7 @@ def _week_flags(conn: duckdb.DuckDBPyConnection, clinic_id: str, week: Week) -> 
                 f.reasons,
                 f.alert_episode_id,
                 f.is_new or (e.opened_date >= ? and e.opened_date < ?) as is_new,
+                f.alert_kind,
                 f.total,
                 f.previous_total,
                 f.baseline_total,
@@ -566,7 +573,13 @@ def _flagged_client(
     return FlaggedClient(
         client_id=client_id,
         severity=str(lead.severity),
-        status="new" if bool(rows.is_new.fillna(False).any()) else "ongoing",
+        status=(
+            "new"
+            if bool(rows.is_new.fillna(False).any())
+            else "worsened"
+            if bool((rows.alert_kind == "escalated").any())
+            else "ongoing"
+        ),
         instruments=tuple(latest.instrument.astype(str)),
         reasons=reasons,
         why=why,

@@ -829,3 +829,16 @@ def test_clinic_with_flags_but_no_config_is_named_not_dropped(
     assert summary.unconfigured_clinics == ["ghost_clinic"]
     assert summary.as_dict()["unconfigured_clinics"] == ["ghost_clinic"]
     assert not (fx.out / "ghost_clinic").exists()
+
+
+def test_an_escalated_episode_is_shown_as_worsened(fx: Fixture) -> None:
+    import duckdb
+
+    with duckdb.connect(str(fx.warehouse)) as conn:
+        conn.execute("update flags set alert_kind = 'escalated' where client_id = 'C002'")
+    run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, None)
+    text = (fx.out / CLINIC / "2024-05-06" / "T01.txt").read_text(encoding="utf-8")
+    assert any(
+        line.startswith("Client C002 ") and "WORSENED THIS WEEK" in line
+        for line in text.splitlines()
+    )
