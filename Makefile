@@ -1,6 +1,7 @@
 # Alliance Watch. `make demo` and `make test` set up everything they need on a fresh machine.
 SHELL := /bin/bash
-PY ?= python3
+# Python 3.11 (the supported version): python3.11 when present, else python3.
+PY ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
@@ -18,6 +19,7 @@ help:
 	@echo "make up / make down - Airflow standalone on 127.0.0.1 with these DAGs"
 
 $(UV):
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PY=/path/to/python3.11)")'
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "uv==$(UV_VERSION)"
 
