@@ -71,7 +71,8 @@ def ingest_table() -> str:
         "| run | rows | files | pipeline s | rows/s | raw DuckDB s | ratio | peak RSS MB | GX s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in ("ingest_quick", "ingest_profile", "ingest_1m", "ingest_5m"):
+    names = ("ingest_quick", "ingest_profile", "ingest_1m_gx_v1", "ingest_5m_gx_v1")
+    for name in (*names, "ingest_1m", "ingest_5m"):
         f = RESULTS / f"{name}.json"
         if not f.exists():
             continue
