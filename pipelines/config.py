@@ -372,3 +372,11 @@ def load_clinic_configs(config_dir: Path) -> tuple[dict[str, ClinicConfig], list
             continue
         good[cfg.clinic_id] = cfg
     return good, errors
+
+
+def config_fingerprint(cfg: ClinicConfig) -> str:
+    """A short, stable fingerprint of everything in a clinic config that decides how its files
+    are read and judged (recorded per file so a corrected config re-offers rejected files)."""
+    import hashlib
+
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]

@@ -11,6 +11,7 @@ import argparse
 import fnmatch
 import hashlib
 import logging
+import re
 import sys
 import tempfile
 from collections import Counter
@@ -25,8 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import batching, readers
-from pipelines.config import ClinicConfig, load_clinic_configs
+from pipelines.config import ClinicConfig, config_fingerprint, load_clinic_configs
 from pipelines.errors import AllianceWatchError, ConfigError, FileRejected
+from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
 from pipelines.warehouse import (
     FileResult,
     StagedFile,
@@ -38,6 +40,7 @@ from pipelines.warehouse import (
 
 log = logging.getLogger(__name__)
 REDACTED = "[redacted]"
+WITHHELD = "[withheld]"
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ def discover(
                     dataset=None,
                     status="rejected",
                     error=f"not_a_regular_file: {kind}; never followed, deliver plain files",
+                    config_sha=config_fingerprint(cfg),
                 )
             )
             continue
@@ -156,6 +160,7 @@ def prepare_file(
         dataset=delivery.dataset,
         status="rejected",
         bytes=delivery.bytes,
+        config_sha=config_fingerprint(cfg),
     )
     if delivery.dataset is None:
         base.error = (
@@ -290,7 +295,7 @@ def _prepare_part(
             writers["valid"] = pq.ParquetWriter(valid_path, valid.schema)
         writers["valid"].write_table(valid)
     if len(quarantined):
-        q = _quarantine_table(raw.table, quarantined, per_row, redact)
+        q = _quarantine_table(raw.table, quarantined, per_row, redact, cfg)
         if "quarantine" not in writers:
             writers["quarantine"] = pq.ParquetWriter(quarantine_path, q.schema)
         writers["quarantine"].write_table(q)
@@ -408,11 +413,22 @@ def _quarantine_table(
     rows: object,
     per_row: pd.Series,
     redact: pd.DataFrame | None,
+    cfg: ClinicConfig,
 ) -> pa.Table:
-    """Quarantined rows as delivered (identifying cells redacted), with every reason."""
+    """Quarantined rows as delivered, with every reason, minus anything that could identify:
+    cells the guard found identifying are "[redacted]", and any cell not of the shape its
+    column expects (a name in an item, a date field holding words) is "[withheld]" (the reason
+    already says what was wrong; the value itself is not needed to fix the export)."""
     idx = pa.array(rows, pa.int64())
     frame = raw.take(idx).to_pandas()
     lines = frame.pop("source_line").astype("int64")
+    for col in frame.columns:
+        shape = _expected_shape(col, cfg)
+        if shape is None:
+            continue
+        text = frame[col].astype("string").str.strip()
+        ok = text.isna() | (text == "") | text.str.fullmatch(shape, case=False).fillna(False)
+        frame.loc[~ok.to_numpy(dtype=bool), col] = WITHHELD
     if redact is not None and not redact.empty:
         pos = {r: i for i, r in enumerate(per_row.index.tolist())}
         for col, group in redact.groupby("column"):
@@ -430,6 +446,32 @@ def _quarantine_table(
     )
 
 
+_NUMBER = r"[+-]?(\d+([.,]\d*)?|[.,]\d+)"
+_SHAPES = {
+    "session_number": _NUMBER,
+    "total": _NUMBER,
+    **{c: _NUMBER for c in ITEM_COLUMNS},
+    # any date format: digits and date separators only
+    "session_date": r"[0-9]{1,4}([./ -][0-9]{1,4}){0,2}",
+    "appointment_date": r"[0-9]{1,4}([./ -][0-9]{1,4}){0,2}",
+}
+
+
+def _expected_shape(column: str, cfg: ClinicConfig) -> str | None:
+    """The regular expression a quarantined cell must fully match to be stored as delivered."""
+    if column in _SHAPES:
+        return _SHAPES[column]
+    if column in ("client_id", "clinician_id"):
+        return cfg.code_pattern.removeprefix("^").removesuffix("$")
+    if column == "instrument":
+        words = [*INSTRUMENTS, *cfg.instrument_values]
+    elif column == "status":
+        words = [*APPOINTMENT_STATUSES, *cfg.status_values]
+    else:
+        return None
+    return "|".join(re.escape(w) for w in words)
+
+
 ProgressFn = Callable[[str], None]
 
 
@@ -445,7 +487,7 @@ def ingest_clinic(
     """Ingest every new file of one clinic; each file is loaded in its own transaction. With
     `snapshot`, the analyst snapshot is republished after the loads (when anything changed)."""
     with open_warehouse(warehouse) as conn:
-        known = known_hashes(conn, cfg.clinic_id)
+        known = known_hashes(conn, cfg.clinic_id, config_fingerprint(cfg))
     deliveries, rejected = discover(cfg, landing, known, names)
     results: list[FileResult] = []
     with tempfile.TemporaryDirectory(prefix="aw-stage-") as tmp:
@@ -592,7 +634,7 @@ def discover_new(
     """New deliveries of one clinic as JSON-able dicts (needs the writer slot: reads the ledger)."""
     cfg = _config_for(config_dir, clinic_id)
     with open_warehouse(warehouse) as conn:
-        known = known_hashes(conn, clinic_id)
+        known = known_hashes(conn, clinic_id, config_fingerprint(cfg))
     found, rejected = discover(cfg, landing, known, names)
     items: list[dict[str, object]] = [
         {

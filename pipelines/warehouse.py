@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines import registry
-from pipelines.errors import WarehouseBusy
+from pipelines.errors import AllianceWatchError, WarehouseBusy
 
 SQL_DIR = Path(
     os.environ.get("ALLIANCE_WATCH_SQL_DIR", Path(__file__).resolve().parents[1] / "sql")
@@ -62,6 +62,7 @@ def connect(
     process's lock, retrying with a growing pause, then raise WarehouseBusy."""
     timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
     path = Path(path)
+    _check_is_duckdb_file(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
@@ -81,6 +82,21 @@ def connect(
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def _check_is_duckdb_file(path: Path) -> None:
+    """Refuse an existing file that is not a DuckDB database: DuckDB would otherwise attach
+    something else (or nothing) and a run would "load" into memory and lose it."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise AllianceWatchError(f"warehouse {path} is not a file")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if head and head[8:12] != b"DUCK":
+        raise AllianceWatchError(
+            f"warehouse {path} is not a DuckDB database file; give a new or existing .duckdb path"
+        )
 
 
 @contextlib.contextmanager
@@ -161,6 +177,7 @@ class FileResult:
     bytes: int = 0
     clients_touched: list[str] = field(default_factory=list)
     load_id: int | None = None
+    config_sha: str | None = None  # fingerprint of the clinic config it was judged under
 
 
 @dataclass
@@ -172,12 +189,17 @@ class StagedFile:
     quarantine_path: Path | None = None  # line_number, reasons, row_data (Parquet)
 
 
-def known_hashes(conn: duckdb.DuckDBPyConnection, clinic_id: str) -> dict[str, list[str]]:
-    """sha256 -> file names already in the ledger for a clinic."""
+def known_hashes(
+    conn: duckdb.DuckDBPyConnection, clinic_id: str, config_sha: str | None = None
+) -> dict[str, list[str]]:
+    """sha256 -> file names already settled in the ledger for a clinic. A delivery rejected
+    under another clinic config than `config_sha` is not settled: it is offered again."""
     rows = conn.execute(
         "select sha256, list(file_name order by received_at) from ingest_files "
-        "where clinic_id = ? group by sha256",
-        [clinic_id],
+        "where clinic_id = ? and (status <> 'rejected' or ? is null "
+        "  or config_sha is not distinct from ?) "
+        "group by sha256",
+        [clinic_id, config_sha, config_sha],
     ).fetchall()
     return {sha: names for sha, names in rows}
 
@@ -188,8 +210,8 @@ def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
         insert into ingest_files (
             clinic_id, file_name, sha256, dataset, status, rows_in, rows_loaded,
             rows_quarantined, rows_duplicate, error, top_reasons, data_docs_path, load_id,
-            bytes, ignored_columns)
-        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            bytes, ignored_columns, config_sha)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         [
             r.clinic_id,
@@ -207,6 +229,7 @@ def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
             r.load_id,
             r.bytes,
             r.ignored_columns,
+            r.config_sha,
         ],
     )
 
@@ -217,15 +240,17 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
     r = staged.result
     conn.execute("begin transaction")
     try:
+        # Only accepted content makes a later delivery a duplicate: rejected bytes may be
+        # judged again (under a corrected clinic config).
         seen = conn.execute(
             "select file_name from ingest_files where clinic_id = ? and sha256 = ? "
-            "order by received_at limit 1",
+            "and status <> 'rejected' order by received_at limit 1",
             [r.clinic_id, r.sha256],
         ).fetchall()
         if seen:
             same_name = conn.execute(
                 "select count(*) from ingest_files where clinic_id = ? and sha256 = ? "
-                "and file_name = ?",
+                "and file_name = ? and status <> 'rejected'",
                 [r.clinic_id, r.sha256, r.file_name],
             ).fetchall()[0][0]
             conn.execute("rollback")
@@ -246,6 +271,12 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
             _ledger_insert(conn, dup)
             conn.execute("commit")
             return dup
+        # this exact delivery was rejected before: its new verdict replaces the old one
+        for table in ("quarantined_rows", "ingest_files"):
+            conn.execute(
+                f"delete from {table} where clinic_id = ? and sha256 = ? and file_name = ?",  # noqa: S608
+                [r.clinic_id, r.sha256, r.file_name],
+            )
         # a file whose every row was quarantined is rejected, yet its rows and reasons are kept
         if r.status != "rejected" or staged.quarantine_path is not None:
             r.load_id = conn.execute("select nextval('load_id_seq')").fetchall()[0][0]

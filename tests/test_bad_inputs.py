@@ -524,3 +524,28 @@ def test_a_bare_surname_in_a_code_column_is_never_loaded(tmp_path: Path) -> None
     assert (r.rows_loaded, r.rows_quarantined) == (1, 2)
     loaded = query(tmp_path, "select client_id || clinician_id from measurements")
     assert all("Smithson" not in v and "Okonkwo" not in v for (v,) in loaded)
+
+
+def test_quarantine_withholds_any_value_not_shaped_like_its_column(tmp_path: Path) -> None:
+    """Names in an item, a date, the instrument, the session number or the total are not
+    caught as identifiers by shape alone; quarantine must still never store them."""
+    config, landing = make_clinic(tmp_path)
+    planted = {
+        "item_2": "Johanna Meyer",
+        "session_date": "Kowalczyk",
+        "instrument": "Bartholomew",
+        "session_number": "Fitzgerald",
+        "total": "Okonkwo",
+    }
+    lines = [HEADER, row(client="C3300")]
+    lines += [_canary_row(field, value, i + 2) for i, (field, value) in enumerate(planted.items())]
+    write(landing, "measures_shapes.csv", lines)
+    (r,) = ingest(tmp_path, config, landing).values()
+    assert (r.rows_loaded, r.rows_quarantined) == (1, len(planted))
+    text = _all_text(tmp_path)
+    for value in planted.values():
+        assert value not in text
+    stored = query(tmp_path, "select row_data::varchar from quarantined_rows")
+    assert all("[withheld]" in data for (data,) in stored)
+    # the well-shaped cells of those rows are kept so the clinic can find and fix the row
+    assert all('"client_id":"C2000"' in data for (data,) in stored)

@@ -178,3 +178,37 @@ def test_cli_says_busy_in_one_line(tmp_path: Path, reference_config_dir: Path) -
     assert done.returncode == 2, done.stderr
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "held by another process" in lines[0]
+
+
+def test_a_file_rejected_under_a_wrong_config_is_offered_again_once_the_config_is_fixed(
+    tmp_path: Path, write_reference
+) -> None:
+    config = tmp_path / "config"
+    clinic_yaml = config / "clinics" / "ref_clinic.yaml"
+    clinic_yaml.parent.mkdir(parents=True)
+    # the clinic's config says semicolon, its export is comma-separated
+    clinic_yaml.write_text("clinic_id: ref_clinic\ntimezone: UTC\nformat: custom\ndelimiter: ';'\n")
+    wh, landing = tmp_path / "wh.duckdb", tmp_path / "landing"
+    write_reference("measures_1.csv", [srs("C1", 1, 9.0), srs("C2", 1, 8.0)])
+    (r,) = ingest_all(config, landing, wh)
+    assert (r.status, r.error.split(":")[0]) == ("rejected", "wrong_delimiter")
+    assert ingest_all(config, landing, wh) == []  # same config: not judged twice
+
+    clinic_yaml.write_text("clinic_id: ref_clinic\ntimezone: UTC\nformat: custom\n")
+    (again,) = ingest_all(config, landing, wh)
+    assert (again.status, again.rows_loaded) == ("loaded", 2)
+    assert query(wh, "select status from ingest_files") == [("loaded",)]
+    # and re-sent under another name it is a duplicate of the accepted delivery
+    write_reference("measures_1_resent.csv", [srs("C1", 1, 9.0), srs("C2", 1, 8.0)])
+    (dup,) = ingest_all(config, landing, wh)
+    assert dup.status == "duplicate"
+
+
+def test_a_file_that_is_not_a_duckdb_database_is_refused(tmp_path: Path) -> None:
+    from pipelines.errors import AllianceWatchError
+
+    not_a_db = tmp_path / "truth.csv"
+    not_a_db.write_text("kind,clinic_id\nrupture,c1\n")
+    with pytest.raises(AllianceWatchError, match="not a DuckDB database file"):
+        connect(not_a_db)
+    assert not_a_db.read_text() == "kind,clinic_id\nrupture,c1\n"
