@@ -266,7 +266,18 @@ def _prepare_part(
             i, "source_line", pc.add(raw.table.column(i), pa.scalar(part.line_offset, pa.int64()))
         )
     base.ignored_columns = list(raw.ignored_columns)
+    malformed = _malformed_table(raw.malformed_lines, part.line_offset)
+    if malformed is not None:
+        if "quarantine" not in writers:
+            writers["quarantine"] = pq.ParquetWriter(quarantine_path, malformed.schema)
+        writers["quarantine"].write_table(malformed)
+    n_bad_lines = len(raw.malformed_lines)
     n = raw.table.num_rows
+    if n == 0:
+        reason = pd.DataFrame(
+            {"row": [-1 - i for i in range(n_bad_lines)], "reason": [MALFORMED] * n_bad_lines}
+        )
+        return _PartOutcome(n_bad_lines, 0, n_bad_lines, 0, reason, None)
     id_issues, redact = deid.scan_values(raw.table, cfg)
     typed, cast_issues = readers.canonicalize(raw, cfg)
     typed = typed.set_column(
@@ -299,13 +310,37 @@ def _prepare_part(
         if "quarantine" not in writers:
             writers["quarantine"] = pq.ParquetWriter(quarantine_path, q.schema)
         writers["quarantine"].write_table(q)
+    if n_bad_lines:
+        lines_issues = pd.DataFrame(
+            {"row": [-1 - i for i in range(n_bad_lines)], "reason": MALFORMED}
+        )
+        issues = pd.concat([issues, lines_issues], ignore_index=True)
     return _PartOutcome(
-        rows_in=n,
+        rows_in=n + n_bad_lines,
         kept=len(keep),
-        quarantined=len(quarantined),
+        quarantined=len(quarantined) + n_bad_lines,
         duplicate=len(dup_rows),
         issues=issues,
         data_docs_path=str(docs_path) if docs_path else None,
+    )
+
+
+MALFORMED = (
+    "wrong_field_count: the line has a different number of fields than the header (a stray "
+    "delimiter or quote); its values are withheld"
+)
+
+
+def _malformed_table(lines: list[int], line_offset: int) -> pa.Table | None:
+    """Quarantine rows for lines that could not be split into the header's columns."""
+    if not lines:
+        return None
+    return pa.table(
+        {
+            "line_number": pa.array([line + line_offset for line in lines], pa.int64()),
+            "reasons": pa.array([[MALFORMED]] * len(lines), pa.list_(pa.string())),
+            "row_data": pa.array(['{"line":"[withheld]"}'] * len(lines), pa.string()),
+        }
     )
 
 

@@ -63,6 +63,9 @@ class RawFile:
     header: list[str]
     table: pa.Table  # all string columns + source_line (int64)
     ignored_columns: list[str] = field(default_factory=list)
+    # physical lines (header = 1) whose field count differs from the header's: not in `table`,
+    # quarantined whole by ingest (their values are not shown: the columns cannot be told apart)
+    malformed_lines: list[int] = field(default_factory=list)
 
 
 def empty_issues() -> pd.DataFrame:
@@ -317,13 +320,19 @@ def _finish(
         for c in OPTIONAL[dataset]:
             if c not in out.column_names:
                 out = out.append_column(c, pa.array([""] * out.num_rows, pa.string()))
-    if invalid:
-        raise_lines = ", ".join(str(i) for i in sorted(invalid)[:5])
+    if invalid and min(invalid) < 0:
         raise FileRejected(
             "wrong_field_count",
-            f"line(s) {raise_lines} have a different number of fields than the header",
+            "some lines have a different number of fields than the header and could not be "
+            "located; check the export's quoting",
         )
-    return RawFile(dataset=dataset, header=header, table=out, ignored_columns=ignored)
+    return RawFile(
+        dataset=dataset,
+        header=header,
+        table=out,
+        ignored_columns=ignored,
+        malformed_lines=sorted(invalid),
+    )
 
 
 def _melt_wide(

@@ -549,3 +549,28 @@ def test_quarantine_withholds_any_value_not_shaped_like_its_column(tmp_path: Pat
     assert all("[withheld]" in data for (data,) in stored)
     # the well-shaped cells of those rows are kept so the clinic can find and fix the row
     assert all('"client_id":"C2000"' in data for (data,) in stored)
+
+
+def test_a_line_with_a_stray_delimiter_is_quarantined_and_its_neighbours_load(
+    tmp_path: Path,
+) -> None:
+    config, landing = make_clinic(tmp_path)
+    lines = [
+        HEADER,
+        *good_rows(2, "C3400"),
+        row(client="C3401") + ",Canary Stray",
+        row(client="C3402"),
+    ]
+    write(landing, "measures_stray.csv", lines)
+    (r,) = ingest(tmp_path, config, landing).values()
+    assert (r.status, r.rows_in, r.rows_loaded, r.rows_quarantined) == (
+        "loaded_with_quarantine",
+        4,
+        3,
+        1,
+    )
+    ((line, reasons, data),) = query(
+        tmp_path, "select line_number, reasons, row_data::varchar from quarantined_rows"
+    )
+    assert line == 4 and reasons[0].startswith("wrong_field_count")
+    assert "Canary Stray" not in data and "Canary Stray" not in _all_text(tmp_path)

@@ -232,14 +232,15 @@ def test_reference_clinic_may_deliver_parquet_with_the_three_key_config(tmp_path
     assert typed.column("session_date").to_pylist() == [dt.date(2026, 10, 1)]
 
 
-def test_malformed_line_is_named_by_its_real_line_number(tmp_path: Path) -> None:
+def test_malformed_line_is_set_aside_by_its_real_line_number(tmp_path: Path) -> None:
     text = (
         "\n".join([REF_HEADER, REF_ROW, REF_ROW.replace("C0001", "C0002") + ",extra", REF_ROW])
         + "\n"
     )
     path = write(tmp_path, "measures_bad.csv", text)
-    with pytest.raises(FileRejected, match=r"wrong_field_count: line\(s\) 3 "):
-        read_raw(path, "measures", cfg(THREE_KEYS))
+    raw = read_raw(path, "measures", cfg(THREE_KEYS))
+    assert raw.malformed_lines == [3]
+    assert raw.table.column("source_line").to_pylist() == [2, 4]
 
 
 def test_a_header_that_looks_like_a_value_is_never_echoed(tmp_path: Path) -> None:
