@@ -86,12 +86,21 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
 
             # index by length: iterating a lazy XCom sequence probes one offset past its end
             items = [staged[i] for i in range(len(staged))]
-            summary = load_prepared(items, paths_from_env().warehouse)
+            p = paths_from_env()
+            summary = load_prepared(items, p.warehouse, snapshot=p.snapshot)
             summary["clients"] = [list(c) for c in summary["clients"]]
             outlet_events[WAREHOUSE_MEASUREMENTS].extra = summary
             return summary
 
-        load(prepare.expand(item=discover()))
+        @task
+        def data_docs() -> str | None:
+            """Render the GX Data Docs site once for this run's files (not per file)."""
+            from pipelines.ingest import publish_data_docs
+            from pipelines.settings import paths_from_env
+
+            return publish_data_docs(paths_from_env().data_docs)
+
+        load(prepare.expand(item=discover())) >> data_docs()
 
     return ingest()
 

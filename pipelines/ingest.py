@@ -144,6 +144,7 @@ def prepare_file(
     stage_dir: Path,
     docs_dir: Path | None = None,
     part_bytes: int | None = None,
+    build_docs: bool = True,
 ) -> StagedFile:
     """Read, guard, validate and split one file; stage valid and quarantined rows as Parquet.
 
@@ -195,6 +196,7 @@ def prepare_file(
                     writers,
                     valid_path,
                     quarantine_path,
+                    build_docs,
                 )
             except FileRejected as e:
                 base.error = (
@@ -253,6 +255,7 @@ def _prepare_part(
     writers: dict[str, pq.ParquetWriter],
     valid_path: Path,
     quarantine_path: Path,
+    build_docs: bool = True,
 ) -> _PartOutcome:
     """Read, guard, canonicalize and validate one part; append its rows to the staged files."""
     from pipelines import deid, validate
@@ -288,7 +291,14 @@ def _prepare_part(
     label = delivery.path.name if n_parts == 1 else f"{delivery.path.name}.part{part.index + 1}"
     # validate blanks the redacted cells itself and compares copies as delivered (raw)
     gx_issues, docs_path = validate.validate(
-        typed, dataset, cfg, docs_dir=docs_dir, file_name=label, redaction=redact, raw=raw.table
+        typed,
+        dataset,
+        cfg,
+        docs_dir=docs_dir,
+        file_name=label,
+        redaction=redact,
+        raw=raw.table,
+        build_docs=build_docs,
     )
     frames = [f for f in (id_issues, cast_issues, gx_issues) if f is not None and not f.empty]
     issues = pd.concat(frames, ignore_index=True) if frames else readers.empty_issues()
@@ -530,7 +540,10 @@ def ingest_clinic(
         for i, d in enumerate(deliveries, 1):
             if progress:
                 progress(f"[{cfg.clinic_id}] {i}/{len(deliveries)} preparing {d.path.name}")
-            staged_all.append(prepare_file(d, cfg, Path(tmp), docs_dir))
+            # Data Docs are rendered once for the run below, not once per file
+            staged_all.append(prepare_file(d, cfg, Path(tmp), docs_dir, build_docs=False))
+        if deliveries:
+            publish_data_docs(docs_dir)
         with open_warehouse(warehouse) as conn:
             for s in staged_all:
                 results.append(load_staged(conn, s))
@@ -552,6 +565,15 @@ def ingest_clinic(
 
 def rejected_staged(results: list[FileResult]) -> list[StagedFile]:
     return [StagedFile(result=r) for r in results]
+
+
+def publish_data_docs(docs_dir: Path | None) -> str | None:
+    """Render the GX Data Docs site once for everything validated into `docs_dir`."""
+    if docs_dir is None or not (Path(docs_dir) / "sanitized_results").exists():
+        return None
+    from pipelines import validate
+
+    return str(validate.build_data_docs(Path(docs_dir)))
 
 
 def ingest_all(
@@ -704,7 +726,7 @@ def prepare_item(
         str(item["sha256"]),
         int(str(item["bytes"])),
     )
-    s = prepare_file(d, cfg, stage_dir, docs_dir)
+    s = prepare_file(d, cfg, stage_dir, docs_dir, build_docs=False)
     return {
         "result": asdict(s.result),
         "valid_path": str(s.valid_path) if s.valid_path else None,
