@@ -8,12 +8,13 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.8
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-fast test-slow lint format typecheck bench up down clean venv venv-all system-deps services
+.PHONY: help demo test test-all test-fast test-slow lint format typecheck bench up down clean venv venv-all system-deps services
 
 help:
 	@echo "make demo   - generate 3 sample clinics and run ingest -> detect -> digest through Airflow"
-	@echo "make test   - lint, type-check and the whole test suite (fast + slow end-to-end)"
-	@echo "make test-fast / test-slow - the quick tests / the end-to-end tests alone"
+	@echo "make test   - lint, type-check and the test suite without the slow end-to-end tests"
+	@echo "make test-slow - the slow end-to-end tests (real Airflow, Celery/Postgres, kill -9)"
+	@echo "make test-all  - both (what CI runs)"
 	@echo "make lint   - ruff lint and format check;  make format - apply ruff format"
 	@echo "make bench  - the benchmarks in benchmarks/ (figures to benchmarks/results/)"
 	@echo "make up / make down - Airflow standalone on 127.0.0.1 with these DAGs"
@@ -70,8 +71,12 @@ test-fast: venv-all system-deps
 test-slow: venv-all system-deps services
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
+# The suite a developer runs (under 15 minutes on 2 cores); the slow end-to-end tests
+# (real Airflow services, Celery/Postgres, kill -9, the demo) run with `make test-slow`/`test-all`.
 test: lint typecheck venv-all system-deps services
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: test test-slow
 
 bench: venv-all
 	$(BIN)/python -m benchmarks.run_all
