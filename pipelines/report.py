@@ -46,6 +46,7 @@ with around as (
 select instrument, session_offset, avg(share_of_scale) as mean_share, count(*) as n
 from around
 group by instrument, session_offset
+having count(*) >= 10  -- small cells suppressed (DOMAIN: outputs that leave the warehouse)
 order by instrument, session_offset
 """
 
@@ -182,7 +183,7 @@ text-align:right}th:first-child,td:first-child{text-align:left}img{max-width:100
 <table><tr><th>clinic</th><th>alliance sessions</th><th>flags</th><th>episodes</th>
 <th>per 100</th></tr>
 {% for r in flag_rates %}<tr><td>{{ r.clinic_id }}</td><td>{{ r.alliance_sessions }}</td>
-<td>{{ r.flags }}</td><td>{{ r.episodes }}</td><td>{{ "%.1f"|format(r.flags_per_100) }}</td></tr>
+<td>{{ r.flags if r.flags == 0 or r.flags >= 10 else "<10" }}</td><td>{{ r.episodes if r.episodes == 0 or r.episodes >= 10 else "<10" }}</td><td>{{ "%.1f"|format(r.flags_per_100) }}</td></tr>
 {% endfor %}</table>
 {% endif %}
 {% if c.title == "Early alliance and outcome" %}

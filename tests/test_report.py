@@ -90,3 +90,28 @@ def test_report_renders_in_chromium_without_console_errors(report: Path) -> None
             browser.close()
     assert errors == []
     assert len(widths) == 3 and all(w > 0 for w in widths)  # every chart decoded
+
+
+def test_small_cells_are_suppressed(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from pipelines.report import render_report
+    from pipelines.warehouse import open_warehouse
+
+    wh = tmp_path / "small.duckdb"
+    with open_warehouse(wh) as conn:
+        for s in range(1, 6):
+            conn.execute(
+                "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
+                "session_date, instrument, instrument_version, item_1, item_2, item_3, item_4, "
+                "total, source_file, source_line, sha256, load_id) values "
+                "('c1', 'C0001', 'T01', ?, ?, 'SRS', '3.0', 9, 9, 9, 9, 36, 'f.csv', ?, 'x', 1)",
+                [s, dt.date(2026, 1, 1) + dt.timedelta(days=7 * s), s + 1],
+            )
+        conn.execute(
+            "insert into flags (clinic_id, client_id, clinician_id, session_number, session_date, "
+            "instrument, severity, reasons, alert_episode_id, is_new) values "
+            "('c1', 'C0001', 'T01', 5, date '2026-02-05', 'SRS', 'high', ['deflection'], 'e1', true)"
+        )
+    html = render_report(wh)
+    assert "<td>&lt;10</td>" in html or "<td><10</td>" in html
