@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.registry import ITEM_COLUMNS
+from pipelines.registry import (  # noqa: F401  (re-exported: the reference format)
+    ITEM_COLUMNS,
+    REFERENCE_APPOINTMENT_COLUMNS,
+    REFERENCE_MEASURE_COLUMNS,
+)
 
 MEASURE_KEY: tuple[str, ...] = ("clinic_id", "client_id", "session_number", "instrument")
 
@@ -42,19 +46,16 @@ APPOINTMENTS_SCHEMA = pa.schema(
 
 SCHEMAS: dict[str, pa.Schema] = {"measures": MEASURES_SCHEMA, "appointments": APPOINTMENTS_SCHEMA}
 
-# The columns of the reference export format (ARCHITECTURE.md, CONTRACT).
-REFERENCE_MEASURE_COLUMNS: tuple[str, ...] = (
+# The simulator's ground truth (`truth.csv`, docs/architecture.md): written by
+# pipelines.simulate, read by pipelines.evaluate.
+TRUTH_COLUMNS: tuple[str, ...] = (
+    "kind",
+    "clinic_id",
     "client_id",
-    "clinician_id",
-    "session_date",
-    "session_number",
     "instrument",
-    *ITEM_COLUMNS,
-    "total",
-)
-REFERENCE_APPOINTMENT_COLUMNS: tuple[str, ...] = (
-    "client_id",
-    "clinician_id",
-    "appointment_date",
-    "status",
+    "onset_session",
+    "part",
+    "repaired_session",
+    "dropout_session",
+    "last_session",
 )

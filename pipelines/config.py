@@ -22,18 +22,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.errors import ConfigError
-from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
+from pipelines.registry import (
+    APPOINTMENT_STATUSES,
+    INSTRUMENTS,
+    REFERENCE_MEASURE_COLUMNS,
+)
 
 # The canonical names a `columns:` / `appointment_columns:` mapping may map to.
-MEASURE_KEYS: tuple[str, ...] = (
-    "client_id",
-    "clinician_id",
-    "session_date",
-    "session_number",
-    "instrument",
-    *ITEM_COLUMNS,
-    "total",
-)
+MEASURE_KEYS: tuple[str, ...] = REFERENCE_MEASURE_COLUMNS
 WIDE_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "session_date", "session_number")
 APPOINTMENT_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "appointment_date", "status")
 # A pseudonymous code: letters, digits, "_" or "-", and at least one digit, so a bare name

@@ -21,21 +21,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from pipelines.canonical import TRUTH_COLUMNS
 from pipelines.detect import DetectParams, build_relations, drop_relations
 from pipelines.errors import AllianceWatchError
 from pipelines.registry import ALLIANCE_INSTRUMENTS
 
-TRUTH_COLUMNS: tuple[str, ...] = (
-    "kind",
-    "clinic_id",
-    "client_id",
-    "instrument",
-    "onset_session",
-    "part",
-    "repaired_session",
-    "dropout_session",
-    "last_session",
-)
 SESSION_KEY: list[str] = ["clinic_id", "client_id", "instrument", "session_number"]
 
 # method name -> column of baseline_rules (None: the detector's own `flags`)

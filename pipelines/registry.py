@@ -195,6 +195,23 @@ SYMPTOM_INSTRUMENTS: tuple[str, ...] = tuple(
 
 APPOINTMENT_STATUSES: tuple[str, ...] = ("attended", "cancelled", "no_show", "cancelled_by_clinic")
 
+# The columns of the reference export format (ARCHITECTURE.md, CONTRACT).
+REFERENCE_MEASURE_COLUMNS: tuple[str, ...] = (
+    "client_id",
+    "clinician_id",
+    "session_date",
+    "session_number",
+    "instrument",
+    *ITEM_COLUMNS,
+    "total",
+)
+REFERENCE_APPOINTMENT_COLUMNS: tuple[str, ...] = (
+    "client_id",
+    "clinician_id",
+    "appointment_date",
+    "status",
+)
+
 
 class UnknownInstrument(KeyError):
     pass

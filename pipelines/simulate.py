@@ -26,19 +26,9 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines import registry
+from pipelines.canonical import TRUTH_COLUMNS
 from pipelines.errors import AllianceWatchError
 
-TRUTH_COLUMNS: tuple[str, ...] = (
-    "kind",
-    "clinic_id",
-    "client_id",
-    "instrument",
-    "onset_session",
-    "part",
-    "repaired_session",
-    "dropout_session",
-    "last_session",
-)
 CANONICAL_MEASURE_COLUMNS: tuple[str, ...] = (
     "clinic_id",
     "client_id",
