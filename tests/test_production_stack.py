@@ -205,6 +205,20 @@ def test_one_clinic_end_to_end_on_celery_and_postgres(stack: dict) -> None:
         stack,
     )
     print(f"\nCelery/Postgres: marker -> flags {latency:.1f} s")
+    # the ingest run ends with its data_docs task, which may still run after detection
+    _wait(
+        lambda: (
+            _pg_rows(
+                db,
+                "select count(*) from dag_run where dag_id like 'ingest_%' and state "
+                "in ('running', 'queued')",
+            )[0][0]
+            == 0
+        ),
+        120,
+        "the ingest run to finish",
+        stack,
+    )
     runs = _pg_rows(db, "select dag_id, state from dag_run where dag_id like 'ingest_%'")
     assert runs == [("ingest_north", "success")]
     # the tasks really ran on the Celery worker
