@@ -46,7 +46,7 @@ with around as (
 select instrument, session_offset, avg(share_of_scale) as mean_share, count(*) as n
 from around
 group by instrument, session_offset
-having count(*) >= 10  -- small cells suppressed (DOMAIN: outputs that leave the warehouse)
+having count(*) >= 10  -- MIN_CELL: small cells suppressed (DOMAIN: outputs that leave the warehouse)
 order by instrument, session_offset
 """
 
@@ -108,7 +108,13 @@ def around_ruptures_chart(rows: list[dict[str, Any]]) -> Chart:
     if rows:
         ax.legend(frameon=False)
     else:
-        ax.text(0.5, 0.5, "no ruptures yet", ha="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no session offset with 10 or more ruptures yet (smaller cells are suppressed)",
+            ha="center",
+            transform=ax.transAxes,
+        )
     fig.tight_layout()
     return Chart(
         "Alliance around ruptures",
@@ -183,7 +189,7 @@ text-align:right}th:first-child,td:first-child{text-align:left}img{max-width:100
 <table><tr><th>clinic</th><th>alliance sessions</th><th>flags</th><th>episodes</th>
 <th>per 100</th></tr>
 {% for r in flag_rates %}<tr><td>{{ r.clinic_id }}</td><td>{{ r.alliance_sessions }}</td>
-<td>{{ r.flags if r.flags == 0 or r.flags >= 10 else "<10" }}</td><td>{{ r.episodes if r.episodes == 0 or r.episodes >= 10 else "<10" }}</td><td>{{ "%.1f"|format(r.flags_per_100) }}</td></tr>
+<td>{{ small(r.flags) }}</td><td>{{ small(r.episodes) }}</td><td>{{ "%.1f"|format(r.flags_per_100) }}</td></tr>
 {% endfor %}</table>
 {% endif %}
 {% if c.title == "Early alliance and outcome" %}
@@ -199,8 +205,8 @@ r = .28 (Flückiger, Del Re, Wampold &amp; Horvath, 2018, Psychotherapy 55(4), 3
 {% endfor %}
 <h2>Rupture outcomes</h2>
 <table><tr><th>clinic</th><th>repaired</th><th>ongoing</th><th>ended in dropout</th></tr>
-{% for r in episodes %}<tr><td>{{ r.clinic_id }}</td><td>{{ r.repaired }}</td>
-<td>{{ r.ongoing }}</td><td>{{ r.ended_in_dropout }}</td></tr>{% endfor %}</table>
+{% for r in episodes %}<tr><td>{{ r.clinic_id }}</td><td>{{ small(r.repaired) }}</td>
+<td>{{ small(r.ongoing) }}</td><td>{{ small(r.ended_in_dropout) }}</td></tr>{% endfor %}</table>
 </body></html>
 """
 )
@@ -249,7 +255,18 @@ def render_report(warehouse: Path) -> str:
         flag_rates=rates,
         outcome=outcome,
         episodes=episodes,
+        small=suppress_small,
     )
+
+
+MIN_CELL = 10
+
+
+def suppress_small(n: int | None) -> str:
+    """A count fit to leave the warehouse: 1-9 shown as "<10" (DOMAIN: small cells suppressed)."""
+    if n is None:
+        return ""
+    return "<10" if 0 < int(n) < MIN_CELL else str(int(n))
 
 
 def write_report(warehouse: Path, out: Path) -> Path:
