@@ -55,11 +55,21 @@ def lock_timeout_s() -> float:
     return float(os.environ.get("ALLIANCE_WATCH_LOCK_TIMEOUT_S", "60"))
 
 
+def _ducklake_selected() -> bool:
+    """Whether env ALLIANCE_WATCH_WAREHOUSE_BACKEND=ducklake selects the DuckLake warehouse
+    (pipelines.ducklake; the `path` arguments below are then not used)."""
+    return os.environ.get("ALLIANCE_WATCH_WAREHOUSE_BACKEND", "").strip().lower() == "ducklake"
+
+
 def connect(
     path: Path | str, read_only: bool = False, timeout_s: float | None = None
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse; wait up to `timeout_s` (default `lock_timeout_s()`) for another
     process's lock, retrying with a growing pause, then raise WarehouseBusy."""
+    if _ducklake_selected():
+        from pipelines import ducklake
+
+        return ducklake.connect(read_only=read_only)
     timeout_s = lock_timeout_s() if timeout_s is None else timeout_s
     path = Path(path)
     _check_is_duckdb_file(path)
@@ -115,6 +125,10 @@ def open_warehouse(
 
 def migrate(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every sql/schema/*.sql not yet applied, in order; return the versions applied."""
+    if _ducklake_selected():
+        from pipelines import ducklake
+
+        return ducklake.migrate(conn)
     conn.execute(
         "create table if not exists schema_migrations ("
         " version varchar primary key, applied_at timestamptz default now())"
@@ -237,6 +251,10 @@ def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
 def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResult:
     """Load one staged file exactly once: rows, quarantine, clients touched and ledger row
     commit together or not at all. A file whose hash is already in the ledger loads nothing."""
+    if _ducklake_selected():
+        from pipelines import ducklake
+
+        return ducklake.load_staged(conn, staged)
     r = staged.result
     conn.execute("begin transaction")
     try:

@@ -1,0 +1,514 @@
+"""The DuckLake warehouse backend: the same relations, loader and detection SQL on a warehouse
+whose catalog is a PostgreSQL database and whose data is Parquet on a shared path.
+
+Selected by configuration (env ``ALLIANCE_WATCH_WAREHOUSE_BACKEND=ducklake``, with
+``ALLIANCE_WATCH_DUCKLAKE_CATALOG``, a libpq connection string, and
+``ALLIANCE_WATCH_DUCKLAKE_DATA``, a folder every worker sees); `pipelines.warehouse.connect()`,
+`open_warehouse()`, `migrate()` and `load_staged()` then come here and the ``--warehouse`` path is
+not used. Unlike the embedded file, several processes may load at once and analysts read the live
+warehouse (each transaction sees one committed snapshot).
+
+DuckLake has no primary keys, sequences or non-literal defaults, so:
+* a changed measurement is deleted and inserted again (never insert-or-replace);
+* load ids come from a sequence in the catalog's PostgreSQL database;
+* every file load updates its clinic's row in ``clinic_load_tokens``: two loads of one clinic at
+  once then conflict (plain inserts never do), the later one is retried and finds the earlier
+  one's ledger row, so each file still loads exactly once.
+The extensions are loaded from the ``duckdb-ext-ducklake`` / ``duckdb-ext-postgres`` wheels
+(the ``production`` extra); nothing is installed from the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import importlib.util
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from pipelines import registry
+from pipelines.errors import AllianceWatchError, WarehouseBusy
+from pipelines.warehouse import (
+    MEASURE_KEY,
+    SQL_DIR,
+    VALUE_COLUMNS,
+    FileResult,
+    StagedFile,
+    _load_registry,
+    create_views,
+    memory_limit,
+)
+
+BACKEND_ENV = "ALLIANCE_WATCH_WAREHOUSE_BACKEND"  # embedded (default) | ducklake
+CATALOG_ENV = "ALLIANCE_WATCH_DUCKLAKE_CATALOG"
+DATA_ENV = "ALLIANCE_WATCH_DUCKLAKE_DATA"
+ALIAS = "wh"  # the attached lake; `use wh` makes the unqualified relation names resolve to it
+LOAD_ID_SEQUENCE = "alliance_watch_load_id_seq"  # in the catalog's PostgreSQL database
+EXTENSION_VERSION = "v1.4.4"
+T = TypeVar("T")
+MAX_ATTEMPTS = 8  # per file transaction (and per migration) on a write-write conflict
+
+
+def selected() -> bool:
+    """Whether configuration selects the DuckLake backend."""
+    return os.environ.get(BACKEND_ENV, "embedded").strip().lower() == "ducklake"
+
+
+def extension_dir() -> Path | None:
+    """The folder holding ``v1.4.4/<platform>/ducklake.duckdb_extension`` from the
+    ``duckdb-ext-*`` wheels (DuckDB's `extension_directory`), or None when not installed."""
+    spec = importlib.util.find_spec("duckdb_ext")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        root = Path(base) / "extensions"
+        if any((root / EXTENSION_VERSION).glob("*/ducklake.duckdb_extension")) and any(
+            (root / EXTENSION_VERSION).glob("*/postgres_scanner.duckdb_extension")
+        ):
+            return root
+    return None
+
+
+def settings_from_env() -> tuple[str, str]:
+    """(catalog libpq string, data folder) from the environment; ConfigError-like failure with
+    the variable's name when one is missing."""
+    catalog = os.environ.get(CATALOG_ENV, "").strip()
+    data = os.environ.get(DATA_ENV, "").strip()
+    missing = [name for name, v in ((CATALOG_ENV, catalog), (DATA_ENV, data)) if not v]
+    if missing:
+        raise AllianceWatchError(
+            f"{BACKEND_ENV}=ducklake needs {' and '.join(missing)} "
+            "(a libpq string for the catalog database, a folder for the Parquet data)"
+        )
+    return catalog, data
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(
+    catalog: str | None = None, data_path: str | Path | None = None, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake attached as `wh` and in use (unqualified names are the
+    warehouse's; temp relations stay in memory). Writers also attach the catalog database itself
+    (as ``aw_pg``) for load ids. Arguments default to the environment (`settings_from_env`)."""
+    if catalog is None or data_path is None:
+        env_catalog, env_data = settings_from_env()
+        catalog = catalog if catalog is not None else env_catalog
+        data_path = data_path if data_path is not None else env_data
+    ext = extension_dir()
+    if ext is None:
+        raise AllianceWatchError(
+            "the DuckLake warehouse needs the duckdb-ext-ducklake and duckdb-ext-postgres "
+            "packages (install the project with its `production` extra)"
+        )
+    data = Path(data_path)
+    if not read_only:
+        data.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(
+        config={
+            "memory_limit": memory_limit(),
+            # never fetch anything from the network: the wheels hold the extensions
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
+    try:
+        conn.execute(f"set extension_directory = {_quote(str(ext))}")
+        conn.execute("load ducklake")
+        conn.execute("load postgres")
+        options = f"data_path {_quote(str(data) + os.sep)}"
+        if read_only:
+            options += ", read_only"
+        _attach_lake(
+            conn, f"attach {_quote('ducklake:postgres:' + catalog)} as {ALIAS} ({options})"
+        )
+        conn.execute(f"use {ALIAS}")
+        if not read_only:
+            conn.execute(f"attach {_quote(catalog)} as aw_pg (type postgres)")
+            # our own bounded retry (load_staged) re-runs a conflicting file from the start
+            conn.execute("set ducklake_max_retry_count = 10")
+    except Exception:
+        conn.close()
+        raise
+    return conn
+
+
+def _attach_lake(conn: duckdb.DuckDBPyConnection, statement: str) -> None:
+    """Attach the lake. The first attach to an empty catalog database creates DuckLake's
+    metadata tables; two processes doing that at once collide in PostgreSQL, and the loser
+    attaches again once the winner's tables exist."""
+    delay = 0.1
+    for attempt in range(1, 6):
+        try:
+            conn.execute(statement)
+            return
+        except duckdb.Error as e:
+            if "failed to initialize ducklake" not in str(e).lower() or attempt == 5:
+                raise
+            time.sleep(delay)
+            delay *= 2
+
+
+@contextlib.contextmanager
+def open_warehouse(
+    catalog: str | None = None, data_path: str | Path | None = None, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """connect() + migrate() (for writers), closed on exit."""
+    conn = connect(catalog, data_path, read_only=read_only)
+    try:
+        if not read_only:
+            migrate(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+def _is_conflict(e: duckdb.Error) -> bool:
+    text = str(e).lower()
+    return isinstance(e, duckdb.TransactionException) or "conflict" in text
+
+
+def _retrying(what: str, attempt_fn: Callable[[], T]) -> T:
+    """Run `attempt_fn()` (one whole transaction) up to MAX_ATTEMPTS times while it fails on a
+    write-write conflict with another process, pausing a little longer each time."""
+    delay = 0.05
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return attempt_fn()
+        except duckdb.Error as e:
+            if not _is_conflict(e):
+                raise
+            if attempt == MAX_ATTEMPTS:
+                raise WarehouseBusy(
+                    f"{what}: conflicted with other writers {MAX_ATTEMPTS} times; retry later"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+def _views_version() -> str:
+    digest = hashlib.sha256()
+    for f in sorted((SQL_DIR / "views").glob("*.sql")):
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return f"views-{digest.hexdigest()[:16]}"
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every sql/ducklake/*.sql not yet applied, the instrument registry and the analyst
+    views (sql/views/, again whenever their text changed), in one transaction; return the
+    versions applied. Several processes may migrate at once: the losers retry and find it done."""
+    return _retrying("warehouse migration", lambda: _migrate_once(conn))
+
+
+def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    conn.execute("begin transaction")
+    try:
+        conn.execute(
+            "create table if not exists schema_migrations "
+            "(version varchar not null, applied_at timestamptz)"
+        )
+        done = {r[0] for r in conn.execute("select version from schema_migrations").fetchall()}
+        applied: list[str] = []
+        for f in sorted((SQL_DIR / "ducklake").glob("*.sql")):
+            if f"ducklake-{f.stem}" not in done:
+                conn.execute(f.read_text(encoding="utf-8"))
+                applied.append(f"ducklake-{f.stem}")
+        views = _views_version()
+        if applied:
+            _load_registry(conn)
+        if views not in done:
+            create_views(conn)
+            applied.append(views)
+        for version in applied:
+            conn.execute("insert into schema_migrations values (?, now())", [version])
+        conn.execute("commit")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            conn.execute("rollback")
+        raise
+    _ensure_load_id_sequence(conn)
+    return applied
+
+
+def _ensure_load_id_sequence(conn: duckdb.DuckDBPyConnection) -> None:
+    # `if not exists` can still race another creator in PostgreSQL: a second try then sees it
+    for attempt in range(3):
+        try:
+            conn.execute(
+                "call postgres_execute('aw_pg', ?)",
+                [f"create sequence if not exists {LOAD_ID_SEQUENCE}"],
+            )
+            return
+        except duckdb.Error:
+            if attempt == 2:
+                raise
+            time.sleep(0.1)
+
+
+def _next_load_id(conn: duckdb.DuckDBPyConnection) -> int:
+    row = conn.execute(
+        f"select * from postgres_query('aw_pg', 'select nextval(''{LOAD_ID_SEQUENCE}'')')"  # noqa: S608
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _claim_clinic(conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
+    """Make sure the clinic has a token row (its own transaction: a race may add two, which is
+    harmless: every load updates all of its clinic's rows)."""
+    if conn.execute(
+        "select count(*) from clinic_load_tokens where clinic_id = ?", [clinic_id]
+    ).fetchall()[0][0]:
+        return
+    _retrying(
+        f"clinic {clinic_id} token",
+        lambda: conn.execute(
+            "insert into clinic_load_tokens select ?, 0 "
+            "where not exists (select 1 from clinic_load_tokens where clinic_id = ?)",
+            [clinic_id, clinic_id],
+        ),
+    )
+
+
+def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResult:
+    """Load one staged file exactly once, as `pipelines.warehouse.load_staged` does: rows,
+    quarantine, clients touched and ledger row commit together or not at all. On a conflict with
+    another writer the whole file transaction is retried (up to MAX_ATTEMPTS times)."""
+    _claim_clinic(conn, staged.result.clinic_id)
+    result = _retrying(
+        f"loading {staged.result.file_name!r} of clinic {staged.result.clinic_id}",
+        lambda: _load_once(conn, staged),
+    )
+    if result.status != "duplicate":
+        # as in the embedded loader, the staged result is the one returned
+        vars(staged.result).update(vars(result))
+        return staged.result
+    return result
+
+
+def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
+    """The ledger row, with `received_at` written explicitly (DuckLake has no now() default)."""
+    columns = (
+        "clinic_id, file_name, sha256, dataset, status, rows_in, rows_loaded, rows_quarantined, "
+        "rows_duplicate, error, top_reasons, data_docs_path, load_id, bytes, ignored_columns, "
+        "config_sha"
+    )
+    values = asdict(r)
+    names = [c.strip() for c in columns.split(",")]
+    conn.execute(
+        f"insert into ingest_files ({columns}, received_at) "  # noqa: S608 - constant columns
+        f"values ({', '.join('?' * len(names))}, now())",
+        [values[n] for n in names],
+    )
+
+
+def _load_once(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResult:
+    """One attempt: a fresh copy of the result, one transaction."""
+    r = copy.deepcopy(staged.result)
+    load_id = _next_load_id(conn)  # outside the transaction: a sequence never rolls back anyway
+    conn.execute("begin transaction")
+    try:
+        # the conflicting write that serializes loads of one clinic (see the module docstring)
+        conn.execute(
+            "update clinic_load_tokens set loads = loads + 1 where clinic_id = ?", [r.clinic_id]
+        )
+        seen = conn.execute(
+            "select file_name from ingest_files where clinic_id = ? and sha256 = ? "
+            "and status <> 'rejected' order by received_at limit 1",
+            [r.clinic_id, r.sha256],
+        ).fetchall()
+        if seen:
+            same_name = conn.execute(
+                "select count(*) from ingest_files where clinic_id = ? and sha256 = ? "
+                "and file_name = ? and status <> 'rejected'",
+                [r.clinic_id, r.sha256, r.file_name],
+            ).fetchall()[0][0]
+            if same_name:
+                conn.execute("rollback")
+                r.status = "already_loaded"
+                return r
+            dup = FileResult(
+                clinic_id=r.clinic_id,
+                file_name=r.file_name,
+                sha256=r.sha256,
+                dataset=r.dataset,
+                status="duplicate",
+                bytes=r.bytes,
+                error=f"same content as {seen[0][0]!r}, already received; nothing loaded",
+            )
+            _ledger_insert(conn, dup)
+            conn.execute("commit")
+            return dup
+        # this exact delivery was rejected before: its new verdict replaces the old one
+        for table in ("quarantined_rows", "ingest_files"):
+            where = "where clinic_id = ? and sha256 = ? and file_name = ?"
+            params = [r.clinic_id, r.sha256, r.file_name]
+            # a delete that removes nothing is skipped: it would only widen conflicts
+            if conn.execute(f"select count(*) from {table} {where}", params).fetchall()[0][0]:  # noqa: S608
+                conn.execute(f"delete from {table} {where}", params)  # noqa: S608
+        if r.status != "rejected" or staged.quarantine_path is not None:
+            r.load_id = load_id
+            if staged.valid_path is not None:
+                _load_rows(conn, staged, r)
+            if staged.quarantine_path is not None:
+                conn.execute(
+                    """
+                    insert into quarantined_rows
+                    select ? as clinic_id, ? as file_name, ? as sha256, line_number, reasons,
+                           row_data::json, ? as load_id
+                    from read_parquet(?)
+                    """,
+                    [r.clinic_id, r.file_name, r.sha256, r.load_id, str(staged.quarantine_path)],
+                )
+            conn.execute(
+                "insert into loads values (?, ?, ?, ?, ?, now())",
+                [r.load_id, r.clinic_id, r.sha256, r.clients_touched, r.rows_loaded],
+            )
+        assert r.rows_in == r.rows_loaded + r.rows_quarantined + r.rows_duplicate, r
+        _ledger_insert(conn, r)
+        conn.execute("commit")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            conn.execute("rollback")
+        raise
+    return r
+
+
+def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResult) -> None:
+    """The rows of one file, as `pipelines.warehouse._load_rows` loads them, with a changed key
+    deleted and inserted again instead of replaced or updated in place."""
+    src = str(staged.valid_path)
+    if r.dataset == "appointments":
+        conn.execute("create or replace temp table batch as select * from read_parquet(?)", [src])
+        key = "b.clinic_id = a.clinic_id and b.client_id = a.client_id "
+        key += "and b.appointment_date = a.appointment_date"
+        if conn.execute(
+            f"select count(*) from appointments as a semi join batch as b on {key}"  # noqa: S608
+        ).fetchall()[0][0]:
+            conn.execute(
+                f"delete from appointments as a where exists (select 1 from batch as b where {key})"  # noqa: S608
+            )
+        conn.execute(
+            """
+            insert into appointments
+            select clinic_id, client_id, clinician_id, appointment_date, status,
+                   ? as source_file, source_line, ? as sha256, ? as load_id
+            from batch
+            """,
+            [r.file_name, r.sha256, r.load_id],
+        )
+        r.rows_loaded = int(conn.execute("select count(*) from batch").fetchall()[0][0])
+        r.clients_touched = [
+            c for (c,) in conn.execute("select distinct client_id from batch order by 1").fetchall()
+        ]
+        conn.execute("drop table batch")
+        return
+    key = ", ".join(MEASURE_KEY)
+    same_values = " and ".join(f"b.{c} is not distinct from m.{c}" for c in VALUE_COLUMNS)
+    join = " and ".join(f"b.{c} = m.{c}" for c in MEASURE_KEY)
+    cols = ", ".join(
+        [
+            *MEASURE_KEY[:2],
+            "clinician_id",
+            "session_number",
+            "session_date",
+            "instrument",
+            "instrument_version",
+            *registry.ITEM_COLUMNS,
+            "total",
+        ]
+    )
+    conn.execute(
+        f"""
+        create or replace temp table batch as
+        with incoming as (
+            select * replace (? as clinic_id) from read_parquet(?)
+        ),
+        classified as (
+            select
+                b.*,
+                case
+                    when m.clinic_id is null then 'new'
+                    when {same_values} then 'same'
+                    else 'changed'
+                end as change_kind
+            from incoming as b
+            left join measurements as m on {join}
+        )
+        select * from classified
+        """,  # noqa: S608 - column names come from constants
+        [r.clinic_id, src],
+    )
+    dupkeys = conn.execute(
+        f"select count(*) - count(distinct ({key})) from batch"  # noqa: S608
+    ).fetchall()[0][0]
+    if dupkeys:
+        raise AssertionError("validation let duplicate keys through; refusing to load")
+    counts = dict(conn.execute("select change_kind, count(*) from batch group by 1").fetchall())
+    if counts.get("changed"):
+        conn.execute(
+            f"""
+            update measurements_history as h set superseded_at = now()
+            from batch as b
+            where b.change_kind = 'changed' and h.superseded_at is null
+              and {join.replace("m.", "h.")}
+            """  # noqa: S608
+        )
+        conn.execute(
+            f"""
+            delete from measurements as m
+            where exists (select 1 from batch as b where b.change_kind = 'changed' and {join})
+            """  # noqa: S608
+        )
+    conn.execute(
+        f"""
+        insert into measurements_history
+        select {cols}, ? as source_file, source_line, ? as sha256, ? as load_id,
+               now() as loaded_at, null as superseded_at
+        from batch where change_kind <> 'same'
+        """,  # noqa: S608
+        [r.file_name, r.sha256, r.load_id],
+    )
+    conn.execute(
+        f"""
+        insert into measurements
+        select {cols}, ? as source_file, source_line, ? as sha256, ? as load_id,
+               now() as loaded_at
+        from batch where change_kind <> 'same'
+        """,  # noqa: S608
+        [r.file_name, r.sha256, r.load_id],
+    )
+    same = int(counts.get("same", 0))
+    r.rows_loaded = int(counts.get("new", 0)) + int(counts.get("changed", 0))
+    r.rows_duplicate += same
+    r.clients_touched = [
+        c
+        for (c,) in conn.execute(
+            "select distinct client_id from batch where change_kind <> 'same' order by 1"
+        ).fetchall()
+    ]
+    conn.execute("drop table batch")
+
+
+def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:
+    """Give flags written by `pipelines.detect.detect` their `detected_at` (DuckLake has no
+    now() default); returns the rows stamped. Call it after detect() on a DuckLake warehouse."""
+
+    def once() -> int:
+        row = conn.execute(
+            "update flags set detected_at = now() where detected_at is null"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    return _retrying("stamping flags", once)
