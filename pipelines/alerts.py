@@ -52,9 +52,16 @@ def notify_high_severity(paths: Paths, clients: list[tuple[str, str]] | None) ->
 
     configs, _ = load_clinic_configs(paths.config_dir)
     opted = {c: cfg for c, cfg in configs.items() if cfg.notifications.immediate_high_severity}
-    if not opted or not paths.snapshot.exists():
+    from pipelines import ducklake
+
+    if not opted:
         return {}
-    con = duckdb.connect(str(paths.snapshot), read_only=True)
+    if ducklake.selected():
+        con = ducklake.connect(read_only=True)  # the lake serves readers during loads
+    elif paths.snapshot.exists():
+        con = duckdb.connect(str(paths.snapshot), read_only=True)
+    else:
+        return {}
     try:
         eps = con.execute(
             """

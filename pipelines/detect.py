@@ -510,7 +510,9 @@ def run(args: argparse.Namespace) -> int:
         for err in errors:
             print(f"config skipped (defaults used for its clinic): {err}")
         clinic_params = params_from_configs(configs)
-    if not args.warehouse.exists():
+    from pipelines import ducklake
+
+    if not ducklake.selected() and not args.warehouse.exists():
         raise DetectError(f"{args.warehouse}: warehouse file does not exist; run ingest first")
     conn = connect(args.warehouse)
     try:

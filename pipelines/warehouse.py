@@ -12,6 +12,7 @@ one transaction, keyed by the content hash.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -25,6 +26,7 @@ import pyarrow as pa
 from pipelines import registry
 from pipelines.errors import AllianceWatchError, WarehouseBusy
 
+log = logging.getLogger(__name__)
 SQL_DIR = Path(
     os.environ.get("ALLIANCE_WATCH_SQL_DIR", Path(__file__).resolve().parents[1] / "sql")
 )
@@ -450,7 +452,14 @@ def publish_snapshot(warehouse: Path, snapshot: Path, per_clinic: bool = False) 
     file lives on until its reader lets go. With `per_clinic`, also write
     ``<snapshot folder>/clinics/<clinic_id>.duckdb`` holding only that clinic's rows.
     Call it while holding the writer slot and with no open connection to `warehouse`.
+    Under DuckLake there is no file to copy: analysts read the lake itself (snapshot-isolated,
+    concurrent with loads), so this does nothing.
     """
+    from pipelines import ducklake
+
+    if ducklake.selected():
+        log.info("DuckLake warehouse: analysts read the lake; no snapshot file to publish")
+        return snapshot
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     tmp = snapshot.with_name(f".{snapshot.name}.tmp-{os.getpid()}")
     conn = connect(warehouse)

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from pipelines.ingest import ingest_all
 from pipelines.warehouse import publish_snapshot
@@ -98,3 +99,14 @@ def test_per_clinic_snapshots_hold_only_their_clinic(
             assert conn.execute("select count(*) from instruments").fetchone() == (5,)
         finally:
             conn.close()
+
+
+def test_under_ducklake_there_is_no_snapshot_file_to_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.warehouse import publish_snapshot
+
+    monkeypatch.setenv("ALLIANCE_WATCH_WAREHOUSE_BACKEND", "ducklake")
+    snap = tmp_path / "snapshot" / "alliance_snapshot.duckdb"
+    assert publish_snapshot(tmp_path / "absent.duckdb", snap) == snap
+    assert not snap.exists() and not (tmp_path / "absent.duckdb").exists()
