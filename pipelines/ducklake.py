@@ -33,17 +33,19 @@ from typing import TypeVar
 
 import duckdb
 
-from pipelines import registry
 from pipelines.errors import AllianceWatchError, WarehouseBusy
 from pipelines.warehouse import (
-    MEASURE_KEY,
+    KEY_JOIN,
+    MEASURE_COLUMNS,
     SQL_DIR,
-    VALUE_COLUMNS,
     FileResult,
     StagedFile,
     _load_registry,
+    append_history,
     create_views,
+    finish_measure_batch,
     memory_limit,
+    stage_measure_batch,
 )
 
 BACKEND_ENV = "ALLIANCE_WATCH_WAREHOUSE_BACKEND"  # embedded (default) | ducklake
@@ -414,91 +416,26 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
         ]
         conn.execute("drop table batch")
         return
-    key = ", ".join(MEASURE_KEY)
-    same_values = " and ".join(f"b.{c} is not distinct from m.{c}" for c in VALUE_COLUMNS)
-    join = " and ".join(f"b.{c} = m.{c}" for c in MEASURE_KEY)
-    cols = ", ".join(
-        [
-            *MEASURE_KEY[:2],
-            "clinician_id",
-            "session_number",
-            "session_date",
-            "instrument",
-            "instrument_version",
-            *registry.ITEM_COLUMNS,
-            "total",
-        ]
-    )
-    conn.execute(
-        f"""
-        create or replace temp table batch as
-        with incoming as (
-            select * replace (? as clinic_id) from read_parquet(?)
-        ),
-        classified as (
-            select
-                b.*,
-                case
-                    when m.clinic_id is null then 'new'
-                    when {same_values} then 'same'
-                    else 'changed'
-                end as change_kind
-            from incoming as b
-            left join measurements as m on {join}
-        )
-        select * from classified
-        """,  # noqa: S608 - column names come from constants
-        [r.clinic_id, src],
-    )
-    dupkeys = conn.execute(
-        f"select count(*) - count(distinct ({key})) from batch"  # noqa: S608
-    ).fetchall()[0][0]
-    if dupkeys:
-        raise AssertionError("validation let duplicate keys through; refusing to load")
-    counts = dict(conn.execute("select change_kind, count(*) from batch group by 1").fetchall())
+    counts = stage_measure_batch(conn, r.clinic_id, src)
+    append_history(conn, r, counts)
     if counts.get("changed"):
-        conn.execute(
-            f"""
-            update measurements_history as h set superseded_at = now()
-            from batch as b
-            where b.change_kind = 'changed' and h.superseded_at is null
-              and {join.replace("m.", "h.")}
-            """  # noqa: S608
-        )
+        # DuckLake has no insert-or-replace: a corrected key is deleted, then inserted again
         conn.execute(
             f"""
             delete from measurements as m
-            where exists (select 1 from batch as b where b.change_kind = 'changed' and {join})
+            where exists (select 1 from batch as b where b.change_kind = 'changed' and {KEY_JOIN})
             """  # noqa: S608
         )
     conn.execute(
         f"""
-        insert into measurements_history
-        select {cols}, ? as source_file, source_line, ? as sha256, ? as load_id,
-               now() as loaded_at, null as superseded_at
-        from batch where change_kind <> 'same'
-        """,  # noqa: S608
-        [r.file_name, r.sha256, r.load_id],
-    )
-    conn.execute(
-        f"""
         insert into measurements
-        select {cols}, ? as source_file, source_line, ? as sha256, ? as load_id,
+        select {MEASURE_COLUMNS}, ? as source_file, source_line, ? as sha256, ? as load_id,
                now() as loaded_at
         from batch where change_kind <> 'same'
         """,  # noqa: S608
         [r.file_name, r.sha256, r.load_id],
     )
-    same = int(counts.get("same", 0))
-    r.rows_loaded = int(counts.get("new", 0)) + int(counts.get("changed", 0))
-    r.rows_duplicate += same
-    r.clients_touched = [
-        c
-        for (c,) in conn.execute(
-            "select distinct client_id from batch where change_kind <> 'same' order by 1"
-        ).fetchall()
-    ]
-    conn.execute("drop table batch")
+    finish_measure_batch(conn, r, counts)
 
 
 def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:

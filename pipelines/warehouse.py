@@ -326,8 +326,100 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
     return r
 
 
+# The steps of loading a measures file shared by the embedded and the DuckLake loader: the
+# file's rows are classified against current values in a temp table `batch`.
+KEY_JOIN = " and ".join(f"b.{c} = m.{c}" for c in MEASURE_KEY)
+MEASURE_COLUMNS = ", ".join(
+    [
+        *MEASURE_KEY[:2],
+        "clinician_id",
+        "session_number",
+        "session_date",
+        "instrument",
+        "instrument_version",
+        *registry.ITEM_COLUMNS,
+        "total",
+    ]
+)
+
+
+def stage_measure_batch(
+    conn: duckdb.DuckDBPyConnection, clinic_id: str, src: str
+) -> dict[str, int]:
+    """Classify a staged file's rows as new, same (identical to the current value) or changed,
+    in temp table `batch`; refuse duplicate keys. Returns the count per kind."""
+    same_values = " and ".join(f"b.{c} is not distinct from m.{c}" for c in VALUE_COLUMNS)
+    conn.execute(
+        f"""
+        create or replace temp table batch as
+        with incoming as (
+            select * replace (? as clinic_id) from read_parquet(?)
+        ),
+        classified as (
+            select
+                b.*,
+                case
+                    when m.clinic_id is null then 'new'
+                    when {same_values} then 'same'
+                    else 'changed'
+                end as change_kind
+            from incoming as b
+            left join measurements as m on {KEY_JOIN}
+        )
+        select * from classified
+        """,  # noqa: S608 - column names come from constants
+        [clinic_id, src],
+    )
+    key = ", ".join(MEASURE_KEY)
+    dupkeys = conn.execute(
+        f"select count(*) - count(distinct ({key})) from batch"  # noqa: S608
+    ).fetchall()[0][0]
+    if dupkeys:
+        raise AssertionError("validation let duplicate keys through; refusing to load")
+    return {
+        kind: int(n)
+        for kind, n in conn.execute("select change_kind, count(*) from batch group by 1").fetchall()
+    }
+
+
+def append_history(conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[str, int]) -> None:
+    """Supersede the history rows of changed keys and append every new or changed row."""
+    if counts.get("changed"):
+        conn.execute(
+            f"""
+            update measurements_history as h set superseded_at = now()
+            from batch as b
+            where b.change_kind = 'changed' and h.superseded_at is null
+              and {KEY_JOIN.replace("m.", "h.")}
+            """  # noqa: S608
+        )
+    conn.execute(
+        f"""
+        insert into measurements_history
+        select {MEASURE_COLUMNS}, ? as source_file, source_line, ? as sha256, ? as load_id,
+               now() as loaded_at, null as superseded_at
+        from batch where change_kind <> 'same'
+        """,  # noqa: S608
+        [r.file_name, r.sha256, r.load_id],
+    )
+
+
+def finish_measure_batch(
+    conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[str, int]
+) -> None:
+    """Record what the batch loaded on the file's result, and drop the batch."""
+    r.rows_loaded = counts.get("new", 0) + counts.get("changed", 0)
+    r.rows_duplicate += counts.get("same", 0)
+    r.clients_touched = [
+        c
+        for (c,) in conn.execute(
+            "select distinct client_id from batch where change_kind <> 'same' order by 1"
+        ).fetchall()
+    ]
+    conn.execute("drop table batch")
+
+
 def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResult) -> None:
-    key = ", ".join(MEASURE_KEY) if r.dataset == "measures" else None
     src = str(staged.valid_path)
     if r.dataset == "appointments":
         conn.execute(
@@ -348,69 +440,14 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
             ).fetchall()
         ]
         return
-    same_values = " and ".join(f"b.{c} is not distinct from m.{c}" for c in VALUE_COLUMNS)
-    join = " and ".join(f"b.{c} = m.{c}" for c in MEASURE_KEY)
-    cols = ", ".join(
-        [
-            *MEASURE_KEY[:2],
-            "clinician_id",
-            "session_number",
-            "session_date",
-            "instrument",
-            "instrument_version",
-            *registry.ITEM_COLUMNS,
-            "total",
-        ]
-    )
-    conn.execute(
-        f"""
-        create or replace temp table batch as
-        with incoming as (
-            select * replace (? as clinic_id) from read_parquet(?)
-        ),
-        classified as (
-            select
-                b.*,
-                case
-                    when m.clinic_id is null then 'new'
-                    when {same_values} then 'same'
-                    else 'changed'
-                end as change_kind
-            from incoming as b
-            left join measurements as m on {join}
-        )
-        select * from classified
-        """,  # noqa: S608 - column names come from constants
-        [r.clinic_id, src],
-    )
-    dupkeys = conn.execute(
-        f"select count(*) - count(distinct ({key})) from batch"  # noqa: S608
-    ).fetchall()[0][0]
-    if dupkeys:
-        raise AssertionError("validation let duplicate keys through; refusing to load")
-    conn.execute(
-        f"""
-        update measurements_history as h set superseded_at = now()
-        from batch as b
-        where b.change_kind = 'changed' and h.superseded_at is null
-          and {join.replace("m.", "h.")}
-        """  # noqa: S608
-    )
-    conn.execute(
-        f"""
-        insert into measurements_history
-        select {cols}, ? as source_file, source_line, ? as sha256, ? as load_id,
-               now() as loaded_at, null as superseded_at
-        from batch where change_kind <> 'same'
-        """,  # noqa: S608
-        [r.file_name, r.sha256, r.load_id],
-    )
+    counts = stage_measure_batch(conn, r.clinic_id, src)
+    append_history(conn, r, counts)
     # new keys: a plain insert (far cheaper than insert-or-replace on the primary key);
     # corrected keys: update the current row's values in place
     conn.execute(
         f"""
         insert into measurements
-        select {cols}, ? as source_file, source_line, ? as sha256, ? as load_id,
+        select {MEASURE_COLUMNS}, ? as source_file, source_line, ? as sha256, ? as load_id,
                now() as loaded_at
         from batch where change_kind = 'new'
         """,  # noqa: S608
@@ -423,21 +460,11 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
         set {updates}, source_file = ?, source_line = b.source_line, sha256 = ?, load_id = ?,
             loaded_at = now()
         from batch as b
-        where b.change_kind = 'changed' and {join}
+        where b.change_kind = 'changed' and {KEY_JOIN}
         """,  # noqa: S608
         [r.file_name, r.sha256, r.load_id],
     )
-    counts = dict(conn.execute("select change_kind, count(*) from batch group by 1").fetchall())
-    same = int(counts.get("same", 0))
-    r.rows_loaded = int(counts.get("new", 0)) + int(counts.get("changed", 0))
-    r.rows_duplicate += same
-    r.clients_touched = [
-        c
-        for (c,) in conn.execute(
-            "select distinct client_id from batch where change_kind <> 'same' order by 1"
-        ).fetchall()
-    ]
-    conn.execute("drop table batch")
+    finish_measure_batch(conn, r, counts)
 
 
 def record_result(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
