@@ -36,15 +36,7 @@ from pipelines import registry
 # one row per administered measure; a session carries these instruments
 SESSION_INSTRUMENTS = ("SRS", "ORS", "WAI-SR", "PHQ-9", "GAD-7")
 SESSIONS_PER_CLIENT = 20
-HEADER = [
-    "client_id",
-    "clinician_id",
-    "session_date",
-    "session_number",
-    "instrument",
-    *registry.ITEM_COLUMNS,
-    "total",
-]
+HEADER = list(registry.REFERENCE_MEASURE_COLUMNS)
 
 
 def write_reference_csv(path: Path, n_rows: int, seed: int, client_offset: int = 0) -> int:

@@ -4,6 +4,7 @@ this file only lists them. Errors the user can fix print as one line and exit 2.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import logging
 import sys
@@ -23,6 +24,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("pipelines.report", "write a self-contained HTML report for analysts"),
     "forget": ("pipelines.erasure", "erase every trace of one client (right to erasure)"),
 }
+
+
+def iso_date(text: str) -> dt.date:
+    """An argparse type: a date as YYYY-MM-DD, or the one-line usage error."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
 
 
 class _Parser(argparse.ArgumentParser):

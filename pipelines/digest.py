@@ -40,6 +40,7 @@ import pandas as pd
 
 from pipelines import registry
 from pipelines.charts import Chart, Series, format_total, trajectory_chart
+from pipelines.cli import iso_date
 from pipelines.config import ClinicConfig, load_clinic_configs
 from pipelines.errors import AllianceWatchError
 from pipelines.guidance import Guidance, categories_for, guidance_for
@@ -1028,13 +1029,6 @@ def run_weekly_digest(
 # command line
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warehouse", type=Path, required=True, help="the DuckDB warehouse file")
     parser.add_argument(
@@ -1042,7 +1036,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--date",
-        type=_date,
+        type=iso_date,
         required=True,
         help="run date YYYY-MM-DD; covers sessions dated in the seven days before it",
     )

@@ -536,7 +536,7 @@ def ingest_clinic(
     deliveries, rejected = discover(cfg, landing, known, names)
     results: list[FileResult] = []
     with tempfile.TemporaryDirectory(prefix="aw-stage-") as tmp:
-        staged_all = list(rejected_staged(rejected))
+        staged_all = [StagedFile(result=r) for r in rejected]
         for i, d in enumerate(deliveries, 1):
             if progress:
                 progress(f"[{cfg.clinic_id}] {i}/{len(deliveries)} preparing {d.path.name}")
@@ -561,10 +561,6 @@ def ingest_clinic(
             r.rows_duplicate,
         )
     return [r for r in results if r.status != "already_loaded"]
-
-
-def rejected_staged(results: list[FileResult]) -> list[StagedFile]:
-    return [StagedFile(result=r) for r in results]
 
 
 def publish_data_docs(docs_dir: Path | None) -> str | None:

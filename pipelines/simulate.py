@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from pipelines import registry
 from pipelines.canonical import TRUTH_COLUMNS
+from pipelines.cli import iso_date
 from pipelines.errors import AllianceWatchError
 
 CANONICAL_MEASURE_COLUMNS: tuple[str, ...] = (
@@ -535,13 +536,6 @@ def appointments_table(cohorts: dict[str, Cohort]) -> pa.Table:
 # ---- command line ---------------------------------------------------------------------------
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
-
-
 def _seed(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -577,12 +571,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.repair_rate,
         help=f"share of ruptures repaired ({d.repair_rate})",
     )
-    parser.add_argument("--as-of", type=_date, default=None, help="today's date (default today)")
+    parser.add_argument("--as-of", type=iso_date, default=None, help="today's date (default today)")
     parser.add_argument(
-        "--end-date", type=_date, default=None, help="last session date (default --as-of)"
+        "--end-date", type=iso_date, default=None, help="last session date (default --as-of)"
     )
     parser.add_argument(
-        "--start-date", type=_date, default=None, help="first date (default 182 days before end)"
+        "--start-date", type=iso_date, default=None, help="first date (default 182 days before end)"
     )
     parser.add_argument(
         "--period",

@@ -26,7 +26,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS, MAX_ITEMS
+from pipelines.registry import (
+    APPOINTMENT_STATUSES,
+    INSTRUMENTS,
+    ITEM_COLUMNS,
+    MAX_ITEMS,
+    REFERENCE_APPOINTMENT_COLUMNS,
+    REFERENCE_MEASURE_COLUMNS,
+)
 
 DATASETS: tuple[str, ...] = ("measures", "appointments")
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
@@ -236,15 +243,7 @@ def _measures() -> dict[str, Any]:
         _expectation(
             "expect_table_columns_to_match_set",
             {
-                "column_set": [
-                    "client_id",
-                    "clinician_id",
-                    "session_date",
-                    "session_number",
-                    "instrument",
-                    *ITEM_COLUMNS,
-                    "total",
-                ],
+                "column_set": list(REFERENCE_MEASURE_COLUMNS),
                 "exact_match": False,
             },
             "missing_column",
@@ -296,13 +295,13 @@ def _appointments() -> dict[str, Any]:
         _expectation(
             "expect_table_columns_to_match_set",
             {
-                "column_set": ["client_id", "clinician_id", "appointment_date", "status"],
+                "column_set": list(REFERENCE_APPOINTMENT_COLUMNS),
                 "exact_match": False,
             },
             "missing_column",
             "a required column is absent",
         ),
-        *_not_null(("client_id", "clinician_id", "appointment_date", "status")),
+        *_not_null(REFERENCE_APPOINTMENT_COLUMNS),
         *_code_expectations(),
         _expectation(
             "expect_column_values_to_be_in_set",

@@ -467,11 +467,6 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
     finish_measure_batch(conn, r, counts)
 
 
-def record_result(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
-    """Record a file that never reached staging (rejected) in the ledger, in its own transaction."""
-    load_staged(conn, StagedFile(result=r))
-
-
 def publish_snapshot(warehouse: Path, snapshot: Path, per_clinic: bool = False) -> Path:
     """Copy the (closed) warehouse to `snapshot` atomically: readers see old or new, never half.
 
