@@ -83,3 +83,27 @@ def airflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         capture_output=True,
     )
     yield home
+
+
+def build_detected_warehouse(root: Path, seed: int, clinics: int) -> Path:
+    """`alliance-watch generate` (40 clients a clinic, every session up to 2026-06-01) into
+    `root`, ingested into `root/wh.duckdb` and detected: a realistic warehouse for tests."""
+    import sys
+
+    from pipelines.detect import detect
+    from pipelines.ingest import ingest_all
+    from pipelines.warehouse import open_warehouse
+
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", str(seed)]
+        + ["--clinics", str(clinics), "--clients", "40", "--period", "all"]
+        + ["--as-of", "2026-06-01"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    wh = root / "wh.duckdb"
+    ingest_all(root / "config", root / "landing", wh)
+    with open_warehouse(wh) as conn:
+        detect(conn)
+    return wh

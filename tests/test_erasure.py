@@ -11,11 +11,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.detect import detect
 from pipelines.erasure import forget
 from pipelines.errors import AllianceWatchError
 from pipelines.ingest import ingest_all
 from pipelines.warehouse import open_warehouse, publish_snapshot
+from tests.conftest import build_detected_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,17 +47,8 @@ def landscape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A generated clinic, ingested and detected, plus a delivery whose rows for the most
     flagged client are quarantined (bad dates), so the client is in every relation."""
     root = tmp_path_factory.mktemp("erasure")
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "3"]
-        + ["--clinics", "1", "--clients", "40", "--period", "all", "--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    wh = root / "wh.duckdb"
-    ingest_all(root / "config", root / "landing", wh)
+    wh = build_detected_warehouse(root, seed=3, clinics=1)
     with open_warehouse(wh) as conn:
-        detect(conn)
         clinic, client = conn.execute(
             "select clinic_id, client_id from flags group by all order by count(*) desc, 2 limit 1"
         ).fetchone()

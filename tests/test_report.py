@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.detect import detect
-from pipelines.ingest import ingest_all
 from pipelines.warehouse import open_warehouse
+from tests.conftest import build_detected_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -21,17 +20,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report")
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "11"]
-        + ["--clinics", "2", "--clients", "40", "--period", "all", "--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    wh = root / "wh.duckdb"
-    ingest_all(root / "config", root / "landing", wh)
-    with open_warehouse(wh) as conn:
-        detect(conn)
+    wh = build_detected_warehouse(root, seed=11, clinics=2)
     out = root / "out" / "report.html"
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "report", "--warehouse", str(wh)]
@@ -96,7 +85,6 @@ def test_small_cells_are_suppressed(tmp_path: Path) -> None:
     import datetime as dt
 
     from pipelines.report import render_report
-    from pipelines.warehouse import open_warehouse
 
     wh = tmp_path / "small.duckdb"
     with open_warehouse(wh) as conn:

@@ -4,16 +4,12 @@ every example query runs against a generated, detected warehouse."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipelines.detect import detect
-from pipelines.ingest import ingest_all
-from pipelines.warehouse import open_warehouse
+from tests.conftest import build_detected_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "warehouse.md"
@@ -26,18 +22,7 @@ def sql_blocks() -> list[str]:
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("docs")
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "7"]
-        + ["--clinics", "2", "--clients", "40", "--period", "all", "--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    wh = root / "wh.duckdb"
-    ingest_all(root / "config", root / "landing", wh)
-    with open_warehouse(wh) as conn:
-        detect(conn)
-    return wh
+    return build_detected_warehouse(root, seed=7, clinics=2)
 
 
 def test_there_are_ten_example_questions() -> None:
