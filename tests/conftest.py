@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,33 +55,6 @@ def write_reference(tmp_path: Path):  # type: ignore[no-untyped-def]
     return _write
 
 
-@pytest.fixture
-def airflow_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A real, throwaway Airflow home with a SQLite metadata DB and the writer pool."""
-    home = tmp_path / "airflow"
-    home.mkdir()
-    env = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    full = {**os.environ, **env}
-    airflow = shutil.which("airflow", path=str(ROOT / ".venv" / "bin")) or "airflow"
-    subprocess.run([airflow, "db", "migrate"], env=full, check=True, capture_output=True)
-    subprocess.run(
-        [airflow, "pools", "set", "duckdb_writer", "1", "single DuckDB writer"],
-        env=full,
-        check=True,
-        capture_output=True,
-    )
-    yield home
-
-
 def build_detected_warehouse(root: Path, seed: int, clinics: int) -> Path:
     """`alliance-watch generate` (40 clients a clinic, every session up to 2026-06-01) into
     `root`, ingested into `root/wh.duckdb` and detected: a realistic warehouse for tests."""
@@ -107,3 +77,27 @@ def build_detected_warehouse(root: Path, seed: int, clinics: int) -> Path:
     with open_warehouse(wh) as conn:
         detect(conn)
     return wh
+
+
+# Headless Chromium as this machine kind allows it (Debian's package; no background network).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def reachable(port: int) -> bool:
+    """Whether a service answers on 127.0.0.1:`port` (the production-profile tests need
+    PostgreSQL and Redis there)."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -25,19 +24,12 @@ import pytest
 
 from pipelines import detect, ducklake
 from pipelines.warehouse import FileResult, StagedFile
+from tests.conftest import reachable
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
 
 CLI = [sys.executable, "-m", "pipelines.cli"]
 CLINIC_A, CLINIC_B = "pcoms_north", "wai_central"  # what `generate --seed 3 --clinics 2` names
-
-
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _admin_sql(sql: str) -> None:
@@ -53,7 +45,7 @@ def lake(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """(catalog libpq string, data folder) of a throwaway DuckLake, dropped afterwards."""
     if ducklake.extension_dir() is None:
         pytest.skip("duckdb-ext-ducklake / duckdb-ext-postgres not installed (production extra)")
-    if not _reachable(5432):
+    if not reachable(5432):
         pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432 (run `make services`)")
     db = f"aw_lake_{uuid.uuid4().hex[:10]}"
     try:

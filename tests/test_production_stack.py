@@ -22,6 +22,8 @@ import duckdb
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.conftest import reachable
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 REDIS_DB = 11  # not the default db 0 that other users of the local Redis may use
@@ -32,14 +34,6 @@ HEADER = (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
-
-
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _free_port() -> int:
@@ -58,9 +52,9 @@ def _admin_sql(sql: str) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    if not _reachable(5432):
+    if not reachable(5432):
         pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432 (run `make services`)")
-    if not _reachable(6379):
+    if not reachable(6379):
         pytest.skip("Redis not reachable on 127.0.0.1:6379 (run `make services`)")
     try:
         db = f"aw_prod_{uuid.uuid4().hex[:10]}"

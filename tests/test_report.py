@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.warehouse import open_warehouse
-from tests.conftest import build_detected_warehouse
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, build_detected_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +55,7 @@ def test_report_renders_in_chromium_without_console_errors(report: Path) -> None
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
+            args=CHROMIUM_ARGS,
         )
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 800})
