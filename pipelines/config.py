@@ -79,12 +79,7 @@ class WideLayout(_Strict):
     @field_validator("prefixes", "blocks")
     @classmethod
     def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for code in v:
-            if code not in INSTRUMENTS:
-                raise ValueError(
-                    f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}"
-                )
-        return v
+        return _known_instruments(v)
 
     @model_validator(mode="after")
     def _complete(self) -> WideLayout:
@@ -265,12 +260,7 @@ class ClinicConfig(_Strict):
     @field_validator("instruments")
     @classmethod
     def _instruments(cls, v: dict[str, str]) -> dict[str, str]:
-        for code in v:
-            if code not in INSTRUMENTS:
-                raise ValueError(
-                    f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}"
-                )
-        return v
+        return _known_instruments(v)
 
     @model_validator(mode="after")
     def _layout(self) -> ClinicConfig:
@@ -299,6 +289,14 @@ class ClinicConfig(_Strict):
 
     def instrument_version(self, code: str) -> str:
         return self.instruments.get(code, INSTRUMENTS[code].default_version)
+
+
+def _known_instruments(v: dict[str, Any]) -> dict[str, Any]:
+    """A config mapping keyed by instrument code: every key must be a registry instrument."""
+    for code in v:
+        if code not in INSTRUMENTS:
+            raise ValueError(f"unknown instrument {code!r}; use one of {', '.join(INSTRUMENTS)}")
+    return v
 
 
 def _check_mapping(v: dict[str, str], allowed: tuple[str, ...]) -> dict[str, str]:
