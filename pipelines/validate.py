@@ -245,7 +245,8 @@ def _to_frame(table: pa.Table, dataset: str) -> pd.DataFrame:
     frame.index = pd.RangeIndex(len(frame))
     for col in frame.columns:
         if col in ("session_date", "appointment_date"):
-            frame[col] = pd.to_datetime(frame[col])
+            # no cache: pandas' cache probe iterates the column in Python (~1 s per 1M rows)
+            frame[col] = pd.to_datetime(frame[col], cache=False)
         elif col == "session_number" or col in ITEM_COLUMNS or col == "total":
             frame[col] = frame[col].astype("float64")
         elif frame[col].dtype != object and col not in _PROVENANCE:

@@ -212,3 +212,59 @@ def test_a_file_that_is_not_a_duckdb_database_is_refused(tmp_path: Path) -> None
     with pytest.raises(AllianceWatchError, match="not a DuckDB database file"):
         connect(not_a_db)
     assert not_a_db.read_text() == "kind,clinic_id\nrupture,c1\n"
+
+
+def test_one_current_row_per_key_through_repeated_corrections(
+    tmp_path: Path, reference_config_dir: Path, write_reference
+) -> None:
+    """`measurements` has no key index (migration 012): the loader alone keeps one row per key."""
+    wh = tmp_path / "wh.duckdb"
+    landing = tmp_path / "landing"
+    for n, score in enumerate((9.0, 8.0, 8.0, 7.0), 1):
+        write_reference(f"measures_{n}.csv", [srs("C1", 1, score), srs("C2", n, 5.0)])
+        ingest_all(reference_config_dir, landing, wh)
+    assert query(
+        wh,
+        "select count(*), count(distinct (clinic_id, client_id, session_number, instrument)) "
+        "from measurements",
+    ) == [(5, 5)]
+    assert query(wh, "select total from measurements where client_id = 'C1'") == [(28.0,)]
+    versions = query(
+        wh,
+        "select total, superseded_at is null from measurements_history "
+        "where client_id = 'C1' order by loaded_at",
+    )
+    assert versions == [(36.0, False), (32.0, False), (28.0, True)]
+    # the key index is gone (it cost a third of every load)
+    assert query(
+        wh,
+        "select count(*) from duckdb_constraints() "
+        "where table_name = 'measurements' and constraint_type = 'PRIMARY KEY'",
+    ) == [(0,)]
+
+
+def test_migration_012_keeps_every_measurement(tmp_path: Path) -> None:
+    """A warehouse created before 012 keeps its rows when the table is rebuilt without a key."""
+    from pipelines import warehouse
+
+    wh = tmp_path / "old.duckdb"
+    conn = duckdb.connect(str(wh))
+    conn.execute(
+        "create table schema_migrations (version varchar primary key, applied_at timestamptz default now())"
+    )
+    for f in sorted((warehouse.SQL_DIR / "schema").glob("*.sql")):
+        if f.stem < "012":
+            conn.execute(f.read_text(encoding="utf-8"))
+            conn.execute("insert into schema_migrations (version) values (?)", [f.stem])
+    conn.execute(
+        "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
+        "session_date, instrument, instrument_version, total, source_file, source_line, sha256, "
+        "load_id) values ('c', 'K1', 'T1', 1, date '2026-01-05', 'SRS', 'v', 30, 'f.csv', 2, "
+        "'s', 1)"
+    )
+    conn.close()
+    with warehouse.open_warehouse(wh) as conn:
+        rows = conn.execute(
+            "select client_id, total, loaded_at is not null from measurements"
+        ).fetchall()
+    assert rows == [("K1", 30.0, True)]
