@@ -879,9 +879,12 @@ def _file_stem(code: str) -> str:
 def _ledger_row(
     conn: duckdb.DuckDBPyConnection, key: tuple[str, str, dt.date, str]
 ) -> tuple[str, int] | None:
+    # one row per key (a primary key in the embedded file, kept by `_record` on DuckLake); were
+    # two ever there, a 'sent' one wins: never send twice
     row = conn.execute(
         "select status, attempts from digest_deliveries "
-        "where clinic_id = ? and clinician_id = ? and week_start = ? and kind = ?",
+        "where clinic_id = ? and clinician_id = ? and week_start = ? and kind = ? "
+        "order by status = 'sent' desc, updated_at desc nulls last limit 1",
         list(key),
     ).fetchone()
     return (str(row[0]), int(row[1])) if row else None
@@ -899,6 +902,24 @@ def _record(
     stem: str,
     n_clients: int,
 ) -> None:
+    from pipelines import ducklake
+
+    values = {
+        "message_id": str(msg["Message-ID"]),
+        "status": status,
+        "attempts": attempts,
+        "error": error,
+        "sent_at": sent_at,
+        "outbox_path": str(folder / f"{stem}.eml"),
+        "n_clients": n_clients,
+    }
+    if ducklake.is_lake(conn):
+        # DuckLake has no primary key to replace on: delete + insert in one transaction
+        keys = dict(zip(("clinic_id", "clinician_id", "week_start", "kind"), key, strict=True))
+        ducklake.replace_row(
+            conn, "digest_deliveries", keys, {**values, "updated_at": ducklake.NOW}
+        )
+        return
     conn.execute(
         """
         insert or replace into digest_deliveries (
@@ -906,16 +927,7 @@ def _record(
             sent_at, outbox_path, n_clients, updated_at)
         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())
         """,
-        [
-            *key,
-            str(msg["Message-ID"]),
-            status,
-            attempts,
-            error,
-            sent_at,
-            str(folder / f"{stem}.eml"),
-            n_clients,
-        ],
+        [*key, *values.values()],
     )
 
 

@@ -10,10 +10,16 @@ warehouse (each transaction sees one committed snapshot).
 
 DuckLake has no primary keys, sequences or non-literal defaults, so:
 * a changed measurement is deleted and inserted again (never insert-or-replace);
-* load ids come from a sequence in the catalog's PostgreSQL database;
+* load ids and erasure ids come from sequences in the catalog's PostgreSQL database;
+* a ledger row that the embedded file replaces (`insert or replace`) is deleted and inserted
+  again in one transaction (`replace_row`; the digest delivery ledger);
 * every file load updates its clinic's row in ``clinic_load_tokens``: two loads of one clinic at
   once then conflict (plain inserts never do), the later one is retried and finds the earlier
   one's ledger row, so each file still loads exactly once.
+An erasure (`alliance-watch forget`) deletes the rows and then `purge_erased` makes them
+physically gone: data files with deletes are rewritten, every older snapshot is expired and its
+files removed, orphaned files holding the client are deleted and table statistics that quote
+the client are recomputed.
 The extensions are loaded from the ``duckdb-ext-ducklake`` / ``duckdb-ext-postgres`` wheels
 (the ``production`` extra); nothing is installed from the network.
 """
@@ -29,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 
@@ -53,8 +59,11 @@ CATALOG_ENV = "ALLIANCE_WATCH_DUCKLAKE_CATALOG"
 DATA_ENV = "ALLIANCE_WATCH_DUCKLAKE_DATA"
 ALIAS = "wh"  # the attached lake; `use wh` makes the unqualified relation names resolve to it
 LOAD_ID_SEQUENCE = "alliance_watch_load_id_seq"  # in the catalog's PostgreSQL database
+ERASURE_ID_SEQUENCE = "alliance_watch_erasure_id_seq"  # likewise (`erasures.erasure_id`)
+METADATA_SCHEMA = "public"  # where DuckLake keeps its catalog tables in that database
 EXTENSION_VERSION = "v1.4.4"
 T = TypeVar("T")
+NOW = object()  # a `replace_row` value meaning "the transaction's now()"
 MAX_ATTEMPTS = 8  # per file transaction (and per migration) on a write-write conflict
 
 
@@ -244,26 +253,80 @@ def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _ensure_load_id_sequence(conn: duckdb.DuckDBPyConnection) -> None:
-    # `if not exists` can still race another creator in PostgreSQL: a second try then sees it
-    for attempt in range(3):
-        try:
-            conn.execute(
-                "call postgres_execute('aw_pg', ?)",
-                [f"create sequence if not exists {LOAD_ID_SEQUENCE}"],
-            )
-            return
-        except duckdb.Error:
-            if attempt == 2:
-                raise
-            time.sleep(0.1)
+    """Create the id sequences (load ids, erasure ids) in the catalog database if missing."""
+    for sequence in (LOAD_ID_SEQUENCE, ERASURE_ID_SEQUENCE):
+        # `if not exists` can still race another creator in PostgreSQL: a second try sees it
+        for attempt in range(3):
+            try:
+                conn.execute(
+                    "call postgres_execute('aw_pg', ?)",
+                    [f"create sequence if not exists {sequence}"],
+                )
+                break
+            except duckdb.Error:
+                if attempt == 2:
+                    raise
+                time.sleep(0.1)
 
 
-def _next_load_id(conn: duckdb.DuckDBPyConnection) -> int:
+def _next_value(conn: duckdb.DuckDBPyConnection, sequence: str) -> int:
+    """nextval() of a PostgreSQL sequence: unique across every writer, never rolled back."""
     row = conn.execute(
-        f"select * from postgres_query('aw_pg', 'select nextval(''{LOAD_ID_SEQUENCE}'')')"  # noqa: S608
+        f"select * from postgres_query('aw_pg', 'select nextval(''{sequence}'')')"  # noqa: S608
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def _next_load_id(conn: duckdb.DuckDBPyConnection) -> int:
+    return _next_value(conn, LOAD_ID_SEQUENCE)
+
+
+def next_erasure_id(conn: duckdb.DuckDBPyConnection) -> int:
+    """A new `erasures.erasure_id` (the embedded file's `erasure_id_seq`, on the lake)."""
+    return _next_value(conn, ERASURE_ID_SEQUENCE)
+
+
+def is_lake(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `conn` works on a DuckLake warehouse (its current database is a lake), as
+    opposed to the embedded DuckDB file."""
+    row = conn.execute(
+        "select type from duckdb_databases() where database_name = current_database()"
+    ).fetchone()
+    return row is not None and row[0] == "ducklake"
+
+
+def replace_row(
+    conn: duckdb.DuckDBPyConnection, table: str, key: dict[str, Any], row: dict[str, Any]
+) -> None:
+    """`insert or replace` for a lake table (no primary keys): delete the rows with `key`, insert
+    `key` + `row`, in one transaction, retried on a conflict with another writer. `now()` as a
+    value is written as the transaction's timestamp. Names are the caller's constants."""
+    columns = [*key, *row]
+    values = [*key.values(), *row.values()]
+    marks = ", ".join("now()" if v is NOW else "?" for v in values)
+    params = [v for v in values if v is not NOW]
+    where = " and ".join(f"{k} = ?" for k in key)
+
+    def once() -> None:
+        conn.execute("begin transaction")
+        try:
+            if conn.execute(
+                f"select count(*) from {table} where {where}",  # noqa: S608
+                list(key.values()),
+            ).fetchall()[0][0]:
+                conn.execute(f"delete from {table} where {where}", list(key.values()))  # noqa: S608
+            conn.execute(
+                f"insert into {table} ({', '.join(columns)}) values ({marks})",  # noqa: S608
+                params,
+            )
+            conn.execute("commit")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("rollback")
+            raise
+
+    _retrying(f"writing {table}", once)
 
 
 def _claim_clinic(conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
@@ -449,3 +512,101 @@ def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:
         return int(row[0]) if row else 0
 
     return _retrying("stamping flags", once)
+
+
+def purge_erased(conn: duckdb.DuckDBPyConnection, code: str, erased_before: Any) -> dict[str, int]:
+    """After an erasure of `code` committed (at `erased_before`): make its rows physically gone.
+
+    DuckLake keeps deleted rows in the Parquet files of older snapshots (a delete only adds a
+    delete file), so: inlined rows are flushed to files, every data file with deletes is
+    rewritten without them, all snapshots but the current one are expired and their files
+    removed, orphaned files (left by a failed or retried write before the erasure) that hold
+    the code are removed, and table-wide column statistics that quote the code are recomputed
+    from the live files. Readers that still hold an older snapshot lose it (no time travel to
+    before an erasure). Returns counts of what was done, for the log."""
+    done: dict[str, int] = {}
+
+    def call(what: str, sql: str, params: list[Any] | None = None) -> int:
+        n = _retrying(what, lambda: len(conn.execute(sql, params or []).fetchall()))
+        done[what] = n
+        return n
+
+    call("flushed", f"call ducklake_flush_inlined_data('{ALIAS}')")
+    call("rewritten", f"call ducklake_rewrite_data_files('{ALIAS}', delete_threshold => 0)")
+    call("snapshots_expired", f"call ducklake_expire_snapshots('{ALIAS}', older_than => now())")
+    call("files_removed", f"call ducklake_cleanup_old_files('{ALIAS}', cleanup_all => true)")
+    done["orphans_removed"] = _remove_orphans_with(conn, code, erased_before)
+    done["stats_recomputed"] = _recompute_stats_quoting(conn, code)
+    return done
+
+
+def _remove_orphans_with(conn: duckdb.DuckDBPyConnection, code: str, erased_before: Any) -> int:
+    """Delete orphaned data files (in the data path, in no snapshot) written before the erasure
+    committed that hold `code` in any value. Only those: an orphan may also be a file another
+    writer has written but not yet committed. A load of the erased client's clinic that was in
+    flight conflicts with the erasure (clinic token) and is retried with new files, so its old
+    files are true orphans; a write that starts after the erasure is newer than `erased_before`."""
+    candidates = conn.execute(
+        f"select path from ducklake_delete_orphaned_files('{ALIAS}', dry_run => true, "  # noqa: S608
+        "older_than => ?)",
+        [erased_before],
+    ).fetchall()
+    removed = 0
+    for (path,) in candidates:
+        if not str(path).endswith(".parquet") or str(path).endswith("-delete.parquet"):
+            continue
+        holds = conn.execute(
+            "select count(*) from read_parquet(?) as r where contains(r::varchar, ?)",
+            [str(path), code],
+        ).fetchall()[0][0]
+        if holds:
+            Path(path).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _recompute_stats_quoting(conn: duckdb.DuckDBPyConnection, code: str) -> int:
+    """DuckLake keeps table-wide min/max per column in its catalog and only widens them, so an
+    erased code can stay there as a bound. Recompute every such bound from the live files'
+    statistics (numbers compared as numbers, everything else bytewise, as DuckDB does): still a
+    valid lower/upper bound, now without the code. The code is matched here, in DuckDB; the
+    statements sent to PostgreSQL name only table and column ids (nothing for its logs)."""
+    schema = METADATA_SCHEMA
+    quoting = conn.execute(
+        "select distinct table_id, column_id from postgres_query('aw_pg', "  # noqa: S608
+        f"'select table_id, column_id, min_value, max_value from {schema}.ducklake_table_column_stats') "
+        "where contains(min_value, ?) or contains(max_value, ?)",
+        [code, code],
+    ).fetchall()
+    if not quoting:
+        return 0
+    ids = ", ".join(f"({int(t)}, {int(c)})" for t, c in quoting)
+    live = (
+        f"from {schema}.ducklake_file_column_stats as f "
+        f"join {schema}.ducklake_data_file as d using (data_file_id) "
+        "where d.end_snapshot is null and f.table_id = s.table_id and f.column_id = s.column_id"
+    )
+    numeric = (
+        f"exists (select 1 from {schema}.ducklake_column as c "  # noqa: S608 - constants
+        "where c.table_id = s.table_id and c.column_id = s.column_id and c.end_snapshot is null "
+        "and (c.column_type like 'int%' or c.column_type like 'uint%' "
+        "or c.column_type like 'float%' or c.column_type like 'decimal%'))"
+    )
+
+    def bound(col: str, order: str, agg: str) -> str:
+        return (
+            f"(case when {numeric} then (select f.{col} {live} and f.{col} is not null "
+            f"order by f.{col}::double precision {order} limit 1) "
+            f'else (select {agg}(f.{col} collate "C") {live}) end)'
+        )
+
+    conn.execute(
+        "call postgres_execute('aw_pg', ?)",
+        [
+            f"update {schema}.ducklake_table_column_stats as s set "  # noqa: S608 - ids only
+            f"min_value = {bound('min_value', 'asc', 'min')}, "
+            f"max_value = {bound('max_value', 'desc', 'max')} "
+            f"where (s.table_id, s.column_id) in ({ids})"
+        ],
+    )
+    return len(quoting)

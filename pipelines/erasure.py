@@ -7,11 +7,19 @@ their history, appointments, flags, alert episodes, and any relation added later
 rows whose delivered values name the client, and the client in `loads.client_ids`. Deleted rows
 can survive in a database file's free blocks, so the file is then rewritten (copied into a fresh
 file that replaces it) and the analyst snapshots are republished from it.
+
+On a DuckLake warehouse (`pipelines.ducklake`, selected by configuration) the same rows are
+deleted in one transaction, which also takes the clinic's load token so that a load of the
+clinic in flight is retried after it; the erasure id comes from a sequence in the catalog
+database; then `pipelines.ducklake.purge_erased` rewrites the data files, expires the older
+snapshots and removes their files, so no Parquet file keeps the client. There is no snapshot
+file to republish: analysts read the lake.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -45,16 +53,88 @@ def _client_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
             """
             select table_name
             from information_schema.columns
-            where table_schema = 'main' and column_name in ('clinic_id', 'client_id')
+            where table_catalog = current_database() and table_schema = 'main'
+              and column_name in ('clinic_id', 'client_id')
               and table_name in (
                   select table_name from information_schema.tables
-                  where table_type = 'BASE TABLE')
+                  where table_type = 'BASE TABLE' and table_catalog = current_database()
+                    and table_schema = 'main')
             group by table_name
             having count(distinct column_name) = 2
             order by table_name
             """
         ).fetchall()
     ]
+
+
+def _delete_client(
+    conn: duckdb.DuckDBPyConnection, clinic_id: str, client_id: str
+) -> dict[str, int]:
+    """Delete every row of the client (inside the caller's transaction); rows per relation."""
+    removed: dict[str, int] = {}
+    for table in _client_tables(conn):
+        n = conn.execute(
+            f'delete from "{table}" where clinic_id = ? and client_id = ?',  # noqa: S608
+            [clinic_id, client_id],
+        ).fetchall()[0][0]
+        removed[table] = int(n)
+    # quarantined rows are kept as delivered: any delivered value equal to the code
+    removed["quarantined_rows"] = int(
+        conn.execute(
+            """
+            delete from quarantined_rows
+            where clinic_id = ?
+              and list_contains(json_extract_string(row_data, '$.*'), ?)
+            """,
+            [clinic_id, client_id],
+        ).fetchall()[0][0]
+    )
+    removed["loads.client_ids"] = int(
+        conn.execute(
+            """
+            update loads set client_ids = list_filter(client_ids, c -> c <> ?)
+            where clinic_id = ? and list_contains(client_ids, ?)
+            """,
+            [client_id, clinic_id, client_id],
+        ).fetchall()[0][0]
+    )
+    return removed
+
+
+def _forget_in_lake(
+    conn: duckdb.DuckDBPyConnection, clinic_id: str, client_id: str, operator_note: str | None
+) -> ErasureResult:
+    """`forget` on a DuckLake warehouse: delete and audit in one transaction (retried on a
+    conflict with another writer), then purge the deleted rows from the Parquet files."""
+    from pipelines import ducklake
+
+    erasure_id = ducklake.next_erasure_id(conn)  # a sequence never rolls back anyway
+
+    def once() -> tuple[dict[str, int], object]:
+        conn.execute("begin transaction")
+        try:
+            # a load of this clinic in flight now conflicts and is retried after the erasure
+            conn.execute(
+                "update clinic_load_tokens set loads = loads + 1 where clinic_id = ?", [clinic_id]
+            )
+            removed = _delete_client(conn, clinic_id, client_id)
+            conn.execute(
+                "insert into erasures (erasure_id, clinic_id, erased_at, rows_removed, "
+                "operator_note) values (?, ?, now(), ?, ?)",
+                [erasure_id, clinic_id, json.dumps(removed, sort_keys=True), operator_note],
+            )
+            conn.execute("commit")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("rollback")
+            raise
+        row = conn.execute("select now()").fetchone()
+        assert row is not None
+        return removed, row[0]
+
+    removed, committed_at = ducklake._retrying(f"erasure in clinic {clinic_id}", once)
+    ducklake.purge_erased(conn, client_id, committed_at)
+    return ErasureResult(clinic_id, erasure_id, removed)
 
 
 def forget(
@@ -66,41 +146,21 @@ def forget(
 ) -> ErasureResult:
     """Erase one client of one clinic everywhere in the warehouse (one transaction), rewrite the
     file so no deleted block keeps the data, republish `snapshot` (and its per-clinic copies if
-    they exist). Raises AllianceWatchError when the note names the client."""
+    they exist). On a DuckLake warehouse (configuration; `warehouse` and `snapshot` are not
+    used) the lake's files are purged instead. Raises AllianceWatchError when the note names
+    the client."""
     if operator_note and client_id in operator_note:
         raise AllianceWatchError(
             "--note must not contain the client code: the audit row would keep what was erased"
         )
-    removed: dict[str, int] = {}
     with open_warehouse(warehouse) as conn:
+        from pipelines import ducklake
+
+        if ducklake.is_lake(conn):
+            return _forget_in_lake(conn, clinic_id, client_id, operator_note)
         conn.execute("begin transaction")
         try:
-            for table in _client_tables(conn):
-                n = conn.execute(
-                    f'delete from "{table}" where clinic_id = ? and client_id = ?',  # noqa: S608
-                    [clinic_id, client_id],
-                ).fetchall()[0][0]
-                removed[table] = int(n)
-            # quarantined rows are kept as delivered: any delivered value equal to the code
-            removed["quarantined_rows"] = int(
-                conn.execute(
-                    """
-                    delete from quarantined_rows
-                    where clinic_id = ?
-                      and list_contains(json_extract_string(row_data, '$.*'), ?)
-                    """,
-                    [clinic_id, client_id],
-                ).fetchall()[0][0]
-            )
-            removed["loads.client_ids"] = int(
-                conn.execute(
-                    """
-                    update loads set client_ids = list_filter(client_ids, c -> c <> ?)
-                    where clinic_id = ? and list_contains(client_ids, ?)
-                    """,
-                    [client_id, clinic_id, client_id],
-                ).fetchall()[0][0]
-            )
+            removed = _delete_client(conn, clinic_id, client_id)
             erasure_id = int(conn.execute("select nextval('erasure_id_seq')").fetchall()[0][0])
             conn.execute(
                 "insert into erasures (erasure_id, clinic_id, rows_removed, operator_note) "
@@ -143,7 +203,12 @@ def rewrite(warehouse: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file")
+    p.add_argument(
+        "--warehouse",
+        type=Path,
+        required=True,
+        help="DuckDB warehouse file (not used when configuration selects DuckLake)",
+    )
     p.add_argument("--clinic", required=True, help="clinic_id")
     p.add_argument("--client", required=True, help="the client code to erase")
     p.add_argument("--note", default=None, help="operator note for the audit (not the code)")
@@ -153,7 +218,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.warehouse.is_file():
+    from pipelines import ducklake
+
+    if not ducklake.selected() and not args.warehouse.is_file():
         raise AllianceWatchError(f"--warehouse {args.warehouse}: no such file")
     r = forget(args.warehouse, args.clinic, args.client, args.note, args.snapshot)
     parts = ", ".join(f"{k} {v}" for k, v in sorted(r.rows_removed.items()) if v)
