@@ -223,33 +223,46 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    conn.execute("begin transaction")
-    try:
-        conn.execute(
-            "create table if not exists schema_migrations "
-            "(version varchar not null, applied_at timestamptz)"
-        )
+    """One transaction per migration file (DuckLake 1.4 cannot find a table created earlier in
+    a transaction once another table was dropped in it), then the registry and views in one."""
+    applied: list[str] = []
+    for f in sorted((SQL_DIR / "ducklake").glob("*.sql")):
+        with _transaction(conn):
+            conn.execute(
+                "create table if not exists schema_migrations "
+                "(version varchar not null, applied_at timestamptz)"
+            )
+            version = f"ducklake-{f.stem}"
+            if conn.execute(
+                "select count(*) from schema_migrations where version = ?", [version]
+            ).fetchall()[0][0]:
+                continue
+            conn.execute(f.read_text(encoding="utf-8"))
+            conn.execute("insert into schema_migrations values (?, now())", [version])
+            applied.append(version)
+    views = _views_version()
+    with _transaction(conn):
         done = {r[0] for r in conn.execute("select version from schema_migrations").fetchall()}
-        applied: list[str] = []
-        for f in sorted((SQL_DIR / "ducklake").glob("*.sql")):
-            if f"ducklake-{f.stem}" not in done:
-                conn.execute(f.read_text(encoding="utf-8"))
-                applied.append(f"ducklake-{f.stem}")
-        views = _views_version()
         if applied:
             _load_registry(conn)
         if views not in done:
             create_views(conn)
+            conn.execute("insert into schema_migrations values (?, now())", [views])
             applied.append(views)
-        for version in applied:
-            conn.execute("insert into schema_migrations values (?, now())", [version])
+    _ensure_load_id_sequence(conn)
+    return applied
+
+
+@contextlib.contextmanager
+def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    conn.execute("begin transaction")
+    try:
+        yield
         conn.execute("commit")
     except BaseException:
         with contextlib.suppress(duckdb.Error):
             conn.execute("rollback")
         raise
-    _ensure_load_id_sequence(conn)
-    return applied
 
 
 def _ensure_load_id_sequence(conn: duckdb.DuckDBPyConnection) -> None:

@@ -8,14 +8,18 @@ DAG runs it for many files in parallel.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import hashlib
 import logging
+import multiprocessing
+import os
 import re
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -520,8 +524,78 @@ def _expected_shape(column: str, cfg: ClinicConfig) -> str | None:
 ProgressFn = Callable[[str], None]
 
 
-def ingest_clinic(
-    cfg: ClinicConfig,
+def prepare_workers(deliveries: list[Delivery]) -> int:
+    """How many processes prepare files at once: one per core (`ALLIANCE_WATCH_PREPARE_WORKERS`
+    overrides), never more than the files; 1 means in this process. Preparing is CPU-bound
+    Python (reader, guard, GX), so threads would not help; the DAGs get the same parallelism
+    from mapped `prepare` tasks."""
+    if len(deliveries) < 2:
+        return 1
+    wanted = os.environ.get("ALLIANCE_WATCH_PREPARE_WORKERS", "").strip()
+    n = int(wanted) if wanted.isdigit() and int(wanted) > 0 else (os.cpu_count() or 1)
+    return max(1, min(n, len(deliveries)))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: a worker never outlives the process that loads (if that process is
+    killed, even with SIGKILL, its workers get SIGKILL too; Linux `PR_SET_PDEATHSIG`)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _prepare_in_worker(
+    delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, docs_dir: Path | None
+) -> StagedFile:
+    # Data Docs are rendered once for the run (publish_data_docs), not once per file
+    return prepare_file(delivery, cfg, stage_dir, docs_dir, build_docs=False)
+
+
+def _prepared_in_order(
+    jobs: list[tuple[Delivery, ClinicConfig]],
+    stage_dir: Path,
+    docs_dir: Path | None,
+    progress: ProgressFn | None,
+) -> Generator[StagedFile, None, None]:
+    """Each job's staged file, in the order given, prepared `prepare_workers` at a time.
+
+    With several workers the files are prepared in forked processes (which inherit the
+    already imported GX) while the caller loads the ones that are ready: loading (DuckDB, in
+    this process) overlaps preparing (Python, in the workers). A worker's exception is raised
+    here, in order, and the files not yet prepared are cancelled."""
+    workers = prepare_workers([d for d, _ in jobs])
+    if workers == 1:
+        for i, (d, cfg) in enumerate(jobs, 1):
+            if progress:
+                progress(f"[{cfg.clinic_id}] {i}/{len(jobs)} preparing {d.path.name}")
+            yield _prepare_in_worker(d, cfg, stage_dir, docs_dir)
+        return
+    if progress:
+        progress(f"preparing {len(jobs)} files in {workers} processes")
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
+        futures = [pool.submit(_prepare_in_worker, d, cfg, stage_dir, docs_dir) for d, cfg in jobs]
+        try:
+            for i, ((d, cfg), f) in enumerate(zip(jobs, futures, strict=True), 1):
+                staged = f.result()
+                if progress:
+                    progress(f"[{cfg.clinic_id}] {i}/{len(jobs)} prepared {d.path.name}")
+                yield staged
+        finally:
+            for f in futures:
+                f.cancel()
+
+
+def ingest_clinics(
+    configs: list[ClinicConfig],
     landing: Path,
     warehouse: Path,
     docs_dir: Path | None = None,
@@ -529,24 +603,35 @@ def ingest_clinic(
     progress: ProgressFn | None = None,
     snapshot: Path | None = None,
 ) -> list[FileResult]:
-    """Ingest every new file of one clinic; each file is loaded in its own transaction. With
-    `snapshot`, the analyst snapshot is republished after the loads (when anything changed)."""
+    """Ingest every new file of these clinics; each file is loaded in its own transaction, in
+    clinic then file-name order (a later export of a clinic supersedes an earlier one), while
+    the next files are prepared in parallel. With `snapshot`, the analyst snapshot is
+    republished after the loads (when anything changed)."""
     with open_warehouse(warehouse) as conn:
-        known = known_hashes(conn, cfg.clinic_id, config_fingerprint(cfg))
-    deliveries, rejected = discover(cfg, landing, known, names)
+        known = {
+            c.clinic_id: known_hashes(conn, c.clinic_id, config_fingerprint(c)) for c in configs
+        }
+    jobs: list[tuple[Delivery, ClinicConfig]] = []
+    order: list[FileResult | None] = []  # per clinic: its rejected entries, then its files
+    for cfg in configs:
+        found, bad = discover(cfg, landing, known[cfg.clinic_id], names)
+        jobs += [(d, cfg) for d in found]
+        order += [*bad, *([None] * len(found))]
     results: list[FileResult] = []
     with tempfile.TemporaryDirectory(prefix="aw-stage-") as tmp:
-        staged_all = [StagedFile(result=r) for r in rejected]
-        for i, d in enumerate(deliveries, 1):
-            if progress:
-                progress(f"[{cfg.clinic_id}] {i}/{len(deliveries)} preparing {d.path.name}")
-            # Data Docs are rendered once for the run below, not once per file
-            staged_all.append(prepare_file(d, cfg, Path(tmp), docs_dir, build_docs=False))
-        if deliveries:
+        prepared = _prepared_in_order(jobs, Path(tmp), docs_dir, progress)
+        try:
+            with open_warehouse(warehouse) as conn:
+                for entry in order:
+                    staged = StagedFile(result=entry) if entry else next(prepared)
+                    results.append(load_staged(conn, staged))
+                    for path in (staged.valid_path, staged.quarantine_path):
+                        if path is not None:
+                            path.unlink(missing_ok=True)  # keep the stage folder small
+        finally:
+            prepared.close()  # stops the workers when a load failed
+        if jobs:
             publish_data_docs(docs_dir)
-        with open_warehouse(warehouse) as conn:
-            for s in staged_all:
-                results.append(load_staged(conn, s))
     if snapshot is not None and any(r.status != "already_loaded" for r in results):
         publish_snapshot(warehouse, snapshot)
     for r in results:
@@ -561,6 +646,19 @@ def ingest_clinic(
             r.rows_duplicate,
         )
     return [r for r in results if r.status != "already_loaded"]
+
+
+def ingest_clinic(
+    cfg: ClinicConfig,
+    landing: Path,
+    warehouse: Path,
+    docs_dir: Path | None = None,
+    names: list[str] | None = None,
+    progress: ProgressFn | None = None,
+    snapshot: Path | None = None,
+) -> list[FileResult]:
+    """Ingest every new file of one clinic (see `ingest_clinics`)."""
+    return ingest_clinics([cfg], landing, warehouse, docs_dir, names, progress, snapshot)
 
 
 def publish_data_docs(docs_dir: Path | None) -> str | None:
@@ -582,16 +680,13 @@ def ingest_all(
 ) -> list[FileResult]:
     """Ingest every configured clinic. A clinic whose config is invalid is skipped (its error is
     logged and returned by `load_clinic_configs`); the others go on. With `snapshot`, the
-    analyst snapshot is republished after each clinic's loads."""
+    analyst snapshot is republished after the loads."""
     configs, errors = load_clinic_configs(config_dir)
     for e in errors:
         log.error("clinic config error: %s", e)
-    results: list[FileResult] = []
-    for cfg in configs.values():
-        results.extend(
-            ingest_clinic(cfg, landing, warehouse, docs_dir, progress=progress, snapshot=snapshot)
-        )
-    return results
+    return ingest_clinics(
+        list(configs.values()), landing, warehouse, docs_dir, progress=progress, snapshot=snapshot
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -652,18 +747,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    results: list[FileResult] = []
-    for cfg in configs.values():
-        results.extend(
-            ingest_clinic(
-                cfg,
-                args.landing,
-                args.warehouse,
-                args.docs_dir,
-                progress=progress,
-                snapshot=args.snapshot,
-            )
-        )
+    results = ingest_clinics(
+        list(configs.values()),
+        args.landing,
+        args.warehouse,
+        args.docs_dir,
+        progress=progress,
+        snapshot=args.snapshot,
+    )
     if results:
         print(format_table(results))
     else:

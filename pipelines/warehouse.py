@@ -383,24 +383,21 @@ def stage_measure_batch(
 
 
 def append_history(conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[str, int]) -> None:
-    """Supersede the history rows of changed keys and append every new or changed row."""
-    if counts.get("changed"):
-        conn.execute(
-            f"""
-            update measurements_history as h set superseded_at = now()
-            from batch as b
-            where b.change_kind = 'changed' and h.superseded_at is null
-              and {KEY_JOIN.replace("m.", "h.")}
-            """  # noqa: S608
-        )
+    """Keep the versions this batch replaces: the current rows of changed keys are copied to
+    `measurements_superseded` before they are updated (the view `measurements_history` shows
+    them with every current row). New and identical rows add nothing here."""
+    if not counts.get("changed"):
+        return
     conn.execute(
         f"""
-        insert into measurements_history
-        select {MEASURE_COLUMNS}, ? as source_file, source_line, ? as sha256, ? as load_id,
-               now() as loaded_at, null as superseded_at
-        from batch where change_kind <> 'same'
-        """,  # noqa: S608
-        [r.file_name, r.sha256, r.load_id],
+        insert into measurements_superseded
+        select {", ".join("m." + c.strip() for c in MEASURE_COLUMNS.split(","))},
+               m.source_file, m.source_line, m.sha256, m.load_id, m.loaded_at,
+               now() as superseded_at
+        from measurements as m
+        inner join batch as b on {KEY_JOIN}
+        where b.change_kind = 'changed'
+        """  # noqa: S608 - column names come from constants
     )
 
 

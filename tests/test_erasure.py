@@ -3,6 +3,7 @@ the file's bytes, the snapshots), everyone else is untouched, and the audit hold
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 import sys
@@ -56,6 +57,13 @@ def landscape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     lines = src.read_text().splitlines()
     mine = [re.sub(r"\d\d/\d\d/\d{4}", "99/99/2026", ln) for ln in lines if f'"{client}"' in ln]
     (src.parent / src.name.replace("_all", "_fix")).write_text("\n".join([lines[0], *mine]) + "\n")
+    # and a correction of the client's first SRS, so a superseded version of it is kept too
+    first = next(csv.reader([ln for ln in lines if f'"{client}"' in ln][:1]))
+    srs = [float(v) for v in first[4:8]]
+    srs[3] = 1.0 if srs[3] != 1.0 else 2.0
+    first[7], first[8] = f"{srs[3]:g}", f"{round(sum(srs), 1):g}"
+    corrected = ",".join(f'"{v}"' for v in first)
+    (src.parent / src.name.replace("_all", "_corr")).write_text(f"{lines[0]}\n{corrected}\n")
     ingest_all(root / "config", root / "landing", wh)
     return {"root": root, "wh": wh, "clinic": clinic, "client": client}
 
@@ -65,7 +73,7 @@ def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
     clinic, client = str(landscape["clinic"]), str(landscape["client"])
     snap = publish_snapshot(wh, root / "snap" / "alliance.duckdb", per_clinic=True)
     before = dict(every_value_mentioning(wh, client))
-    for table in ("measurements", "measurements_history", "flags", "alert_episodes"):
+    for table in ("measurements", "measurements_superseded", "flags", "alert_episodes"):
         assert table in before, table
     assert "quarantined_rows" in before and "loads" in before
     assert client.encode() in wh.read_bytes()  # so its absence afterwards means something

@@ -107,7 +107,11 @@ def killed_then_rerun(tmp_path: Path, config: Path, where: str, nth: int) -> Pat
     wh = tmp_path / f"killed-{where}-{nth}.duckdb"
     args = [str(config), str(tmp_path / "landing"), str(wh), where, str(nth)]
     done = subprocess.run(
-        [sys.executable, "-c", KILLER, *args], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-c", KILLER, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,  # a worker left behind by the killed process would hold the pipes open
     )
     assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr[-2000:]
     ingest_all(config, tmp_path / "landing", wh)
