@@ -32,8 +32,9 @@ def clinic_inbox_asset(clinic_id: str, inbox: str):  # type: ignore[no-untyped-d
     from airflow.providers.standard.triggers.file import DirectoryFileDeleteTrigger
     from airflow.sdk import AssetWatcher
 
+    # one directory listing per poke, shared by every clinic's watcher on the same inbox
     trigger = DirectoryFileDeleteTrigger(
-        directory=inbox, filename=f"{clinic_id}.ready", poke_interval=1.0
+        directory=inbox, filename=f"{clinic_id}.ready", poke_interval=0.5
     )
     return Asset(
         name=f"inbox.{clinic_id}",

@@ -5,6 +5,11 @@ Runs whenever `warehouse.measurements` changes. Recomputes features and flags fo
 the triggering loads touched (all clients when run by hand), updates alert episodes, publishes
 the read-only analyst snapshot, and emits `warehouse.flags`. Clinics that opt in
 (`notifications.immediate_high_severity`) hear of new high-severity episodes at once.
+
+One detection at a time (each task runs in at most one run at once), but two runs may be
+active: while one detects, the next is already created for the loads that landed meanwhile and
+starts detecting the moment the first is done, instead of waiting for the first run's notice
+task and bookkeeping. Events that arrive while both are active wait and are batched into one run.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ from assets import WAREHOUSE_FLAGS, WAREHOUSE_MEASUREMENTS, WRITER_POOL
     schedule=[WAREHOUSE_MEASUREMENTS],
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=2,
     tags=["alliance-watch", "detection"],
     default_args={**DEFAULT_ARGS, "owner": "analytics"},
     doc_md=__doc__,
 )
 def detect_ruptures() -> None:
-    @task(pool=WRITER_POOL, outlets=[WAREHOUSE_FLAGS])
+    @task(pool=WRITER_POOL, outlets=[WAREHOUSE_FLAGS], max_active_tis_per_dag=1)
     def detect(triggering_asset_events=None, outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
         from pipelines.jobs import clients_from_events, run_detection
         from pipelines.settings import paths_from_env
@@ -41,7 +46,7 @@ def detect_ruptures() -> None:
         return summary
 
     # in the pool too: it reads the snapshot that the next detection run replaces
-    @task(pool=WRITER_POOL)
+    @task(pool=WRITER_POOL, max_active_tis_per_dag=1)
     def notify_high_severity(summary: dict) -> dict:  # type: ignore[no-untyped-def]
         from pipelines.alerts import notify_high_severity as notify
         from pipelines.settings import paths_from_env

@@ -71,6 +71,15 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
 
         @task
         def prepare(item: dict, run_id=None) -> dict:  # type: ignore[no-untyped-def]
+            import logging
+            import sys
+
+            # the worker should have imported GX before forking this task (pipelines/warmup.py)
+            warm = "great_expectations" in sys.modules
+            logging.getLogger("alliance_watch.ingest").info(
+                "Great Expectations %s",
+                "preloaded by the worker" if warm else "not preloaded: imported by this task",
+            )
             from pipelines.ingest import prepare_item
             from pipelines.settings import paths_from_env
 

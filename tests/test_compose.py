@@ -4,6 +4,9 @@ component) with the shared landing and inbox volumes, after Airflow's official c
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,29 @@ def test_the_image_is_built_from_the_project(compose: dict) -> None:
     for part in ("pipelines", "sql", "expectations", "dags", "uv.lock"):
         assert part in dockerfile, part
         assert (ROOT / part).exists(), part
+
+
+def test_celery_workers_import_the_warm_up_before_forking(compose: dict, tmp_path: Path) -> None:
+    """The workers import GX once (pipelines/warmup.py via Celery `imports`), not per task."""
+    for name in AIRFLOW_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "celery_config.CELERY_CONFIG"
+    probe = (
+        "import json, celery_config as c; "
+        "print(json.dumps([c.CELERY_CONFIG['imports'], sorted(c.CELERY_CONFIG)]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={
+            "PYTHONPATH": str(ROOT / "dags"),
+            "PATH": "/usr/bin:/bin",
+            "AIRFLOW_HOME": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    imports, keys = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "pipelines.warmup" in imports
+    assert {"broker_url", "result_backend", "task_acks_late"} <= set(keys)  # Airflow's defaults

@@ -29,6 +29,8 @@ out = {
             "tags": sorted(d.tags or []),
             "retries": [t.retries for t in d.tasks],
             "pools": {t.task_id: t.pool for t in d.tasks},
+            "max_active_runs": d.max_active_runs,
+            "max_active_tis_per_dag": {t.task_id: t.max_active_tis_per_dag for t in d.tasks},
             "catchup": d.catchup,
         }
         for d in bag.dags.values()
@@ -93,3 +95,40 @@ def test_every_task_that_opens_the_warehouse_is_in_the_writer_pool(dagbag: dict)
 def test_parsing_is_fast_and_never_imports_great_expectations(dagbag: dict) -> None:
     assert dagbag["gx_imported"] is False
     assert dagbag["parse_s"] < 5.0  # all DAG files together, cold, on a 2-core machine
+
+
+def test_detection_runs_one_at_a_time_with_the_next_run_ready(dagbag: dict) -> None:
+    """Two detection runs may be active (the second collects the loads that land meanwhile), but
+    each task runs in one of them at a time, also under DuckLake where no pool serializes them."""
+    d = dagbag["dags"]["detect_ruptures"]
+    assert d["max_active_runs"] == 2
+    assert d["max_active_tis_per_dag"] == {"detect": 1, "notify_high_severity": 1}
+
+
+WARMUP_PROBE = r"""
+import json, sys, threading
+import pipelines.warmup as w
+print(json.dumps({
+    "preloaded": sorted(w.PRELOADED),
+    "airflow": sorted(m for m in sys.modules if m.split(".")[0] == "airflow"),
+    "threads": [t.name for t in threading.enumerate()],
+}))
+"""
+
+
+def test_worker_warm_up_imports_gx_and_no_airflow_and_starts_no_thread() -> None:
+    """pipelines/warmup.py runs in a forkserver / Celery parent before each fork: it must import
+    what the tasks need and leave nothing that is unsafe to fork (threads) or Airflow's."""
+    out = subprocess.run(
+        [sys.executable, "-c", WARMUP_PROBE], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {
+        "great_expectations",
+        "pipelines.validate",
+        "pipelines.ingest",
+        "pipelines.jobs",
+    } <= set(got["preloaded"])
+    assert got["airflow"] == []
+    assert got["threads"] == ["MainThread"]

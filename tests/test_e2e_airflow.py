@@ -99,6 +99,41 @@ class Stack:
                 "select dag_id, task_id, state, try_number from task_instance"
             ).fetchall()
 
+    def timeline(self, since: float) -> str:
+        """Where the time went: asset events, runs and task instances, in seconds after the
+        wall-clock time `since` (from the metadata DB)."""
+
+        def at(ts: str | None) -> str:
+            if ts is None:
+                return "   -  "
+            t = dt.datetime.fromisoformat(ts.replace(" ", "T"))
+            t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+            return f"{t.timestamp() - since:6.2f}"
+
+        lines = []
+        with contextlib_closing(self.db()) as c:
+            for name, ts in c.execute(
+                "select a.name, e.timestamp from asset_event e join asset a on a.id = e.asset_id"
+                " where e.timestamp >= ? order by e.id",
+                [dt.datetime.fromtimestamp(since - 1, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")],
+            ):
+                lines.append(f"  event {name:24} {at(ts)}")
+            runs = c.execute(
+                "select dag_id, run_id, queued_at, start_date, end_date from dag_run"
+                " where queued_at >= ? order by id",
+                [dt.datetime.fromtimestamp(since - 1, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")],
+            ).fetchall()
+            for dag_id, run_id, q, s0, e in runs:
+                lines.append(f"  run   {dag_id:24} queued {at(q)} start {at(s0)} end {at(e)}")
+                for task_id, mi, tq, ts0, te in c.execute(
+                    "select task_id, map_index, queued_dttm, start_date, end_date"
+                    " from task_instance where dag_id = ? and run_id = ? order by start_date",
+                    [dag_id, run_id],
+                ):
+                    name = task_id if mi < 0 else f"{task_id}[{mi}]"
+                    lines.append(f"    {name:28} queued {at(tq)} start {at(ts0)} end {at(te)}")
+        return "\n".join(lines)
+
     def flags(self) -> set[tuple[str, str]]:
         """Flagged (clinic, client) pairs in the analyst snapshot (never the live file)."""
         snap = self.home / "warehouse" / "snapshot" / "alliance_snapshot.duckdb"
@@ -202,22 +237,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def test_two_markers_at_once_ingest_both_and_detect_within_target(stack: Stack) -> None:
     inbox = stack.home / "inbox"
     t0 = time.monotonic()
+    wall0 = time.time()
     (inbox / "alpha.ready").touch()
     (inbox / "beta.ready").touch()
-    stack.wait_runs("ingest_alpha", 1)
-    stack.wait_runs("ingest_beta", 1)
     # detection may run once for both events or once per event; wait until both are flagged
-    deadline = time.monotonic() + 90
+    # in what analysts read (the snapshot each detection publishes atomically)
+    snapshot = stack.home / "warehouse" / "snapshot" / "alliance_snapshot.duckdb"
+    deadline = time.monotonic() + 120
     flagged: set[tuple[str, str]] = set()
     while time.monotonic() < deadline:
-        if any(st == "success" for _, st in stack.runs("detect_ruptures")):
-            flagged = stack.flags()
+        if snapshot.exists():
+            try:
+                flagged = stack.flags()
+            except duckdb.CatalogException:  # published by a load before any detection
+                flagged = set()
             if {("alpha", "A001"), ("beta", "B001")} <= flagged:
                 break
-        time.sleep(0.25)
+        time.sleep(0.1)
     latency = time.monotonic() - t0
     print(f"\nmarker -> flags latency (two clinics at once): {latency:.1f} s")
     assert flagged == {("alpha", "A001"), ("beta", "B001")}
+    stack.wait_runs("ingest_alpha", 1)
+    stack.wait_runs("ingest_beta", 1)
     assert not (inbox / "alpha.ready").exists() and not (inbox / "beta.ready").exists()
     assert [st for _, st in stack.runs("ingest_alpha")] == ["success"]
     assert [st for _, st in stack.runs("ingest_beta")] == ["success"]
@@ -226,9 +267,16 @@ def test_two_markers_at_once_ingest_both_and_detect_within_target(stack: Stack) 
     # no lock failure: nothing failed, nothing needed a second try
     bad = [t for t in tis if t[2] not in ("success", "skipped") or t[3] != 1]
     assert bad == [], bad
-    # Target 15 s. Measured ~70 s on 2 cores: each `prepare` spends 30-40 s importing and
-    # running Great Expectations; the rest is ~1 s per task hand-off. 150 s is the alarm.
-    assert latency <= 150, latency
+    print(f"seconds after the markers were written:\n{stack.timeline(wall0)}")
+    # each file's validation ran in a warm task: GX was imported by the worker, not the task
+    logs = stack.airflow_home / "logs"
+    for clinic in ("alpha", "beta"):
+        (log,) = logs.glob(f"dag_id=ingest_{clinic}/run_id=*/task_id=prepare/map_index=0/*.log")
+        assert "Great Expectations preloaded by the worker" in log.read_text(), log
+    # Target 15 s; measured 8-12 s on 2 cores (docs/operations.md, "Latency"), ~20-32 s before
+    # the workers preloaded GX. 30 s catches a lost preload or a slow hand-off without
+    # failing on a busy machine.
+    assert latency <= 30, latency
 
 
 def test_files_after_the_marker_wait_for_the_next_marker(stack: Stack) -> None:

@@ -103,6 +103,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        # as docker-compose.yml: quick hand-offs, workers that import GX once before forking
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "celery_config.CELERY_CONFIG",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         # every component must share the secrets: task tokens (JWT), the log servers' key and
@@ -184,6 +187,18 @@ def test_one_clinic_end_to_end_on_celery_and_postgres(stack: dict) -> None:
         "the asset watcher",
         stack,
     )
+
+    # the latest missed digest and freshness runs fire once at start (catchup off) and hold the
+    # writer slot and the worker: let them finish so the latency is the marker's alone
+    def start_up_runs_done() -> bool:
+        busy, started = _pg_rows(
+            db,
+            "select count(*) filter (where state in ('queued', 'running')), count(*) filter "
+            "(where dag_id = 'feed_freshness' or dag_id like 'weekly_digest_%') from dag_run",
+        )[0]
+        return busy == 0 and started >= 2
+
+    _wait(start_up_runs_done, 180, "the start-up runs to finish", stack)
     time.sleep(2)
     (stack["home"] / "inbox" / "north.ready").touch()
     latency = _wait(
@@ -199,6 +214,8 @@ def test_one_clinic_end_to_end_on_celery_and_postgres(stack: dict) -> None:
         stack,
     )
     print(f"\nCelery/Postgres: marker -> flags {latency:.1f} s")
+    # measured 8-9 s (13 s before the workers preloaded GX); see docs/operations.md
+    assert latency <= 30, latency
     # the ingest run ends with its data_docs task, which may still run after detection
     _wait(
         lambda: (
@@ -221,6 +238,11 @@ def test_one_clinic_end_to_end_on_celery_and_postgres(stack: dict) -> None:
     )
     assert hosts and all(h for _, h in hosts)
     assert "celery@" in (stack["logs"] / "worker.log").read_text(errors="replace")
+    # the worker imported GX before forking (Celery `imports`, dags/celery_config.py)
+    (log,) = (stack["home"] / "airflow" / "logs").glob(
+        "dag_id=ingest_north/run_id=*/task_id=prepare/map_index=0/*.log"
+    )
+    assert "Great Expectations preloaded by the worker" in log.read_text(), log
     snap = stack["home"] / "warehouse" / "snapshot" / "alliance_snapshot.duckdb"
     copy = stack["home"] / "snap_copy.duckdb"
     shutil.copy(snap, copy)
