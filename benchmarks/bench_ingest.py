@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -117,6 +118,49 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class TreeMemory:
+    """Peak memory of this process and its children (the prepare workers), sampled every 50 ms:
+    the sum of RSS (counts pages the forked workers share with this process once per process,
+    so it over-states) and the sum of PSS (shares those pages out: the machine's real cost)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import psutil
+
+        self._psutil = psutil
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        me = self._psutil.Process()
+        rss = pss = 0
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                info = p.memory_full_info()
+            except (self._psutil.NoSuchProcess, self._psutil.AccessDenied):
+                continue
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def __enter__(self) -> TreeMemory:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def raw_duckdb_load(files: list[Path], db: Path) -> float:
     """Seconds for DuckDB alone to read the same CSVs and insert them into one table."""
     t0 = time.perf_counter()
@@ -214,7 +258,8 @@ def bench(rows: int, clinics: int, files_per_clinic: int, docs: bool) -> dict[st
 
         gc.collect()
         reset = reset_peak_rss()
-        secs, timer, results = run_pipeline(root, root / "warehouse.duckdb", docs)
+        with TreeMemory() as tree:
+            secs, timer, results = run_pipeline(root, root / "warehouse.duckdb", docs)
         loaded = sum(r.rows_loaded for r in results)
         bad = [r for r in results if r.status not in ("loaded",)]
         n = landing["rows"]
@@ -232,6 +277,11 @@ def bench(rows: int, clinics: int, files_per_clinic: int, docs: bool) -> dict[st
             "rows_per_s": round(n / secs),
             "ratio_to_raw": round(secs / raw_s, 2),
             "peak_rss_mb": round(peak_rss_mb()),  # of the pipeline phase when reset worked
+            # with the prepare workers (sampled; RSS sums count shared pages once per process)
+            "peak_tree_rss_mb": round(tree.peak_rss / 2**20),
+            "peak_tree_pss_mb": round(tree.peak_pss / 2**20),
+            "prepare_workers": int(os.environ.get("ALLIANCE_WATCH_PREPARE_WORKERS") or 0)
+            or os.cpu_count(),
             "peak_rss_reset": reset,
             "peak_rss_before_pipeline_mb": round(before_mb),
             "rows_loaded": loaded,

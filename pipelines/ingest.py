@@ -379,6 +379,14 @@ def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
     key = ", ".join(CROSS_PART_KEYS[dataset])
     con = duckdb.connect()
     try:
+        # keys alone first: no key in two parts (the usual case) needs nothing more
+        repeats = con.execute(
+            f"select count(*) from (select {key} from read_parquet(?) "  # noqa: S608
+            f"group by {key} having count(*) > 1)",
+            [str(staged.valid_path)],
+        ).fetchall()[0][0]
+        if not repeats:
+            return None
         con.execute("create table v as select * from read_parquet(?)", [str(staged.valid_path)])
         cols = [c for (c,) in con.execute("select name from pragma_table_info('v')").fetchall()]
         values = ", ".join(f"{c} := {c}" for c in cols if c not in ("source_line", "source_file"))
@@ -536,9 +544,10 @@ def prepare_workers(deliveries: list[Delivery]) -> int:
     return max(1, min(n, len(deliveries)))
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: a worker never outlives the process that loads (if that process is
-    killed, even with SIGKILL, its workers get SIGKILL too; Linux `PR_SET_PDEATHSIG`)."""
+def _init_worker(parent: int) -> None:
+    """Worker initializer. A worker never outlives the process that loads: if that process is
+    killed, even with SIGKILL, its workers get SIGKILL too (Linux `PR_SET_PDEATHSIG`). Arrow
+    allocates from the C heap, so `_release_memory` can hand a file's memory back."""
     import ctypes
     import signal
 
@@ -546,12 +555,34 @@ def _die_with_parent(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _release_memory() -> None:
+    """Return what one file's preparation freed to the system, so a worker's footprint stays
+    that of one part rather than growing with every file (glibc keeps freed memory otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _prepare_in_worker(
     delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, docs_dir: Path | None
 ) -> StagedFile:
     # Data Docs are rendered once for the run (publish_data_docs), not once per file
+    try:
+        return prepare_file(delivery, cfg, stage_dir, docs_dir, build_docs=False)
+    finally:
+        _release_memory()
+
+
+def _prepare_here(
+    delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, docs_dir: Path | None
+) -> StagedFile:
     return prepare_file(delivery, cfg, stage_dir, docs_dir, build_docs=False)
 
 
@@ -572,17 +603,24 @@ def _prepared_in_order(
         for i, (d, cfg) in enumerate(jobs, 1):
             if progress:
                 progress(f"[{cfg.clinic_id}] {i}/{len(jobs)} preparing {d.path.name}")
-            yield _prepare_in_worker(d, cfg, stage_dir, docs_dir)
+            yield _prepare_here(d, cfg, stage_dir, docs_dir)
         return
     if progress:
         progress(f"preparing {len(jobs)} files in {workers} processes")
+    import gc
+
+    # Objects that exist now are never collected in the workers: the collector then does not
+    # touch (and so copy) the pages the forked workers share with this process.
+    gc.collect()
+    gc.freeze()
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
-        initializer=_die_with_parent,
+        initializer=_init_worker,
         initargs=(os.getpid(),),
     ) as pool:
         futures = [pool.submit(_prepare_in_worker, d, cfg, stage_dir, docs_dir) for d, cfg in jobs]
+        gc.unfreeze()  # the workers exist now (a fork pool starts them all at the first submit)
         try:
             for i, ((d, cfg), f) in enumerate(zip(jobs, futures, strict=True), 1):
                 staged = f.result()

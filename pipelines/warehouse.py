@@ -364,11 +364,11 @@ def stage_measure_batch(
                     else 'changed'
                 end as change_kind
             from incoming as b
-            left join measurements as m on {KEY_JOIN}
+            left join (select * from measurements where clinic_id = ?) as m on {KEY_JOIN}
         )
         select * from classified
         """,  # noqa: S608 - column names come from constants
-        [clinic_id, src],
+        [clinic_id, src, clinic_id],
     )
     key = ", ".join(MEASURE_KEY)
     dupkeys = conn.execute(

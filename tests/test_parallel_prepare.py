@@ -1,0 +1,89 @@
+"""Files prepared in worker processes while the loader commits: the warehouse ends up exactly as
+when one process does everything in order, and a worker's failure stops the run clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines import ingest
+from pipelines.config import load_clinic_configs
+from pipelines.ingest import ingest_all
+from tests.test_exactly_once import contents
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three sample clinics (wide CSV, Parquet, semicolon/latin-1), several files each."""
+    root = tmp_path_factory.mktemp("parallel")
+    subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "11"]
+        + ["--clients", "30", "--period", "month", "--as-of", "2026-06-01"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return root
+
+
+def run_with(workers: int, root: Path, wh: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", str(workers))
+    seen: list[str] = []
+    results = ingest_all(root / "config", root / "landing", wh, progress=seen.append)
+    assert results, "the generated landing has files"
+    return seen
+
+
+def test_workers_give_the_same_warehouse_as_one_process(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = [p for p in (generated / "landing").rglob("*") if p.is_file()]
+    assert len(files) >= 6
+    one = run_with(1, generated, tmp_path / "one.duckdb", monkeypatch)
+    two = run_with(2, generated, tmp_path / "two.duckdb", monkeypatch)
+    assert not any("processes" in m for m in one)
+    assert any(f"preparing {len(files)} files in 2 processes" in m for m in two)
+    a, b = contents(tmp_path / "one.duckdb"), contents(tmp_path / "two.duckdb")
+    assert a == b
+    assert len(a["measurements"]) > 1000
+
+
+def test_a_failing_worker_stops_the_run_and_keeps_what_was_loaded(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline fault in a worker (not a data problem) is raised to the caller; the files
+    loaded before it stay loaded, and the rerun loads the rest."""
+    monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", "2")
+    real = ingest.prepare_file
+    calls = {"n": 0}
+
+    def third_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if args[0].path.name == first_names[2]:
+            raise RuntimeError("engine fault")
+        return real(*args, **kwargs)
+
+    configs, _ = load_clinic_configs(generated / "config")
+    first_names = [
+        p.name for cfg in configs.values() for p in ingest.list_landing(cfg, generated / "landing")
+    ]
+    monkeypatch.setattr(ingest, "prepare_file", third_fails)
+    wh = tmp_path / "wh.duckdb"
+    with pytest.raises(RuntimeError, match="engine fault"):
+        ingest_all(generated / "config", generated / "landing", wh)
+    monkeypatch.setattr(ingest, "prepare_file", real)
+    rest = ingest_all(generated / "config", generated / "landing", wh)
+    assert [r.file_name for r in rest] == first_names[2:]  # the first two stayed loaded
+    monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", "1")
+    assert contents(wh) == contents(_clean(generated, tmp_path))
+
+
+def _clean(root: Path, tmp_path: Path) -> Path:
+    wh = tmp_path / "clean.duckdb"
+    ingest_all(root / "config", root / "landing", wh)
+    return wh
