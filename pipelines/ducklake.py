@@ -42,7 +42,6 @@ import duckdb
 from pipelines.errors import AllianceWatchError, WarehouseBusy
 from pipelines.warehouse import (
     KEY_JOIN,
-    MEASURE_COLUMNS,
     SQL_DIR,
     FileResult,
     StagedFile,
@@ -50,6 +49,7 @@ from pipelines.warehouse import (
     append_history,
     create_views,
     finish_measure_batch,
+    insert_measurements,
     memory_limit,
     stage_measure_batch,
 )
@@ -502,16 +502,8 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
             where exists (select 1 from batch as b where b.change_kind = 'changed' and {KEY_JOIN})
             """  # noqa: S608
         )
-    conn.execute(
-        f"""
-        insert into measurements
-        select {MEASURE_COLUMNS}, ? as source_file, source_line, ? as sha256, ? as load_id,
-               now() as loaded_at
-        from batch where change_kind <> 'same'
-        """,  # noqa: S608
-        [r.file_name, r.sha256, r.load_id],
-    )
-    finish_measure_batch(conn, r, counts)
+    insert_measurements(conn, r, src, include_changed=True)
+    finish_measure_batch(conn, r, counts, src)
 
 
 def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:

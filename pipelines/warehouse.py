@@ -343,43 +343,72 @@ MEASURE_COLUMNS = ", ".join(
 )
 
 
+FILE_KEY = ("client_id", "session_number", "instrument")  # the key within one clinic's file
+
+
+# The staged file's rows as a subquery; parameters: the clinic_id, then the file's path.
+INCOMING = "(select * replace (? as clinic_id) from read_parquet(?))"
+
+
 def stage_measure_batch(
     conn: duckdb.DuckDBPyConnection, clinic_id: str, src: str
 ) -> dict[str, int]:
-    """Classify a staged file's rows as new, same (identical to the current value) or changed,
-    in temp table `batch`; refuse duplicate keys. Returns the count per kind."""
+    """Classify a staged file's rows as new, same (identical to the current value) or changed;
+    refuse duplicate keys. Returns the count per kind.
+
+    Only rows whose key is already current are materialized, in temp table `batch` (with their
+    `change_kind`, same or changed): usually few, so a delivery of new sessions is read from
+    its staged file once more when inserted instead of being copied in memory first."""
     same_values = " and ".join(f"b.{c} is not distinct from m.{c}" for c in VALUE_COLUMNS)
     conn.execute(
         f"""
         create or replace temp table batch as
-        with incoming as (
-            select * replace (? as clinic_id) from read_parquet(?)
-        ),
-        classified as (
-            select
-                b.*,
-                case
-                    when m.clinic_id is null then 'new'
-                    when {same_values} then 'same'
-                    else 'changed'
-                end as change_kind
-            from incoming as b
-            left join (select * from measurements where clinic_id = ?) as m on {KEY_JOIN}
-        )
-        select * from classified
+        select
+            b.*,
+            case when {same_values} then 'same' else 'changed' end as change_kind
+        from {INCOMING} as b
+        inner join (select * from measurements where clinic_id = ?) as m on {KEY_JOIN}
         """,  # noqa: S608 - column names come from constants
         [clinic_id, src, clinic_id],
     )
-    key = ", ".join(MEASURE_KEY)
-    dupkeys = conn.execute(
-        f"select count(*) - count(distinct ({key})) from batch"  # noqa: S608
-    ).fetchall()[0][0]
+    key = ", ".join(FILE_KEY)
+    rows, dupkeys = conn.execute(
+        f"select count(*), count(*) - count(distinct ({key})) from read_parquet(?)",  # noqa: S608
+        [src],
+    ).fetchall()[0]
     if dupkeys:
         raise AssertionError("validation let duplicate keys through; refusing to load")
-    return {
+    counts = {
         kind: int(n)
         for kind, n in conn.execute("select change_kind, count(*) from batch group by 1").fetchall()
     }
+    counts["new"] = int(rows) - sum(counts.values())
+    return {k: n for k, n in counts.items() if n}
+
+
+def _not_in_batch(kinds: tuple[str, ...]) -> str:
+    """A condition on incoming row `b`: its key is not among the batch rows of these kinds."""
+    on = " and ".join(f"k.{c} = b.{c}" for c in FILE_KEY)
+    listed = ", ".join(f"'{k}'" for k in kinds)
+    return f"not exists (select 1 from batch as k where k.change_kind in ({listed}) and {on})"  # noqa: S608
+
+
+def insert_measurements(
+    conn: duckdb.DuckDBPyConnection, r: FileResult, src: str, include_changed: bool = False
+) -> None:
+    """Insert the staged file's new rows (keys not current yet) as current values, and with
+    `include_changed` its changed rows too (for a store that deletes and re-inserts them)."""
+    skip = ("same",) if include_changed else ("same", "changed")
+    conn.execute(
+        f"""
+        insert into measurements
+        select {", ".join("b." + c.strip() for c in MEASURE_COLUMNS.split(","))},
+               ? as source_file, b.source_line, ? as sha256, ? as load_id, now() as loaded_at
+        from {INCOMING} as b
+        where {_not_in_batch(skip)}
+        """,  # noqa: S608 - column names come from constants
+        [r.file_name, r.sha256, r.load_id, r.clinic_id, src],
+    )
 
 
 def append_history(conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[str, int]) -> None:
@@ -402,15 +431,18 @@ def append_history(conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[
 
 
 def finish_measure_batch(
-    conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[str, int]
+    conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[str, int], src: str
 ) -> None:
-    """Record what the batch loaded on the file's result, and drop the batch."""
+    """Record what the batch loaded on the file's result (the clients of every row that was not
+    identical to its current value), and drop the batch."""
     r.rows_loaded = counts.get("new", 0) + counts.get("changed", 0)
     r.rows_duplicate += counts.get("same", 0)
     r.clients_touched = [
         c
         for (c,) in conn.execute(
-            "select distinct client_id from batch where change_kind <> 'same' order by 1"
+            f"select distinct client_id from {INCOMING} as b "  # noqa: S608
+            f"where {_not_in_batch(('same',))} order by 1",
+            [r.clinic_id, src],
         ).fetchall()
     ]
     conn.execute("drop table batch")
@@ -439,17 +471,8 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
         return
     counts = stage_measure_batch(conn, r.clinic_id, src)
     append_history(conn, r, counts)
-    # new keys: a plain insert (far cheaper than insert-or-replace on the primary key);
-    # corrected keys: update the current row's values in place
-    conn.execute(
-        f"""
-        insert into measurements
-        select {MEASURE_COLUMNS}, ? as source_file, source_line, ? as sha256, ? as load_id,
-               now() as loaded_at
-        from batch where change_kind = 'new'
-        """,  # noqa: S608
-        [r.file_name, r.sha256, r.load_id],
-    )
+    # new keys: a plain insert; corrected keys: update the current row's values in place
+    insert_measurements(conn, r, src)
     updates = ", ".join(f"{c} = b.{c}" for c in VALUE_COLUMNS)
     conn.execute(
         f"""
@@ -461,7 +484,7 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
         """,  # noqa: S608
         [r.file_name, r.sha256, r.load_id],
     )
-    finish_measure_batch(conn, r, counts)
+    finish_measure_batch(conn, r, counts, src)
 
 
 def publish_snapshot(warehouse: Path, snapshot: Path, per_clinic: bool = False) -> Path:
