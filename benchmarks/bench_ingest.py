@@ -119,7 +119,7 @@ def peak_rss_mb() -> float:
 
 
 class TreeMemory:
-    """Peak memory of this process and its children (the prepare workers), sampled every 50 ms:
+    """Peak memory of this process and its children (the prepare workers), sampled every 250 ms:
     the sum of RSS (counts pages the forked workers share with this process once per process,
     so it over-states) and the sum of PSS (shares those pages out: the machine's real cost)."""
 
@@ -148,7 +148,7 @@ class TreeMemory:
         self.peak_pss = max(self.peak_pss, pss)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(0.25):
             self._sample()
 
     def __enter__(self) -> TreeMemory:
@@ -245,51 +245,72 @@ def run_pipeline(root: Path, warehouse_path: Path, docs: bool) -> tuple[float, S
 
 
 def bench(rows: int, clinics: int, files_per_clinic: int, docs: bool) -> dict[str, Any]:
+    """Generate the files here, then measure in a fresh process (as `alliance-watch ingest`
+    runs): the raw DuckDB load and the pipeline share that process, and neither inherits the
+    generator's memory (the prepare workers are forked from it)."""
+    import subprocess
+
     with tempfile.TemporaryDirectory(prefix="aw-bench-") as d:
         root = Path(d)
         t0 = time.perf_counter()
         landing = make_landing(root, rows, clinics, files_per_clinic)
         gen_s = time.perf_counter() - t0
+        (root / "files.json").write_text(json.dumps([str(f) for f in landing["files"]]))
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_ingest", "--measure", str(root)]
+            + (["--docs"] if docs else []),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        out: dict[str, Any] = json.loads(done.stdout)
         size = sum(f.stat().st_size for f in landing["files"])
-        raw_s = raw_duckdb_load(landing["files"], root / "raw.duckdb")
-        (root / "raw.duckdb").unlink()
-        before_mb = peak_rss_mb()
-        import gc
-
-        gc.collect()
-        reset = reset_peak_rss()
-        with TreeMemory() as tree:
-            secs, timer, results = run_pipeline(root, root / "warehouse.duckdb", docs)
-        loaded = sum(r.rows_loaded for r in results)
-        bad = [r for r in results if r.status not in ("loaded",)]
-        n = landing["rows"]
-        stages = {k: round(v, 2) for k, v in sorted(timer.seconds.items())}
         return {
             "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "rows": n,
+            "rows": landing["rows"],
             "clinics": clinics,
             "files": len(landing["files"]),
             "csv_mb": round(size / 1e6, 1),
             "data_docs": docs,
             "generate_s": round(gen_s, 2),
-            "raw_duckdb_s": round(raw_s, 2),
-            "pipeline_s": round(secs, 2),
-            "rows_per_s": round(n / secs),
-            "ratio_to_raw": round(secs / raw_s, 2),
-            "peak_rss_mb": round(peak_rss_mb()),  # of the pipeline phase when reset worked
-            # with the prepare workers (sampled; RSS sums count shared pages once per process)
-            "peak_tree_rss_mb": round(tree.peak_rss / 2**20),
-            "peak_tree_pss_mb": round(tree.peak_pss / 2**20),
-            "prepare_workers": int(os.environ.get("ALLIANCE_WATCH_PREPARE_WORKERS") or 0)
-            or os.cpu_count(),
-            "peak_rss_reset": reset,
-            "peak_rss_before_pipeline_mb": round(before_mb),
-            "rows_loaded": loaded,
-            "files_not_clean": [(r.file_name, r.status, r.top_reasons[:2]) for r in bad],
-            "stage_s": stages,
-            "stage_calls": dict(timer.calls),
+            **out,
+            "rows_per_s": round(landing["rows"] / out["pipeline_s"]),
             "floor": {"rows_per_s": 250_000, "ratio_to_raw": 15, "peak_rss_mb": 1536},
         }
+
+
+def measure(root: Path, docs: bool) -> dict[str, Any]:
+    """In a fresh process: the raw DuckDB load of the generated files, then the pipeline."""
+    files = [Path(f) for f in json.loads((root / "files.json").read_text())]
+    raw_s = raw_duckdb_load(files, root / "raw.duckdb")
+    (root / "raw.duckdb").unlink()
+    before_mb = peak_rss_mb()
+    import gc
+
+    gc.collect()
+    reset = reset_peak_rss()
+    with TreeMemory() as tree:
+        secs, timer, results = run_pipeline(root, root / "warehouse.duckdb", docs)
+    bad = [r for r in results if r.status not in ("loaded",)]
+    return {
+        "raw_duckdb_s": round(raw_s, 2),
+        "pipeline_s": round(secs, 2),
+        "ratio_to_raw": round(secs / raw_s, 2),
+        # the loading process alone (the high-water mark since the reset, when it worked)
+        "peak_rss_mb": round(peak_rss_mb()),
+        # with the prepare workers, sampled every 250 ms: RSS sums count the pages the workers
+        # share with their parent once per process; PSS shares them out (the machine's cost)
+        "peak_tree_rss_mb": round(tree.peak_rss / 2**20),
+        "peak_tree_pss_mb": round(tree.peak_pss / 2**20),
+        "prepare_workers": int(os.environ.get("ALLIANCE_WATCH_PREPARE_WORKERS") or 0)
+        or os.cpu_count(),
+        "peak_rss_reset": reset,
+        "peak_rss_before_pipeline_mb": round(before_mb),
+        "rows_loaded": sum(r.rows_loaded for r in results),
+        "files_not_clean": [(r.file_name, r.status, r.top_reasons[:2]) for r in bad],
+        "stage_s": {k: round(v, 2) for k, v in sorted(timer.seconds.items())},
+        "stage_calls": dict(timer.calls),
+    }
 
 
 def profile(n_files: int, rows: int, docs: bool) -> dict[str, Any]:
@@ -307,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", action="store_true", help="also build GX Data Docs")
     ap.add_argument("--profile", action="store_true", help="10 files of 300 rows, per-file cost")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON here")
+    ap.add_argument("--measure", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.measure:  # the child process of `bench`
+        print(json.dumps(measure(args.measure, args.docs), default=str))
+        return 0
     if args.profile:
         result = profile(10, 300, args.docs)
     else:

@@ -37,6 +37,7 @@ from pipelines.warehouse import (
     FileResult,
     StagedFile,
     known_hashes,
+    load_memory_limit,
     load_staged,
     open_warehouse,
     publish_snapshot,
@@ -609,6 +610,8 @@ def _prepared_in_order(
         progress(f"preparing {len(jobs)} files in {workers} processes")
     import gc
 
+    from pipelines import validate  # noqa: F401 - GX imported once, shared by the workers
+
     # Objects that exist now are never collected in the workers: the collector then does not
     # touch (and so copy) the pages the forked workers share with this process.
     gc.collect()
@@ -660,6 +663,7 @@ def ingest_clinics(
         prepared = _prepared_in_order(jobs, Path(tmp), docs_dir, progress)
         try:
             with open_warehouse(warehouse) as conn:
+                conn.execute(f"set memory_limit = '{load_memory_limit()}'")
                 for entry in order:
                     staged = StagedFile(result=entry) if entry else next(prepared)
                     results.append(load_staged(conn, staged))
