@@ -455,6 +455,9 @@ def _detect(
             EPISODE_COLUMNS,
             scoped=clients is not None,
         )
+        # a DuckLake table has no now() default: new flags get their time here, in the same
+        # transaction (a no-op on the embedded file, whose default already set it)
+        conn.execute("update flags set detected_at = now() where detected_at is null")
         conn.execute("commit")
     except Exception:
         conn.execute("rollback")

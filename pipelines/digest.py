@@ -1057,7 +1057,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write (and send, when ALLIANCE_WATCH_SMTP_HOST is set) the digests; 1 if a send failed."""
-    if not Path(args.warehouse).is_file():
+    from pipelines import ducklake
+
+    if not ducklake.selected() and not Path(args.warehouse).is_file():
         raise AllianceWatchError(f"warehouse {args.warehouse} does not exist; run ingest first")
     smtp = SmtpSettings.from_env()
     summary = run_weekly_digest(args.warehouse, args.config_dir, args.date, args.out, smtp)

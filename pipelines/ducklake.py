@@ -507,8 +507,9 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
 
 
 def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:
-    """Give flags written by `pipelines.detect.detect` their `detected_at` (DuckLake has no
-    now() default); returns the rows stamped. Call it after detect() on a DuckLake warehouse."""
+    """Give flags without a `detected_at` their time (DuckLake has no now() default); returns
+    the rows stamped. `pipelines.detect.detect` now stamps its own flags in its transaction, so
+    this only mends flags written by an older version."""
 
     def once() -> int:
         row = conn.execute(
