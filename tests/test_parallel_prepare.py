@@ -60,13 +60,11 @@ def test_a_failing_worker_stops_the_run_and_keeps_what_was_loaded(
     loaded before it stay loaded, and the rerun loads the rest."""
     monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", "2")
     real = ingest.prepare_file
-    calls = {"n": 0}
 
-    def third_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if args[0].path.name == first_names[2]:
+    def third_fails(delivery, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if delivery.path.name == first_names[2]:
             raise RuntimeError("engine fault")
-        return real(*args, **kwargs)
+        return real(delivery, *args, **kwargs)
 
     configs, _ = load_clinic_configs(generated / "config")
     first_names = [
@@ -87,3 +85,18 @@ def _clean(root: Path, tmp_path: Path) -> Path:
     wh = tmp_path / "clean.duckdb"
     ingest_all(root / "config", root / "landing", wh)
     return wh
+
+
+def test_files_in_many_parts_on_workers_give_the_same_warehouse(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files cut into many small parts, prepared by two workers: the same rows, line numbers,
+    quarantine and counts as one process reading each file whole."""
+    from pipelines import batching
+
+    monkeypatch.setattr(batching, "DEFAULT_PART_BYTES", 4096)
+    run_with(2, generated, tmp_path / "parts.duckdb", monkeypatch)
+    monkeypatch.setattr(batching, "DEFAULT_PART_BYTES", 64 * 1024 * 1024)
+    run_with(1, generated, tmp_path / "whole.duckdb", monkeypatch)
+    assert contents(tmp_path / "parts.duckdb") == contents(tmp_path / "whole.duckdb")
+    assert not list(tmp_path.glob("**/*.parts"))
