@@ -556,6 +556,9 @@ def _init_worker(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
+    # the loader is the pipeline's critical path: the workers take the CPU it leaves
+    with contextlib.suppress(OSError):
+        os.nice(int(os.environ.get("ALLIANCE_WATCH_PREPARE_NICE", "5")))
     pa.set_memory_pool(pa.system_memory_pool())
 
 

@@ -407,13 +407,16 @@ def insert_measurements(
     """Insert the staged file's new rows (keys not current yet) as current values, and with
     `include_changed` its changed rows too (for a store that deletes and re-inserts them)."""
     skip = ("same",) if include_changed else ("same", "changed")
+    existing = conn.execute(
+        f"select count(*) from batch where change_kind in ({', '.join(repr(k) for k in skip)})"  # noqa: S608
+    ).fetchall()[0][0]
     conn.execute(
         f"""
         insert into measurements
         select {", ".join("b." + c.strip() for c in MEASURE_COLUMNS.split(","))},
                ? as source_file, b.source_line, ? as sha256, ? as load_id, now() as loaded_at
         from {INCOMING} as b
-        where {_not_in_batch(skip)}
+        where {_not_in_batch(skip) if existing else "true"}
         """,  # noqa: S608 - column names come from constants
         [r.file_name, r.sha256, r.load_id, r.clinic_id, src],
     )
