@@ -41,12 +41,15 @@ def _admin_sql(sql: str) -> None:
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(catalog libpq string, data folder) of a throwaway DuckLake, dropped afterwards."""
+def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """(catalog libpq string, data folder) of a throwaway DuckLake, dropped afterwards. The
+    environment does not select it (tests select it themselves where they mean to)."""
     if ducklake.extension_dir() is None:
         pytest.skip("duckdb-ext-ducklake / duckdb-ext-postgres not installed (production extra)")
     if not reachable(5432):
         pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432 (run `make services`)")
+    for name in (ducklake.BACKEND_ENV, ducklake.CATALOG_ENV, ducklake.DATA_ENV):
+        monkeypatch.delenv(name, raising=False)
     db = f"aw_lake_{uuid.uuid4().hex[:10]}"
     try:
         _admin_sql(f"create database {db}")

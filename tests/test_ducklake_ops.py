@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -29,35 +28,13 @@ from pipelines.detect import detect
 from pipelines.digest import run_weekly_digest
 from pipelines.ingest import ingest_all
 from pipelines.mailer import SmtpSettings
-from tests.conftest import reachable
 from tests.test_digest import AS_OF, Recorder, make_warehouse, smtp_server  # noqa: F401
-from tests.test_ducklake import _admin_sql
+from tests.test_ducklake import lake  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
 
 ROOT = Path(__file__).resolve().parents[1]
 LAKE_ENV = (ducklake.BACKEND_ENV, ducklake.CATALOG_ENV, ducklake.DATA_ENV)
-
-
-@pytest.fixture
-def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
-    """(catalog libpq string, data folder) of a throwaway DuckLake, dropped afterwards. The
-    environment does not select it yet: `select_lake` does."""
-    if ducklake.extension_dir() is None:
-        pytest.skip("duckdb-ext-ducklake / duckdb-ext-postgres not installed (production extra)")
-    if not reachable(5432):
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432 (run `make services`)")
-    for name in LAKE_ENV:
-        monkeypatch.delenv(name, raising=False)
-    db = f"aw_lake_{uuid.uuid4().hex[:10]}"
-    try:
-        _admin_sql(f"create database {db}")
-    except Exception as e:  # noqa: BLE001 - the reason is in the skip message
-        pytest.skip(f"cannot create a database on the local PostgreSQL: {type(e).__name__}")
-    try:
-        yield f"dbname={db} host=127.0.0.1 port=5432 user=postgres", tmp_path / "lake-data"
-    finally:
-        _admin_sql(f"drop database if exists {db} with (force)")
 
 
 def select_lake(monkeypatch: pytest.MonkeyPatch, catalog: str, data: Path) -> None:
@@ -91,7 +68,7 @@ def _lake_ledger(catalog: str, data: Path) -> list[tuple[object, ...]]:
 
 
 def test_digest_on_ducklake_sends_once_and_retries_a_refused_send(
-    lake: tuple[str, Path],
+    lake: tuple[str, Path],  # noqa: F811 - the fixture imported above
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     smtp_server: tuple[Recorder, SmtpSettings],  # noqa: F811 - the fixture imported above
@@ -203,7 +180,9 @@ def _catalog_values_mentioning(catalog: str, code: str) -> list[str]:
 
 
 def test_forget_on_ducklake_leaves_no_row_file_or_catalog_value(
-    lake: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lake: tuple[str, Path],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     catalog, data = lake
     subprocess.run(
