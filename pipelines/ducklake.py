@@ -51,6 +51,7 @@ from pipelines.warehouse import (
     finish_measure_batch,
     insert_measurements,
     memory_limit,
+    record_quarantine_and_load,
     stage_measure_batch,
 )
 
@@ -226,12 +227,13 @@ def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """One transaction per migration file (DuckLake 1.4 cannot find a table created earlier in
     a transaction once another table was dropped in it), then the registry and views in one."""
     applied: list[str] = []
+    with _transaction(conn):
+        conn.execute(
+            "create table if not exists schema_migrations "
+            "(version varchar not null, applied_at timestamptz)"
+        )
     for f in sorted((SQL_DIR / "ducklake").glob("*.sql")):
         with _transaction(conn):
-            conn.execute(
-                "create table if not exists schema_migrations "
-                "(version varchar not null, applied_at timestamptz)"
-            )
             version = f"ducklake-{f.stem}"
             if conn.execute(
                 "select count(*) from schema_migrations where version = ?", [version]
@@ -439,20 +441,7 @@ def _load_once(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResul
             r.load_id = load_id
             if staged.valid_path is not None:
                 _load_rows(conn, staged, r)
-            if staged.quarantine_path is not None:
-                conn.execute(
-                    """
-                    insert into quarantined_rows
-                    select ? as clinic_id, ? as file_name, ? as sha256, line_number, reasons,
-                           row_data::json, ? as load_id
-                    from read_parquet(?)
-                    """,
-                    [r.clinic_id, r.file_name, r.sha256, r.load_id, str(staged.quarantine_path)],
-                )
-            conn.execute(
-                "insert into loads values (?, ?, ?, ?, ?, now())",
-                [r.load_id, r.clinic_id, r.sha256, r.clients_touched, r.rows_loaded],
-            )
+            record_quarantine_and_load(conn, staged, r)
         assert r.rows_in == r.rows_loaded + r.rows_quarantined + r.rows_duplicate, r
         _ledger_insert(conn, r)
         conn.execute("commit")
@@ -502,7 +491,7 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
             where exists (select 1 from batch as b where b.change_kind = 'changed' and {KEY_JOIN})
             """  # noqa: S608
         )
-    insert_measurements(conn, r, src, include_changed=True)
+    insert_measurements(conn, r, src, counts, include_changed=True)
     finish_measure_batch(conn, r, counts, src)
 
 

@@ -574,20 +574,20 @@ def _release_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-def _prepare_in_worker(
+def _prepare_for_run(
     delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, docs_dir: Path | None
 ) -> StagedFile:
     # Data Docs are rendered once for the run (publish_data_docs), not once per file
-    try:
-        return prepare_file(delivery, cfg, stage_dir, docs_dir, build_docs=False)
-    finally:
-        _release_memory()
+    return prepare_file(delivery, cfg, stage_dir, docs_dir, build_docs=False)
 
 
-def _prepare_here(
+def _prepare_in_worker(
     delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, docs_dir: Path | None
 ) -> StagedFile:
-    return prepare_file(delivery, cfg, stage_dir, docs_dir, build_docs=False)
+    try:
+        return _prepare_for_run(delivery, cfg, stage_dir, docs_dir)
+    finally:
+        _release_memory()
 
 
 def _prepared_in_order(
@@ -607,7 +607,7 @@ def _prepared_in_order(
         for i, (d, cfg) in enumerate(jobs, 1):
             if progress:
                 progress(f"[{cfg.clinic_id}] {i}/{len(jobs)} preparing {d.path.name}")
-            yield _prepare_here(d, cfg, stage_dir, docs_dir)
+            yield _prepare_for_run(d, cfg, stage_dir, docs_dir)
         return
     if progress:
         progress(f"preparing {len(jobs)} files in {workers} processes")

@@ -53,9 +53,9 @@ def memory_limit() -> str:
 
 
 def load_memory_limit() -> str:
-    """DuckDB's memory cap while ingest loads: env ALLIANCE_WATCH_LOAD_MEMORY, else 256MB. The
-    loader shares the machine with the processes preparing the next files, and a load streams
-    from a staged file (1M rows load as fast under 256MB as under 512MB; peak memory of a 5M-row
+    """DuckDB's memory cap while `ingest_clinics` loads: env ALLIANCE_WATCH_LOAD_MEMORY, else
+    256MB. The loader shares the machine with the processes preparing the next files, and a
+    load streams from a staged file (1M rows load as fast under 256MB as under 512MB; peak memory of a 5M-row
     ingest drops by ~160 MB)."""
     return os.environ.get("ALLIANCE_WATCH_LOAD_MEMORY", "256MB")
 
@@ -310,20 +310,7 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
             r.load_id = conn.execute("select nextval('load_id_seq')").fetchall()[0][0]
             if staged.valid_path is not None:
                 _load_rows(conn, staged, r)
-            if staged.quarantine_path is not None:
-                conn.execute(
-                    """
-                    insert into quarantined_rows
-                    select ? as clinic_id, ? as file_name, ? as sha256, line_number, reasons,
-                           row_data::json, ? as load_id
-                    from read_parquet(?)
-                    """,
-                    [r.clinic_id, r.file_name, r.sha256, r.load_id, str(staged.quarantine_path)],
-                )
-            conn.execute(
-                "insert into loads values (?, ?, ?, ?, ?, now())",
-                [r.load_id, r.clinic_id, r.sha256, r.clients_touched, r.rows_loaded],
-            )
+            record_quarantine_and_load(conn, staged, r)
         assert r.rows_in == r.rows_loaded + r.rows_quarantined + r.rows_duplicate, r
         _ledger_insert(conn, r)
         conn.execute("commit")
@@ -332,6 +319,27 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
             conn.execute("rollback")
         raise
     return r
+
+
+def record_quarantine_and_load(
+    conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResult
+) -> None:
+    """In the file's transaction, after its rows: its quarantined rows and its `loads` row
+    (with the clients it touched), for the embedded and the DuckLake loader alike."""
+    if staged.quarantine_path is not None:
+        conn.execute(
+            """
+            insert into quarantined_rows
+            select ? as clinic_id, ? as file_name, ? as sha256, line_number, reasons,
+                   row_data::json, ? as load_id
+            from read_parquet(?)
+            """,
+            [r.clinic_id, r.file_name, r.sha256, r.load_id, str(staged.quarantine_path)],
+        )
+    conn.execute(
+        "insert into loads values (?, ?, ?, ?, ?, now())",
+        [r.load_id, r.clinic_id, r.sha256, r.clients_touched, r.rows_loaded],
+    )
 
 
 # The steps of loading a measures file shared by the embedded and the DuckLake loader: the
@@ -352,6 +360,11 @@ MEASURE_COLUMNS = ", ".join(
 
 
 FILE_KEY = ("client_id", "session_number", "instrument")  # the key within one clinic's file
+
+
+def _qualified(alias: str) -> str:
+    """MEASURE_COLUMNS, each prefixed with a table alias."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in MEASURE_COLUMNS.split(","))
 
 
 # The staged file's rows as a subquery; parameters: the clinic_id, then the file's path.
@@ -402,18 +415,22 @@ def _not_in_batch(kinds: tuple[str, ...]) -> str:
 
 
 def insert_measurements(
-    conn: duckdb.DuckDBPyConnection, r: FileResult, src: str, include_changed: bool = False
+    conn: duckdb.DuckDBPyConnection,
+    r: FileResult,
+    src: str,
+    counts: dict[str, int],
+    include_changed: bool = False,
 ) -> None:
     """Insert the staged file's new rows (keys not current yet) as current values, and with
-    `include_changed` its changed rows too (for a store that deletes and re-inserts them)."""
+    `include_changed` its changed rows too (for a store that deletes and re-inserts them).
+    `counts` is what `stage_measure_batch` returned: with no skipped kind in the batch, every
+    row goes in without the anti-join."""
     skip = ("same",) if include_changed else ("same", "changed")
-    existing = conn.execute(
-        f"select count(*) from batch where change_kind in ({', '.join(repr(k) for k in skip)})"  # noqa: S608
-    ).fetchall()[0][0]
+    existing = any(counts.get(kind) for kind in skip)
     conn.execute(
         f"""
         insert into measurements
-        select {", ".join("b." + c.strip() for c in MEASURE_COLUMNS.split(","))},
+        select {_qualified("b")},
                ? as source_file, b.source_line, ? as sha256, ? as load_id, now() as loaded_at
         from {INCOMING} as b
         where {_not_in_batch(skip) if existing else "true"}
@@ -431,7 +448,7 @@ def append_history(conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[
     conn.execute(
         f"""
         insert into measurements_superseded
-        select {", ".join("m." + c.strip() for c in MEASURE_COLUMNS.split(","))},
+        select {_qualified("m")},
                m.source_file, m.source_line, m.sha256, m.load_id, m.loaded_at,
                now() as superseded_at
         from measurements as m
@@ -483,7 +500,7 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
     counts = stage_measure_batch(conn, r.clinic_id, src)
     append_history(conn, r, counts)
     # new keys: a plain insert; corrected keys: update the current row's values in place
-    insert_measurements(conn, r, src)
+    insert_measurements(conn, r, src, counts)
     updates = ", ".join(f"{c} = b.{c}" for c in VALUE_COLUMNS)
     conn.execute(
         f"""
