@@ -369,3 +369,39 @@ def test_deferred_data_docs_are_rendered_once_per_run(tmp_path: Path) -> None:
     assert index.exists() and all(Path(p).exists() for p in pages)
     html = Path(pages[1]).read_text(encoding="utf-8")
     assert "C 1" not in html
+
+
+def test_gx_builds_each_expectation_configuration_once_per_validation() -> None:
+    """GX 1.24 rebuilds an expectation's configuration (a pydantic dict) every time it reads
+    a keyword argument; the distinct engine builds it once per expectation object (GX makes
+    fresh objects for each validation), and gives the class its own property back."""
+    import contextlib
+
+    from great_expectations.expectations.expectation import Expectation
+
+    from pipelines import validate as v
+
+    original = Expectation.__dict__["configuration"]
+    builds = {"memo": 0, "gx alone": 0}
+    current = ["memo"]
+
+    def counting(self: Any) -> Any:
+        builds[current[0]] += 1
+        return original.fget(self)
+
+    memo = v._configurations_built_once
+    Expectation.configuration = property(counting)  # type: ignore[method-assign,assignment]
+    try:
+        for label, cm in (("memo", memo), ("gx alone", contextlib.nullcontext)):
+            current[0] = label
+            v._configurations_built_once = cm  # type: ignore[assignment]
+            v._ENGINE = None  # a fresh engine: every rule group is judged by GX
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                validate(_random_table(5, 40), "measures", CFG, today=TODAY)
+            assert Expectation.__dict__["configuration"].fget is counting
+    finally:
+        v._configurations_built_once = memo
+        v._ENGINE = None
+        Expectation.configuration = original  # type: ignore[method-assign]
+    assert 0 < builds["memo"] * 5 < builds["gx alone"], builds
