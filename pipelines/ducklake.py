@@ -51,6 +51,7 @@ from pipelines.warehouse import (
     finish_measure_batch,
     insert_measurements,
     memory_limit,
+    parquet_source,
     record_quarantine_and_load,
     stage_measure_batch,
 )
@@ -455,7 +456,8 @@ def _load_once(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResul
 def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResult) -> None:
     """The rows of one file, as `pipelines.warehouse._load_rows` loads them, with a changed key
     deleted and inserted again instead of replaced or updated in place."""
-    src = str(staged.valid_path)
+    assert staged.valid_path is not None
+    src = parquet_source(staged.valid_path)
     if r.dataset == "appointments":
         conn.execute("create or replace temp table batch as select * from read_parquet(?)", [src])
         key = "b.clinic_id = a.clinic_id and b.client_id = a.client_id "

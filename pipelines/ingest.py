@@ -17,10 +17,10 @@ import os
 import re
 import sys
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Generator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,11 @@ from pipelines.warehouse import (
     known_hashes,
     load_memory_limit,
     load_staged,
+    load_threads,
     open_warehouse,
+    parquet_source,
     publish_snapshot,
+    remove_staged,
 )
 
 log = logging.getLogger(__name__)
@@ -132,8 +135,8 @@ def _top_reasons(issues: pd.DataFrame, k: int = 5) -> list[str]:
 
 
 @dataclass
-class _PartOutcome:
-    """What one part of a file contributed."""
+class PartOutcome:
+    """What one part of a file contributed (its rows are in the file's stage folders)."""
 
     rows_in: int = 0
     kept: int = 0
@@ -141,25 +144,12 @@ class _PartOutcome:
     duplicate: int = 0
     issues: pd.DataFrame | None = None
     data_docs_path: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)
+    error: str | None = None  # the file-level rejection this part found
 
 
-def prepare_file(
-    delivery: Delivery,
-    cfg: ClinicConfig,
-    stage_dir: Path,
-    docs_dir: Path | None = None,
-    part_bytes: int | None = None,
-    build_docs: bool = True,
-) -> StagedFile:
-    """Read, guard, validate and split one file; stage valid and quarantined rows as Parquet.
-
-    A large CSV goes through in parts of about `part_bytes` (default
-    `batching.DEFAULT_PART_BYTES`), so memory stays bounded whatever the file's size; line
-    numbers stay those of the delivered file, and a key repeated across parts is judged as if
-    the file were one piece. Never raises for bad input: a file-level problem becomes a
-    `rejected` result with a reason.
-    """
-    base = FileResult(
+def _base_result(delivery: Delivery, cfg: ClinicConfig) -> FileResult:
+    return FileResult(
         clinic_id=cfg.clinic_id,
         file_name=delivery.path.name,
         sha256=delivery.sha256,
@@ -168,17 +158,31 @@ def prepare_file(
         bytes=delivery.bytes,
         config_sha=config_fingerprint(cfg),
     )
-    if delivery.dataset is None:
-        base.error = (
-            f"unknown_file: name matches neither {cfg.measures_pattern!r} nor "
-            f"{cfg.appointments_pattern!r}"
-        )
-        return StagedFile(result=base)
-    stage_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _unknown_file(delivery: Delivery, cfg: ClinicConfig) -> StagedFile:
+    base = _base_result(delivery, cfg)
+    base.error = (
+        f"unknown_file: name matches neither {cfg.measures_pattern!r} nor "
+        f"{cfg.appointments_pattern!r}"
+    )
+    return StagedFile(result=base)
+
+
+def stage_folders(delivery: Delivery, cfg: ClinicConfig, stage_dir: Path) -> tuple[Path, Path]:
+    """The folders a file's valid and quarantined rows are staged in, one Parquet file per
+    part (the loader reads each folder as one table)."""
+    stem = stage_dir / f"{cfg.clinic_id}-{delivery.sha256[:16]}"
+    return stem.with_name(stem.name + ".valid"), stem.with_name(stem.name + ".quarantine")
+
+
+def split_delivery(
+    delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, part_bytes: int | None = None
+) -> list[batching.Part]:
+    """A delivery as parts of about `part_bytes` (default `batching.DEFAULT_PART_BYTES`); a
+    Parquet file or a multi-byte encoding is never cut."""
     stem = f"{cfg.clinic_id}-{delivery.sha256[:16]}"
-    valid_path = stage_dir / f"{stem}.valid.parquet"
-    quarantine_path = stage_dir / f"{stem}.quarantine.parquet"
-    parts = batching.write_chunks(
+    return batching.write_chunks(
         delivery.path,
         stage_dir / f"{stem}.parts",
         part_bytes or batching.DEFAULT_PART_BYTES,
@@ -186,50 +190,81 @@ def prepare_file(
         and cfg.encoding.lower().replace("-", "")
         in ("utf8", "latin1", "iso88591", "cp1252", "ascii"),
     )
+
+
+def prepare_part(
+    delivery: Delivery,
+    cfg: ClinicConfig,
+    part: batching.Part,
+    n_parts: int,
+    stage_dir: Path,
+    docs_dir: Path | None = None,
+    build_docs: bool = True,
+) -> PartOutcome:
+    """Read, guard, canonicalize and validate one part of a file; stage its valid and
+    quarantined rows as that part's Parquet files. Parts of one file may be prepared in any
+    order and in different processes. A file-level problem becomes the outcome's `error`."""
+    valid_dir, quarantine_dir = stage_folders(delivery, cfg, stage_dir)
+    name = f"p{part.index:05d}.parquet"
     writers: dict[str, pq.ParquetWriter] = {}
-    outcomes: list[_PartOutcome] = []
     try:
-        for part in parts:
-            try:
-                out = _prepare_part(
-                    delivery,
-                    cfg,
-                    part,
-                    len(parts),
-                    docs_dir,
-                    base,
-                    writers,
-                    valid_path,
-                    quarantine_path,
-                    build_docs,
-                )
-            except FileRejected as e:
-                base.error = (
-                    str(e)
-                    if len(parts) == 1
-                    else (
-                        f"{e} (in part {part.index + 1} of {len(parts)}: line numbers count from "
-                        f"file line {part.line_offset + 1})"
-                    )
-                )
-                for w in writers.values():
-                    w.close()
-                writers.clear()
-                valid_path.unlink(missing_ok=True)
-                quarantine_path.unlink(missing_ok=True)
-                return StagedFile(result=base)
-            outcomes.append(out)
+        return _prepare_part(
+            delivery,
+            cfg,
+            part,
+            n_parts,
+            docs_dir,
+            writers,
+            valid_dir / name,
+            quarantine_dir / name,
+            build_docs,
+        )
+    except FileRejected as e:
+        for w in writers.values():
+            w.close()
+        writers.clear()
+        for folder in (valid_dir, quarantine_dir):
+            (folder / name).unlink(missing_ok=True)
+        if n_parts == 1:
+            return PartOutcome(error=str(e))
+        return PartOutcome(
+            error=f"{e} (in part {part.index + 1} of {n_parts}: line numbers count from "
+            f"file line {part.line_offset + 1})"
+        )
     finally:
         for w in writers.values():
             w.close()
-        for part in parts:
-            if part.path != delivery.path:
-                part.path.unlink(missing_ok=True)
-        if len(parts) > 1:
-            (stage_dir / f"{stem}.parts").rmdir()
+        if part.path != delivery.path:
+            part.path.unlink(missing_ok=True)
+
+
+def assemble(
+    delivery: Delivery,
+    cfg: ClinicConfig,
+    stage_dir: Path,
+    parts: list[batching.Part],
+    outcomes: list[PartOutcome],
+) -> StagedFile:
+    """One file's result from its parts' outcomes (in part order): a file rejected by any part
+    is rejected as a whole, with the first part's reason and nothing staged; otherwise a key
+    repeated across parts is judged as if the file were one piece, and the counts add up."""
+    base = _base_result(delivery, cfg)
+    valid_dir, quarantine_dir = stage_folders(delivery, cfg, stage_dir)
+    for part in parts:  # copies of parts not prepared (a rejected file stops early)
+        if part.path != delivery.path:
+            part.path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (stage_dir / f"{cfg.clinic_id}-{delivery.sha256[:16]}.parts").rmdir()
+    rejected = next((o.error for o in outcomes if o.error), None)
+    if rejected is not None:
+        base.error = rejected
+        for folder in (valid_dir, quarantine_dir):
+            remove_staged(folder)
+        return StagedFile(result=base)
     staged = StagedFile(result=base)
-    staged.valid_path = valid_path if valid_path.exists() else None
-    staged.quarantine_path = quarantine_path if quarantine_path.exists() else None
+    staged.valid_path = valid_dir if any(valid_dir.glob("*.parquet")) else None
+    staged.quarantine_path = quarantine_dir if any(quarantine_dir.glob("*.parquet")) else None
+    base.ignored_columns = outcomes[-1].ignored_columns if outcomes else []
     base.rows_in = sum(o.rows_in for o in outcomes)
     base.rows_loaded = sum(o.kept for o in outcomes)
     base.rows_quarantined = sum(o.quarantined for o in outcomes)
@@ -250,18 +285,47 @@ def prepare_file(
     return staged
 
 
+def prepare_file(
+    delivery: Delivery,
+    cfg: ClinicConfig,
+    stage_dir: Path,
+    docs_dir: Path | None = None,
+    part_bytes: int | None = None,
+    build_docs: bool = True,
+) -> StagedFile:
+    """Read, guard, validate and split one file; stage valid and quarantined rows as Parquet.
+
+    A large CSV goes through in parts of about `part_bytes` (default
+    `batching.DEFAULT_PART_BYTES`), so memory stays bounded whatever the file's size; line
+    numbers stay those of the delivered file, and a key repeated across parts is judged as if
+    the file were one piece. Never raises for bad input: a file-level problem becomes a
+    `rejected` result with a reason.
+    """
+    if delivery.dataset is None:
+        return _unknown_file(delivery, cfg)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    parts = split_delivery(delivery, cfg, stage_dir, part_bytes)
+    outcomes: list[PartOutcome] = []
+    for part in parts:
+        outcomes.append(
+            prepare_part(delivery, cfg, part, len(parts), stage_dir, docs_dir, build_docs)
+        )
+        if outcomes[-1].error:
+            break
+    return assemble(delivery, cfg, stage_dir, parts, outcomes)
+
+
 def _prepare_part(
     delivery: Delivery,
     cfg: ClinicConfig,
     part: batching.Part,
     n_parts: int,
     docs_dir: Path | None,
-    base: FileResult,
     writers: dict[str, pq.ParquetWriter],
     valid_path: Path,
     quarantine_path: Path,
     build_docs: bool = True,
-) -> _PartOutcome:
+) -> PartOutcome:
     """Read, guard, canonicalize and validate one part; append its rows to the staged files."""
     from pipelines import deid, validate
 
@@ -273,19 +337,17 @@ def _prepare_part(
         raw.table = raw.table.set_column(
             i, "source_line", pc.add(raw.table.column(i), pa.scalar(part.line_offset, pa.int64()))
         )
-    base.ignored_columns = list(raw.ignored_columns)
+    ignored = list(raw.ignored_columns)
     malformed = _malformed_table(raw.malformed_lines, part.line_offset)
     if malformed is not None:
-        if "quarantine" not in writers:
-            writers["quarantine"] = pq.ParquetWriter(quarantine_path, malformed.schema)
-        writers["quarantine"].write_table(malformed)
+        _writer(writers, "quarantine", quarantine_path, malformed.schema).write_table(malformed)
     n_bad_lines = len(raw.malformed_lines)
     n = raw.table.num_rows
     if n == 0:
         reason = pd.DataFrame(
             {"row": [-1 - i for i in range(n_bad_lines)], "reason": [MALFORMED] * n_bad_lines}
         )
-        return _PartOutcome(n_bad_lines, 0, n_bad_lines, 0, reason, None)
+        return PartOutcome(n_bad_lines, 0, n_bad_lines, 0, reason, None, ignored)
     id_issues, redact = deid.scan_values(raw.table, cfg)
     typed, cast_issues = readers.canonicalize(raw, cfg)
     typed = typed.set_column(
@@ -316,28 +378,35 @@ def _prepare_part(
     keep_mask[dup_rows.astype("int64")] = False
     keep = np.flatnonzero(keep_mask)
     if len(keep):
-        valid = typed.take(pa.array(keep))
-        if "valid" not in writers:
-            writers["valid"] = pq.ParquetWriter(valid_path, valid.schema)
-        writers["valid"].write_table(valid)
+        valid = typed if len(keep) == n else typed.take(pa.array(keep))
+        _writer(writers, "valid", valid_path, valid.schema).write_table(valid)
     if len(quarantined):
         q = _quarantine_table(raw.table, quarantined, per_row, redact, cfg)
-        if "quarantine" not in writers:
-            writers["quarantine"] = pq.ParquetWriter(quarantine_path, q.schema)
-        writers["quarantine"].write_table(q)
+        _writer(writers, "quarantine", quarantine_path, q.schema).write_table(q)
     if n_bad_lines:
         lines_issues = pd.DataFrame(
             {"row": [-1 - i for i in range(n_bad_lines)], "reason": MALFORMED}
         )
         issues = pd.concat([issues, lines_issues], ignore_index=True)
-    return _PartOutcome(
+    return PartOutcome(
         rows_in=n + n_bad_lines,
         kept=len(keep),
         quarantined=len(quarantined) + n_bad_lines,
         duplicate=len(dup_rows),
         issues=issues,
         data_docs_path=str(docs_path) if docs_path else None,
+        ignored_columns=ignored,
     )
+
+
+def _writer(
+    writers: dict[str, pq.ParquetWriter], kind: str, path: Path, schema: pa.Schema
+) -> pq.ParquetWriter:
+    """The part's Parquet writer for `kind` (valid or quarantine), opened at its first rows."""
+    if kind not in writers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writers[kind] = pq.ParquetWriter(path, schema)
+    return writers[kind]
 
 
 MALFORMED = (
@@ -377,18 +446,19 @@ def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
 
     assert staged.valid_path is not None
     r = staged.result
+    src = parquet_source(staged.valid_path)
     key = ", ".join(CROSS_PART_KEYS[dataset])
-    con = duckdb.connect()
+    con = duckdb.connect(config={"threads": 1})  # beside the workers: see load_threads
     try:
         # keys alone first: no key in two parts (the usual case) needs nothing more
         repeats = con.execute(
             f"select count(*) from (select {key} from read_parquet(?) "  # noqa: S608
             f"group by {key} having count(*) > 1)",
-            [str(staged.valid_path)],
+            [src],
         ).fetchall()[0][0]
         if not repeats:
             return None
-        con.execute("create table v as select * from read_parquet(?)", [str(staged.valid_path)])
+        con.execute("create table v as select * from read_parquet(?)", [src])
         cols = [c for (c,) in con.execute("select name from pragma_table_info('v')").fetchall()]
         values = ", ".join(f"{c} := {c}" for c in cols if c not in ("source_line", "source_file"))
         con.execute(
@@ -418,10 +488,9 @@ def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
         )
         counts = dict(con.execute("select verdict, count(*) from judged group by 1").fetchall())
         keep_cols = ", ".join(cols)
-        con.execute(
-            f"copy (select {keep_cols} from judged where verdict = 'keep' "  # noqa: S608
-            f"order by source_line) to '{staged.valid_path}.tmp' (format parquet)"
-        )
+        kept = con.execute(
+            f"select {keep_cols} from judged where verdict = 'keep' order by source_line"  # noqa: S608
+        ).fetch_arrow_table()
         conflict = con.execute(
             f"""
             select source_line as line_number, [?] as reasons,
@@ -432,12 +501,15 @@ def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
         ).fetch_arrow_table()
     finally:
         con.close()
-    Path(f"{staged.valid_path}.tmp").replace(staged.valid_path)
+    # the judged rows replace the parts' files (the folder is read as one table)
+    remove_staged(staged.valid_path)
+    staged.valid_path.mkdir()
+    pq.write_table(kept, staged.valid_path / "p00000.parquet")
     n_conflict = int(counts.get("conflict", 0))
     n_dup = int(counts.get("duplicate", 0))
     if n_conflict:
-        q_path = staged.valid_path.with_name(
-            staged.valid_path.name.replace(".valid.", ".quarantine.")
+        q_dir = staged.valid_path.with_name(
+            staged.valid_path.name.removesuffix(".valid") + ".quarantine"
         )
         conflict = conflict.cast(
             pa.schema(
@@ -448,15 +520,14 @@ def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
                 ]
             )
         )
-        if q_path.exists():
-            conflict = pa.concat_tables([pq.read_table(q_path), conflict])
-        pq.write_table(conflict, q_path)
-        staged.quarantine_path = q_path
+        q_dir.mkdir(exist_ok=True)
+        pq.write_table(conflict, q_dir / "p_keys_across_parts.parquet")  # sorts after the parts
+        staged.quarantine_path = q_dir
     r.rows_loaded -= n_conflict + n_dup
     r.rows_quarantined += n_conflict
     r.rows_duplicate += n_dup
     if r.rows_loaded == 0:
-        staged.valid_path.unlink()
+        remove_staged(staged.valid_path)
         staged.valid_path = None
     return pd.DataFrame(
         {
@@ -574,18 +645,17 @@ def _release_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-def _prepare_for_run(
-    delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, docs_dir: Path | None
-) -> StagedFile:
-    # Data Docs are rendered once for the run (publish_data_docs), not once per file
-    return prepare_file(delivery, cfg, stage_dir, docs_dir, build_docs=False)
-
-
-def _prepare_in_worker(
-    delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, docs_dir: Path | None
-) -> StagedFile:
+def _prepare_part_in_worker(
+    delivery: Delivery,
+    cfg: ClinicConfig,
+    part: batching.Part,
+    n_parts: int,
+    stage_dir: Path,
+    docs_dir: Path | None,
+) -> PartOutcome:
     try:
-        return _prepare_for_run(delivery, cfg, stage_dir, docs_dir)
+        # Data Docs are rendered once for the run (publish_data_docs), not once per file
+        return prepare_part(delivery, cfg, part, n_parts, stage_dir, docs_dir, build_docs=False)
     finally:
         _release_memory()
 
@@ -598,16 +668,18 @@ def _prepared_in_order(
 ) -> Generator[StagedFile, None, None]:
     """Each job's staged file, in the order given, prepared `prepare_workers` at a time.
 
-    With several workers the files are prepared in forked processes (which inherit the
-    already imported GX) while the caller loads the ones that are ready: loading (DuckDB, in
-    this process) overlaps preparing (Python, in the workers). A worker's exception is raised
-    here, in order, and the files not yet prepared are cancelled."""
+    With several workers the files' parts are prepared in forked processes (which inherit the
+    already imported GX) while the caller loads the files that are ready: loading (DuckDB, in
+    this process) overlaps preparing (Python, in the workers), and a large file keeps every
+    worker busy. Files are cut into parts here, a few files ahead of the one being loaded. A
+    worker's exception is raised here, in order, and the parts not yet prepared are
+    cancelled."""
     workers = prepare_workers([d for d, _ in jobs])
     if workers == 1:
         for i, (d, cfg) in enumerate(jobs, 1):
             if progress:
                 progress(f"[{cfg.clinic_id}] {i}/{len(jobs)} preparing {d.path.name}")
-            yield _prepare_for_run(d, cfg, stage_dir, docs_dir)
+            yield prepare_file(d, cfg, stage_dir, docs_dir, build_docs=False)
         return
     if progress:
         progress(f"preparing {len(jobs)} files in {workers} processes")
@@ -615,27 +687,56 @@ def _prepared_in_order(
 
     from pipelines import validate  # noqa: F401 - GX imported once, shared by the workers
 
+    stage_dir.mkdir(parents=True, exist_ok=True)
     # Objects that exist now are never collected in the workers: the collector then does not
     # touch (and so copy) the pages the forked workers share with this process.
-    gc.collect()
     gc.freeze()
+    pending: deque[tuple[Delivery, ClinicConfig, list[batching.Part], list[Future[PartOutcome]]]]
+    pending = deque()
+    queued = iter(jobs)
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
         initargs=(os.getpid(),),
     ) as pool:
-        futures = [pool.submit(_prepare_in_worker, d, cfg, stage_dir, docs_dir) for d, cfg in jobs]
-        gc.unfreeze()  # the workers exist now (a fork pool starts them all at the first submit)
+
+        def submit_next() -> bool:
+            job = next(queued, None)
+            if job is None:
+                return False
+            d, cfg = job
+            if d.dataset is None:
+                pending.append((d, cfg, [], []))
+                return True
+            parts = split_delivery(d, cfg, stage_dir)
+            futures = [
+                pool.submit(_prepare_part_in_worker, d, cfg, p, len(parts), stage_dir, docs_dir)
+                for p in parts
+            ]
+            gc.unfreeze()  # the workers exist now (a fork pool starts them at the first submit)
+            pending.append((d, cfg, parts, futures))
+            return True
+
         try:
-            for i, ((d, cfg), f) in enumerate(zip(jobs, futures, strict=True), 1):
-                staged = f.result()
+            for i in range(1, len(jobs) + 1):
+                # keep the workers busy past the file waited on (and while it loads)
+                while sum(len(f) for *_, f in list(pending)[1:]) < 2 * workers and submit_next():
+                    pass
+                if not pending:
+                    submit_next()
+                d, cfg, parts, futures = pending.popleft()
+                if d.dataset is None:
+                    staged = _unknown_file(d, cfg)
+                else:
+                    staged = assemble(d, cfg, stage_dir, parts, [f.result() for f in futures])
                 if progress:
                     progress(f"[{cfg.clinic_id}] {i}/{len(jobs)} prepared {d.path.name}")
                 yield staged
         finally:
-            for f in futures:
-                f.cancel()
+            for *_, futures in pending:
+                for f in futures:
+                    f.cancel()
 
 
 def ingest_clinics(
@@ -667,12 +768,12 @@ def ingest_clinics(
         try:
             with open_warehouse(warehouse) as conn:
                 conn.execute(f"set memory_limit = '{load_memory_limit()}'")
+                conn.execute(f"set threads = {load_threads()}")
                 for entry in order:
                     staged = StagedFile(result=entry) if entry else next(prepared)
                     results.append(load_staged(conn, staged))
                     for path in (staged.valid_path, staged.quarantine_path):
-                        if path is not None:
-                            path.unlink(missing_ok=True)  # keep the stage folder small
+                        remove_staged(path)  # keep the stage folder small
         finally:
             prepared.close()  # stops the workers when a load failed
         if jobs:
@@ -881,8 +982,7 @@ def load_prepared(
             )
             results.append(load_staged(conn, sf))
             for p in (sf.valid_path, sf.quarantine_path):
-                if p is not None:
-                    p.unlink(missing_ok=True)
+                remove_staged(p)
     results = [r for r in results if r.status != "already_loaded"]
     if snapshot is not None and results:
         publish_snapshot(warehouse, snapshot)

@@ -59,7 +59,7 @@ def test_a_failing_worker_stops_the_run_and_keeps_what_was_loaded(
     """A pipeline fault in a worker (not a data problem) is raised to the caller; the files
     loaded before it stay loaded, and the rerun loads the rest."""
     monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", "2")
-    real = ingest.prepare_file
+    real = ingest.prepare_part
 
     def third_fails(delivery, *args, **kwargs):  # type: ignore[no-untyped-def]
         if delivery.path.name == first_names[2]:
@@ -70,11 +70,11 @@ def test_a_failing_worker_stops_the_run_and_keeps_what_was_loaded(
     first_names = [
         p.name for cfg in configs.values() for p in ingest.list_landing(cfg, generated / "landing")
     ]
-    monkeypatch.setattr(ingest, "prepare_file", third_fails)
+    monkeypatch.setattr(ingest, "prepare_part", third_fails)
     wh = tmp_path / "wh.duckdb"
     with pytest.raises(RuntimeError, match="engine fault"):
         ingest_all(generated / "config", generated / "landing", wh)
-    monkeypatch.setattr(ingest, "prepare_file", real)
+    monkeypatch.setattr(ingest, "prepare_part", real)
     rest = ingest_all(generated / "config", generated / "landing", wh)
     assert [r.file_name for r in rest] == first_names[2:]  # the first two stayed loaded
     monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", "1")
