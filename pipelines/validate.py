@@ -525,31 +525,55 @@ class _Engine:
 
 @contextlib.contextmanager
 def _configurations_built_once() -> Iterator[None]:
-    """While GX validates: each expectation's `configuration` is built once, not every time
-    GX reads one of its keyword arguments (~160 times per expectation and run in GX 1.24, each
-    a pydantic `dict()`; a third of a small validation's time).
+    """While GX validates, two things it recomputes are computed once (GX 1.24):
 
-    GX makes fresh expectation objects from the suite for every validation and only reads
-    them while it validates, so a configuration built once per object is the one it would
-    build again. The objects are kept referenced until the end, so an `id` is never reused,
-    and the class gets its own property back afterwards. `_run_full`, the tested reference,
-    runs without this."""
+    - each expectation's `configuration`, which GX rebuilds (a pydantic `dict()`) every time it
+      reads one of its keyword arguments, ~160 times per expectation and run;
+    - each row condition's filtered frame, which GX queries (`DataFrame.query`, parsed anew)
+      once per metric of the expectation, ~6 times.
+
+    Together they were half of a small validation's time. GX makes fresh expectation objects
+    from the suite for every validation, validates one frame, and only reads both while it
+    validates, so what is built once is what it would build again. The objects are kept
+    referenced until the end (an `id` is never reused) and the classes get their own methods
+    back afterwards. `_run_full`, the tested reference, runs without this."""
+    from great_expectations.execution_engine.pandas_execution_engine import (
+        PandasExecutionEngine,
+    )
     from great_expectations.expectations.expectation import Expectation
 
-    original = Expectation.__dict__["configuration"]
+    configuration_property = Expectation.__dict__["configuration"]
+    row_filter = PandasExecutionEngine.__dict__["_apply_row_condition_filter"]
     built: dict[int, tuple[Any, Any]] = {}
+    filtered: dict[tuple[int, str], tuple[Any, Any]] = {}
 
     def configuration(self: Any) -> Any:
         hit = built.get(id(self))
         if hit is None:
-            hit = built[id(self)] = (self, original.fget(self))
+            hit = built[id(self)] = (self, configuration_property.fget(self))
+        return hit[1]
+
+    def apply_row_condition_filter(
+        self: Any, data: Any, row_condition: Any, domain_kwargs: dict[str, Any]
+    ) -> Any:
+        key = (
+            id(data),
+            json.dumps(
+                [row_condition, domain_kwargs.get("condition_parser")], sort_keys=True, default=repr
+            ),
+        )
+        hit = filtered.get(key)
+        if hit is None:
+            hit = filtered[key] = (data, row_filter(self, data, row_condition, domain_kwargs))
         return hit[1]
 
     Expectation.configuration = property(configuration)  # type: ignore[method-assign,assignment]
+    PandasExecutionEngine._apply_row_condition_filter = apply_row_condition_filter  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Expectation.configuration = original  # type: ignore[method-assign]
+        Expectation.configuration = configuration_property  # type: ignore[method-assign]
+        PandasExecutionEngine._apply_row_condition_filter = row_filter  # type: ignore[method-assign]
 
 
 def _rule_key(type_: str, meta: Any) -> str:

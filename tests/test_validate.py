@@ -371,26 +371,39 @@ def test_deferred_data_docs_are_rendered_once_per_run(tmp_path: Path) -> None:
     assert "C 1" not in html
 
 
-def test_gx_builds_each_expectation_configuration_once_per_validation() -> None:
-    """GX 1.24 rebuilds an expectation's configuration (a pydantic dict) every time it reads
-    a keyword argument; the distinct engine builds it once per expectation object (GX makes
-    fresh objects for each validation), and gives the class its own property back."""
+def test_gx_builds_configurations_and_row_filters_once_per_validation() -> None:
+    """GX 1.24 rebuilds an expectation's configuration (a pydantic dict) every time it reads a
+    keyword argument, and filters the frame by a row condition once per metric; the distinct
+    engine does each once (GX makes fresh objects for each validation), and gives the classes
+    their own methods back."""
     import contextlib
 
+    from great_expectations.execution_engine.pandas_execution_engine import (
+        PandasExecutionEngine,
+    )
     from great_expectations.expectations.expectation import Expectation
 
     from pipelines import validate as v
 
-    original = Expectation.__dict__["configuration"]
-    builds = {"memo": 0, "gx alone": 0}
+    original_configuration = Expectation.__dict__["configuration"]
+    original_filter = PandasExecutionEngine.__dict__["_apply_row_condition_filter"]
+    calls: dict[tuple[str, str], int] = {}
     current = ["memo"]
 
-    def counting(self: Any) -> Any:
-        builds[current[0]] += 1
-        return original.fget(self)
+    def count(what: str) -> None:
+        calls[current[0], what] = calls.get((current[0], what), 0) + 1
+
+    def configuration(self: Any) -> Any:
+        count("configuration")
+        return original_configuration.fget(self)
+
+    def row_filter(self: Any, *args: Any) -> Any:
+        count("row filter")
+        return original_filter(self, *args)
 
     memo = v._configurations_built_once
-    Expectation.configuration = property(counting)  # type: ignore[method-assign,assignment]
+    Expectation.configuration = property(configuration)  # type: ignore[method-assign,assignment]
+    PandasExecutionEngine._apply_row_condition_filter = row_filter  # type: ignore[method-assign]
     try:
         for label, cm in (("memo", memo), ("gx alone", contextlib.nullcontext)):
             current[0] = label
@@ -399,9 +412,12 @@ def test_gx_builds_each_expectation_configuration_once_per_validation() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 validate(_random_table(5, 40), "measures", CFG, today=TODAY)
-            assert Expectation.__dict__["configuration"].fget is counting
+            assert Expectation.__dict__["configuration"].fget is configuration
+            assert PandasExecutionEngine.__dict__["_apply_row_condition_filter"] is row_filter
     finally:
         v._configurations_built_once = memo
         v._ENGINE = None
-        Expectation.configuration = original  # type: ignore[method-assign]
-    assert 0 < builds["memo"] * 5 < builds["gx alone"], builds
+        Expectation.configuration = original_configuration  # type: ignore[method-assign]
+        PandasExecutionEngine._apply_row_condition_filter = original_filter  # type: ignore[method-assign]
+    assert 0 < calls["memo", "configuration"] * 5 < calls["gx alone", "configuration"], calls
+    assert 0 < calls["memo", "row filter"] * 4 < calls["gx alone", "row filter"], calls
