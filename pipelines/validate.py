@@ -425,15 +425,18 @@ def plan_groups(suite_dict: dict[str, Any]) -> list[RuleGroup]:
     return groups
 
 
-def _distinct(
+def _combinations(
     frame: pd.DataFrame,
     columns: tuple[str, ...],
     factorized: dict[str, tuple[np.ndarray, int]],
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """(the distinct combinations of ``columns``, the combination of every row of ``frame``).
+) -> tuple[np.ndarray, int]:
+    """(the combination number of every row of ``frame`` in ``columns``, how many there are);
+    nulls count as one value, as in ``DataFrame.duplicated``.
 
     ``factorized`` keeps each column's codes across the groups of one frame (``instrument`` is
-    read by most groups)."""
+    read by most groups). Rule groups read few columns of few values (an instrument and one
+    item), so the combined code usually fits a small table and is numbered by counting, not
+    hashing."""
     key: np.ndarray = np.zeros(len(frame), dtype="int64")
     size = 1
     for col in columns:
@@ -446,37 +449,56 @@ def _distinct(
             key, size = np.asarray(renumbered, dtype="int64"), len(firsts)
         key = key * width + (codes + 1)
         size *= width
-    inverse, combined = pd.factorize(key)
-    representative = np.empty(len(combined), dtype="int64")
+    inverse: np.ndarray
+    if size <= max(4 * len(frame), 1 << 16):
+        used = np.flatnonzero(np.bincount(key, minlength=size))
+        number = np.empty(size, dtype="int64")
+        number[used] = np.arange(len(used), dtype="int64")
+        inverse, n_combos = number[key], len(used)
+    else:
+        found, combined = pd.factorize(key)
+        inverse, n_combos = np.asarray(found, dtype="int64"), len(combined)
+    return inverse, n_combos
+
+
+def _distinct(
+    frame: pd.DataFrame,
+    columns: tuple[str, ...],
+    factorized: dict[str, tuple[np.ndarray, int]],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the distinct combinations of ``columns``, the combination of every row of ``frame``)."""
+    inverse, n_combos = _combinations(frame, columns, factorized)
+    representative = np.empty(n_combos, dtype="int64")
     representative[inverse] = np.arange(len(frame), dtype="int64")
     combos = frame[list(columns)].iloc[representative].reset_index(drop=True)
-    return combos, inverse.astype("int64")
+    return combos, inverse
 
 
-def _merge_keys(combos: pd.DataFrame) -> pd.DataFrame:
-    """Null-free join keys for ``combos`` (a null flag and a filled value per column), so that
-    remembered combinations are found again exactly, nulls included."""
-    out: dict[str, np.ndarray] = {}
+def _merge_keys(combos: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """One exact, hashable key per combination (nulls included: a null is None, never NaN),
+    so that remembered combinations are found again."""
+    out: list[list[Any]] = []
     for col in combos.columns:
         values = combos[col]
         null = values.isna().to_numpy()
-        filled: np.ndarray
+        filled: list[Any]
         if pd.api.types.is_datetime64_any_dtype(values):
-            filled = np.where(null, 0, values.to_numpy().view("int64"))
+            filled = values.to_numpy().view("int64").tolist()
         elif pd.api.types.is_float_dtype(values):
-            filled = np.where(null, 0.0, values.to_numpy(dtype="float64"))
+            filled = values.to_numpy(dtype="float64").tolist()
         else:
-            filled = values.where(~null, "").astype(str).to_numpy(dtype=object)
-        out[f"{col}\x00null"] = null
-        out[f"{col}\x00value"] = filled
-    return pd.DataFrame(out)
+            filled = values.astype(object).to_numpy(dtype=object).tolist()
+        if null.any():
+            filled = [None if n else v for n, v in zip(null.tolist(), filled, strict=True)]
+        out.append(filled)
+    return list(zip(*out, strict=True)) if out else [()] * len(combos)
 
 
 @dataclass
 class _Memory:
     """Verdicts GX gave for one group: one row per judged combination, one bool per rule."""
 
-    keys: pd.DataFrame
+    index: dict[tuple[Any, ...], int]  # combination key -> row of ``failed``
     failed: np.ndarray  # (combinations, rules)
     templates: list[Any]  # one GX result per rule, for the Data Docs page
 
@@ -662,11 +684,10 @@ def _judge_distinct(
     failed = np.zeros((len(combos), len(expectations)), dtype=bool)
     known = np.zeros(len(combos), dtype=bool)
     if mem is not None:
-        found = keys.merge(
-            mem.keys.assign(_at=np.arange(len(mem.keys))), how="left", on=list(keys.columns)
-        )["_at"].to_numpy()
-        known = ~np.isnan(found)
-        failed[known] = mem.failed[found[known].astype("int64")]
+        index = mem.index
+        found = np.fromiter((index.get(k, -1) for k in keys), dtype="int64", count=len(keys))
+        known = found >= 0
+        failed[known] = mem.failed[found[known]]
     new = np.flatnonzero(~known)
     if len(new):
         results = eng.run(combos.iloc[new].reset_index(drop=True), expectations, parameters)
@@ -674,30 +695,34 @@ def _judge_distinct(
             at = np.asarray((r.result or {}).get("unexpected_index_list") or [], dtype="int64")
             failed[new[at], j] = True
         templates = [_sanitized_copy(r) for r in results]
-        new_keys = keys.iloc[new].reset_index(drop=True)
-        if mem is None or len(mem.keys) + len(new) > _MAX_REMEMBERED:
-            mem = _Memory(new_keys, failed[new], templates)
-        else:
-            mem = _Memory(
-                pd.concat([mem.keys, new_keys], ignore_index=True),
-                np.vstack([mem.failed, failed[new]]),
-                templates,
-            )
+        if mem is None or len(mem.index) + len(new) > _MAX_REMEMBERED:
+            mem = _Memory({}, np.zeros((0, len(expectations)), dtype=bool), templates)
+        start = len(mem.failed)
+        mem.index.update({keys[i]: start + n for n, i in enumerate(new.tolist())})
+        mem.failed = np.vstack([mem.failed, failed[new]])
+        mem.templates = templates
         eng.memory[memo] = mem
     assert mem is not None
     labels = frame.index.to_numpy(dtype="int64")
     weight = np.bincount(inverse, minlength=len(combos))
+    masks: dict[str, np.ndarray] = {}
+    none = np.zeros(0, dtype="int64")
     rows, results = [], []
     for j, e in enumerate(expectations):
-        rows.append(labels[failed[:, j][inverse]])
-        domain = _condition_mask(e["kwargs"].get("row_condition"), combos)
+        failing = failed[:, j]
+        rows.append(labels[failing[inverse]] if failing.any() else none)
+        cond = e["kwargs"].get("row_condition")
+        text = json.dumps(cond, sort_keys=True, default=str)
+        if text not in masks:
+            masks[text] = _condition_mask(cond, combos)
+        domain = masks[text]
         null = combos[e["kwargs"]["column"]].isna().to_numpy()
         results.append(
             _counted(
                 mem.templates[j],
                 int(weight[domain].sum()),
                 int(weight[domain & null].sum()),
-                int(weight[failed[:, j]].sum()),
+                int(weight[failing].sum()),
             )
         )
     return rows, results
@@ -709,6 +734,7 @@ def _judge_other(
     expectations: list[dict[str, Any]],
     frame: pd.DataFrame,
     parameters: dict[str, Any],
+    factorized: dict[str, tuple[np.ndarray, int]],
 ) -> tuple[list[np.ndarray], list[Any]]:
     """Header, key and whole-frame rules (see the comment above ``RuleGroup``)."""
     if group.kind == "header":
@@ -716,16 +742,15 @@ def _judge_other(
         mem = eng.memory.get(memo)
         if mem is None:
             results = eng.run(frame.iloc[:0], expectations, parameters)
-            mem = _Memory(
-                pd.DataFrame(), np.zeros((0, 0), bool), [_sanitized_copy(r) for r in results]
-            )
+            mem = _Memory({}, np.zeros((0, 0), bool), [_sanitized_copy(r) for r in results])
             eng.memory[memo] = mem
         empty = np.zeros(0, dtype="int64")
         return [empty] * len(expectations), list(mem.templates)
     if group.kind == "key":
         cols = list(group.columns)
         all_missing = frame[cols].isna().all(axis=1).to_numpy()
-        repeats = frame[cols].duplicated(keep=False).to_numpy() & ~all_missing
+        combination, n_keys = _combinations(frame, group.columns, factorized)
+        repeats = (np.bincount(combination, minlength=n_keys) > 1)[combination] & ~all_missing
         memo = _memo_key("key", expectations, parameters, frame, group.columns)
         mem = eng.memory.get(memo)
         if mem is None or repeats.any():
@@ -735,9 +760,7 @@ def _judge_other(
                 np.asarray((r.result or {}).get("unexpected_index_list") or [], dtype="int64")
                 for r in results
             ]
-            mem = _Memory(
-                pd.DataFrame(), np.zeros((0, 0), bool), [_sanitized_copy(r) for r in results]
-            )
+            mem = _Memory({}, np.zeros((0, 0), bool), [_sanitized_copy(r) for r in results])
             eng.memory[memo] = mem
         else:
             rows = [np.zeros(0, dtype="int64")] * len(expectations)
@@ -771,7 +794,7 @@ def judge(
                 eng, group, chosen, frame, parameters, factorized
             )
         else:
-            got_rows, got_results = _judge_other(eng, group, chosen, frame, parameters)
+            got_rows, got_results = _judge_other(eng, group, chosen, frame, parameters, factorized)
         for i, r, res in zip(group.positions, got_rows, got_results, strict=True):
             rows[i], results[i] = r, res
     return rows, results

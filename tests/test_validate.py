@@ -421,3 +421,28 @@ def test_gx_builds_configurations_and_row_filters_once_per_validation() -> None:
         PandasExecutionEngine._apply_row_condition_filter = original_filter  # type: ignore[method-assign]
     assert 0 < calls["memo", "configuration"] * 5 < calls["gx alone", "configuration"], calls
     assert 0 < calls["memo", "row filter"] * 4 < calls["gx alone", "row filter"], calls
+
+
+@pytest.mark.parametrize("uniques", [5, 400])  # a small table of codes, and hashing
+def test_combinations_number_rows_as_pandas_groups_them(uniques: int) -> None:
+    """Rows get the same number exactly when pandas groups them together (nulls alike)."""
+    import numpy as np
+
+    from pipelines.validate import _combinations
+
+    rng = np.random.default_rng(uniques)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "a": rng.integers(0, uniques, n).astype(float),
+            "b": rng.choice([f"v{i}" for i in range(uniques)], n).astype(object),
+            "c": rng.integers(0, uniques, n).astype(float),
+        }
+    )
+    frame.loc[rng.random(n) < 0.1, "a"] = np.nan
+    frame.loc[rng.random(n) < 0.1, "b"] = None
+    number, n_combos = _combinations(frame, ("a", "b", "c"), {})
+    expected = frame.groupby(["a", "b", "c"], dropna=False, sort=False).ngroup().to_numpy()
+    assert n_combos == expected.max() + 1
+    pairs = set(zip(number.tolist(), expected.tolist(), strict=True))
+    assert len(pairs) == n_combos  # a one-to-one match of the two numberings
