@@ -144,29 +144,62 @@ def check_formula_or_markup(table: pa.Table) -> pd.DataFrame:
 
 
 def check_exact_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows identical (in every column but the line number) to an earlier row of the file.
+    """Rows identical (in every column but the line number) to an earlier row of the file;
+    rows are named by ``frame``'s index labels.
 
     Pass the raw string table's frame when there is one: two rows are copies only when they
     were delivered alike, not when two different unreadable values both became blank.
     """
     content = [c for c in frame.columns if c not in _PROVENANCE]
     dup = frame.duplicated(subset=content, keep="first").to_numpy()
-    return _issues(np.flatnonzero(dup), DUPLICATE_ROW_REASON) if dup.any() else empty_issues()
+    if not dup.any():
+        return empty_issues()
+    return _issues(frame.index.to_numpy(dtype="int64")[dup], DUPLICATE_ROW_REASON)
+
+
+def _file_key(suite_dict: dict[str, Any]) -> tuple[str, ...] | None:
+    """The columns the suite says are unique within a file."""
+    for e in suite_dict["expectations"]:
+        if e["type"] == "expect_compound_columns_to_be_unique":
+            return tuple(e["kwargs"]["column_list"])
+    return None
+
+
+def _copy_candidates(
+    frame: pd.DataFrame, key: tuple[str, ...] | None, factorized: dict[str, tuple[np.ndarray, int]]
+) -> np.ndarray:
+    """Rows that could be an exact copy of another: those whose key repeats. Two rows
+    delivered alike are typed and blanked alike, so they share their key; a file whose keys
+    are all distinct (the usual case) needs no row-by-row comparison."""
+    if key is None or not all(c in frame.columns for c in key):
+        return np.arange(len(frame), dtype="int64")
+    number, n_keys = _combinations(frame, key, factorized)
+    return np.flatnonzero((np.bincount(number, minlength=n_keys) > 1)[number])
 
 
 def _duplicate_basis(
-    typed: pa.Table, frame: pd.DataFrame, raw: pa.Table | None, redaction: pd.DataFrame | None
+    typed: pa.Table,
+    frame: pd.DataFrame,
+    raw: pa.Table | None,
+    redaction: pd.DataFrame | None,
+    rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The frame exact copies are judged on: raw strings if given, else the typed values with
-    every blanked (redacted) cell made unique so a blanked row never "equals" another."""
+    """The frame exact copies are judged on (only ``rows``, if given; indexed by row number):
+    raw strings if given, else the typed values with every blanked (redacted) cell made unique
+    so a blanked row never "equals" another."""
     if raw is not None and raw.num_rows == typed.num_rows:
         cols = [c for c in raw.column_names if c not in _PROVENANCE]
-        return raw.select(cols).to_pandas()
-    basis = frame.copy()
+        if rows is None:
+            return raw.select(cols).to_pandas()
+        basis = raw.select(cols).take(pa.array(rows, pa.int64())).to_pandas()
+        basis.index = pd.Index(rows)
+        return basis
+    basis = frame.copy() if rows is None else frame.loc[rows].copy()
     if redaction is not None and len(redaction):
-        rows = np.unique(redaction["row"].to_numpy(dtype="int64"))
+        redacted = np.unique(redaction["row"].to_numpy(dtype="int64"))
         basis["_redacted_row"] = -1
-        basis.loc[rows, "_redacted_row"] = rows
+        redacted = redacted[np.isin(redacted, basis.index.to_numpy())]
+        basis.loc[redacted, "_redacted_row"] = redacted
     return basis
 
 
@@ -778,15 +811,19 @@ def _judge_other(
 
 
 def judge(
-    frame: pd.DataFrame, suite_dict: dict[str, Any], parameters: dict[str, Any]
+    frame: pd.DataFrame,
+    suite_dict: dict[str, Any],
+    parameters: dict[str, Any],
+    factorized: dict[str, tuple[np.ndarray, int]] | None = None,
 ) -> tuple[list[np.ndarray], list[Any]]:
     """Run the suite on ``frame`` the distinct-value way; per expectation (in suite order) the
-    failing rows (index labels of ``frame``) and its whole-frame GX result (counts only)."""
+    failing rows (index labels of ``frame``) and its whole-frame GX result (counts only).
+    ``factorized``: column codes of this very frame already computed (see ``_combinations``)."""
     eng = _engine()
     expectations = suite_dict["expectations"]
     rows: list[np.ndarray] = [np.zeros(0, dtype="int64")] * len(expectations)
     results: list[Any] = [None] * len(expectations)
-    factorized: dict[str, tuple[np.ndarray, int]] = {}
+    factorized = {} if factorized is None else factorized
     for group in plan_groups(suite_dict):
         chosen = [expectations[i] for i in group.positions]
         if group.kind == "distinct":
@@ -1003,7 +1040,14 @@ def validate(
 
     frames = [check_formula_or_markup(typed)]
     frame = _to_frame(typed, dataset)
-    duplicates = check_exact_duplicates(_duplicate_basis(typed, frame, raw, redaction))
+    suite_dict = load_suite_dict(dataset, suite_dir)
+    factorized: dict[str, tuple[np.ndarray, int]] = {}
+    candidates = _copy_candidates(frame, _file_key(suite_dict), factorized)
+    duplicates = (
+        check_exact_duplicates(_duplicate_basis(typed, frame, raw, redaction, candidates))
+        if len(candidates)
+        else empty_issues()
+    )
     frames.append(duplicates)
     if dataset == "measures":
         frames.append(check_total_consistency(frame))
@@ -1022,9 +1066,11 @@ def validate(
         "min_date": pd.Timestamp(min_date),
         "max_date": pd.Timestamp(today),
     }
-    suite_dict = load_suite_dict(dataset, suite_dir)
     if strategy == "distinct":
-        failing, results = judge(gx_frame, suite_dict, parameters)
+        # the column codes of `frame` serve GX's frame when no copy was taken out
+        failing, results = judge(
+            gx_frame, suite_dict, parameters, factorized if gx_frame is frame else None
+        )
     elif strategy == "full":
         failing, results = _run_full(gx_frame, suite_dict, parameters)
     else:

@@ -446,3 +446,30 @@ def test_combinations_number_rows_as_pandas_groups_them(uniques: int) -> None:
     assert n_combos == expected.max() + 1
     pairs = set(zip(number.tolist(), expected.tolist(), strict=True))
     assert len(pairs) == n_combos  # a one-to-one match of the two numberings
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_copies_are_looked_for_only_among_repeated_keys_and_all_are_found(seed: int) -> None:
+    """Comparing only the rows whose key repeats finds exactly the copies a comparison of
+    every row finds, on raw strings and on typed values."""
+    from pipelines.suites import load_suite_dict
+    from pipelines.validate import (
+        _copy_candidates,
+        _duplicate_basis,
+        _file_key,
+        _to_frame,
+        check_exact_duplicates,
+    )
+
+    typed = _random_table(seed, 120)
+    raw = pa.table({c: typed.column(c).cast(pa.string()) for c in typed.column_names})
+    frame = _to_frame(typed, "measures")
+    key = _file_key(load_suite_dict("measures"))
+    assert key == ("client_id", "session_number", "instrument")
+    rows = _copy_candidates(frame, key, {})
+    assert 0 < len(rows) < len(frame)
+    for basis_raw in (raw, None):
+        every = check_exact_duplicates(_duplicate_basis(typed, frame, basis_raw, None))
+        some = check_exact_duplicates(_duplicate_basis(typed, frame, basis_raw, None, rows))
+        assert len(every) > 0
+        pd.testing.assert_frame_equal(every, some)
