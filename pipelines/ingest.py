@@ -22,6 +22,7 @@ from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -616,12 +617,20 @@ def prepare_workers(deliveries: list[Delivery]) -> int:
     return max(1, min(n, len(deliveries)))
 
 
-def _init_worker(parent: int) -> None:
+def _init_worker(parent: int, ranks: Any, workers: int, verdicts: Path) -> None:
     """Worker initializer. A worker never outlives the process that loads: if that process is
     killed, even with SIGKILL, its workers get SIGKILL too (Linux `PR_SET_PDEATHSIG`). Arrow
-    allocates from the C heap, so `_release_memory` can hand a file's memory back."""
+    allocates from the C heap, so `_release_memory` can hand a file's memory back. The
+    workers share their GX verdicts (`validate.share_verdicts`), each with its own rank."""
     import ctypes
     import signal
+
+    from pipelines import validate
+
+    with ranks.get_lock():
+        rank = int(ranks.value)
+        ranks.value += 1
+    validate.share_verdicts(verdicts, rank, workers)
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
@@ -694,11 +703,13 @@ def _prepared_in_order(
     pending: deque[tuple[Delivery, ClinicConfig, list[batching.Part], list[Future[PartOutcome]]]]
     pending = deque()
     queued = iter(jobs)
+    context = multiprocessing.get_context("fork")
+    ranks = context.Value("i", 0)
     with ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("fork"),
+        mp_context=context,
         initializer=_init_worker,
-        initargs=(os.getpid(),),
+        initargs=(os.getpid(), ranks, workers, stage_dir / "verdicts"),
     ) as pool:
 
         def submit_next() -> bool:
@@ -752,30 +763,29 @@ def ingest_clinics(
     clinic then file-name order (a later export of a clinic supersedes an earlier one), while
     the next files are prepared in parallel. With `snapshot`, the analyst snapshot is
     republished after the loads (when anything changed)."""
-    with open_warehouse(warehouse) as conn:
-        known = {
-            c.clinic_id: known_hashes(conn, c.clinic_id, config_fingerprint(c)) for c in configs
-        }
-    jobs: list[tuple[Delivery, ClinicConfig]] = []
-    order: list[FileResult | None] = []  # per clinic: its rejected entries, then its files
-    for cfg in configs:
-        found, bad = discover(cfg, landing, known[cfg.clinic_id], names)
-        jobs += [(d, cfg) for d in found]
-        order += [*bad, *([None] * len(found))]
     results: list[FileResult] = []
+    jobs: list[tuple[Delivery, ClinicConfig]] = []
     with tempfile.TemporaryDirectory(prefix="aw-stage-") as tmp:
-        prepared = _prepared_in_order(jobs, Path(tmp), docs_dir, progress)
-        try:
-            with open_warehouse(warehouse) as conn:
-                conn.execute(f"set memory_limit = '{load_memory_limit()}'")
-                conn.execute(f"set threads = {load_threads()}")
+        # one connection for the ledger lookups and the loads: the first parts are being
+        # prepared while it loads nothing yet
+        with open_warehouse(warehouse) as conn:
+            conn.execute(f"set memory_limit = '{load_memory_limit()}'")
+            conn.execute(f"set threads = {load_threads()}")
+            order: list[FileResult | None] = []  # per clinic: its rejected entries, then files
+            for cfg in configs:
+                known = known_hashes(conn, cfg.clinic_id, config_fingerprint(cfg))
+                found, bad = discover(cfg, landing, known, names)
+                jobs += [(d, cfg) for d in found]
+                order += [*bad, *([None] * len(found))]
+            prepared = _prepared_in_order(jobs, Path(tmp), docs_dir, progress)
+            try:
                 for entry in order:
                     staged = StagedFile(result=entry) if entry else next(prepared)
                     results.append(load_staged(conn, staged))
                     for path in (staged.valid_path, staged.quarantine_path):
                         remove_staged(path)  # keep the stage folder small
-        finally:
-            prepared.close()  # stops the workers when a load failed
+            finally:
+                prepared.close()  # stops the workers when a load failed
         if jobs:
             publish_data_docs(docs_dir)
     if snapshot is not None and any(r.status != "already_loaded" for r in results):

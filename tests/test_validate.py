@@ -473,3 +473,49 @@ def test_copies_are_looked_for_only_among_repeated_keys_and_all_are_found(seed: 
         some = check_exact_duplicates(_duplicate_basis(typed, frame, basis_raw, None, rows))
         assert len(every) > 0
         pd.testing.assert_frame_equal(every, some)
+
+
+def test_a_process_uses_the_verdicts_another_process_shared(tmp_path: Path) -> None:
+    """Two processes preparing one run share GX verdicts: the second judges a frame the first
+    has judged without asking GX again, and finds the same failing rows and counts."""
+    import numpy as np
+
+    from pipelines import validate as v
+    from pipelines.suites import load_suite_dict
+
+    frame = v._to_frame(_random_table(7, 200), "measures")
+    frame = frame.drop_duplicates(subset=[c for c in frame.columns if c != "source_line"])
+    params = {
+        "code_pattern": CFG.code_pattern,
+        "min_date": pd.Timestamp(dt.date(1990, 1, 1)),
+        "max_date": pd.Timestamp(TODAY),
+    }
+    suite = load_suite_dict("measures")
+    asked: list[int] = []
+    run = v._Engine.run
+
+    def counting(self: Any, *args: Any) -> Any:
+        asked.append(1)
+        return run(self, *args)
+
+    try:
+        v._Engine.run = counting  # type: ignore[method-assign]
+        outcome = []
+        for rank in (0, 1):
+            v._ENGINE = None  # each "process" starts with an empty memory
+            v.share_verdicts(tmp_path / "verdicts", rank, 2)
+            asked.clear()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                outcome.append((v.judge(frame, suite, params), len(asked)))
+    finally:
+        v._Engine.run = run  # type: ignore[method-assign]
+        v._SHARING = None
+        v._ENGINE = None
+    (rows_a, results_a), asked_a = outcome[0]
+    (rows_b, results_b), asked_b = outcome[1]
+    assert asked_a > 10
+    assert asked_b <= 3  # header and key rules are not shared; every distinct group was
+    for a, b, ra, rb in zip(results_a, results_b, rows_a, rows_b, strict=True):
+        assert (a.success, a.result) == (b.success, b.result)
+        assert np.array_equal(ra, rb)
