@@ -83,6 +83,16 @@ def _sniff_delimiter(first_line: str, expected: str) -> str | None:
     return None
 
 
+def _header_names(first_line: str, delimiter: str) -> list[str]:
+    """The column names of a CSV header line, as the CSV reader will see them (a name it
+    reads differently, if any, is only inferred and cast back to text below)."""
+    import csv
+
+    return next(
+        csv.reader([first_line.removeprefix("\ufeff").rstrip("\r")], delimiter=delimiter), []
+    )
+
+
 def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
     """Parse `path` as strings; raise FileRejected for any file-level problem."""
     if path.is_symlink() or not path.is_file():
@@ -128,7 +138,8 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
                 delimiter=cfg.delimiter, newlines_in_values=False, invalid_row_handler=on_invalid
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={},
+                # as text, as delivered: inferred as numbers, "0012" would come back as "12"
+                column_types=dict.fromkeys(_header_names(first_line, cfg.delimiter), pa.string()),
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
                 null_values=[],
@@ -153,6 +164,9 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
     # column with bytes that are not UTF-8 as binary; the cast then fails: reject the file.
     cols: dict[str, pa.ChunkedArray] = {}
     for name, col in zip(table.column_names, table.columns, strict=True):
+        if col.type == pa.string():
+            cols[name] = col
+            continue
         try:
             cols[name] = pc.cast(col, pa.string())
         except pa.ArrowInvalid:

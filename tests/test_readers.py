@@ -247,3 +247,23 @@ def test_a_header_that_looks_like_a_value_is_never_echoed(tmp_path: Path) -> Non
     text = "\n".join([REF_HEADER + ",quincy.adams@mail.invalid", REF_ROW + ",x"]) + "\n"
     raw = read_raw(write(tmp_path, "measures_shifted.csv", text), "measures", cfg(THREE_KEYS))
     assert raw.ignored_columns == ["<column 19>"]
+
+
+def test_values_are_read_as_delivered_not_as_numbers(tmp_path: Path) -> None:
+    """A code of digits keeps its leading zeros (0012 and 12 are two clients), and numbers keep
+    the text they were delivered as; nothing is inferred as a number before the guard sees it."""
+    text = (
+        "client_id,clinician_id,session_date,session_number,instrument,"
+        "item_1,item_2,item_3,item_4,total\n"
+        "0012,007,2024-11-23,01,SRS,9.50,9,9,9,36.5\n"
+        "12,7,2024-11-23,1,SRS,9.5,9,9,9,36.50\n"
+    )
+    reference = {"clinic_id": "zeros", "timezone": "UTC", "format": "reference"}
+    raw = read_raw(write(tmp_path, "m.csv", text), "measures", cfg(reference))
+    assert raw.table.column("client_id").to_pylist() == ["0012", "12"]
+    assert raw.table.column("clinician_id").to_pylist() == ["007", "7"]
+    assert raw.table.column("item_1").to_pylist() == ["9.50", "9.5"]
+    typed, issues = canonicalize(raw, cfg(reference))
+    assert issues.empty
+    assert typed.column("client_id").to_pylist() == ["0012", "12"]
+    assert typed.column("session_number").to_pylist() == [1, 1]
