@@ -208,24 +208,31 @@ def _scored_total(items: np.ndarray, scoring: str) -> np.ndarray:
     return items.mean(axis=1) if scoring == "mean" else items.sum(axis=1)
 
 
+def _rows_by_instrument(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Row positions of each registry instrument in ``frame`` (instruments present only)."""
+    codes, uniques = pd.factorize(frame["instrument"])
+    at = {str(u): i for i, u in enumerate(uniques)}
+    return {code: np.flatnonzero(codes == at[code]) for code in INSTRUMENTS if code in at}
+
+
 def check_total_consistency(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows whose delivered total differs from the registry scoring of complete items."""
     frames = []
-    instrument = frame["instrument"].to_numpy(dtype=object)
     total = frame["total"].to_numpy(dtype="float64")
-    for code, ins in INSTRUMENTS.items():
-        sel = instrument == code
-        if not sel.any():
-            continue
-        items = frame.loc[sel, list(ins.item_columns)].to_numpy(dtype="float64")
+    labels = frame.index.to_numpy()
+    every_item = frame[list(ITEM_COLUMNS)].to_numpy(dtype="float64")
+    for code, rows in _rows_by_instrument(frame).items():
+        ins = INSTRUMENTS[code]
+        at = np.array([ITEM_COLUMNS.index(c) for c in ins.item_columns], dtype="int64")
+        items = every_item[np.ix_(rows, at)]
         complete = ~np.isnan(items).any(axis=1)
         scored = _scored_total(np.nan_to_num(items), ins.scoring)
-        off = complete & ~np.isnan(total[sel]) & (np.abs(scored - total[sel]) > ins.total_tolerance)
+        delivered = total[rows]
+        off = complete & ~np.isnan(delivered) & (np.abs(scored - delivered) > ins.total_tolerance)
         if off.any():
-            rows = frame.index.to_numpy()[sel][off]
             frames.append(
                 _issues(
-                    rows,
+                    labels[rows[off]],
                     f"total_inconsistent: total differs from the {ins.scoring} of the {code} "
                     f"items by more than {ins.total_tolerance:.3g}",
                 )
@@ -236,19 +243,17 @@ def check_total_consistency(frame: pd.DataFrame) -> pd.DataFrame:
 def check_item_step(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows with an item that is not a multiple of its instrument's smallest step."""
     frames = []
-    instrument = frame["instrument"].to_numpy(dtype=object)
-    for code, ins in INSTRUMENTS.items():
-        sel = instrument == code
-        if not sel.any():
-            continue
+    labels = frame.index.to_numpy()
+    for code, rows in _rows_by_instrument(frame).items():
+        ins = INSTRUMENTS[code]
         for col in ins.item_columns:
-            values = frame.loc[sel, col].to_numpy(dtype="float64")
+            values = frame[col].to_numpy(dtype="float64")[rows]
             steps = values / ins.item_step
             off = ~np.isnan(values) & (np.abs(steps - np.round(steps)) > 1e-6)
             if off.any():
                 frames.append(
                     _issues(
-                        frame.index.to_numpy()[sel][off],
+                        labels[rows[off]],
                         f"item_off_step: {col} is not a multiple of {ins.item_step:g} for {code}",
                     )
                 )
