@@ -259,6 +259,22 @@ def _fails_code_pattern(column: pa.ChunkedArray | pa.Array, pattern: str) -> np.
     return present & ~ok.to_numpy(dtype=bool)
 
 
+class _Codes:
+    """Each cell's position among its column's distinct values (-1: null), computed on first
+    use: most columns have no finding, and then no cell needs mapping back."""
+
+    def __init__(self, column: pa.ChunkedArray, values: pa.Array) -> None:
+        self._column, self._values = column, values
+        self._code: np.ndarray | None = None
+
+    def get(self) -> np.ndarray:
+        if self._code is None:
+            positions = pc.index_in(self._column, value_set=self._values)
+            filled = pc.fill_null(positions, -1).to_numpy(zero_copy_only=False)
+            self._code = np.asarray(filled, dtype="int64")
+        return self._code
+
+
 def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, RedactionMask]:
     """Find identifying values in the string columns of a raw (all-string) table.
 
@@ -275,9 +291,10 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
     # distinct values than cells (codes repeat per session, scores and dates repeat), so the
     # checks run once per distinct value and a flagged value is mapped back to every cell
     # holding it. ``code`` is each cell's position in the column's distinct values (-1: null).
-    def record(col: str, kind: str, hit: np.ndarray, where: np.ndarray, code: np.ndarray) -> None:
+    def record(col: str, kind: str, hit: np.ndarray, where: np.ndarray, codes: _Codes) -> None:
         if not hit.any():
             return
+        code = codes.get()
         flagged = np.zeros(int(code.max()) + 2 if len(code) else 1, dtype=bool)
         flagged[where[hit]] = True  # the last slot stays False: code -1 (null) never flags
         rows = np.flatnonzero(flagged[code]).astype("int64")
@@ -298,8 +315,7 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         values = pc.drop_null(pc.unique(column))
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
-        positions = pc.index_in(column, value_set=values)
-        code = np.asarray(pc.fill_null(positions, -1).to_numpy(zero_copy_only=False), dtype="int64")
+        code = _Codes(column, values)  # worked out only for a column with a finding
         # One cheap pass finds the values that cannot hold any kind below (bare tokens, short
         # numbers, dates); the full battery runs only on the rest.
         where = np.flatnonzero(~_matches(values, _CANNOT_IDENTIFY))
