@@ -354,7 +354,7 @@ def _prepare_part(
     typed = typed.set_column(
         typed.schema.get_field_index("source_file"),
         "source_file",
-        pa.array([delivery.path.name] * n, pa.string()),
+        pa.repeat(pa.scalar(delivery.path.name, pa.string()), n),
     )
     label = delivery.path.name if n_parts == 1 else f"{delivery.path.name}.part{part.index + 1}"
     # validate blanks the redacted cells itself and compares copies as delivered (raw)

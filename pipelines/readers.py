@@ -358,7 +358,7 @@ def _melt_wide(
     items) so that validation rejects it with its reason.
     """
     n = keys.num_rows
-    blank = pa.array([""] * n, pa.string())
+    blank = pa.repeat(pa.scalar("", pa.string()), n)
     parts: list[pa.Table] = []
     for code, (items, total) in blocks.items():
         headers = [*items, *([total] if total else [])]
@@ -367,7 +367,7 @@ def _melt_wide(
             filled = pc.not_equal(pc.utf8_trim_whitespace(table.column(h)), "")
             any_value = pc.or_(any_value, filled)
         cols: dict[str, pa.ChunkedArray | pa.Array] = {c: keys.column(c) for c in WIDE_KEYS}
-        cols["instrument"] = pa.array([code] * n, pa.string())
+        cols["instrument"] = pa.repeat(pa.scalar(code, pa.string()), n)
         for j, c in enumerate(registry.ITEM_COLUMNS):
             cols[c] = table.column(items[j]) if j < len(items) else blank
         cols["total"] = table.column(total) if total else blank
@@ -472,7 +472,7 @@ def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFram
     issues: list[pd.DataFrame] = []
     cols: dict[str, pa.ChunkedArray | pa.Array] = {}
     n = t.num_rows
-    cols["clinic_id"] = pa.array([cfg.clinic_id] * n, pa.string())
+    cols["clinic_id"] = pa.repeat(pa.scalar(cfg.clinic_id, pa.string()), n)
     for name in ("client_id", "clinician_id"):
         cols[name] = _blank_to_null(t.column(name))
     if raw.dataset == "measures":
@@ -511,7 +511,7 @@ def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFram
         # The clinic's words first (case-insensitive), then canonical words in any case.
         status = _lookup(_blank_to_null(t.column("status")), cfg.status_values, True)
         cols["status"] = pc.utf8_lower(status)
-    cols["source_file"] = pa.array([""] * n, pa.string())
+    cols["source_file"] = pa.repeat(pa.scalar("", pa.string()), n)
     cols["source_line"] = t.column("source_line")
     typed = pa.table({f.name: cols[f.name] for f in schema}, schema=schema.with_metadata({}))
     if raw.dataset == "measures":
