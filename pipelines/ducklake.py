@@ -483,7 +483,7 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
         ]
         conn.execute("drop table batch")
         return
-    counts = stage_measure_batch(conn, r.clinic_id, src)
+    counts = stage_measure_batch(conn, r.clinic_id, src, staged.keys_unique)
     append_history(conn, r, counts)
     if counts.get("changed"):
         # DuckLake has no insert-or-replace: a corrected key is deleted, then inserted again
@@ -494,7 +494,7 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
             """  # noqa: S608
         )
     insert_measurements(conn, r, src, counts, include_changed=True)
-    finish_measure_batch(conn, r, counts, src)
+    finish_measure_batch(conn, r, counts, src, staged.clients)
 
 
 def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:

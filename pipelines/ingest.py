@@ -147,6 +147,7 @@ class PartOutcome:
     data_docs_path: str | None = None
     ignored_columns: list[str] = field(default_factory=list)
     error: str | None = None  # the file-level rejection this part found
+    clients: list[str] = field(default_factory=list)  # distinct clients of the valid rows
 
 
 def _base_result(delivery: Delivery, cfg: ClinicConfig) -> FileResult:
@@ -271,6 +272,8 @@ def assemble(
     base.rows_quarantined = sum(o.quarantined for o in outcomes)
     base.rows_duplicate = sum(o.duplicate for o in outcomes)
     frames = [o.issues for o in outcomes if o.issues is not None and not o.issues.empty]
+    if delivery.dataset == "measures":
+        staged.clients = sorted({c for o in outcomes for c in o.clients})
     if len(parts) > 1 and staged.valid_path is not None:
         cross = _cross_part_keys(staged, str(delivery.dataset))
         if cross is not None:
@@ -378,9 +381,11 @@ def _prepare_part(
     keep_mask[quarantined] = False
     keep_mask[dup_rows.astype("int64")] = False
     keep = np.flatnonzero(keep_mask)
+    clients: list[str] = []
     if len(keep):
         valid = typed if len(keep) == n else typed.take(pa.array(keep))
         _writer(writers, "valid", valid_path, valid.schema).write_table(valid)
+        clients = pc.drop_null(pc.unique(valid.column("client_id"))).to_pylist()
     if len(quarantined):
         q = _quarantine_table(raw.table, quarantined, per_row, redact, cfg)
         _writer(writers, "quarantine", quarantine_path, q.schema).write_table(q)
@@ -397,6 +402,7 @@ def _prepare_part(
         issues=issues,
         data_docs_path=str(docs_path) if docs_path else None,
         ignored_columns=ignored,
+        clients=clients,
     )
 
 
@@ -458,6 +464,7 @@ def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
             [src],
         ).fetchall()[0][0]
         if not repeats:
+            staged.keys_unique = True  # the loader need not count them again
             return None
         con.execute("create table v as select * from read_parquet(?)", [src])
         cols = [c for (c,) in con.execute("select name from pragma_table_info('v')").fetchall()]
@@ -524,6 +531,8 @@ def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
         q_dir.mkdir(exist_ok=True)
         pq.write_table(conflict, q_dir / "p_keys_across_parts.parquet")  # sorts after the parts
         staged.quarantine_path = q_dir
+    staged.keys_unique = True  # every repeated key was resolved above
+    staged.clients = None  # a client whose rows were all held back is no longer in the file
     r.rows_loaded -= n_conflict + n_dup
     r.rows_quarantined += n_conflict
     r.rows_duplicate += n_dup

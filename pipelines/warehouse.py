@@ -226,6 +226,10 @@ class StagedFile:
     # Parquet: a file, or a folder of part files (`parquet_source`)
     valid_path: Path | None = None  # canonical rows to load
     quarantine_path: Path | None = None  # line_number, reasons, row_data
+    # What preparing already established about the valid rows (None: not known, the loader
+    # works it out): no key twice, and the sorted distinct clients.
+    keys_unique: bool = False
+    clients: list[str] | None = None
 
 
 def parquet_source(path: Path) -> str:
@@ -403,7 +407,7 @@ INCOMING = "(select * replace (? as clinic_id) from read_parquet(?))"
 
 
 def stage_measure_batch(
-    conn: duckdb.DuckDBPyConnection, clinic_id: str, src: str
+    conn: duckdb.DuckDBPyConnection, clinic_id: str, src: str, keys_unique: bool = False
 ) -> dict[str, int]:
     """Classify a staged file's rows as new, same (identical to the current value) or changed;
     refuse duplicate keys. Returns the count per kind.
@@ -424,8 +428,10 @@ def stage_measure_batch(
         [clinic_id, src, clinic_id],
     )
     key = ", ".join(FILE_KEY)
+    # a batch assembled from parts had its keys counted when it was assembled
+    dupkeys_sql = "0" if keys_unique else f"count(*) - count(distinct ({key}))"
     rows, dupkeys = conn.execute(
-        f"select count(*), count(*) - count(distinct ({key})) from read_parquet(?)",  # noqa: S608
+        f"select count(*), {dupkeys_sql} from read_parquet(?)",  # noqa: S608
         [src],
     ).fetchall()[0]
     if dupkeys:
@@ -490,12 +496,22 @@ def append_history(conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[
 
 
 def finish_measure_batch(
-    conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[str, int], src: str
+    conn: duckdb.DuckDBPyConnection,
+    r: FileResult,
+    counts: dict[str, int],
+    src: str,
+    clients: list[str] | None = None,
 ) -> None:
     """Record what the batch loaded on the file's result (the clients of every row that was not
-    identical to its current value), and drop the batch."""
+    identical to its current value), and drop the batch. `clients`: the batch's distinct
+    clients when preparing already listed them (then only a batch with identical rows is
+    read again)."""
     r.rows_loaded = counts.get("new", 0) + counts.get("changed", 0)
     r.rows_duplicate += counts.get("same", 0)
+    if clients is not None and not counts.get("same"):
+        r.clients_touched = list(clients)
+        conn.execute("drop table batch")
+        return
     r.clients_touched = [
         c
         for (c,) in conn.execute(
@@ -529,7 +545,7 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
             ).fetchall()
         ]
         return
-    counts = stage_measure_batch(conn, r.clinic_id, src)
+    counts = stage_measure_batch(conn, r.clinic_id, src, staged.keys_unique)
     append_history(conn, r, counts)
     # new keys: a plain insert; corrected keys: update the current row's values in place
     insert_measurements(conn, r, src, counts)
@@ -544,7 +560,7 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
         """,  # noqa: S608
         [r.file_name, r.sha256, r.load_id],
     )
-    finish_measure_batch(conn, r, counts, src)
+    finish_measure_batch(conn, r, counts, src, staged.clients)
 
 
 def publish_snapshot(warehouse: Path, snapshot: Path, per_clinic: bool = False) -> Path:

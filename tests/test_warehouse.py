@@ -111,6 +111,30 @@ def test_a_file_larger_than_a_part_loads_like_one_piece(
     assert not list((tmp_path / "landing" / "ref_clinic").glob("*.part*"))
 
 
+def test_clients_touched_leave_out_a_client_whose_only_rows_were_held_back(
+    tmp_path: Path, reference_config_dir: Path, write_reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clients a load touched are listed while preparing; a client whose only rows
+    conflict across parts (all held back) is not among them, nor is a client whose rows were
+    identical to what was already loaded."""
+    from pipelines import batching
+
+    monkeypatch.setattr(batching, "DEFAULT_PART_BYTES", 2048)
+    rows = [srs(f"C{i:03d}", 1 + i % 9, 5.0 + (i % 5)) for i in range(60)]
+    rows.insert(1, srs("C900", 1, 4.0))
+    rows.append(srs("C900", 1, 6.0))  # the same key in the last part, another score
+    write_reference("measures_1.csv", rows)
+    wh = tmp_path / "wh.duckdb"
+    (r,) = ingest_all(reference_config_dir, tmp_path / "landing", wh)
+    assert r.rows_quarantined == 2 and "C900" not in r.clients_touched
+    loaded = query(wh, "select list(distinct client_id order by client_id) from measurements")
+    assert query(wh, "select client_ids from loads") == loaded
+    # a later export repeating C001-C005 unchanged and correcting C006: only C006 is touched
+    write_reference("measures_2.csv", [*rows[2:7], srs("C006", 7, 9.0)])
+    (r2,) = ingest_all(reference_config_dir, tmp_path / "landing", wh)
+    assert (r2.rows_duplicate, r2.clients_touched) == (5, ["C006"])
+
+
 HOLDER = textwrap.dedent(
     """
     import sys, time, duckdb
