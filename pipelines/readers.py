@@ -413,8 +413,14 @@ def _cast_numeric(col: pa.ChunkedArray, decimal: str) -> tuple[pa.Array, np.ndar
     bad_d = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(ok, False)))
     safe = pc.if_else(bad_d, pa.scalar(None, pa.string()), text)
     values = pc.take(pc.cast(safe, pa.float64()), idx)
-    bad = pc.take(bad_d, idx)
-    return values, np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    return values, _rows_with(bad_d, idx)
+
+
+def _rows_with(flag_d: pa.Array, idx: pa.Array) -> np.ndarray:
+    """The rows whose distinct value (``idx`` into ``flag_d``) is flagged: none, usually."""
+    if not pc.any(flag_d).as_py():
+        return np.zeros(0, dtype="int64")
+    return np.flatnonzero(pc.take(flag_d, idx).to_numpy(zero_copy_only=False))
 
 
 def _strip_leading_zeros(text: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -432,8 +438,7 @@ def _cast_date(col: pa.ChunkedArray, fmt: str) -> tuple[pa.Array, np.ndarray]:
     bad_d = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(same, False)))
     parsed = pc.if_else(bad_d, pa.scalar(None, parsed.type), parsed)
     dates = pc.take(pc.cast(parsed, pa.date32()), idx)
-    bad = pc.take(bad_d, idx)
-    return dates, np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    return dates, _rows_with(bad_d, idx)
 
 
 def _compute_totals(table: pa.Table) -> pa.ChunkedArray:
