@@ -131,8 +131,18 @@ def check_formula_or_markup(table: pa.Table) -> pd.DataFrame:
     for col in _TEXT_COLUMNS:
         if col not in table.column_names:
             continue
-        hit = pc.fill_null(pc.match_substring_regex(table.column(col), _FORMULA_OR_MARKUP), False)
-        mask = np.asarray(hit.to_numpy(), dtype=bool)
+        # once per distinct value (codes and labels repeat), mapped back only on a hit
+        column = table.column(col)
+        encoded = pc.dictionary_encode(
+            column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        )
+        hit_d = pc.fill_null(
+            pc.match_substring_regex(encoded.dictionary, _FORMULA_OR_MARKUP), False
+        )
+        if not pc.any(hit_d).as_py():
+            continue
+        hit = pc.fill_null(pc.take(hit_d, encoded.indices), False)
+        mask = np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
         if mask.any():
             frames.append(
                 _issues(
