@@ -300,6 +300,21 @@ def _random_table(seed: int, n: int) -> pa.Table:
     return table(rows)
 
 
+def _gx_inputs(seed: int, n: int) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    """A random frame without exact copies (as GX sees it), the run's parameters, the suite."""
+    from pipelines.suites import load_suite_dict
+    from pipelines.validate import _to_frame
+
+    frame = _to_frame(_random_table(seed, n), "measures")
+    frame = frame.drop_duplicates(subset=[c for c in frame.columns if c != "source_line"])
+    params = {
+        "code_pattern": CFG.code_pattern,
+        "min_date": pd.Timestamp(dt.date(1990, 1, 1)),
+        "max_date": pd.Timestamp(TODAY),
+    }
+    return frame, params, load_suite_dict("measures")
+
+
 def _both(typed: pa.Table, **kw: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -317,17 +332,9 @@ def test_distinct_engine_equals_full_frame_gx_on_the_mixed_file() -> None:
 def test_distinct_engine_gives_the_same_data_docs_counts_as_full_gx() -> None:
     import numpy as np
 
-    from pipelines.suites import load_suite_dict
-    from pipelines.validate import _run_full, _to_frame, judge
+    from pipelines.validate import _run_full, judge
 
-    frame = _to_frame(_random_table(11, 300), "measures")
-    frame = frame.drop_duplicates(subset=[c for c in frame.columns if c != "source_line"])
-    params = {
-        "code_pattern": CFG.code_pattern,
-        "min_date": pd.Timestamp(dt.date(1990, 1, 1)),
-        "max_date": pd.Timestamp(TODAY),
-    }
-    suite = load_suite_dict("measures")
+    frame, params, suite = _gx_inputs(11, 300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fast_rows, fast = judge(frame, suite, params)
@@ -481,16 +488,8 @@ def test_a_process_uses_the_verdicts_another_process_shared(tmp_path: Path) -> N
     import numpy as np
 
     from pipelines import validate as v
-    from pipelines.suites import load_suite_dict
 
-    frame = v._to_frame(_random_table(7, 200), "measures")
-    frame = frame.drop_duplicates(subset=[c for c in frame.columns if c != "source_line"])
-    params = {
-        "code_pattern": CFG.code_pattern,
-        "min_date": pd.Timestamp(dt.date(1990, 1, 1)),
-        "max_date": pd.Timestamp(TODAY),
-    }
-    suite = load_suite_dict("measures")
+    frame, params, suite = _gx_inputs(7, 200)
     asked: list[int] = []
     run = v._Engine.run
 
