@@ -171,11 +171,18 @@ def _unknown_file(delivery: Delivery, cfg: ClinicConfig) -> StagedFile:
     return StagedFile(result=base)
 
 
+def _stem(delivery: Delivery, cfg: ClinicConfig) -> str:
+    """A delivery's name in the stage folder: its clinic, content and file name (the same
+    bytes re-delivered under another name are prepared beside the original, apart)."""
+    name = hashlib.sha256(delivery.path.name.encode()).hexdigest()[:8]
+    return f"{cfg.clinic_id}-{delivery.sha256[:16]}-{name}"
+
+
 def stage_folders(delivery: Delivery, cfg: ClinicConfig, stage_dir: Path) -> tuple[Path, Path]:
     """The folders a file's valid and quarantined rows are staged in, one Parquet file per
     part (the loader reads each folder as one table)."""
-    stem = stage_dir / f"{cfg.clinic_id}-{delivery.sha256[:16]}"
-    return stem.with_name(stem.name + ".valid"), stem.with_name(stem.name + ".quarantine")
+    stem = _stem(delivery, cfg)
+    return stage_dir / f"{stem}.valid", stage_dir / f"{stem}.quarantine"
 
 
 def split_delivery(
@@ -183,10 +190,9 @@ def split_delivery(
 ) -> list[batching.Part]:
     """A delivery as parts of about `part_bytes` (default `batching.DEFAULT_PART_BYTES`); a
     Parquet file or a multi-byte encoding is never cut."""
-    stem = f"{cfg.clinic_id}-{delivery.sha256[:16]}"
     return batching.write_chunks(
         delivery.path,
-        stage_dir / f"{stem}.parts",
+        stage_dir / f"{_stem(delivery, cfg)}.parts",
         part_bytes or batching.DEFAULT_PART_BYTES,
         splittable=cfg.file_type != "parquet"
         and cfg.encoding.lower().replace("-", "")
@@ -256,7 +262,7 @@ def assemble(
         if part.path != delivery.path:
             part.path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
-        (stage_dir / f"{cfg.clinic_id}-{delivery.sha256[:16]}.parts").rmdir()
+        (stage_dir / f"{_stem(delivery, cfg)}.parts").rmdir()
     rejected = next((o.error for o in outcomes if o.error), None)
     if rejected is not None:
         base.error = rejected
