@@ -22,10 +22,13 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import email
+import email.policy
 import email.utils
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -44,7 +47,7 @@ from pipelines.cli import iso_date
 from pipelines.config import ClinicConfig, load_clinic_configs
 from pipelines.errors import AllianceWatchError
 from pipelines.guidance import Guidance, categories_for, guidance_for
-from pipelines.mailer import SmtpSettings, send
+from pipelines.mailer import DEFAULT_SENDER, SmtpSettings, send
 
 SMALL_CELL = 5  # counts 1..SMALL_CELL-1 are shown as "<5" in summaries
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
@@ -931,6 +934,31 @@ def _record(
     )
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_outbox(
+    folder: Path,
+    stem: str,
+    rendered: Rendered,
+    sender: str,
+    recipient: str | None,
+    message_id: str | None = None,
+) -> EmailMessage:
+    """The digest's three outbox files (HTML, text, the email as sent), each replaced whole."""
+    folder.mkdir(parents=True, exist_ok=True)
+    msg = build_message(rendered, sender, recipient)
+    if message_id:
+        msg.replace_header("Message-ID", message_id)
+    _write_atomically(folder / f"{stem}.html", rendered.html_file.encode("utf-8"))
+    _write_atomically(folder / f"{stem}.txt", rendered.text.encode("utf-8"))
+    _write_atomically(folder / f"{stem}.eml", bytes(msg))
+    return msg
+
+
 def _deliver(
     conn: duckdb.DuckDBPyConnection,
     key: tuple[str, str, dt.date, str],
@@ -945,12 +973,8 @@ def _deliver(
     previous = _ledger_row(conn, key)
     if previous is not None and previous[0] == "sent":
         return Delivery(clinic_id, clinician_id, kind, "already_sent", previous[1], None, n_clients)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{stem}.html").write_text(rendered.html_file, encoding="utf-8")
-    (folder / f"{stem}.txt").write_text(rendered.text, encoding="utf-8")
-    sender = smtp.sender if smtp else "alliance-watch@localhost"
-    msg = build_message(rendered, sender, recipient)
-    (folder / f"{stem}.eml").write_bytes(bytes(msg))
+    sender = smtp.sender if smtp else DEFAULT_SENDER
+    msg = _write_outbox(folder, stem, rendered, sender, recipient)
     attempts = previous[1] if previous else 0
     status, error, sent_at = "written", None, None
     if smtp is not None and recipient:
@@ -1035,6 +1059,100 @@ def run_weekly_digest(
     finally:
         conn.close()
     return summary
+
+
+# --------------------------------------------------------------------------------------------
+# erasure: digests already in the outbox
+
+OUTBOX_SUFFIXES = (".html", ".txt", ".eml")
+
+
+@dataclass
+class OutboxErasure:
+    """Outbox files of digests that named an erased client (paths; no client code)."""
+
+    rendered_again: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+
+
+def _reader_texts(folder: Path, stem: str) -> list[str]:
+    """What a reader of a digest's outbox files sees: the text, the HTML, and the email's
+    subject and text parts decoded (they may be quoted-printable or base64 on disk)."""
+    texts = []
+    for suffix in (".txt", ".html"):
+        path = folder / f"{stem}{suffix}"
+        if path.is_file():
+            texts.append(path.read_text(encoding="utf-8", errors="replace"))
+    path = folder / f"{stem}.eml"
+    if path.is_file():
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        texts.append(str(msg["Subject"] or ""))
+        texts += [
+            str(part.get_content()) for part in msg.walk() if part.get_content_maintype() == "text"
+        ]
+    return texts
+
+
+def erase_from_outbox(
+    conn: duckdb.DuckDBPyConnection,
+    outbox: Path,
+    configs: dict[str, ClinicConfig],
+    clinic_id: str,
+    client_id: str,
+) -> OutboxErasure:
+    """After a client's rows have left the warehouse: every digest of the clinic in `outbox`
+    whose files name the client is rendered again from the warehouse for the same week and
+    recipient, so it holds everyone else as before and keeps the Message-ID the ledger
+    records; a digest no longer due (nobody left to report, no all-clear wanted), or one that
+    cannot be rendered because the clinic has no valid config, is removed. Emails already
+    sent are out of reach; this is the copy the pipeline keeps and clinics may collect."""
+    done = OutboxErasure()
+    clinic_dir = outbox / clinic_id
+    if not clinic_dir.is_dir():
+        return done
+    names = re.compile(rf"(?<![\w-]){re.escape(client_id)}(?![\w-])")
+    cfg = configs.get(clinic_id)
+    for folder in sorted(p for p in clinic_dir.iterdir() if p.is_dir()):
+        stems = sorted({p.stem for p in folder.iterdir() if p.suffix in OUTBOX_SUFFIXES})
+        hits = [s for s in stems if any(names.search(t) for t in _reader_texts(folder, s))]
+        if not hits:
+            continue
+        try:
+            start = dt.date.fromisoformat(folder.name)
+        except ValueError:
+            start = None
+        due: dict[str, tuple[Rendered, str | None]] = {}
+        team: Rendered | None = None
+        if cfg is not None and start is not None:
+            week = Week(start=start, end=start + dt.timedelta(days=7))
+            for d in select_clinician_digests(conn, cfg, week):
+                due[_file_stem(d.clinician_id)] = (
+                    render_clinician_digest(d),
+                    cfg.clinicians.get(d.clinician_id),
+                )
+            team = render_data_team_summary(build_data_team_summary(conn, cfg, week))
+        for stem in hits:
+            rendered = team if stem == "_data_team" else due.get(stem, (None, None))[0]
+            clean = rendered is not None and not any(
+                names.search(t) for t in (rendered.subject, rendered.text, rendered.html_file)
+            )
+            if rendered is None or not clean:
+                for suffix in OUTBOX_SUFFIXES:
+                    (folder / f"{stem}{suffix}").unlink(missing_ok=True)
+                done.removed.append(folder / stem)
+                continue
+            eml = folder / f"{stem}.eml"
+            old = email.message_from_bytes(eml.read_bytes()) if eml.is_file() else None
+            _write_outbox(
+                folder,
+                stem,
+                rendered,
+                str(old["From"]) if old and old["From"] else DEFAULT_SENDER,
+                str(old["To"]) if old and old["To"] else None,
+                str(old["Message-ID"]) if old and old["Message-ID"] else None,
+            )
+            done.rendered_again.append(folder / stem)
+    return done
 
 
 # --------------------------------------------------------------------------------------------

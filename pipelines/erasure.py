@@ -6,7 +6,9 @@ Every trace means: rows of every relation with (clinic_id, client_id) columns (m
 their history, appointments, flags, alert episodes, and any relation added later), quarantined
 rows whose delivered values name the client, and the client in `loads.client_ids`. Deleted rows
 can survive in a database file's free blocks, so the file is then rewritten (copied into a fresh
-file that replaces it) and the analyst snapshots are republished from it.
+file that replaces it) and the analyst snapshots are republished from it. Digests already
+written to the outbox that name the client are rendered again without the client (or removed
+when nobody is left to report): `pipelines.digest.erase_from_outbox`.
 
 On a DuckLake warehouse (`pipelines.ducklake`, selected by configuration) the same rows are
 deleted in one transaction, which also takes the clinic's load token so that a load of the
@@ -28,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.errors import AllianceWatchError
+from pipelines.settings import paths_from_env
 from pipelines.warehouse import connect, migrate, open_warehouse, publish_snapshot
 
 
@@ -39,6 +42,8 @@ class ErasureResult:
     erasure_id: int
     rows_removed: dict[str, int] = field(default_factory=dict)
     snapshots: list[str] = field(default_factory=list)
+    outbox_rendered_again: int = 0  # digests in the outbox that named the client
+    outbox_removed: int = 0
 
     @property
     def total(self) -> int:
@@ -143,16 +148,40 @@ def forget(
     client_id: str,
     operator_note: str | None = None,
     snapshot: Path | None = None,
+    outbox: Path | None = None,
+    config_dir: Path | None = None,
 ) -> ErasureResult:
     """Erase one client of one clinic everywhere in the warehouse (one transaction), rewrite the
     file so no deleted block keeps the data, republish `snapshot` (and its per-clinic copies if
     they exist). On a DuckLake warehouse (configuration; `warehouse` and `snapshot` are not
-    used) the lake's files are purged instead. Raises AllianceWatchError when the note names
-    the client."""
+    used) the lake's files are purged instead. Then the clinic's digests in `outbox` that name
+    the client are rendered again from the warehouse with the clinic's config from
+    `config_dir` (removed when that cannot be done). Raises AllianceWatchError when the note
+    names the client."""
     if operator_note and client_id in operator_note:
         raise AllianceWatchError(
             "--note must not contain the client code: the audit row would keep what was erased"
         )
+    result = _forget_in_warehouse(warehouse, clinic_id, client_id, operator_note, snapshot)
+    if outbox is not None and (outbox / clinic_id).is_dir():
+        from pipelines.config import load_clinic_configs
+        from pipelines.digest import erase_from_outbox
+
+        configs = load_clinic_configs(config_dir)[0] if config_dir is not None else {}
+        with open_warehouse(warehouse) as conn:
+            done = erase_from_outbox(conn, outbox, configs, clinic_id, client_id)
+        result.outbox_rendered_again = len(done.rendered_again)
+        result.outbox_removed = len(done.removed)
+    return result
+
+
+def _forget_in_warehouse(
+    warehouse: Path,
+    clinic_id: str,
+    client_id: str,
+    operator_note: str | None,
+    snapshot: Path | None,
+) -> ErasureResult:
     with open_warehouse(warehouse) as conn:
         from pipelines import ducklake
 
@@ -215,6 +244,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--snapshot", type=Path, default=None, help="analyst snapshot to republish afterwards"
     )
+    p.add_argument(
+        "--outbox",
+        type=Path,
+        default=None,
+        help="digest outbox whose digests naming the client are rendered again without them "
+        "(default: ALLIANCE_WATCH_OUTBOX, or ALLIANCE_WATCH_HOME/outbox, when it exists)",
+    )
+    p.add_argument(
+        "--config-dir",
+        type=Path,
+        default=None,
+        help="clinic configs, to render those digests (default: ALLIANCE_WATCH_CONFIG_DIR, or "
+        "ALLIANCE_WATCH_HOME/config); without the clinic's config they are removed instead",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,10 +265,28 @@ def run(args: argparse.Namespace) -> int:
 
     if not ducklake.selected() and not args.warehouse.is_file():
         raise AllianceWatchError(f"--warehouse {args.warehouse}: no such file")
-    r = forget(args.warehouse, args.clinic, args.client, args.note, args.snapshot)
+    paths = paths_from_env()
+    outbox = args.outbox if args.outbox is not None else paths.outbox
+    if args.outbox is not None and not args.outbox.is_dir():
+        raise AllianceWatchError(f"--outbox {args.outbox}: no such folder")
+    config_dir = args.config_dir if args.config_dir is not None else paths.config_dir
+    r = forget(
+        args.warehouse,
+        args.clinic,
+        args.client,
+        args.note,
+        args.snapshot,
+        outbox if outbox.is_dir() else None,
+        config_dir if config_dir.is_dir() else None,
+    )
     parts = ", ".join(f"{k} {v}" for k, v in sorted(r.rows_removed.items()) if v)
     print(
         f"erased one client of {r.clinic_id}: {r.total} rows ({parts or 'none found'}); "
         f"audit erasure_id {r.erasure_id}"
     )
+    if outbox.is_dir():
+        print(
+            f"outbox {outbox}: of the digests that named the client, "
+            f"{r.outbox_rendered_again} rendered again without them, {r.outbox_removed} removed"
+        )
     return 0

@@ -43,10 +43,10 @@ def stale_feeds(
 def check_freshness(paths: Paths, now: dt.datetime | None = None) -> dict[str, Any]:
     """Find late feeds and notify each clinic's data team; return a JSON-able summary."""
     from pipelines.config import load_clinic_configs
-    from pipelines.mailer import smtp_settings_from_env
+    from pipelines.mailer import DEFAULT_SENDER, smtp_settings_from_env
 
     settings = smtp_settings_from_env()
-    sender = settings.sender if settings else "alliance-watch@localhost"
+    sender = settings.sender if settings else DEFAULT_SENDER
     now = now or dt.datetime.now(dt.UTC)
     configs, errors = load_clinic_configs(paths.config_dir)
     stale = stale_feeds(

@@ -23,6 +23,9 @@ ENV_PREFIX = "ALLIANCE_WATCH_SMTP_"
 _TRUE = {"1", "true", "yes", "on"}
 
 
+DEFAULT_SENDER = "alliance-watch@localhost"  # when no sender is configured
+
+
 class SmtpConfigError(AllianceWatchError):
     """The SMTP settings are incomplete or malformed."""
 
@@ -31,7 +34,7 @@ class SmtpConfigError(AllianceWatchError):
 class SmtpSettings:
     host: str
     port: int = 587
-    sender: str = "alliance-watch@localhost"
+    sender: str = DEFAULT_SENDER
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     starttls: bool = True
@@ -56,7 +59,7 @@ class SmtpSettings:
         return cls(
             host=host,
             port=int(port_text),
-            sender=env.get(ENV_PREFIX + "FROM", "alliance-watch@localhost").strip(),
+            sender=env.get(ENV_PREFIX + "FROM", DEFAULT_SENDER).strip(),
             user=env.get(ENV_PREFIX + "USER") or None,
             password=env.get(ENV_PREFIX + "PASSWORD") or None,
             starttls=(not use_ssl)
@@ -83,7 +86,7 @@ class SmtpSettings:
         return cls(
             host=host,
             port=int(conn.get("port") or (465 if use_ssl else 587)),
-            sender=str(extra.get("from_email") or "alliance-watch@localhost"),
+            sender=str(extra.get("from_email") or DEFAULT_SENDER),
             user=conn.get("login") or None,
             password=conn.get("password") or None,
             starttls=not disable_tls and not use_ssl,

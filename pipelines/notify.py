@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from pipelines.errors import AllianceWatchError
-from pipelines.mailer import SendResult, SmtpSettings, send, smtp_settings_from_env
+from pipelines.mailer import DEFAULT_SENDER, SendResult, SmtpSettings, send, smtp_settings_from_env
 
 OPS_EMAIL_ENV = "ALLIANCE_WATCH_OPS_EMAIL"
 
@@ -146,5 +146,5 @@ def notify_failure(
     """Send the failure notice to whoever owns the failed DAG (see `recipients_for`)."""
     settings = settings if settings is not None else smtp_settings_from_env()
     recipients = recipients_for(clinic_of_dag(facts.dag_id), config_dir)
-    sender = settings.sender if settings else "alliance-watch@localhost"
+    sender = settings.sender if settings else DEFAULT_SENDER
     return deliver(failure_message(facts, sender, recipients), recipients, settings)

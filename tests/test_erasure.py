@@ -4,6 +4,9 @@ the file's bytes, the snapshots), everyone else is untouched, and the audit hold
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import email
+import email.policy
 import re
 import subprocess
 import sys
@@ -112,3 +115,116 @@ def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
 def test_a_note_naming_the_client_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AllianceWatchError, match="must not contain the client code"):
         forget(tmp_path / "wh.duckdb", "c", "K77", operator_note="asked by K77")
+
+
+def _outbox_texts(path: Path) -> str:
+    """What a reader of one outbox file sees: the text, the HTML, or every text part of the
+    email decoded (its parts may be quoted-printable or base64)."""
+    if path.suffix != ".eml":
+        return path.read_text(encoding="utf-8")
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    parts = [str(msg["Subject"])]
+    parts += [p.get_content() for p in msg.walk() if p.get_content_maintype() == "text"]
+    return "\n".join(parts)
+
+
+def _names(text: str, code: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(code)}(?![\w-])", text) is not None
+
+
+def test_forget_renders_the_clients_digests_in_the_outbox_again_without_them(
+    tmp_path: Path,
+) -> None:
+    """A digest already written to the outbox names the client: after `forget` no outbox file
+    names it, the clinician's digest still holds their other clients (same Message-ID as the
+    ledger), and a digest left with nobody to report is removed."""
+    from pipelines.digest import run_weekly_digest
+
+    wh = build_detected_warehouse(tmp_path, seed=4, clinics=1)
+    with duckdb.connect(str(wh), read_only=True) as conn:
+        # the week (Monday start) with the most flagged clients
+        clinic, start = conn.execute(
+            "select clinic_id, date_trunc('week', session_date)::date as wk from flags "
+            "group by all order by count(distinct client_id) desc, wk limit 1"
+        ).fetchone()
+    outbox = tmp_path / "outbox"
+    as_of = start + dt.timedelta(days=7)
+    run_weekly_digest(wh, tmp_path / "config", as_of, outbox)
+    week_dir = outbox / clinic / start.isoformat()
+    codes = {
+        p.stem: sorted(set(re.findall(r"\bC\d{4}\b", p.read_text(encoding="utf-8"))))
+        for p in week_dir.glob("*.txt")
+    }
+    stem, named = max(codes.items(), key=lambda kv: (len(kv[1]), kv[0]))
+    assert len(named) >= 2, codes  # a digest with two clients: one goes, one stays
+    client, other = named[0], named[1]
+    message_id = email.message_from_bytes((week_dir / f"{stem}.eml").read_bytes())["Message-ID"]
+    assert _names(_outbox_texts(week_dir / f"{stem}.eml"), client)
+
+    def forget_cli(code: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(wh)]
+            + ["--clinic", clinic, "--client", code, "--outbox", str(outbox)]
+            + ["--config-dir", str(tmp_path / "config")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert code not in done.stdout + done.stderr
+        return done.stdout
+
+    out = forget_cli(client)
+    assert "1 rendered again without them, 0 removed" in out, out
+    for p in outbox.rglob("*.*"):
+        assert not _names(_outbox_texts(p), client), p
+    kept = _outbox_texts(week_dir / f"{stem}.txt")
+    assert _names(kept, other)
+    for suffix in (".html", ".eml"):
+        assert _names(_outbox_texts(week_dir / f"{stem}{suffix}"), other)
+    eml = email.message_from_bytes((week_dir / f"{stem}.eml").read_bytes())
+    assert eml["Message-ID"] == message_id
+    with duckdb.connect(str(wh), read_only=True) as conn:
+        assert conn.execute(
+            "select count(*) from digest_deliveries where message_id = ?", [message_id]
+        ).fetchone() == (1,)
+
+    # erase everyone else that digest named: nothing of them stays either, and a digest with
+    # nobody left to report is removed (or, where the clinic asks for all-clear digests,
+    # rendered as one)
+    outs = [forget_cli(code) for code in named[1:]]
+    if (week_dir / f"{stem}.txt").exists():  # the clinic wants all-clear digests
+        assert "1 rendered again without them, 0 removed" in outs[-1], outs[-1]
+    else:
+        assert "0 rendered again without them, 1 removed" in outs[-1], outs[-1]
+        assert not [p for p in week_dir.iterdir() if p.stem == stem]
+    for p in outbox.rglob("*.*"):
+        for code in named:
+            assert not _names(_outbox_texts(p), code), (p, code)
+
+
+def test_without_the_clinics_config_the_digests_naming_the_client_are_removed(
+    tmp_path: Path,
+) -> None:
+    """No config to render a digest again with: rather than keep the client, the digest's files
+    go; digests that never named the client stay as they were."""
+    from pipelines.digest import run_weekly_digest
+
+    wh = build_detected_warehouse(tmp_path, seed=4, clinics=1)
+    with duckdb.connect(str(wh), read_only=True) as conn:
+        clinic, client, day = conn.execute(
+            "select clinic_id, client_id, session_date from flags order by all limit 1"
+        ).fetchone()
+    start = day - dt.timedelta(days=day.weekday())
+    outbox = tmp_path / "outbox"
+    run_weekly_digest(wh, tmp_path / "config", start + dt.timedelta(days=7), outbox)
+    week_dir = outbox / clinic / start.isoformat()
+    before = {p.name: p.read_bytes() for p in week_dir.iterdir()}
+    naming = {p.stem for p in week_dir.glob("*.txt") if _names(p.read_text(), client)}
+    assert naming and len(naming) < len({p.stem for p in week_dir.iterdir()})
+
+    r = forget(wh, clinic, client, outbox=outbox, config_dir=None)
+
+    assert (r.outbox_rendered_again, r.outbox_removed) == (0, len(naming))
+    after = {p.name: p.read_bytes() for p in week_dir.iterdir()}
+    assert after == {k: v for k, v in before.items() if Path(k).stem not in naming}
