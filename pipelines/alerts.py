@@ -3,12 +3,14 @@
 
 Reads the analyst snapshot (published right after detection), so it never contends for the live
 warehouse file. A small JSON ledger per clinic (`<home>/notices/<clinic_id>.immediate.json`)
-holds the episodes already announced, so a rerun never resends.
+holds the episodes already announced, so a rerun never resends; `alliance-watch forget` drops
+the erased client's episodes from it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,35 @@ from typing import Any
 from pipelines.settings import Paths
 
 
-def _ledger_path(paths: Paths, clinic_id: str) -> Path:
-    return paths.home / "notices" / f"{clinic_id}.immediate.json"
+def notices_dir(paths: Paths) -> Path:
+    return paths.home / "notices"
+
+
+def _ledger_path(folder: Path, clinic_id: str) -> Path:
+    return folder / f"{clinic_id}.immediate.json"
 
 
 def _announced(path: Path) -> set[str]:
     return set(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else set()
+
+
+def _save(path: Path, announced: set[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(sorted(announced)), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def erase_from_notices(folder: Path, clinic_id: str, client_id: str) -> int:
+    """Drop one client's episodes from the clinic's immediate-notice ledger (erasure); return
+    how many. Episode ids are `clinic:client:instrument:session` (`sql/detect/flags.sql`); the
+    instrument code and the session number hold no colon, so the split is exact."""
+    path = _ledger_path(folder, clinic_id)
+    announced = _announced(path)
+    theirs = {e for e in announced if e.rsplit(":", 2)[0] == f"{clinic_id}:{client_id}"}
+    if theirs:
+        _save(path, announced - theirs)
+    return len(theirs)
 
 
 def high_severity_message(
@@ -82,7 +107,7 @@ def notify_high_severity(paths: Paths, clients: list[tuple[str, str]] | None) ->
     settings = smtp_settings_from_env()
     out: dict[str, Any] = {}
     for clinic_id, group in eps.groupby("clinic_id"):
-        ledger = _ledger_path(paths, str(clinic_id))
+        ledger = _ledger_path(notices_dir(paths), str(clinic_id))
         done = _announced(ledger)
         fresh = group[~group.alert_episode_id.isin(done)]
         sent, unsent = 0, 0
@@ -102,7 +127,6 @@ def notify_high_severity(paths: Paths, clients: list[tuple[str, str]] | None) ->
                 sent += len(rows)
             else:
                 unsent += len(rows)
-        ledger.parent.mkdir(parents=True, exist_ok=True)
-        ledger.write_text(json.dumps(sorted(done)), encoding="utf-8")
+        _save(ledger, done)
         out[str(clinic_id)] = {"announced": sent, "not_sent": unsent}
     return out

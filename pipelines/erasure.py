@@ -44,6 +44,7 @@ class ErasureResult:
     snapshots: list[str] = field(default_factory=list)
     outbox_rendered_again: int = 0  # digests in the outbox that named the client
     outbox_removed: int = 0
+    notices_removed: int = 0  # announced episodes in the immediate-notice ledger
 
     @property
     def total(self) -> int:
@@ -150,14 +151,16 @@ def forget(
     snapshot: Path | None = None,
     outbox: Path | None = None,
     config_dir: Path | None = None,
+    notices: Path | None = None,
 ) -> ErasureResult:
     """Erase one client of one clinic everywhere in the warehouse (one transaction), rewrite the
     file so no deleted block keeps the data, republish `snapshot` (and its per-clinic copies if
     they exist). On a DuckLake warehouse (configuration; `warehouse` and `snapshot` are not
     used) the lake's files are purged instead. Then the clinic's digests in `outbox` that name
     the client are rendered again from the warehouse with the clinic's config from
-    `config_dir` (removed when that cannot be done). Raises AllianceWatchError when the note
-    names the client."""
+    `config_dir` (removed when that cannot be done), and the client's episodes leave the
+    immediate-notice ledger in `notices`. Raises AllianceWatchError when the note names the
+    client."""
     if operator_note and client_id in operator_note:
         raise AllianceWatchError(
             "--note must not contain the client code: the audit row would keep what was erased"
@@ -172,6 +175,10 @@ def forget(
             done = erase_from_outbox(conn, outbox, configs, clinic_id, client_id)
         result.outbox_rendered_again = len(done.rendered_again)
         result.outbox_removed = len(done.removed)
+    if notices is not None:
+        from pipelines.alerts import erase_from_notices
+
+        result.notices_removed = erase_from_notices(notices, clinic_id, client_id)
     return result
 
 
@@ -265,6 +272,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not ducklake.selected() and not args.warehouse.is_file():
         raise AllianceWatchError(f"--warehouse {args.warehouse}: no such file")
+    from pipelines.alerts import notices_dir
+
     paths = paths_from_env()
     outbox = args.outbox if args.outbox is not None else paths.outbox
     if args.outbox is not None and not args.outbox.is_dir():
@@ -278,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
         args.snapshot,
         outbox if outbox.is_dir() else None,
         config_dir if config_dir.is_dir() else None,
+        notices_dir(paths),
     )
     parts = ", ".join(f"{k} {v}" for k, v in sorted(r.rows_removed.items()) if v)
     print(
@@ -288,5 +298,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"outbox {outbox}: of the digests that named the client, "
             f"{r.outbox_rendered_again} rendered again without them, {r.outbox_removed} removed"
+        )
+    if r.notices_removed:
+        print(
+            f"immediate-notice ledger: {r.notices_removed} announced episodes of the client removed"
         )
     return 0

@@ -7,6 +7,8 @@ import csv
 import datetime as dt
 import email
 import email.policy
+import json
+import os
 import re
 import subprocess
 import sys
@@ -85,15 +87,35 @@ def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
             "select count(*) from measurements where client_id <> ?", [client]
         ).fetchone()
 
+    # the immediate-notice ledger (`pipelines.alerts`) holds the episodes already announced
+    with duckdb.connect(str(wh), read_only=True) as conn:
+        episodes = [
+            e for (e,) in conn.sql("select alert_episode_id from alert_episodes").fetchall()
+        ]
+        mine = {
+            e
+            for (e,) in conn.execute(
+                "select alert_episode_id from alert_episodes where client_id = ?", [client]
+            ).fetchall()
+        }
+    assert mine and set(episodes) - mine
+    ledger = root / "notices" / f"{clinic}.immediate.json"
+    ledger.parent.mkdir(exist_ok=True)
+    ledger.write_text(json.dumps(sorted(episodes)), encoding="utf-8")
+
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(wh)]
         + ["--clinic", clinic, "--client", client, "--note", "ticket 481", "--snapshot", str(snap)],
         cwd=ROOT,
         capture_output=True,
         text=True,
+        env={**os.environ, "ALLIANCE_WATCH_HOME": str(root)},
     )
     assert done.returncode == 0, done.stderr
     assert client not in done.stdout + done.stderr
+    assert client not in ledger.read_text(encoding="utf-8")
+    assert set(json.loads(ledger.read_text(encoding="utf-8"))) == set(episodes) - mine
+    assert f"{len(mine)} announced episodes of the client removed" in done.stdout, done.stdout
 
     for db in (wh, snap, snap.parent / "clinics" / f"{clinic}.duckdb"):
         assert every_value_mentioning(db, client) == [], db
