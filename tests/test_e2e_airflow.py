@@ -329,3 +329,59 @@ def test_clinic_with_a_config_error_shows_it_and_fails_fast(stack: Stack) -> Non
     body = notices[0].get_content()
     assert "ConfigError" in body and "gamma.yaml" in body and "Log:" in body
     assert notices[0]["To"] == "ops@example.org"
+
+
+def test_every_listening_socket_is_on_loopback_and_task_logs_still_read(stack: Stack) -> None:
+    """Services bind to 127.0.0.1 only. Airflow's log servers (scheduler, triggerer) listen on
+    every interface with no host setting, so the stack runs without them: on one host the
+    api-server reads each task's log from its file, which this test reads through the API."""
+    import json
+    import urllib.request
+
+    import psutil
+
+    group = int((stack.airflow_home / "standalone.pid").read_text())
+    listening = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) != group:
+                continue
+            listening += [
+                (proc.name(), c.laddr.ip, c.laddr.port)
+                for c in proc.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            ]
+        except (psutil.Error, ProcessLookupError):
+            continue
+    assert listening, "the api-server listens at least"
+    assert all(ip in ("127.0.0.1", "::1") for _, ip, _ in listening), listening
+
+    # a finished task's log, as the UI shows it
+    state = (stack.airflow_home / "standalone.state").read_text()
+    port = next(
+        ln.split("=", 1)[1] for ln in state.splitlines() if "AIRFLOW__API__PORT=" in ln
+    ).strip()
+    base = f"http://127.0.0.1:{port}"
+    passwords = stack.airflow_home / "simple_auth_manager_passwords.json.generated"
+    (user, password), *_ = json.loads(passwords.read_text()).items()
+    req = urllib.request.Request(
+        f"{base}/auth/token",
+        data=json.dumps({"username": user, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 (loopback)
+        token = json.load(r)["access_token"]
+    with contextlib_closing(stack.db()) as c:
+        dag_id, run_id, task_id, try_number = c.execute(
+            "select dag_id, run_id, task_id, try_number from task_instance "
+            "where state = 'success' order by end_date limit 1"
+        ).fetchone()
+    req = urllib.request.Request(
+        f"{base}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 (loopback)
+        events = [e for e in json.load(r)["content"] if isinstance(e, dict)]
+    sources = [str(e.get("event")) for e in events if str(e.get("event", "")).endswith(".log")]
+    assert any(f"task_id={task_id}/" in s for s in sources), events[:5]  # read from its file
+    assert any(e.get("task_id") == task_id for e in events), events[:5]  # the task's own lines

@@ -9,8 +9,9 @@
 #
 # ALLIANCE_WATCH_HOME (default ./demo) holds config/, landing/, inbox/, the warehouse, and the
 # Airflow home airflow-standalone/ (SQLite metadata DB, logs, state of this script).
-# Ports: the API/UI and the two log servers take free ports unless AIRFLOW_UI_PORT,
-# AIRFLOW_WORKER_LOG_PORT, AIRFLOW_TRIGGER_LOG_PORT are given.
+# Ports: the API/UI takes a free port on 127.0.0.1 unless AIRFLOW_UI_PORT is given; nothing
+# else listens (the log servers are off: see `up`). AIRFLOW_WORKER_LOG_PORT and
+# AIRFLOW_TRIGGER_LOG_PORT still set the ports Airflow would ask for a running task's log.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -88,6 +89,8 @@ if host:
             extra=json.dumps({"from_email": os.environ.get("ALLIANCE_WATCH_SMTP_FROM", "alliance-watch@localhost")}),
         ))
 PY
+  # No log servers (--skip-serve-logs): Airflow binds them to every interface with no setting
+  # for the host, and on one host the api-server reads each task's log from its file anyway.
   # The components of `airflow standalone`, started in order: the api-server first (tasks
   # report to its execution API; a task started before it answers hangs until the heartbeat
   # timeout, as `airflow standalone` allows), then scheduler, dag-processor and triggerer. All in
@@ -97,7 +100,8 @@ PY
     until curl -fsS "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/version" >/dev/null 2>&1; do
       kill -0 $api 2>/dev/null || exit 1; sleep 0.5
     done
-    airflow scheduler & airflow dag-processor & airflow triggerer &
+    airflow scheduler --skip-serve-logs & airflow dag-processor &
+    airflow triggerer --skip-serve-logs &
     wait
   ' >"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
