@@ -84,13 +84,18 @@ def _sniff_delimiter(first_line: str, expected: str) -> str | None:
 
 
 def _header_names(first_line: str, delimiter: str) -> list[str]:
-    """The column names of a CSV header line, as the CSV reader will see them (a name it
-    reads differently, if any, is only inferred and cast back to text below)."""
+    """The column names of a CSV header line (without its line ending), as the CSV reader will
+    see them."""
     import csv
 
-    return next(
-        csv.reader([first_line.removeprefix("\ufeff").rstrip("\r")], delimiter=delimiter), []
-    )
+    try:
+        return next(csv.reader([first_line.removeprefix("\ufeff")], delimiter=delimiter), [])
+    except csv.Error:
+        raise FileRejected(
+            "unparseable",
+            "line 1 cannot be read as a header of column names; export a CSV whose first line "
+            "names the columns",
+        ) from None
 
 
 def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
@@ -113,7 +118,8 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
         table = _read_parquet(path)
         return _finish(path, dataset, cfg, table, list(table.column_names), [], "", size, False)
     try:
-        first_line = head.split(b"\n", 1)[0].decode(cfg.encoding)
+        # a line ends at LF, CRLF or (Excel's "CSV (Macintosh)") a lone CR, as for the reader
+        first_line = head.split(b"\n", 1)[0].split(b"\r", 1)[0].decode(cfg.encoding)
     except UnicodeDecodeError:
         raise FileRejected(
             "undecodable_bytes", f"line 1 is not valid {cfg.encoding}; export as {cfg.encoding}"

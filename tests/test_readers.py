@@ -267,3 +267,22 @@ def test_values_are_read_as_delivered_not_as_numbers(tmp_path: Path) -> None:
     assert issues.empty
     assert typed.column("client_id").to_pylist() == ["0012", "12"]
     assert typed.column("session_number").to_pylist() == [1, 1]
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n"], ids=["cr_only", "crlf"])
+def test_old_mac_and_windows_line_endings_read_like_unix_ones(tmp_path: Path, newline: str) -> None:
+    """Excel's "CSV (Macintosh)" ends lines with a lone CR: the header is still found (the CSV
+    reader saw the whole first block as one line and raised) and every value is read as text."""
+    lines = [
+        "client_id,clinician_id,session_date,session_number,instrument,"
+        "item_1,item_2,item_3,item_4,total",
+        "0012,007,2024-11-23,1,SRS,9.50,9,9,9,36.5",
+        "0013,007,2024-11-23,1,SRS,9,9,9,9,36",
+    ]
+    reference = {"clinic_id": "mac", "timezone": "UTC", "format": "reference"}
+    raw = read_raw(
+        write(tmp_path, "m.csv", newline.join(lines) + newline), "measures", cfg(reference)
+    )
+    assert raw.table.column("client_id").to_pylist() == ["0012", "0013"]
+    assert raw.table.column("item_1").to_pylist() == ["9.50", "9"]
+    assert raw.table.column("source_line").to_pylist() == [2, 3]
