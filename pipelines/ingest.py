@@ -189,10 +189,15 @@ def split_delivery(
     delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, part_bytes: int | None = None
 ) -> list[batching.Part]:
     """A delivery as parts of about `part_bytes` (default `batching.DEFAULT_PART_BYTES`); a
-    Parquet file or a multi-byte encoding is never cut."""
+    Parquet file or a multi-byte encoding is never cut. Every preparation starts here, so the
+    delivery's stage folders are emptied first: an earlier attempt stopped after staging (an
+    Airflow task retried into the same stage folder) leaves no part for the loader to misread."""
+    parts_dir = stage_dir / f"{_stem(delivery, cfg)}.parts"
+    for folder in (*stage_folders(delivery, cfg, stage_dir), parts_dir):
+        remove_staged(folder)
     return batching.write_chunks(
         delivery.path,
-        stage_dir / f"{_stem(delivery, cfg)}.parts",
+        parts_dir,
         part_bytes or batching.DEFAULT_PART_BYTES,
         splittable=cfg.file_type != "parquet"
         and cfg.encoding.lower().replace("-", "")

@@ -128,3 +128,38 @@ def test_the_same_bytes_under_two_names_are_staged_apart(
     monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", "2")
     results = ingest_all(reference_config_dir, tmp_path / "landing", tmp_path / "wh.duckdb")
     assert [(r.status, r.rows_loaded) for r in results] == [("loaded", 200), ("duplicate", 0)]
+
+
+def test_a_retried_preparation_stages_only_its_own_parts(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+) -> None:
+    """An attempt stopped after staging (an Airflow task retried into the same stage folder)
+    leaves part files behind; the next attempt starts from empty folders, so the loader never
+    reads a part (valid or quarantined) that the attempt it loads did not write."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from tests.conftest import reference_row
+    from tests.test_exactly_once import srs
+
+    cfg = load_clinic_configs(reference_config_dir)[0]["ref_clinic"]
+    bad = reference_row("C999", "T01", "2026-03-01", 1, "SRS", [11, 1, 1, 1])
+    write_reference(
+        "measures_1.csv", [srs(f"C{i:03d}", 1 + i % 9, 7.0) for i in range(200)] + [bad]
+    )
+    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
+    stage = tmp_path / "stage"
+    first = ingest.prepare_file(d, cfg, stage, part_bytes=2048, build_docs=False)
+    assert (first.result.rows_loaded, first.result.rows_quarantined) == (200, 1)
+    assert first.valid_path is not None and first.quarantine_path is not None
+    for folder in (first.valid_path, first.quarantine_path):  # a bigger attempt's leftovers
+        shutil.copy(sorted(folder.glob("*.parquet"))[0], folder / "p09999.parquet")
+
+    again = ingest.prepare_file(d, cfg, stage, part_bytes=2048, build_docs=False)
+
+    assert again.valid_path is not None and again.quarantine_path is not None
+    assert pq.read_table(again.valid_path).num_rows == again.result.rows_loaded == 200
+    assert pq.read_table(again.quarantine_path).num_rows == again.result.rows_quarantined == 1
