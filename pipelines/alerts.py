@@ -9,13 +9,19 @@ the erased client's episodes from it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.settings import Paths
+
+if TYPE_CHECKING:
+    from pipelines.config import ClinicConfig
 
 
 def notices_dir(paths: Paths) -> Path:
@@ -37,15 +43,32 @@ def _save(path: Path, announced: set[str]) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _ledger_lock(folder: Path) -> Iterator[None]:
+    """One writer of the notice ledgers at a time: a notice run (read the episodes, send,
+    record) and an erasure never interleave, so an erased client's episodes are neither
+    written back nor announced again from what was read before the erasure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def erase_from_notices(folder: Path, clinic_id: str, client_id: str) -> int:
     """Drop one client's episodes from the clinic's immediate-notice ledger (erasure); return
     how many. Episode ids are `clinic:client:instrument:session` (`sql/detect/flags.sql`); the
     instrument code and the session number hold no colon, so the split is exact."""
     path = _ledger_path(folder, clinic_id)
-    announced = _announced(path)
-    theirs = {e for e in announced if e.rsplit(":", 2)[0] == f"{clinic_id}:{client_id}"}
-    if theirs:
-        _save(path, announced - theirs)
+    if not path.exists():
+        return 0
+    with _ledger_lock(folder):
+        announced = _announced(path)
+        theirs = {e for e in announced if e.rsplit(":", 2)[0] == f"{clinic_id}:{client_id}"}
+        if theirs:
+            _save(path, announced - theirs)
     return len(theirs)
 
 
@@ -70,17 +93,24 @@ def high_severity_message(
 def notify_high_severity(paths: Paths, clients: list[tuple[str, str]] | None) -> dict[str, Any]:
     """Announce ongoing high-severity episodes not yet announced, for the given clients (None =
     all) of opted-in clinics, to each client's clinician. Returns counts per clinic."""
-    import duckdb
-
     from pipelines.config import load_clinic_configs
-    from pipelines.mailer import send, smtp_settings_from_env
 
     configs, _ = load_clinic_configs(paths.config_dir)
     opted = {c: cfg for c, cfg in configs.items() if cfg.notifications.immediate_high_severity}
-    from pipelines import ducklake
-
     if not opted:
         return {}
+    with _ledger_lock(notices_dir(paths)):
+        return _notify(paths, opted, clients)
+
+
+def _notify(
+    paths: Paths, opted: dict[str, ClinicConfig], clients: list[tuple[str, str]] | None
+) -> dict[str, Any]:
+    import duckdb
+
+    from pipelines import ducklake
+    from pipelines.mailer import send, smtp_settings_from_env
+
     if ducklake.selected():
         con = ducklake.connect(read_only=True)  # the lake serves readers during loads
     elif paths.snapshot.exists():

@@ -34,6 +34,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from html import escape as escape_html
 from pathlib import Path
 from typing import Any
 
@@ -1075,22 +1076,33 @@ class OutboxErasure:
     removed: list[Path] = field(default_factory=list)
 
 
-def _reader_texts(folder: Path, stem: str) -> list[str]:
-    """What a reader of a digest's outbox files sees: the text, the HTML, and the email's
-    subject and text parts decoded (they may be quoted-printable or base64 on disk)."""
-    texts = []
-    for suffix in (".txt", ".html"):
-        path = folder / f"{stem}{suffix}"
-        if path.is_file():
-            texts.append(path.read_text(encoding="utf-8", errors="replace"))
-    path = folder / f"{stem}.eml"
-    if path.is_file():
-        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        texts.append(str(msg["Subject"] or ""))
-        texts += [
-            str(part.get_content()) for part in msg.walk() if part.get_content_maintype() == "text"
-        ]
-    return texts
+def _client_patterns(client_id: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """How a digest names a client (`templates/clinician.*.j2`): in the text version a line
+    that starts `Client <code> - ` (flagged) or `  * Client <code>: ` (repaired), in the HTML
+    `Client <code></strong>`. Matching only these, not any occurrence of the code, keeps a
+    short code such as `12` from matching a session number, a score or an image's bytes."""
+    code = re.escape(client_id)
+    return (
+        re.compile(rf"^(?:  \* )?Client {code}(?: - |: )", re.MULTILINE),
+        re.compile(rf"Client {re.escape(escape_html(client_id))}</strong>"),
+    )
+
+
+def _names_client(folder: Path, stem: str, patterns: tuple[re.Pattern[str], ...]) -> bool:
+    """Whether the digest `stem` in the outbox names the client: by its text version (the .txt
+    file, else the email's text part), else by its HTML."""
+    in_text, in_html = patterns
+    txt, eml, page = (folder / f"{stem}{s}" for s in (".txt", ".eml", ".html"))
+    if txt.is_file():
+        return bool(in_text.search(txt.read_text(encoding="utf-8", errors="replace")))
+    if eml.is_file():
+        msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+        part = msg.get_body(preferencelist=("plain",))
+        if isinstance(part, EmailMessage):
+            return bool(in_text.search(str(part.get_content())))
+    if page.is_file():
+        return bool(in_html.search(page.read_text(encoding="utf-8", errors="replace")))
+    return False
 
 
 def erase_from_outbox(
@@ -1110,11 +1122,13 @@ def erase_from_outbox(
     clinic_dir = outbox / clinic_id
     if not clinic_dir.is_dir():
         return done
-    names = re.compile(rf"(?<![\w-]){re.escape(client_id)}(?![\w-])")
+    patterns = _client_patterns(client_id)
     cfg = configs.get(clinic_id)
     for folder in sorted(p for p in clinic_dir.iterdir() if p.is_dir()):
+        for tmp in folder.glob(".*.tmp"):  # an interrupted write's leftover, never delivered
+            tmp.unlink(missing_ok=True)
         stems = sorted({p.stem for p in folder.iterdir() if p.suffix in OUTBOX_SUFFIXES})
-        hits = [s for s in stems if any(names.search(t) for t in _reader_texts(folder, s))]
+        hits = [s for s in stems if _names_client(folder, s, patterns)]
         if not hits:
             continue
         try:
@@ -1133,8 +1147,8 @@ def erase_from_outbox(
             team = render_data_team_summary(build_data_team_summary(conn, cfg, week))
         for stem in hits:
             rendered = team if stem == "_data_team" else due.get(stem, (None, None))[0]
-            clean = rendered is not None and not any(
-                names.search(t) for t in (rendered.subject, rendered.text, rendered.html_file)
+            clean = rendered is not None and not (
+                patterns[0].search(rendered.text) or patterns[1].search(rendered.html_file)
             )
             if rendered is None or not clean:
                 for suffix in OUTBOX_SUFFIXES:

@@ -249,7 +249,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client", required=True, help="the client code to erase")
     p.add_argument("--note", default=None, help="operator note for the audit (not the code)")
     p.add_argument(
-        "--snapshot", type=Path, default=None, help="analyst snapshot to republish afterwards"
+        "--snapshot",
+        type=Path,
+        default=None,
+        help="analyst snapshot to republish afterwards (default: ALLIANCE_WATCH_SNAPSHOT, or "
+        "the one under ALLIANCE_WATCH_HOME, when it exists)",
     )
     p.add_argument(
         "--outbox",
@@ -279,12 +283,15 @@ def run(args: argparse.Namespace) -> int:
     if args.outbox is not None and not args.outbox.is_dir():
         raise AllianceWatchError(f"--outbox {args.outbox}: no such folder")
     config_dir = args.config_dir if args.config_dir is not None else paths.config_dir
+    # the snapshot is republished whether named or not: immediate notices read it, and would
+    # otherwise announce the erased client's episodes again
+    snapshot = args.snapshot if args.snapshot is not None else paths.snapshot
     r = forget(
         args.warehouse,
         args.clinic,
         args.client,
         args.note,
-        args.snapshot,
+        snapshot if args.snapshot is not None or snapshot.exists() else None,
         outbox if outbox.is_dir() else None,
         config_dir if config_dir.is_dir() else None,
         notices_dir(paths),

@@ -76,7 +76,10 @@ def landscape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
     root, wh = Path(str(landscape["root"])), Path(str(landscape["wh"]))
     clinic, client = str(landscape["clinic"]), str(landscape["client"])
-    snap = publish_snapshot(wh, root / "snap" / "alliance.duckdb", per_clinic=True)
+    # the snapshot where ALLIANCE_WATCH_HOME puts it: forget republishes it unasked
+    snap = publish_snapshot(
+        wh, root / "warehouse" / "snapshot" / "alliance_snapshot.duckdb", per_clinic=True
+    )
     before = dict(every_value_mentioning(wh, client))
     for table in ("measurements", "measurements_superseded", "flags", "alert_episodes"):
         assert table in before, table
@@ -105,7 +108,7 @@ def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
 
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(wh)]
-        + ["--clinic", clinic, "--client", client, "--note", "ticket 481", "--snapshot", str(snap)],
+        + ["--clinic", clinic, "--client", client, "--note", "ticket 481"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -196,8 +199,13 @@ def test_forget_renders_the_clients_digests_in_the_outbox_again_without_them(
         assert code not in done.stdout + done.stderr
         return done.stdout
 
+    # an interrupted earlier write left a temporary copy naming the client
+    leftover = week_dir / ".T99.txt.tmp"  # a killed run's write, never renamed
+    leftover.write_bytes((week_dir / f"{stem}.txt").read_bytes())
+
     out = forget_cli(client)
     assert "1 rendered again without them, 0 removed" in out, out
+    assert not leftover.exists()
     for p in outbox.rglob("*.*"):
         assert not _names(_outbox_texts(p), client), p
     kept = _outbox_texts(week_dir / f"{stem}.txt")
@@ -210,6 +218,12 @@ def test_forget_renders_the_clients_digests_in_the_outbox_again_without_them(
         assert conn.execute(
             "select count(*) from digest_deliveries where message_id = ?", [message_id]
         ).fetchone() == (1,)
+
+    # a short code that is also a number in the digests (a session, a score) names nobody
+    number = re.findall(r"session (\d+)", kept)[0]
+    files = {p: p.read_bytes() for p in outbox.rglob("*") if p.is_file()}
+    assert "0 rendered again without them, 0 removed" in forget_cli(number)
+    assert {p: p.read_bytes() for p in outbox.rglob("*") if p.is_file()} == files
 
     # erase everyone else that digest named: nothing of them stays either, and a digest with
     # nobody left to report is removed (or, where the clinic asks for all-clear digests,
