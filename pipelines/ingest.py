@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,6 +36,7 @@ from pipelines.config import ClinicConfig, config_fingerprint, load_clinic_confi
 from pipelines.errors import AllianceWatchError, ConfigError, FileRejected
 from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
 from pipelines.warehouse import (
+    INTERNAL_ERROR,
     FileResult,
     StagedFile,
     known_hashes,
@@ -232,12 +234,21 @@ def prepare_part(
             quarantine_dir / name,
             build_docs,
         )
-    except FileRejected as e:
+    except Exception as e:
         for w in writers.values():
             w.close()
         writers.clear()
         for folder in (valid_dir, quarantine_dir):
             (folder / name).unlink(missing_ok=True)
+        if not isinstance(e, FileRejected):
+            # a fault of ours, not of the file: this file alone is held back, and offered again
+            # on the next run; named by type and place only (the message may quote values)
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            return PartOutcome(
+                error=f"{INTERNAL_ERROR}: {type(e).__name__} at {Path(where.filename).name}:"
+                f"{where.lineno} in {where.name} (a fault in Alliance Watch, not in the file; "
+                "the file is offered again on every run)"
+            )
         if n_parts == 1:
             return PartOutcome(error=str(e))
         return PartOutcome(
@@ -271,6 +282,8 @@ def assemble(
     rejected = next((o.error for o in outcomes if o.error), None)
     if rejected is not None:
         base.error = rejected
+        if rejected.startswith(f"{INTERNAL_ERROR}:"):
+            log.error("[%s] %s: %s", cfg.clinic_id, delivery.path.name, rejected)
         for folder in (valid_dir, quarantine_dir):
             remove_staged(folder)
         return StagedFile(result=base)
@@ -937,6 +950,14 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(results))
     else:
         print("no new files")
+    faults = [r for r in results if (r.error or "").startswith(f"{INTERNAL_ERROR}:")]
+    if faults:
+        print(
+            f"{len(faults)} file(s) held back by a fault in Alliance Watch (internal_error), "
+            "offered again on the next run: " + ", ".join(r.file_name for r in faults),
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

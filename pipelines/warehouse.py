@@ -248,17 +248,23 @@ def remove_staged(path: Path | None) -> None:
         path.unlink(missing_ok=True)
 
 
+# the reason of a file rejected for a fault in Alliance Watch, not in the file: offered again
+INTERNAL_ERROR = "internal_error"
+
+
 def known_hashes(
     conn: duckdb.DuckDBPyConnection, clinic_id: str, config_sha: str | None = None
 ) -> dict[str, list[str]]:
     """sha256 -> file names already settled in the ledger for a clinic. A delivery rejected
-    under another clinic config than `config_sha` is not settled: it is offered again."""
+    under another clinic config than `config_sha`, or for a fault of ours (`internal_error`),
+    is not settled: it is offered again."""
     rows = conn.execute(
         "select sha256, list(file_name order by received_at) from ingest_files "
         "where clinic_id = ? and (status <> 'rejected' or ? is null "
         "  or config_sha is not distinct from ?) "
+        "and not (status = 'rejected' and starts_with(coalesce(error, ''), ?)) "
         "group by sha256",
-        [clinic_id, config_sha, config_sha],
+        [clinic_id, config_sha, config_sha, f"{INTERNAL_ERROR}:"],
     ).fetchall()
     return {sha: names for sha, names in rows}
 

@@ -163,3 +163,58 @@ def test_a_retried_preparation_stages_only_its_own_parts(
     assert again.valid_path is not None and again.quarantine_path is not None
     assert pq.read_table(again.valid_path).num_rows == again.result.rows_loaded == 200
     assert pq.read_table(again.quarantine_path).num_rows == again.result.rows_quarantined == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_fault_of_ours_in_one_file_rejects_only_that_file_and_it_is_tried_again(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    workers: int,
+) -> None:
+    """An unexpected error while preparing one file (a bug of ours, not a problem of the file)
+    must not hold back the files beside it, in this run or the next: that file is recorded as
+    rejected with `internal_error` and its exception's type only (its message may quote
+    values), and it is offered again on every run until it goes through."""
+    from pipelines import cli, readers
+    from tests.test_exactly_once import srs
+
+    for k in (1, 2, 3):
+        write_reference(f"measures_{k}.csv", [srs(f"C{k}{i:02d}", 1, 7.0) for i in range(10)])
+    real = readers.read_raw
+
+    def faulty(path: Path, dataset: str, cfg):  # type: ignore[no-untyped-def]
+        if "measures_2" in path.name:
+            raise ValueError("could not convert 'Quincy Adams 555-0101'")
+        return real(path, dataset, cfg)
+
+    monkeypatch.setattr(readers, "read_raw", faulty)
+    monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", str(workers))
+    wh = tmp_path / "wh.duckdb"
+    with caplog.at_level("ERROR"):
+        first = {r.file_name: r for r in ingest_all(reference_config_dir, tmp_path / "landing", wh)}
+    assert [first[f"measures_{k}.csv"].status for k in (1, 2, 3)] == [
+        "loaded",
+        "rejected",
+        "loaded",
+    ]
+    error = str(first["measures_2.csv"].error)
+    assert error.startswith("internal_error: ValueError"), error
+    assert "Quincy" not in error + caplog.text and "555" not in error + caplog.text
+    assert "measures_2.csv" in caplog.text  # the operators' log says which file
+
+    # offered again, still faulty: the command line says so and exits 1
+    args = ["ingest", "--config-dir", str(reference_config_dir), "--quiet"]
+    args += ["--landing", str(tmp_path / "landing"), "--warehouse", str(wh)]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "1 file(s) held back by a fault in Alliance Watch" in err and "measures_2.csv" in err
+
+    monkeypatch.setattr(readers, "read_raw", real)  # the fix is deployed
+    again = ingest_all(reference_config_dir, tmp_path / "landing", wh)
+    assert [(r.file_name, r.status, r.rows_loaded) for r in again] == [
+        ("measures_2.csv", "loaded", 10)
+    ]
