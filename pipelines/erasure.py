@@ -210,8 +210,7 @@ def _forget_in_warehouse(
     rewrite(warehouse)
     result = ErasureResult(clinic_id, erasure_id, removed)
     if snapshot is not None:
-        per_clinic = (snapshot.parent / "clinics").is_dir()
-        publish_snapshot(warehouse, snapshot, per_clinic=per_clinic)
+        publish_snapshot(warehouse, snapshot)  # and the per-clinic copies where there are any
         result.snapshots.append(str(snapshot))
     return result
 

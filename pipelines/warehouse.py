@@ -569,12 +569,20 @@ def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResul
     finish_measure_batch(conn, r, counts, src, staged.clients)
 
 
-def publish_snapshot(warehouse: Path, snapshot: Path, per_clinic: bool = False) -> Path:
+def clinic_snapshots_wanted(snapshot: Path) -> bool:
+    """Per-clinic snapshots are on when ALLIANCE_WATCH_CLINIC_SNAPSHOTS is set (1/true/yes),
+    and stay on once their folder exists beside the snapshot."""
+    flag = os.environ.get("ALLIANCE_WATCH_CLINIC_SNAPSHOTS", "").strip().lower()
+    return flag in ("1", "true", "yes") or (snapshot.parent / "clinics").is_dir()
+
+
+def publish_snapshot(warehouse: Path, snapshot: Path, per_clinic: bool | None = None) -> Path:
     """Copy the (closed) warehouse to `snapshot` atomically: readers see old or new, never half.
 
     An analyst may hold the old snapshot open meanwhile: `os.replace` swaps the name, the open
-    file lives on until its reader lets go. With `per_clinic`, also write
-    ``<snapshot folder>/clinics/<clinic_id>.duckdb`` holding only that clinic's rows.
+    file lives on until its reader lets go. With `per_clinic` (default: when
+    `clinic_snapshots_wanted`), also write ``<snapshot folder>/clinics/<clinic_id>.duckdb``
+    holding only that clinic's rows.
     Call it while holding the writer slot and with no open connection to `warehouse`.
     Under DuckLake there is no file to copy: analysts read the lake itself (snapshot-isolated,
     concurrent with loads), so this does nothing.
@@ -586,15 +594,24 @@ def publish_snapshot(warehouse: Path, snapshot: Path, per_clinic: bool = False) 
         return snapshot
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     tmp = snapshot.with_name(f".{snapshot.name}.tmp-{os.getpid()}")
+    # the connection holds the file's lock until the copy is done: a writer in another
+    # process (a CLI run beside the Airflow pool) waits instead of tearing the copy
     conn = connect(warehouse)
     try:
         conn.execute("checkpoint")
+        try:
+            shutil.copyfile(warehouse, tmp)
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     finally:
         conn.close()
-    shutil.copyfile(warehouse, tmp)
     os.replace(tmp, snapshot)
-    if per_clinic:
-        publish_clinic_snapshots(warehouse, snapshot.parent / "clinics")
+    if per_clinic if per_clinic is not None else clinic_snapshots_wanted(snapshot):
+        # from the copy just published, which no writer touches
+        publish_clinic_snapshots(snapshot, snapshot.parent / "clinics")
     return snapshot
 
 
@@ -603,7 +620,7 @@ def publish_clinic_snapshots(warehouse: Path, out_dir: Path) -> dict[str, Path]:
     column is filtered; reference tables such as `instruments` are copied whole) and the
     analyst views; each published atomically. Returns clinic_id -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    src = duckdb.connect(str(warehouse), read_only=True)
+    src = connect(warehouse, read_only=True)
     try:
         clinics = [
             c

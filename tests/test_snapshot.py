@@ -110,3 +110,57 @@ def test_under_ducklake_there_is_no_snapshot_file_to_publish(
     snap = tmp_path / "snapshot" / "alliance_snapshot.duckdb"
     assert publish_snapshot(tmp_path / "absent.duckdb", snap) == snap
     assert not snap.exists() and not (tmp_path / "absent.duckdb").exists()
+
+
+def test_the_warehouse_stays_locked_while_its_snapshot_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process (a CLI run beside the Airflow pool) must not write the warehouse while
+    its bytes are copied: the copy would mix old and new blocks and the snapshot would not
+    open. So the lock is held from the checkpoint to the end of the copy."""
+    import shutil
+
+    from pipelines import warehouse as wh_module
+    from pipelines.warehouse import open_warehouse
+
+    wh = tmp_path / "wh.duckdb"
+    with open_warehouse(wh) as conn:
+        conn.execute("select 1")
+    real_copy = shutil.copyfile
+    probes: list[int] = []
+
+    def copy_with_a_writer_knocking(src, dst):  # type: ignore[no-untyped-def]
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import duckdb; duckdb.connect({str(wh)!r}).close()"],
+            capture_output=True,
+        )
+        probes.append(probe.returncode)
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(wh_module.shutil, "copyfile", copy_with_a_writer_knocking)
+    snap = publish_snapshot(wh, tmp_path / "snap" / "alliance.duckdb", per_clinic=True)
+    assert probes and all(rc != 0 for rc in probes), probes  # the writer was kept out
+    with duckdb.connect(str(snap), read_only=True) as conn:
+        assert conn.execute("select count(*) from measurements").fetchone() == (0,)
+
+
+def test_per_clinic_snapshots_once_asked_for_follow_every_publish(
+    tmp_path: Path, reference_config_dir: Path, write_reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALLIANCE_WATCH_CLINIC_SNAPSHOTS=1 turns them on; from then on every publish (after a
+    load, a detection, an erasure) refreshes them, so a clinic's copy never lags the shared
+    one."""
+    monkeypatch.setenv("ALLIANCE_WATCH_CLINIC_SNAPSHOTS", "1")
+    snap = tmp_path / "snap" / "all.duckdb"
+    wh = tmp_path / "wh.duckdb"
+    write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    ingest_all(reference_config_dir, tmp_path / "landing", wh, snapshot=snap)
+    mine = snap.parent / "clinics" / "ref_clinic.duckdb"
+    with duckdb.connect(str(mine), read_only=True) as conn:
+        assert conn.execute("select count(*) from measurements").fetchone() == (1,)
+
+    monkeypatch.delenv("ALLIANCE_WATCH_CLINIC_SNAPSHOTS")  # the folder now says so
+    write_reference("measures_2.csv", [srs("C2", 1, 8.0)])
+    ingest_all(reference_config_dir, tmp_path / "landing", wh, snapshot=snap)
+    with duckdb.connect(str(mine), read_only=True) as conn:
+        assert conn.execute("select count(*) from measurements").fetchone() == (2,)
