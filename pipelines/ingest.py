@@ -39,6 +39,7 @@ from pipelines.warehouse import (
     INTERNAL_ERROR,
     FileResult,
     StagedFile,
+    clients_of_earlier_load,
     known_hashes,
     load_memory_limit,
     load_staged,
@@ -1033,10 +1034,14 @@ def load_prepared(
                 valid_path=Path(str(s["valid_path"])) if s["valid_path"] else None,
                 quarantine_path=Path(str(s["quarantine_path"])) if s["quarantine_path"] else None,
             )
-            results.append(load_staged(conn, sf))
+            r = load_staged(conn, sf)
+            if r.status == "already_loaded":
+                # a retry of this task after the file committed: its clients still go to
+                # detection, which may never have heard of them
+                r.clients_touched = clients_of_earlier_load(conn, r)
+            results.append(r)
             for p in (sf.valid_path, sf.quarantine_path):
                 remove_staged(p)
-    results = [r for r in results if r.status != "already_loaded"]
     if snapshot is not None and results:
         publish_snapshot(warehouse, snapshot)
     clinics = sorted({r.clinic_id for r in results})

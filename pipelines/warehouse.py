@@ -252,6 +252,18 @@ def remove_staged(path: Path | None) -> None:
 INTERNAL_ERROR = "internal_error"
 
 
+def clients_of_earlier_load(conn: duckdb.DuckDBPyConnection, r: FileResult) -> list[str]:
+    """The clients an earlier load of this very delivery (same clinic, content and name)
+    recorded: what a retried task must still report for detection."""
+    row = conn.execute(
+        "select l.client_ids from ingest_files as f inner join loads as l using (load_id) "
+        "where f.clinic_id = ? and f.sha256 = ? and f.file_name = ? and f.status <> 'rejected' "
+        "order by f.received_at limit 1",
+        [r.clinic_id, r.sha256, r.file_name],
+    ).fetchall()
+    return sorted(row[0][0]) if row and row[0][0] else []
+
+
 def known_hashes(
     conn: duckdb.DuckDBPyConnection, clinic_id: str, config_sha: str | None = None
 ) -> dict[str, list[str]]:

@@ -173,3 +173,28 @@ def test_cli_killed_at_random_moments_then_rerun(
     done = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert contents(wh) == clean
+
+
+def test_a_retried_load_task_still_names_the_clients_it_loaded(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+) -> None:
+    """The Airflow `load` task commits a file, then dies (say while publishing the snapshot)
+    and is retried: the retry finds the file already loaded, and its asset event must still
+    name the file's clients, or incremental detection never looks at them."""
+    from pipelines.ingest import discover_new, load_prepared, prepare_item
+
+    deliveries(write_reference)
+    wh = tmp_path / "wh.duckdb"
+    items = discover_new("ref_clinic", reference_config_dir, tmp_path / "landing", wh)
+    staged = [
+        prepare_item(i, "ref_clinic", reference_config_dir, tmp_path / "stage", None) for i in items
+    ]
+    first = load_prepared(staged, wh)
+    assert first["clients"]
+    loaded = contents(wh)
+    retry = load_prepared(staged, wh, snapshot=tmp_path / "snap.duckdb")
+    assert retry["clients"] == first["clients"]
+    assert (tmp_path / "snap.duckdb").exists()  # the snapshot the first attempt never published
+    assert contents(wh) == loaded  # and nothing recorded twice
