@@ -7,7 +7,8 @@ files (the trigger consumes the marker), or manually with `{"files": ["name.csv"
 
 discover (ledger by sha256) -> prepare each file in parallel (read, de-identification guard,
 Great Expectations, split valid/quarantined, stage Parquet) -> load in the single-writer pool,
-one transaction per file -> event on `warehouse.measurements` with the clients touched.
+one transaction per file -> event on `warehouse.measurements` with the clients touched;
+the run's staged Parquet is removed at the end, whatever happened.
 
 A config with an error still gets its DAG: the description and the `config-error` tag show the
 error, and `discover` fails with it at once (no retries), which emails the data team.
@@ -81,10 +82,10 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
                 "preloaded by the worker" if warm else "not preloaded: imported by this task",
             )
             from pipelines.ingest import prepare_item
-            from pipelines.settings import paths_from_env
+            from pipelines.settings import paths_from_env, run_stage_dir
 
             p = paths_from_env().ensure()
-            stage = p.stage / clinic_id / str(run_id).replace(":", "_").replace("+", "_")
+            stage = run_stage_dir(p, clinic_id, run_id)
             with contract_errors_fail_fast():
                 return prepare_item(item, clinic_id, p.config_dir, stage, p.data_docs)
 
@@ -109,7 +110,19 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
 
             return publish_data_docs(paths_from_env().data_docs)
 
-        load(prepare.expand(item=discover())) >> data_docs()
+        @task(trigger_rule="all_done")
+        def clean_stage(run_id=None) -> None:  # type: ignore[no-untyped-def]
+            """The run's staged Parquet holds clinical rows: it goes whatever happened (a
+            failed prepare or load included); a rerun prepares again from the landing files."""
+            import shutil
+
+            from pipelines.settings import paths_from_env, run_stage_dir
+
+            shutil.rmtree(run_stage_dir(paths_from_env(), clinic_id, run_id), ignore_errors=True)
+
+        loaded = load(prepare.expand(item=discover()))
+        loaded >> data_docs()  # a leaf that fails with the load, so the run does too
+        loaded >> clean_stage()
 
     return ingest()
 

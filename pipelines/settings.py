@@ -46,3 +46,8 @@ def paths_from_env(env: dict[str, str] | None = None) -> Paths:
         data_docs=get("DATA_DOCS", home / "data_docs"),
         stage=get("STAGE", home / "stage"),
     )
+
+
+def run_stage_dir(paths: Paths, clinic_id: str, run_id: str) -> Path:
+    """Where one ingest run of a clinic stages its Parquet (removed when the run ends)."""
+    return paths.stage / clinic_id / str(run_id).replace(":", "_").replace("+", "_")

@@ -210,6 +210,16 @@ def test_manual_run_loads_only_the_named_files(outcome: dict) -> None:
 
 
 @pytest.mark.slow
+def test_every_run_removes_what_it_staged(outcome: dict) -> None:
+    """Staged Parquet holds clinical rows (quarantined ones too): none outlives its run."""
+    assert outcome["manual"]["tis"]["clean_stage"][0] == "success"
+    assert outcome["broken"]["tis"]["clean_stage"][0] == "success"  # after a failure too
+    stage = Path(outcome["home"]) / "stage"
+    assert not [p for p in stage.rglob("*") if p.is_file()], list(stage.rglob("*"))
+    assert not [p for p in stage.glob("*/*") if p.is_dir()]
+
+
+@pytest.mark.slow
 def test_nothing_new_is_a_quiet_success_without_a_load(outcome: dict) -> None:
     again = outcome["again"]
     assert again["state"] == "success"
