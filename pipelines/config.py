@@ -349,6 +349,13 @@ def load_clinic_config(path: Path) -> ClinicConfig:
     return parse_clinic_config(data, str(path))
 
 
+def config_path(config_dir: Path, clinic_id: str) -> Path:
+    """A clinic's config file: `clinics/<id>.yaml`, or `.yml` (both are read as configs)."""
+    yaml_path = config_dir / "clinics" / f"{clinic_id}.yaml"
+    yml_path = yaml_path.with_suffix(".yml")
+    return yml_path if not yaml_path.exists() and yml_path.exists() else yaml_path
+
+
 def load_clinic_configs(config_dir: Path) -> tuple[dict[str, ClinicConfig], list[ConfigError]]:
     """Every `clinics/*.yaml` under `config_dir`: the valid configs and the errors, apart."""
     clinics_dir = config_dir / "clinics"

@@ -967,9 +967,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _config_for(config_dir: Path, clinic_id: str) -> ClinicConfig:
-    from pipelines.config import load_clinic_config
+    from pipelines.config import config_path, load_clinic_config
 
-    return load_clinic_config(config_dir / "clinics" / f"{clinic_id}.yaml")
+    return load_clinic_config(config_path(config_dir, clinic_id))
 
 
 def discover_new(

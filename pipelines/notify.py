@@ -58,11 +58,11 @@ def recipients_for(
     ops = [a for a in [env.get(OPS_EMAIL_ENV, "").strip()] if a]
     if clinic_id is None:
         return ops
-    from pipelines.config import load_clinic_config
+    from pipelines.config import config_path, load_clinic_config
     from pipelines.errors import ConfigError
 
     try:
-        cfg = load_clinic_config(config_dir / "clinics" / f"{clinic_id}.yaml")
+        cfg = load_clinic_config(config_path(config_dir, clinic_id))
     except ConfigError:
         return ops
     team = cfg.notifications.data_team_email

@@ -218,3 +218,24 @@ def test_a_fault_of_ours_in_one_file_rejects_only_that_file_and_it_is_tried_agai
     assert [(r.file_name, r.status, r.rows_loaded) for r in again] == [
         ("measures_2.csv", "loaded", 10)
     ]
+
+
+def test_a_clinic_config_named_yml_serves_the_airflow_tasks_too(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+) -> None:
+    """`clinics/<id>.yml` is read as a config (and gets its DAG), so the tasks that open the
+    clinic's config by its id find it as well."""
+    from pipelines.ingest import discover_new, load_prepared, prepare_item
+    from tests.test_exactly_once import srs
+
+    cfg = reference_config_dir / "clinics" / "ref_clinic.yaml"
+    cfg.rename(cfg.with_suffix(".yml"))
+    write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    wh = tmp_path / "wh.duckdb"
+    items = discover_new("ref_clinic", reference_config_dir, tmp_path / "landing", wh)
+    staged = [
+        prepare_item(i, "ref_clinic", reference_config_dir, tmp_path / "stage", None) for i in items
+    ]
+    assert load_prepared(staged, wh)["rows"] == 1
