@@ -36,6 +36,7 @@ from pipelines.config import ClinicConfig, config_fingerprint, load_clinic_confi
 from pipelines.errors import AllianceWatchError, ConfigError, FileRejected
 from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
 from pipelines.warehouse import (
+    CHANGED_AFTER_DISCOVERY,
     INTERNAL_ERROR,
     FileResult,
     StagedFile,
@@ -198,6 +199,18 @@ def split_delivery(
     parts_dir = stage_dir / f"{_stem(delivery, cfg)}.parts"
     for folder in (*stage_folders(delivery, cfg, stage_dir), parts_dir):
         remove_staged(folder)
+    try:
+        size = delivery.path.stat().st_size
+    except FileNotFoundError:
+        size = None
+    if size != delivery.bytes:
+        what = "removed or renamed" if size is None else "rewritten"
+        raise FileRejected(
+            CHANGED_AFTER_DISCOVERY,
+            f"the file was {what} after it was found and before it was read; nothing of it was "
+            "judged and it is offered again as delivered next (write a file under a name the "
+            "patterns do not match, then rename it)",
+        )
     return batching.write_chunks(
         delivery.path,
         parts_dir,
@@ -333,7 +346,10 @@ def prepare_file(
     if delivery.dataset is None:
         return _unknown_file(delivery, cfg)
     stage_dir.mkdir(parents=True, exist_ok=True)
-    parts = split_delivery(delivery, cfg, stage_dir, part_bytes)
+    try:
+        parts = split_delivery(delivery, cfg, stage_dir, part_bytes)
+    except FileRejected as e:
+        return assemble(delivery, cfg, stage_dir, [], [PartOutcome(error=str(e))])
     outcomes: list[PartOutcome] = []
     for part in parts:
         outcomes.append(
@@ -756,7 +772,13 @@ def _prepared_in_order(
             if d.dataset is None:
                 pending.append((d, cfg, [], []))
                 return True
-            parts = split_delivery(d, cfg, stage_dir)
+            try:
+                parts = split_delivery(d, cfg, stage_dir)
+            except FileRejected as e:
+                settled: Future[PartOutcome] = Future()
+                settled.set_result(PartOutcome(error=str(e)))
+                pending.append((d, cfg, [], [settled]))
+                return True
             futures = [
                 pool.submit(_prepare_part_in_worker, d, cfg, p, len(parts), stage_dir, docs_dir)
                 for p in parts

@@ -250,6 +250,10 @@ def remove_staged(path: Path | None) -> None:
 
 # the reason of a file rejected for a fault in Alliance Watch, not in the file: offered again
 INTERNAL_ERROR = "internal_error"
+# the reason of a file removed or rewritten between discovery and reading: offered again
+CHANGED_AFTER_DISCOVERY = "changed_after_discovery"
+# rejections that judged nothing of the file's content
+NOT_JUDGED = (INTERNAL_ERROR, CHANGED_AFTER_DISCOVERY)
 
 
 def clients_of_earlier_load(conn: duckdb.DuckDBPyConnection, r: FileResult) -> list[str]:
@@ -268,15 +272,17 @@ def known_hashes(
     conn: duckdb.DuckDBPyConnection, clinic_id: str, config_sha: str | None = None
 ) -> dict[str, list[str]]:
     """sha256 -> file names already settled in the ledger for a clinic. A delivery rejected
-    under another clinic config than `config_sha`, or for a fault of ours (`internal_error`),
-    is not settled: it is offered again."""
+    under another clinic config than `config_sha`, or without its content being judged (a
+    fault of ours, or the file changed before it was read: `NOT_JUDGED`), is not settled: it
+    is offered again."""
     rows = conn.execute(
         "select sha256, list(file_name order by received_at) from ingest_files "
         "where clinic_id = ? and (status <> 'rejected' or ? is null "
         "  or config_sha is not distinct from ?) "
-        "and not (status = 'rejected' and starts_with(coalesce(error, ''), ?)) "
+        "and not (status = 'rejected' "
+        "  and list_contains(?, split_part(coalesce(error, ''), ':', 1))) "
         "group by sha256",
-        [clinic_id, config_sha, config_sha, f"{INTERNAL_ERROR}:"],
+        [clinic_id, config_sha, config_sha, list(NOT_JUDGED)],
     ).fetchall()
     return {sha: names for sha, names in rows}
 

@@ -239,3 +239,37 @@ def test_a_clinic_config_named_yml_serves_the_airflow_tasks_too(
         prepare_item(i, "ref_clinic", reference_config_dir, tmp_path / "stage", None) for i in items
     ]
     assert load_prepared(staged, wh)["rows"] == 1
+
+
+def test_a_file_gone_or_changed_after_discovery_is_rejected_alone_and_offered_again(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+) -> None:
+    """Between `discover` and `prepare` a file is removed, or rewritten: that file is rejected
+    with `changed_after_discovery` (the task does not fail, so the rest of the delivery
+    loads), and it is offered again when it comes back."""
+    from pipelines.ingest import discover_new, load_prepared, prepare_item
+    from tests.test_exactly_once import srs
+
+    gone = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    grown = write_reference("measures_2.csv", [srs("C2", 1, 9.0)])
+    write_reference("measures_3.csv", [srs("C3", 1, 9.0)])
+    wh = tmp_path / "wh.duckdb"
+    items = discover_new("ref_clinic", reference_config_dir, tmp_path / "landing", wh)
+    kept = gone.read_bytes()
+    gone.unlink()
+    grown.write_text(grown.read_text() + srs("C2", 2, 8.0) + "\n")
+    staged = [
+        prepare_item(i, "ref_clinic", reference_config_dir, tmp_path / "stage", None) for i in items
+    ]
+    summary = load_prepared(staged, wh)
+    outcome = {f["file_name"]: (f["status"], str(f["error"])) for f in summary["files"]}
+    assert outcome["measures_3.csv"] == ("loaded", "None")
+    for name in ("measures_1.csv", "measures_2.csv"):
+        assert outcome[name][0] == "rejected"
+        assert outcome[name][1].startswith("changed_after_discovery:"), outcome[name]
+
+    gone.write_bytes(kept)  # delivered again, as it was
+    again = discover_new("ref_clinic", reference_config_dir, tmp_path / "landing", wh)
+    assert sorted(Path(str(i["path"])).name for i in again) == ["measures_1.csv", "measures_2.csv"]
