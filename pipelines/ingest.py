@@ -38,6 +38,7 @@ from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
 from pipelines.warehouse import (
     CHANGED_AFTER_DISCOVERY,
     INTERNAL_ERROR,
+    UNREADABLE,
     FileResult,
     StagedFile,
     clients_of_earlier_load,
@@ -65,6 +66,17 @@ class Delivery:
     dataset: str | None  # None: matches neither pattern
     sha256: str
     bytes: int
+    # the file's identity when it was hashed ("<mtime_ns>:<inode>"), so a rewrite of the same
+    # size, in place or renamed over it, is caught before and after reading; None (a delivery
+    # built by hand) compares the size only
+    stamp: str | None = None
+
+
+def file_stamp(path: Path) -> tuple[int, str]:
+    """(size, "<mtime_ns>:<inode>") of a file: changes when its bytes are rewritten or
+    another file is renamed over it, whatever the modification time it is given."""
+    st = path.stat()
+    return st.st_size, f"{st.st_mtime_ns}:{st.st_ino}"
 
 
 def sha256_of(path: Path) -> str:
@@ -104,25 +116,51 @@ def discover(
         if p.is_symlink() or not p.is_file():
             kind = "symlink" if p.is_symlink() else "folder or special file"
             sha = hashlib.sha256(f"not-a-file:{p.name}".encode()).hexdigest()
-            if p.name in known.get(sha, []):
-                continue
+            if p.name not in known.get(sha, []):
+                rejected.append(
+                    _rejected_entry(
+                        cfg,
+                        p,
+                        sha,
+                        f"not_a_regular_file: {kind}; never followed, deliver plain files",
+                    )
+                )
+            continue
+        try:
+            size, stamp = file_stamp(p)  # before hashing: a write during it shows at prepare
+            sha = sha256_of(p)
+        except FileNotFoundError:
+            continue  # renamed or removed since the folder was listed: nothing is there
+        except OSError as e:
+            sha = hashlib.sha256(f"unreadable:{p.name}".encode()).hexdigest()
             rejected.append(
-                FileResult(
-                    clinic_id=cfg.clinic_id,
-                    file_name=p.name,
-                    sha256=sha,
-                    dataset=None,
-                    status="rejected",
-                    error=f"not_a_regular_file: {kind}; never followed, deliver plain files",
-                    config_sha=config_fingerprint(cfg),
+                _rejected_entry(
+                    cfg,
+                    p,
+                    sha,
+                    f"{UNREADABLE}: {e.strerror or type(e).__name__}; the file could not be "
+                    "opened or read, so nothing of it was judged; it is offered again with "
+                    "every delivery until it can be read (give the pipeline read permission)",
                 )
             )
             continue
-        sha = sha256_of(p)
         if p.name in known.get(sha, []):
             continue  # this exact delivery is already in the ledger
-        found.append(Delivery(cfg.clinic_id, p, dataset_of(p.name, cfg), sha, p.stat().st_size))
+        found.append(Delivery(cfg.clinic_id, p, dataset_of(p.name, cfg), sha, size, stamp))
     return found, rejected
+
+
+def _rejected_entry(cfg: ClinicConfig, p: Path, sha: str, error: str) -> FileResult:
+    """The ledger row of a landing entry rejected before its content could be read."""
+    return FileResult(
+        clinic_id=cfg.clinic_id,
+        file_name=p.name,
+        sha256=sha,
+        dataset=None,
+        status="rejected",
+        error=error,
+        config_sha=config_fingerprint(cfg),
+    )
 
 
 def _reasons_per_row(issues: pd.DataFrame) -> pd.Series:
@@ -189,6 +227,29 @@ def stage_folders(delivery: Delivery, cfg: ClinicConfig, stage_dir: Path) -> tup
     return stage_dir / f"{stem}.valid", stage_dir / f"{stem}.quarantine"
 
 
+def changed_since_discovery(delivery: Delivery, gone_is_fine: bool = False) -> str | None:
+    """Why the landing file no longer is the one `discover` hashed (removed, renamed, rewritten
+    or replaced), or None. Checked before the file is cut into parts, after its parts are
+    copied, and once a file read in place is read, so the rows loaded are always those of the
+    hashed bytes. `gone_is_fine`: a file read in full and removed since (an open file keeps
+    its bytes) is not changed."""
+    try:
+        size, stamp = file_stamp(delivery.path)
+    except FileNotFoundError:
+        if gone_is_fine:
+            return None
+        what = "removed or renamed"
+    else:
+        if size == delivery.bytes and delivery.stamp in (None, stamp):
+            return None
+        what = "rewritten or replaced"
+    return (
+        f"the file was {what} after it was found and before it was read in full; nothing of "
+        "it was judged and it is offered again as delivered next (write a file under a name "
+        "the patterns do not match, then rename it)"
+    )
+
+
 def split_delivery(
     delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, part_bytes: int | None = None
 ) -> list[batching.Part]:
@@ -199,19 +260,10 @@ def split_delivery(
     parts_dir = stage_dir / f"{_stem(delivery, cfg)}.parts"
     for folder in (*stage_folders(delivery, cfg, stage_dir), parts_dir):
         remove_staged(folder)
-    try:
-        size = delivery.path.stat().st_size
-    except FileNotFoundError:
-        size = None
-    if size != delivery.bytes:
-        what = "removed or renamed" if size is None else "rewritten"
-        raise FileRejected(
-            CHANGED_AFTER_DISCOVERY,
-            f"the file was {what} after it was found and before it was read; nothing of it was "
-            "judged and it is offered again as delivered next (write a file under a name the "
-            "patterns do not match, then rename it)",
-        )
-    return batching.write_chunks(
+    changed = changed_since_discovery(delivery)
+    if changed is not None:
+        raise FileRejected(CHANGED_AFTER_DISCOVERY, changed)
+    parts = batching.write_chunks(
         delivery.path,
         parts_dir,
         part_bytes or batching.DEFAULT_PART_BYTES,
@@ -219,6 +271,13 @@ def split_delivery(
         and cfg.encoding.lower().replace("-", "")
         in ("utf8", "latin1", "iso88591", "cp1252", "ascii"),
     )
+    if parts[0].path != delivery.path:  # copies: were they copied from the hashed bytes?
+        changed = changed_since_discovery(delivery, gone_is_fine=True)
+        if changed is not None:
+            for folder in (*stage_folders(delivery, cfg, stage_dir), parts_dir):
+                remove_staged(folder)
+            raise FileRejected(CHANGED_AFTER_DISCOVERY, changed)
+    return parts
 
 
 def prepare_part(
@@ -294,6 +353,10 @@ def assemble(
     with contextlib.suppress(OSError):
         (stage_dir / f"{_stem(delivery, cfg)}.parts").rmdir()
     rejected = next((o.error for o in outcomes if o.error), None)
+    if any(part.path == delivery.path for part in parts):  # read in place: what was hashed?
+        changed = changed_since_discovery(delivery, gone_is_fine=rejected is None)
+        if changed is not None:  # the change, not what it did to the reading, is the reason
+            rejected = f"{CHANGED_AFTER_DISCOVERY}: {changed}"
     if rejected is not None:
         base.error = rejected
         if rejected.startswith(f"{INTERNAL_ERROR}:"):
@@ -1009,6 +1072,7 @@ def discover_new(
             "dataset": d.dataset,
             "sha256": d.sha256,
             "bytes": d.bytes,
+            "stamp": d.stamp,
         }
         for d in found
     ]
@@ -1034,6 +1098,7 @@ def prepare_item(
         str(dataset) if dataset else None,
         str(item["sha256"]),
         int(str(item["bytes"])),
+        str(item["stamp"]) if item.get("stamp") else None,
     )
     s = prepare_file(d, cfg, stage_dir, docs_dir, build_docs=False)
     return {

@@ -252,8 +252,10 @@ def remove_staged(path: Path | None) -> None:
 INTERNAL_ERROR = "internal_error"
 # the reason of a file removed or rewritten between discovery and reading: offered again
 CHANGED_AFTER_DISCOVERY = "changed_after_discovery"
+# the reason of a file that could not be opened or read (permissions, I/O): offered again
+UNREADABLE = "unreadable"
 # rejections that judged nothing of the file's content
-NOT_JUDGED = (INTERNAL_ERROR, CHANGED_AFTER_DISCOVERY)
+NOT_JUDGED = (INTERNAL_ERROR, CHANGED_AFTER_DISCOVERY, UNREADABLE)
 
 
 def clients_of_earlier_load(conn: duckdb.DuckDBPyConnection, r: FileResult) -> list[str]:

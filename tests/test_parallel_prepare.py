@@ -3,10 +3,12 @@ when one process does everything in order, and a worker's failure stops the run 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipelines import ingest
@@ -273,3 +275,159 @@ def test_a_file_gone_or_changed_after_discovery_is_rejected_alone_and_offered_ag
     gone.write_bytes(kept)  # delivered again, as it was
     again = discover_new("ref_clinic", reference_config_dir, tmp_path / "landing", wh)
     assert sorted(Path(str(i["path"])).name for i in again) == ["measures_1.csv", "measures_2.csv"]
+
+
+def _same_size_rewrite(path: Path, old: str, new: str, keep_mtime: bool) -> None:
+    """Rewrite `path` with `old` replaced by `new` (same length): what a clinic's tool does
+    when it re-exports over a file. With `keep_mtime`, the new file is written beside it and
+    renamed over it with the old modification time (as `rsync --times` does)."""
+    assert len(old) == len(new)
+    st = path.stat()
+    text = path.read_text().replace(old, new)
+    if keep_mtime:
+        tmp = path.with_name(".incoming")
+        tmp.write_text(text)
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        tmp.replace(path)
+    else:
+        path.write_text(text)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert path.stat().st_size == st.st_size
+
+
+@pytest.mark.parametrize("keep_mtime", [False, True], ids=["in_place", "renamed_over_same_mtime"])
+def test_a_same_size_rewrite_after_discovery_is_rejected_and_its_new_content_loads(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+    keep_mtime: bool,
+) -> None:
+    """A file rewritten with other bytes of the same length between `discover` and `prepare`
+    was loaded under the hash of content it no longer held (the size alone was compared): the
+    ledger then claimed bytes the warehouse never saw. Now it is rejected as
+    `changed_after_discovery`, and the new content is offered and loads on the next run."""
+    from pipelines.ingest import discover_new, load_prepared, prepare_item
+    from tests.test_exactly_once import srs
+
+    rewritten = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    write_reference("measures_2.csv", [srs("C2", 1, 9.0)])
+    wh = tmp_path / "wh.duckdb"
+    landing = tmp_path / "landing"
+    items = discover_new("ref_clinic", reference_config_dir, landing, wh)
+    _same_size_rewrite(rewritten, "9.0,9.0,9.0,9.0", "8.0,8.0,8.0,8.0", keep_mtime)
+    staged = [
+        prepare_item(i, "ref_clinic", reference_config_dir, tmp_path / "s", None) for i in items
+    ]
+    outcome = {
+        f["file_name"]: (f["status"], str(f["error"])) for f in load_prepared(staged, wh)["files"]
+    }
+    assert outcome["measures_2.csv"] == ("loaded", "None")
+    assert outcome["measures_1.csv"][0] == "rejected"
+    assert outcome["measures_1.csv"][1].startswith("changed_after_discovery:"), outcome
+
+    again = discover_new("ref_clinic", reference_config_dir, landing, wh)
+    assert [Path(str(i["path"])).name for i in again] == ["measures_1.csv"]
+    staged = [
+        prepare_item(i, "ref_clinic", reference_config_dir, tmp_path / "s", None) for i in again
+    ]
+    assert [f["status"] for f in load_prepared(staged, wh)["files"]] == ["loaded"]
+    conn = duckdb.connect(str(wh), read_only=True)
+    try:
+        totals = conn.execute(
+            "select client_id, total from measurements order by client_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert totals == [("C1", 32.0), ("C2", 36.0)]
+
+
+def test_a_file_rewritten_while_its_parts_are_read_is_rejected(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+) -> None:
+    """A small file is read from the landing folder by the part preparation itself: a rewrite
+    after the split and before the file's result is assembled is caught there too."""
+    from pipelines.config import load_clinic_config
+    from tests.test_exactly_once import srs
+
+    cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
+    path = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    found, _ = ingest.discover(cfg, tmp_path / "landing", {})
+    (d,) = found
+    stage = tmp_path / "stage"
+    parts = ingest.split_delivery(d, cfg, stage)
+    outcomes = [ingest.prepare_part(d, cfg, p, len(parts), stage, None, False) for p in parts]
+    assert not any(o.error for o in outcomes)
+    _same_size_rewrite(path, "9.0,9.0,9.0,9.0", "8.0,8.0,8.0,8.0", keep_mtime=False)
+    staged = ingest.assemble(d, cfg, stage, parts, outcomes)
+    assert staged.result.status == "rejected"
+    assert str(staged.result.error).startswith("changed_after_discovery:")
+    assert staged.valid_path is None and staged.quarantine_path is None
+
+
+def test_discovery_skips_a_file_gone_before_hashing_and_reports_an_unreadable_one(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file listed and then renamed away before it is hashed, or one that cannot be opened
+    (the clinic's tool set no read permission), made `discover` raise: no file of the clinic
+    was ingested. Now the vanished one is simply not there, the unreadable one is rejected
+    alone with `unreadable` (offered again once readable), and the others load."""
+    from pipelines.config import load_clinic_config
+    from tests.test_exactly_once import srs
+
+    cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
+    vanishing = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    locked = write_reference("measures_2.csv", [srs("C2", 1, 9.0)])
+    write_reference("measures_3.csv", [srs("C3", 1, 9.0)])
+    real = ingest.sha256_of
+
+    def hashing(path: Path) -> str:
+        # root reads any file whatever its mode, so the fault is injected where the file opens
+        if path == vanishing:
+            path.unlink()
+        if path == locked:
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(ingest, "sha256_of", hashing)
+    found, rejected = ingest.discover(cfg, tmp_path / "landing", {})
+    assert [d.path.name for d in found] == ["measures_3.csv"]
+    (r,) = rejected
+    assert (r.file_name, r.status) == ("measures_2.csv", "rejected")
+    assert str(r.error).startswith("unreadable: Permission denied"), r.error
+
+    wh = tmp_path / "wh.duckdb"
+    monkeypatch.setattr(ingest, "sha256_of", lambda p: hashing(p) if p == locked else real(p))
+    results = ingest_all(reference_config_dir, tmp_path / "landing", wh)
+    assert {r.file_name: r.status for r in results} == {
+        "measures_2.csv": "rejected",
+        "measures_3.csv": "loaded",
+    }
+    monkeypatch.setattr(ingest, "sha256_of", real)  # readable again
+    results = ingest_all(reference_config_dir, tmp_path / "landing", wh)
+    assert {r.file_name: r.status for r in results} == {"measures_2.csv": "loaded"}
+
+
+def test_a_file_removed_once_read_in_full_still_loads(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+) -> None:
+    """A clinic's tool may clear the landing folder as soon as the run has read it: rows read
+    in full from the hashed bytes are kept, not rejected for the file being gone."""
+    from pipelines.config import load_clinic_config
+    from tests.test_exactly_once import srs
+
+    cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
+    path = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
+    stage = tmp_path / "stage"
+    parts = ingest.split_delivery(d, cfg, stage)
+    outcomes = [ingest.prepare_part(d, cfg, p, len(parts), stage, None, False) for p in parts]
+    path.unlink()
+    staged = ingest.assemble(d, cfg, stage, parts, outcomes)
+    assert (staged.result.status, staged.result.rows_loaded) == ("loaded", 1)
