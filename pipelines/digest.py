@@ -669,15 +669,17 @@ def build_data_team_summary(
     conn: duckdb.DuckDBPyConnection, cfg: ClinicConfig, week: Week
 ) -> DataTeamSummary:
     """Files received and rejected in the week (by the clinic's local date of receipt), rows
-    quarantined by reason, feeds with no file within the clinic's cadence, and new flags."""
+    quarantined by reason, feeds with no file within the clinic's cadence, and new flags. An
+    attempt not judged and tried again since counts as no file (`ingest_attempts.retried`)."""
     files = conn.execute(
         """
         with received as (
             select
                 *,
                 cast(timezone(?, received_at) as date) as received_date
-            from ingest_files
+            from ingest_attempts
             where clinic_id = ?
+              and not retried
         ),
         in_week as (
             select *

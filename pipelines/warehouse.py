@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -181,10 +182,34 @@ def create_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """(Re)create every analyst view in sql/views/*.sql, so a changed view file takes effect
     on the next open; return the view names. Each file is one ``create or replace view``."""
     names: list[str] = []
-    for f in sorted((SQL_DIR / "views").glob("*.sql")):
+    for f in view_files():
         conn.execute(f.read_text(encoding="utf-8"))
         names.append(f.stem)
     return names
+
+
+def view_files() -> list[Path]:
+    """sql/views/*.sql in an order that creates every view after the views it reads (a view
+    reads another when its text names it); by name otherwise."""
+    files = {f.stem: f for f in sorted((SQL_DIR / "views").glob("*.sql"))}
+    reads = {
+        name: {
+            other
+            for other in files
+            if other != name and re.search(rf"\b{other}\b", f.read_text(encoding="utf-8"))
+        }
+        for name, f in files.items()
+    }
+    ordered: list[Path] = []
+    done: set[str] = set()
+    while len(done) < len(files):
+        ready = [n for n in files if n not in done and reads[n] <= done]
+        if not ready:
+            raise RuntimeError(f"views read each other in a cycle: {sorted(set(files) - done)}")
+        for name in ready:
+            ordered.append(files[name])
+            done.add(name)
+    return ordered
 
 
 def _load_registry(conn: duckdb.DuckDBPyConnection) -> None:

@@ -151,3 +151,84 @@ def test_a_changed_view_file_takes_effect_on_next_open(
     shutil.copyfile(wh, copy)
     with open_warehouse(copy) as conn:
         assert conn.execute("select max(marker) from client_trajectories").fetchone() == (1,)
+
+
+def test_data_quality_counts_a_file_tried_again_once(tmp_path: Path) -> None:
+    """A file rewritten while it was read is rejected as `changed_after_discovery` under the
+    hash of the bytes it held then, and its new content gets a ledger row of its own: the
+    weekly files_received and files_rejected counted one file twice. An attempt not judged
+    (changed, unreadable, a fault of ours) and followed by another at the same file name now
+    shows as retried, not as a file; one not tried again still counts, as rejected. A file
+    judged and rejected, then replaced under the same name, is two files."""
+    from pipelines.warehouse import NOT_JUDGED
+
+    wh_path = tmp_path / "wh.duckdb"
+    with open_warehouse(wh_path) as conn:
+        rows = [
+            # (file, sha, status, error, received_at)
+            ("a.csv", "1", "loaded", None, "2026-03-03 10:00"),
+            ("b.csv", "2", "rejected", "changed_after_discovery: rewritten", "2026-03-02 09:00"),
+            ("b.csv", "3", "rejected", "changed_after_discovery: rewritten", "2026-03-02 10:00"),
+            ("b.csv", "4", "loaded", None, "2026-03-02 11:00"),
+            ("c.csv", "5", "rejected", "unreadable: Permission denied", "2026-03-04 09:00"),
+            ("d.csv", "6", "rejected", "empty: the file has no bytes", "2026-03-02 09:00"),
+            ("d.csv", "7", "loaded", None, "2026-03-02 10:00"),
+            (
+                "e.csv",
+                "8",
+                "rejected",
+                "internal_error: KeyError at x.py:1 in f",
+                "2026-03-09 09:00",
+            ),
+        ]
+        for name, sha, status, error, at in rows:
+            conn.execute(
+                "insert into ingest_files (clinic_id, file_name, sha256, dataset, status, "
+                "rows_in, rows_loaded, rows_quarantined, rows_duplicate, error, received_at) "
+                "values ('ref_clinic', ?, ?, 'measures', ?, 0, 0, 0, 0, ?, ?)",
+                [name, sha, status, error, at],
+            )
+        got = conn.execute(
+            "select week_start::varchar, files_received, files_rejected, attempts_retried "
+            "from clinic_data_quality_weekly order by week_start"
+        ).fetchall()
+        retried = conn.execute(
+            "select file_name, count(*) filter (where retried) from ingest_attempts "
+            "group by 1 order by 1"
+        ).fetchall()
+    # week of 2 March: a, b (its new content), c (not readable yet), d twice (judged twice);
+    # b's two rewritten attempts are retried. Week of 9 March: e, not yet tried again.
+    assert got == [("2026-03-02", 5, 2, 2), ("2026-03-09", 1, 1, 0)]
+    assert retried == [("a.csv", 0), ("b.csv", 2), ("c.csv", 0), ("d.csv", 0), ("e.csv", 0)]
+    view = (warehouse.SQL_DIR / "views" / "ingest_attempts.sql").read_text()
+    assert all(f"'{code}'" in view for code in NOT_JUDGED), "the view names every NOT_JUDGED code"
+
+
+def test_data_team_summary_counts_a_file_tried_again_once(tmp_path: Path) -> None:
+    """The data team's weekly summary reads the same rule: a rewritten file's attempt under the
+    hash of its earlier bytes is no file received nor rejected; a persistent fault is."""
+    import datetime as dt
+
+    from pipelines.config import load_clinic_config
+    from pipelines.digest import Week, build_data_team_summary
+
+    config = tmp_path / "ref_clinic.yaml"
+    config.write_text("clinic_id: ref_clinic\ntimezone: Europe/Berlin\nformat: reference\n")
+    cfg = load_clinic_config(config)
+    with open_warehouse(tmp_path / "wh.duckdb") as conn:
+        for name, sha, status, error in (
+            ("b.csv", "2", "rejected", "changed_after_discovery: rewritten"),
+            ("b.csv", "3", "loaded", None),
+            ("c.csv", "5", "rejected", "unreadable: Permission denied"),
+        ):
+            conn.execute(
+                "insert into ingest_files (clinic_id, file_name, sha256, dataset, status, "
+                "rows_in, rows_loaded, rows_quarantined, rows_duplicate, error, received_at) "
+                "values ('ref_clinic', ?, ?, 'measures', ?, 0, 0, 0, 0, ?, "
+                "timestamp '2026-03-03 09:00' + to_minutes(?))",
+                [name, sha, status, error, int(sha)],
+            )
+        s = build_data_team_summary(conn, cfg, Week.before(dt.date(2026, 3, 9)))
+    assert s.files_received == 2
+    assert dict(s.files_by_status) == {"loaded": 1, "rejected": 1}
+    assert dict(s.rejected_by_reason) == {"unreadable": 1}
