@@ -8,6 +8,7 @@ files (the trigger consumes the marker), or manually with `{"files": ["name.csv"
 discover (ledger by sha256) -> prepare each file in parallel (read, de-identification guard,
 Great Expectations, split valid/quarantined, stage Parquet) -> load in the single-writer pool,
 one transaction per file -> event on `warehouse.measurements` with the clients touched;
+a receipt to the clinic's data team (each file: loaded, rows held back, rejected and why);
 the run's staged Parquet is removed at the end, whatever happened.
 
 A config with an error still gets its DAG: the description and the `config-error` tag show the
@@ -103,6 +104,24 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             return summary
 
         @task
+        def receipt(summary: dict, run_id=None) -> dict:  # type: ignore[no-untyped-def]
+            """Tell the clinic's data team at once what this run accepted and rejected, and
+            why (outside the writer pool: it never opens the warehouse)."""
+            import logging
+
+            from pipelines.notify import notify_receipt
+            from pipelines.settings import paths_from_env
+
+            with contract_errors_fail_fast():
+                result = notify_receipt(
+                    clinic_id, run_id, summary["files"], paths_from_env().config_dir
+                )
+            logging.getLogger("alliance_watch.ingest").info(
+                "receipt: sent=%s error=%s", result.ok, result.error
+            )
+            return {"sent": result.ok, "error": result.error}
+
+        @task
         def data_docs() -> str | None:
             """Render the GX Data Docs site once for this run's files (not per file)."""
             from pipelines.ingest import publish_data_docs
@@ -121,6 +140,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             shutil.rmtree(run_stage_dir(paths_from_env(), clinic_id, run_id), ignore_errors=True)
 
         loaded = load(prepare.expand(item=discover()))
+        receipt(loaded)
         loaded >> data_docs()  # a leaf that fails with the load, so the run does too
         loaded >> clean_stage()
 

@@ -51,6 +51,8 @@ class LimitedDataSet(_Strict):
 
 class Notifications(_Strict):
     data_team_email: str | None = None
+    # a receipt to the data team after every ingest run that found files (needs the address)
+    ingest_receipt: bool = True
     immediate_high_severity: bool = False
     send_all_clear: bool = False
 

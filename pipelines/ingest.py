@@ -1138,8 +1138,11 @@ def load_prepared(
             {
                 "file_name": r.file_name,
                 "status": r.status,
+                "rows_in": r.rows_in,
                 "rows_loaded": r.rows_loaded,
                 "rows_quarantined": r.rows_quarantined,
+                "rows_duplicate": r.rows_duplicate,
+                "top_reasons": list(r.top_reasons),
                 "error": r.error,
             }
             for r in results

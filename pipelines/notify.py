@@ -1,4 +1,5 @@
-"""Operational notices to a clinic's data team over SMTP: a task failed, or a feed is late.
+"""Operational notices to a clinic's data team over SMTP: what an ingest run accepted and
+rejected (the receipt), a task failed, or a feed is late.
 
 The DAG layer gathers the facts (DAG, task, run, try, log address) and hands them over as plain
 values; this module never imports Airflow. A notice never carries a data value from a clinic
@@ -148,3 +149,110 @@ def notify_failure(
     recipients = recipients_for(clinic_of_dag(facts.dag_id), config_dir)
     sender = settings.sender if settings else DEFAULT_SENDER
     return deliver(failure_message(facts, sender, recipients), recipients, settings)
+
+
+# each ledger status in the receipt's words: (its line under the file, its count's label)
+_STATUS_WORDS = {
+    "loaded": ("loaded", "loaded"),
+    "loaded_with_quarantine": ("loaded; rows held back", "loaded with rows held back"),
+    "rejected": ("REJECTED: nothing loaded", "rejected"),
+    "duplicate": ("duplicate: nothing loaded", "duplicate"),
+    "already_loaded": ("loaded by an earlier try of this run", "loaded by an earlier try"),
+}
+
+
+def _n(value: object) -> int:
+    return int(str(value or 0))
+
+
+def receipt_message(
+    clinic_id: str,
+    run_id: str,
+    files: list[Mapping[str, object]],
+    sender: str,
+    recipients: list[str],
+) -> EmailMessage:
+    """The ingest receipt: one block per file (status, rows in / loaded / held back /
+    duplicate, the file-level reason or the commonest row reasons). Reasons are our own codes
+    and explanations, never a delivered value."""
+    by_status: dict[str, int] = {}
+    for f in files:
+        by_status[str(f["status"])] = by_status.get(str(f["status"]), 0) + 1
+    rejected = by_status.get("rejected", 0)
+    held = sum(_n(f.get("rows_quarantined")) for f in files)
+    msg = EmailMessage()
+    msg["Subject"] = (
+        f"[Alliance Watch] {clinic_id}: {len(files)} file{'s' if len(files) != 1 else ''} "
+        f"received, {rejected} rejected, {held} row{'s' if held != 1 else ''} held back"
+    )
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    counts = ", ".join(
+        f"{n} {_STATUS_WORDS.get(k, (k, k))[1]}" for k, n in sorted(by_status.items())
+    )
+    lines = [
+        f"Clinic:  {clinic_id}",
+        f"Run:     {run_id}",
+        f"Files:   {len(files)} ({counts})",
+        "Rows:    "
+        + ", ".join(
+            f"{sum(_n(f.get(key)) for f in files)} {word}"
+            for key, word in (
+                ("rows_in", "read"),
+                ("rows_loaded", "loaded"),
+                ("rows_quarantined", "held back"),
+                ("rows_duplicate", "duplicate"),
+            )
+        ),
+        "",
+    ]
+    for f in sorted(files, key=lambda f: (f["status"] != "rejected", str(f["file_name"]))):
+        status = str(f["status"])
+        lines.append(str(f["file_name"]))
+        lines.append(f"  {_STATUS_WORDS.get(status, (status, status))[0]}")
+        if status in ("loaded", "loaded_with_quarantine") or _n(f.get("rows_in")):
+            lines.append(
+                f"  rows: {_n(f.get('rows_in'))} read, {_n(f.get('rows_loaded'))} loaded, "
+                f"{_n(f.get('rows_quarantined'))} held back, "
+                f"{_n(f.get('rows_duplicate'))} duplicate"
+            )
+        if f.get("error"):
+            lines.append(f"  reason: {f['error']}")
+        reasons = f.get("top_reasons") or []
+        if reasons and isinstance(reasons, list):
+            lines.append("  row reasons: " + ", ".join(str(r) for r in reasons))
+    lines += [
+        "",
+        "A rejected file loads nothing: fix the export or the clinic config and deliver it",
+        "again. Rows held back are in the warehouse's quarantined_rows with every reason",
+        "(identifying values redacted); the other rows of their file loaded. Every reason is",
+        "explained in docs/validation.md. This receipt names files and reasons only, never a",
+        "value from a file.",
+    ]
+    msg.set_content("\n".join(lines))
+    return msg
+
+
+def notify_receipt(
+    clinic_id: str,
+    run_id: str,
+    files: list[Mapping[str, object]],
+    config_dir: Path,
+    settings: SmtpSettings | None = None,
+) -> SendResult:
+    """Send the receipt of one ingest run to the clinic's data team
+    (`notifications.data_team_email`; never the operations address: a receipt per run is the
+    clinic's business), unless the clinic turned receipts off or the run found no file."""
+    from pipelines.config import config_path, load_clinic_config
+
+    if not files:
+        return SendResult(ok=False, attempts=0, error="no file in this run: no receipt")
+    cfg = load_clinic_config(config_path(config_dir, clinic_id))
+    if not cfg.notifications.ingest_receipt:
+        return SendResult(ok=False, attempts=0, error="receipts off (notifications.ingest_receipt)")
+    team = cfg.notifications.data_team_email
+    if not team:
+        return SendResult(ok=False, attempts=0, error="no notifications.data_team_email")
+    settings = settings if settings is not None else smtp_settings_from_env()
+    sender = settings.sender if settings else DEFAULT_SENDER
+    return deliver(receipt_message(clinic_id, run_id, files, sender, [team]), [team], settings)

@@ -125,6 +125,11 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict:
         (landing / name).write_text(
             "\n".join([HEADER, *srs_rows(client, [9.5] * 5 + [6])]) + "\n", encoding="utf-8"
         )
+    # for the receipt: a file with one row out of range, and an empty one
+    mixed = srs_rows("A003", [9.5, 9.0])
+    mixed[1] = mixed[1].replace("9.0,9.0,9.0,9.0", "9.0,11.5,9.0,9.0")
+    (landing / "measures_w3.csv").write_text("\n".join([HEADER, *mixed]) + "\n", encoding="utf-8")
+    (landing / "measures_w4.csv").write_bytes(b"")
     airflow_home = home / "airflow"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ALLIANCE"))},
@@ -167,7 +172,8 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert out.returncode == 0, out.stderr[-4000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["mail"] = [
-        {"to": m["To"], "subject": m["Subject"], "body": m.get_content()} for m in mailbox.messages
+        {"to": m["To"], "subject": m["Subject"], "body": m.get_content().replace("\r\n", "\n")}
+        for m in mailbox.messages
     ]
     result["home"] = str(home)
     return result
@@ -206,7 +212,33 @@ def test_manual_run_loads_only_the_named_files(outcome: dict) -> None:
     assert outcome["manual"]["tis"]["load"][0] == "success"
     # the second file was left for the unnamed run that followed
     assert outcome["rest"]["state"] == "success"
-    assert [n for n, _ in _loaded(outcome["home"])] == ["measures_w1.csv", "measures_w2.csv"]
+    assert _loaded(outcome["home"]) == [
+        ("measures_w1.csv", "loaded"),
+        ("measures_w2.csv", "loaded"),
+        ("measures_w3.csv", "loaded_with_quarantine"),
+        ("measures_w4.csv", "rejected"),
+    ]
+
+
+@pytest.mark.slow
+def test_each_run_with_files_sends_its_receipt_to_the_data_team(outcome: dict) -> None:
+    """Clinic data teams hear at once what a run accepted and why anything was rejected."""
+    assert outcome["manual"]["tis"]["receipt"][0] == "success"
+    assert outcome["again"]["tis"]["receipt"][0] == "skipped"  # nothing new, nothing to say
+    receipts = [m for m in outcome["mail"] if m["subject"].startswith("[Alliance Watch] alpha:")]
+    assert [(m["to"], m["subject"]) for m in receipts] == [
+        (
+            "data@alpha.example",
+            "[Alliance Watch] alpha: 1 file received, 0 rejected, 0 rows held back",
+        ),
+        (
+            "data@alpha.example",
+            "[Alliance Watch] alpha: 3 files received, 1 rejected, 1 row held back",
+        ),
+    ]
+    body = receipts[1]["body"]
+    assert "measures_w4.csv\n  REJECTED: nothing loaded\n  reason: empty:" in body
+    assert "row reasons: item_out_of_range" in body and "A003" not in body
 
 
 @pytest.mark.slow
@@ -382,3 +414,59 @@ def test_high_severity_episodes_are_announced_once(
     assert notify_high_severity(p, None) == {"late": {"announced": 0, "not_sent": 0}}
     (msg,) = smtp_env.messages  # ontime did not opt in; the rerun sent nothing
     assert msg["To"] == "t01@late.example" and "client C9: SRS, session 6" in msg.get_content()
+
+
+def test_an_ingest_run_tells_its_data_team_what_was_accepted_and_why_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_env: Mailbox
+) -> None:
+    """The receipt an ingest run sends (the `receipt` task calls exactly this with the load's
+    summary): every file with its status, rows and reasons, rejected files first; no value
+    from a file; only to the clinic's own data team, and not when it turned receipts off."""
+    from pipelines.ingest import discover_new, load_prepared, prepare_item
+    from pipelines.notify import notify_receipt
+
+    p = _home(tmp_path, monkeypatch)
+    landing = p.landing / "late"
+    landing.mkdir(parents=True)
+    (landing / "measures_good.csv").write_text(
+        "\n".join([HEADER, *srs_rows("A001", [9.5, 9.0])]) + "\n", encoding="utf-8"
+    )
+    out_of_range = srs_rows("A002", [9.5, 9.0])
+    out_of_range[1] = out_of_range[1].replace("9.0,9.0,9.0,9.0", "9.0,11.5,9.0,9.0")
+    (landing / "measures_mixed.csv").write_text(
+        "\n".join([HEADER, *out_of_range]) + "\n", encoding="utf-8"
+    )
+    (landing / "measures_empty.csv").write_bytes(b"")
+    items = discover_new("late", p.config_dir, p.landing, p.warehouse)
+    staged = [prepare_item(i, "late", p.config_dir, tmp_path / "stage", None) for i in items]
+    files = load_prepared(staged, p.warehouse)["files"]
+
+    sent = notify_receipt("late", "manual__2026-06-15", files, p.config_dir)
+    assert sent.ok, sent.error
+    (msg,) = smtp_env.messages
+    assert msg["To"] == "data@late.example"
+    assert msg["Subject"] == "[Alliance Watch] late: 3 files received, 1 rejected, 1 row held back"
+    body = msg.get_content().replace("\r\n", "\n")  # as it came over SMTP
+    blocks = body.split("\n\n")[1].splitlines()
+    assert blocks[:2] == ["measures_empty.csv", "  REJECTED: nothing loaded"]
+    assert "reason: empty: the file has no bytes" in body
+    assert "Files:   3 (1 loaded, 1 loaded with rows held back, 1 rejected)" in body
+    assert "measures_mixed.csv\n  loaded; rows held back\n" in body
+    assert "  rows: 2 read, 1 loaded, 1 held back, 0 duplicate" in body
+    assert "row reasons: item_out_of_range: item_2 outside 0-10 (SRS, ORS) (1)" in body
+    assert "measures_good.csv\n  loaded\n  rows: 2 read, 2 loaded" in body
+    assert "Rows:    4 read, 3 loaded, 1 held back, 0 duplicate" in body
+    for value in ("A001", "A002", "11.5", "9.5", "T01"):
+        assert value not in body, value
+
+    # a clinic without a data team address, a run with no file, receipts turned off: no mail
+    assert notify_receipt("ontime", "r", files, p.config_dir).error == (
+        "no notifications.data_team_email"
+    )
+    assert not notify_receipt("late", "r", [], p.config_dir).ok
+    cfg = p.config_dir / "clinics" / "late.yaml"
+    cfg.write_text(
+        cfg.read_text().replace("notifications:\n", "notifications:\n  ingest_receipt: false\n")
+    )
+    assert "receipts off" in str(notify_receipt("late", "r", files, p.config_dir).error)
+    assert len(smtp_env.messages) == 1
