@@ -190,7 +190,7 @@ def _is_conflict(e: duckdb.Error) -> bool:
     return isinstance(e, duckdb.TransactionException) or "conflict" in text
 
 
-def _retrying(what: str, attempt_fn: Callable[[], T]) -> T:
+def retrying(what: str, attempt_fn: Callable[[], T]) -> T:
     """Run `attempt_fn()` (one whole transaction) up to MAX_ATTEMPTS times while it fails on a
     write-write conflict with another process, pausing a little longer each time."""
     delay = 0.05
@@ -221,7 +221,7 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every sql/ducklake/*.sql not yet applied, the instrument registry and the analyst
     views (sql/views/, again whenever their text changed), in one transaction; return the
     versions applied. Several processes may migrate at once: the losers retry and find it done."""
-    return _retrying("warehouse migration", lambda: _migrate_once(conn))
+    return retrying("warehouse migration", lambda: _migrate_once(conn))
 
 
 def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
@@ -342,7 +342,7 @@ def replace_row(
                 conn.execute("rollback")
             raise
 
-    _retrying(f"writing {table}", once)
+    retrying(f"writing {table}", once)
 
 
 def _claim_clinic(conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
@@ -352,7 +352,7 @@ def _claim_clinic(conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
         "select count(*) from clinic_load_tokens where clinic_id = ?", [clinic_id]
     ).fetchall()[0][0]:
         return
-    _retrying(
+    retrying(
         f"clinic {clinic_id} token",
         lambda: conn.execute(
             "insert into clinic_load_tokens select ?, 0 "
@@ -367,7 +367,7 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
     quarantine, clients touched and ledger row commit together or not at all. On a conflict with
     another writer the whole file transaction is retried (up to MAX_ATTEMPTS times)."""
     _claim_clinic(conn, staged.result.clinic_id)
-    result = _retrying(
+    result = retrying(
         f"loading {staged.result.file_name!r} of clinic {staged.result.clinic_id}",
         lambda: _load_once(conn, staged),
     )
@@ -508,7 +508,7 @@ def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    return _retrying("stamping flags", once)
+    return retrying("stamping flags", once)
 
 
 def purge_erased(conn: duckdb.DuckDBPyConnection, code: str, erased_before: Any) -> dict[str, int]:
@@ -524,7 +524,7 @@ def purge_erased(conn: duckdb.DuckDBPyConnection, code: str, erased_before: Any)
     done: dict[str, int] = {}
 
     def call(what: str, sql: str, params: list[Any] | None = None) -> int:
-        n = _retrying(what, lambda: len(conn.execute(sql, params or []).fetchall()))
+        n = retrying(what, lambda: len(conn.execute(sql, params or []).fetchall()))
         done[what] = n
         return n
 

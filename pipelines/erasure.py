@@ -138,7 +138,7 @@ def _forget_in_lake(
         assert row is not None
         return removed, row[0]
 
-    removed, committed_at = ducklake._retrying(f"erasure in clinic {clinic_id}", once)
+    removed, committed_at = ducklake.retrying(f"erasure in clinic {clinic_id}", once)
     ducklake.purge_erased(conn, client_id, committed_at)
     return ErasureResult(clinic_id, erasure_id, removed)
 
