@@ -112,10 +112,9 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             from pipelines.notify import notify_receipt
             from pipelines.settings import paths_from_env
 
-            with contract_errors_fail_fast():
-                result = notify_receipt(
-                    clinic_id, run_id, summary["files"], paths_from_env().config_dir
-                )
+            result = notify_receipt(
+                clinic_id, run_id, summary["files"], paths_from_env().config_dir
+            )
             logging.getLogger("alliance_watch.ingest").info(
                 "receipt: sent=%s error=%s", result.ok, result.error
             )

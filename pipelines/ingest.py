@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import re
+import stat
 import sys
 import tempfile
 import traceback
@@ -66,17 +67,20 @@ class Delivery:
     dataset: str | None  # None: matches neither pattern
     sha256: str
     bytes: int
-    # the file's identity when it was hashed ("<mtime_ns>:<inode>"), so a rewrite of the same
-    # size, in place or renamed over it, is caught before and after reading; None (a delivery
-    # built by hand) compares the size only
+    # the file's identity when it was hashed (`file_stamp`), so a rewrite of the same size, in
+    # place or renamed over it, is caught before and after reading; None (a delivery built by
+    # hand) compares the size only
     stamp: str | None = None
 
 
 def file_stamp(path: Path) -> tuple[int, str]:
-    """(size, "<mtime_ns>:<inode>") of a file: changes when its bytes are rewritten or
-    another file is renamed over it, whatever the modification time it is given."""
+    """(size, "<mtime_ns>:<ctime_ns>") of a file. The status-change time moves with every
+    write, `utime` and rename and cannot be set back, so the stamp changes when the bytes are
+    rewritten or another file is renamed over it, whatever modification time either is
+    given (`cp -p`, `rsync -t`). No inode: a landing folder shared over the network may show
+    other inode numbers on another worker."""
     st = path.stat()
-    return st.st_size, f"{st.st_mtime_ns}:{st.st_ino}"
+    return st.st_size, f"{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def sha256_of(path: Path) -> str:
@@ -113,8 +117,12 @@ def discover(
     for p in list_landing(cfg, landing):
         if names is not None and p.name not in names:
             continue
-        if p.is_symlink() or not p.is_file():
-            kind = "symlink" if p.is_symlink() else "folder or special file"
+        try:
+            mode = p.lstat().st_mode
+        except FileNotFoundError:
+            continue  # renamed or removed since the folder was listed: nothing is there
+        if not stat.S_ISREG(mode):
+            kind = "symlink" if stat.S_ISLNK(mode) else "folder or special file"
             sha = hashlib.sha256(f"not-a-file:{p.name}".encode()).hexdigest()
             if p.name not in known.get(sha, []):
                 rejected.append(
@@ -133,21 +141,34 @@ def discover(
             continue  # renamed or removed since the folder was listed: nothing is there
         except OSError as e:
             sha = hashlib.sha256(f"unreadable:{p.name}".encode()).hexdigest()
-            rejected.append(
-                _rejected_entry(
-                    cfg,
-                    p,
-                    sha,
-                    f"{UNREADABLE}: {e.strerror or type(e).__name__}; the file could not be "
-                    "opened or read, so nothing of it was judged; it is offered again with "
-                    "every delivery until it can be read (give the pipeline read permission)",
-                )
-            )
+            entry = _rejected_entry(cfg, p, sha, _unreadable_reason(e))
+            entry.dataset = dataset_of(p.name, cfg)
+            rejected.append(entry)
             continue
         if p.name in known.get(sha, []):
             continue  # this exact delivery is already in the ledger
         found.append(Delivery(cfg.clinic_id, p, dataset_of(p.name, cfg), sha, size, stamp))
     return found, rejected
+
+
+def _unreadable_reason(e: OSError) -> str:
+    return (
+        f"{UNREADABLE}: {e.strerror or type(e).__name__}; the file could not be opened or read, "
+        "so nothing of it was judged; it is offered again with every delivery until it can be "
+        "read (give the pipeline read permission)"
+    )
+
+
+def _read_fault(e: BaseException, delivery: Delivery) -> FileRejected | None:
+    """The rejection for an OS error reading the delivered file itself: gone since discovery
+    (`changed_after_discovery`) or not readable (`unreadable`); None for any other error."""
+    if not isinstance(e, OSError):
+        return None
+    if e.filename not in (str(delivery.path), delivery.path) and str(delivery.path) not in str(e):
+        return None  # (Arrow names the file in its message only)
+    if isinstance(e, FileNotFoundError):
+        return FileRejected(CHANGED_AFTER_DISCOVERY, _changed_text("removed or renamed"))
+    return FileRejected(UNREADABLE, _unreadable_reason(e).split(": ", 1)[1])
 
 
 def _rejected_entry(cfg: ClinicConfig, p: Path, sha: str, error: str) -> FileResult:
@@ -230,19 +251,21 @@ def stage_folders(delivery: Delivery, cfg: ClinicConfig, stage_dir: Path) -> tup
 def changed_since_discovery(delivery: Delivery, gone_is_fine: bool = False) -> str | None:
     """Why the landing file no longer is the one `discover` hashed (removed, renamed, rewritten
     or replaced), or None. Checked before the file is cut into parts, after its parts are
-    copied, and once a file read in place is read, so the rows loaded are always those of the
-    hashed bytes. `gone_is_fine`: a file read in full and removed since (an open file keeps
-    its bytes) is not changed."""
+    copied, and right after a file read in place is read, so the rows loaded are always those
+    of the hashed bytes. `gone_is_fine`: a file read in full and removed since (an open file
+    keeps its bytes) is not changed."""
     try:
         size, stamp = file_stamp(delivery.path)
     except FileNotFoundError:
         if gone_is_fine:
             return None
-        what = "removed or renamed"
-    else:
-        if size == delivery.bytes and delivery.stamp in (None, stamp):
-            return None
-        what = "rewritten or replaced"
+        return _changed_text("removed or renamed")
+    if size == delivery.bytes and delivery.stamp in (None, stamp):
+        return None
+    return _changed_text("rewritten or replaced")
+
+
+def _changed_text(what: str) -> str:
     return (
         f"the file was {what} after it was found and before it was read in full; nothing of "
         "it was judged and it is offered again as delivered next (write a file under a name "
@@ -263,14 +286,21 @@ def split_delivery(
     changed = changed_since_discovery(delivery)
     if changed is not None:
         raise FileRejected(CHANGED_AFTER_DISCOVERY, changed)
-    parts = batching.write_chunks(
-        delivery.path,
-        parts_dir,
-        part_bytes or batching.DEFAULT_PART_BYTES,
-        splittable=cfg.file_type != "parquet"
-        and cfg.encoding.lower().replace("-", "")
-        in ("utf8", "latin1", "iso88591", "cp1252", "ascii"),
-    )
+    try:
+        parts = batching.write_chunks(
+            delivery.path,
+            parts_dir,
+            part_bytes or batching.DEFAULT_PART_BYTES,
+            splittable=cfg.file_type != "parquet"
+            and cfg.encoding.lower().replace("-", "")
+            in ("utf8", "latin1", "iso88591", "cp1252", "ascii"),
+        )
+    except OSError as e:
+        fault = _read_fault(e, delivery)
+        if fault is None:
+            raise
+        remove_staged(parts_dir)
+        raise fault from None
     if parts[0].path != delivery.path:  # copies: were they copied from the hashed bytes?
         changed = changed_since_discovery(delivery, gone_is_fine=True)
         if changed is not None:
@@ -296,7 +326,7 @@ def prepare_part(
     name = f"p{part.index:05d}.parquet"
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        return _prepare_part(
+        outcome = _prepare_part(
             delivery,
             cfg,
             part,
@@ -307,12 +337,25 @@ def prepare_part(
             quarantine_dir / name,
             build_docs,
         )
+        if part.path == delivery.path:  # read in place: were those the bytes hashed?
+            changed = changed_since_discovery(delivery, gone_is_fine=True)
+            if changed is not None:
+                raise FileRejected(CHANGED_AFTER_DISCOVERY, changed)
+        return outcome
     except Exception as e:
         for w in writers.values():
             w.close()
         writers.clear()
         for folder in (valid_dir, quarantine_dir):
             (folder / name).unlink(missing_ok=True)
+        e = _read_fault(e, delivery) or e
+        already = isinstance(e, FileRejected) and e.code == CHANGED_AFTER_DISCOVERY
+        if part.path == delivery.path and not already:
+            # a file changed while it was read: the change, not what it did to the reading,
+            # is the reason (a file removed once opened was read in full: its reason stands)
+            changed = changed_since_discovery(delivery, gone_is_fine=True)
+            if changed is not None:
+                e = FileRejected(CHANGED_AFTER_DISCOVERY, changed)
         if not isinstance(e, FileRejected):
             # a fault of ours, not of the file: this file alone is held back, and offered again
             # on the next run; named by type and place only (the message may quote values)
@@ -353,10 +396,6 @@ def assemble(
     with contextlib.suppress(OSError):
         (stage_dir / f"{_stem(delivery, cfg)}.parts").rmdir()
     rejected = next((o.error for o in outcomes if o.error), None)
-    if any(part.path == delivery.path for part in parts):  # read in place: what was hashed?
-        changed = changed_since_discovery(delivery, gone_is_fine=rejected is None)
-        if changed is not None:  # the change, not what it did to the reading, is the reason
-            rejected = f"{CHANGED_AFTER_DISCOVERY}: {changed}"
     if rejected is not None:
         base.error = rejected
         if rejected.startswith(f"{INTERNAL_ERROR}:"):

@@ -244,10 +244,14 @@ def notify_receipt(
     (`notifications.data_team_email`; never the operations address: a receipt per run is the
     clinic's business), unless the clinic turned receipts off or the run found no file."""
     from pipelines.config import config_path, load_clinic_config
+    from pipelines.errors import ConfigError
 
     if not files:
         return SendResult(ok=False, attempts=0, error="no file in this run: no receipt")
-    cfg = load_clinic_config(config_path(config_dir, clinic_id))
+    try:
+        cfg = load_clinic_config(config_path(config_dir, clinic_id))
+    except ConfigError as e:  # changed since the run read it: the next run's discover says so
+        return SendResult(ok=False, attempts=0, error=f"clinic config unreadable: {e}")
     if not cfg.notifications.ingest_receipt:
         return SendResult(ok=False, attempts=0, error="receipts off (notifications.ingest_receipt)")
     team = cfg.notifications.data_team_email

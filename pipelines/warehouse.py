@@ -192,13 +192,12 @@ def view_files() -> list[Path]:
     """sql/views/*.sql in an order that creates every view after the views it reads (a view
     reads another when its text names it); by name otherwise."""
     files = {f.stem: f for f in sorted((SQL_DIR / "views").glob("*.sql"))}
+    code = {  # comments may name any relation: only the SQL counts
+        name: re.sub(r"--[^\n]*", "", f.read_text(encoding="utf-8")) for name, f in files.items()
+    }
     reads = {
-        name: {
-            other
-            for other in files
-            if other != name and re.search(rf"\b{other}\b", f.read_text(encoding="utf-8"))
-        }
-        for name, f in files.items()
+        name: {other for other in files if other != name and re.search(rf"\b{other}\b", text)}
+        for name, text in code.items()
     }
     ordered: list[Path] = []
     done: set[str] = set()

@@ -469,4 +469,7 @@ def test_an_ingest_run_tells_its_data_team_what_was_accepted_and_why_not(
         cfg.read_text().replace("notifications:\n", "notifications:\n  ingest_receipt: false\n")
     )
     assert "receipts off" in str(notify_receipt("late", "r", files, p.config_dir).error)
+    # a config broken after the load: the loaded run does not fail for its receipt
+    cfg.write_text(cfg.read_text() + "bogus_key: 1\n")
+    assert "clinic config unreadable" in str(notify_receipt("late", "r", files, p.config_dir).error)
     assert len(smtp_env.messages) == 1

@@ -277,30 +277,34 @@ def test_a_file_gone_or_changed_after_discovery_is_rejected_alone_and_offered_ag
     assert sorted(Path(str(i["path"])).name for i in again) == ["measures_1.csv", "measures_2.csv"]
 
 
-def _same_size_rewrite(path: Path, old: str, new: str, keep_mtime: bool) -> None:
+def _same_size_rewrite(path: Path, old: str, new: str, how: str = "in_place") -> None:
     """Rewrite `path` with `old` replaced by `new` (same length): what a clinic's tool does
-    when it re-exports over a file. With `keep_mtime`, the new file is written beside it and
-    renamed over it with the old modification time (as `rsync --times` does)."""
+    when it re-exports over a file. `in_place`: a new modification time; `in_place_same_mtime`:
+    the old one put back (`cp -p`, `rsync --inplace -t`); `renamed_over_same_mtime`: a new
+    file written beside it and renamed over it with the old modification time (`rsync -t`)."""
     assert len(old) == len(new)
     st = path.stat()
     text = path.read_text().replace(old, new)
-    if keep_mtime:
+    if how == "renamed_over_same_mtime":
         tmp = path.with_name(".incoming")
         tmp.write_text(text)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         tmp.replace(path)
     else:
-        path.write_text(text)
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        with path.open("r+") as fh:
+            fh.write(text)
+        shift = 0 if how == "in_place_same_mtime" else 1_000_000_000
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + shift))
     assert path.stat().st_size == st.st_size
+    assert (path.stat().st_mtime_ns == st.st_mtime_ns) == (how != "in_place")
 
 
-@pytest.mark.parametrize("keep_mtime", [False, True], ids=["in_place", "renamed_over_same_mtime"])
+@pytest.mark.parametrize("how", ["in_place", "in_place_same_mtime", "renamed_over_same_mtime"])
 def test_a_same_size_rewrite_after_discovery_is_rejected_and_its_new_content_loads(
     tmp_path: Path,
     reference_config_dir: Path,
     write_reference,  # type: ignore[no-untyped-def]
-    keep_mtime: bool,
+    how: str,
 ) -> None:
     """A file rewritten with other bytes of the same length between `discover` and `prepare`
     was loaded under the hash of content it no longer held (the size alone was compared): the
@@ -314,7 +318,7 @@ def test_a_same_size_rewrite_after_discovery_is_rejected_and_its_new_content_loa
     wh = tmp_path / "wh.duckdb"
     landing = tmp_path / "landing"
     items = discover_new("ref_clinic", reference_config_dir, landing, wh)
-    _same_size_rewrite(rewritten, "9.0,9.0,9.0,9.0", "8.0,8.0,8.0,8.0", keep_mtime)
+    _same_size_rewrite(rewritten, "9.0,9.0,9.0,9.0", "8.0,8.0,8.0,8.0", how)
     staged = [
         prepare_item(i, "ref_clinic", reference_config_dir, tmp_path / "s", None) for i in items
     ]
@@ -341,29 +345,111 @@ def test_a_same_size_rewrite_after_discovery_is_rejected_and_its_new_content_loa
     assert totals == [("C1", 32.0), ("C2", 36.0)]
 
 
-def test_a_file_rewritten_while_its_parts_are_read_is_rejected(
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_rewritten_while_it_is_read_is_rejected_and_its_neighbours_load(
     tmp_path: Path,
     reference_config_dir: Path,
     write_reference,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
 ) -> None:
-    """A small file is read from the landing folder by the part preparation itself: a rewrite
-    after the split and before the file's result is assembled is caught there too."""
+    """A small file is read from the landing folder by its part's preparation (in a worker
+    process when there are several): a rewrite while it is read is caught right after the
+    read, where it happened, and the rest of the delivery loads."""
+    from tests.test_exactly_once import srs
+
+    path = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    write_reference("measures_2.csv", [srs("C2", 1, 9.0)])
+    write_reference("measures_3.csv", [srs("C3", 1, 9.0)])
+    real = ingest._prepare_part
+
+    def reading_while_rewritten(delivery, *args, **kwargs):  # type: ignore[no-untyped-def]
+        outcome = real(delivery, *args, **kwargs)
+        if delivery.path == path:
+            _same_size_rewrite(path, "9.0,9.0,9.0,9.0", "8.0,8.0,8.0,8.0")
+        return outcome
+
+    monkeypatch.setattr(ingest, "_prepare_part", reading_while_rewritten)
+    monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", str(workers))
+    results = ingest_all(reference_config_dir, tmp_path / "landing", tmp_path / "wh.duckdb")
+    outcome = {r.file_name: (r.status, str(r.error)) for r in results}
+    assert outcome["measures_2.csv"] == outcome["measures_3.csv"] == ("loaded", "None")
+    assert outcome["measures_1.csv"][0] == "rejected"
+    assert outcome["measures_1.csv"][1].startswith("changed_after_discovery:"), outcome
+    assert not list((tmp_path / "landing").parent.rglob("*.parquet"))
+
+
+def test_a_large_file_rewritten_while_it_is_copied_into_parts_is_rejected(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large file is copied into parts before it is read: a rewrite during the copy is
+    caught once the copy is done, and no part is left behind."""
+    from pipelines import batching
     from pipelines.config import load_clinic_config
     from tests.test_exactly_once import srs
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
-    path = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
-    found, _ = ingest.discover(cfg, tmp_path / "landing", {})
-    (d,) = found
+    path = write_reference("measures_1.csv", [srs(f"C{i}", 1, 9.0) for i in range(1, 40)])
+    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
+    real = batching.write_chunks
+
+    def copying_while_rewritten(*args, **kwargs):  # type: ignore[no-untyped-def]
+        parts = real(*args, **kwargs)
+        _same_size_rewrite(path, "C1,", "C9,")
+        return parts
+
+    monkeypatch.setattr(batching, "write_chunks", copying_while_rewritten)
     stage = tmp_path / "stage"
-    parts = ingest.split_delivery(d, cfg, stage)
-    outcomes = [ingest.prepare_part(d, cfg, p, len(parts), stage, None, False) for p in parts]
-    assert not any(o.error for o in outcomes)
-    _same_size_rewrite(path, "9.0,9.0,9.0,9.0", "8.0,8.0,8.0,8.0", keep_mtime=False)
-    staged = ingest.assemble(d, cfg, stage, parts, outcomes)
+    staged = ingest.prepare_file(d, cfg, stage, part_bytes=1024)
     assert staged.result.status == "rejected"
     assert str(staged.result.error).startswith("changed_after_discovery:")
-    assert staged.valid_path is None and staged.quarantine_path is None
+    assert not [f for f in stage.rglob("*") if f.is_file()]
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (FileNotFoundError(2, "No such file or directory"), "changed_after_discovery"),
+        (PermissionError(13, "Permission denied"), "unreadable"),
+    ],
+    ids=["gone", "no_permission"],
+)
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_file_that_cannot_be_read_after_discovery_is_rejected_for_that(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    fault: OSError,
+    code: str,
+    size: str,
+) -> None:
+    """Removed, or made unreadable, between `discover` and its reading: a small file (read in
+    place) was rejected as an `internal_error` of ours, and a large one (copied into parts)
+    made the whole run fail. Each is now rejected alone with what happened."""
+    from pipelines import batching, readers
+    from pipelines.config import load_clinic_config
+    from tests.test_exactly_once import srs
+
+    cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
+    rows = 40 if size == "large" else 1
+    path = write_reference("measures_1.csv", [srs(f"C{i}", 1, 9.0) for i in range(1, rows + 1)])
+    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
+    fault.filename = str(path)
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise fault
+
+    if size == "large":
+        monkeypatch.setattr(batching, "write_chunks", refuse)
+    else:
+        monkeypatch.setattr(readers, "read_raw", refuse)
+    staged = ingest.prepare_file(d, cfg, tmp_path / "stage", part_bytes=1024)
+    assert staged.result.status == "rejected"
+    assert str(staged.result.error).startswith(f"{code}:"), staged.result.error
 
 
 def test_discovery_skips_a_file_gone_before_hashing_and_reports_an_unreadable_one(
@@ -394,11 +480,17 @@ def test_discovery_skips_a_file_gone_before_hashing_and_reports_an_unreadable_on
         return real(path)
 
     monkeypatch.setattr(ingest, "sha256_of", hashing)
+    listed = ingest.list_landing
+    monkeypatch.setattr(  # a file listed, then renamed away before it is looked at
+        ingest, "list_landing", lambda *a: [*listed(*a), vanishing.with_name("measures_0.csv")]
+    )
     found, rejected = ingest.discover(cfg, tmp_path / "landing", {})
+    monkeypatch.setattr(ingest, "list_landing", listed)
     assert [d.path.name for d in found] == ["measures_3.csv"]
     (r,) = rejected
     assert (r.file_name, r.status) == ("measures_2.csv", "rejected")
     assert str(r.error).startswith("unreadable: Permission denied"), r.error
+    assert r.dataset == "measures"  # by its name: a measures file arrived, unreadable
 
     wh = tmp_path / "wh.duckdb"
     monkeypatch.setattr(ingest, "sha256_of", lambda p: hashing(p) if p == locked else real(p))
@@ -431,3 +523,30 @@ def test_a_file_removed_once_read_in_full_still_loads(
     path.unlink()
     staged = ingest.assemble(d, cfg, stage, parts, outcomes)
     assert (staged.result.status, staged.result.rows_loaded) == ("loaded", 1)
+
+
+def test_a_rejected_file_removed_once_read_keeps_its_own_reason(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file judged and rejected, then removed by the clinic's tool right after it was read:
+    the data team hears why it was rejected, not that it changed."""
+    from pipelines.config import load_clinic_config
+
+    cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
+    path = write_reference("measures_1.csv", ["x;y;z"], header="a;b;c")
+    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
+    real = ingest._prepare_part
+
+    def read_then_removed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return real(*args, **kwargs)
+        finally:
+            path.unlink()
+
+    monkeypatch.setattr(ingest, "_prepare_part", read_then_removed)
+    staged = ingest.prepare_file(d, cfg, tmp_path / "stage")
+    assert staged.result.status == "rejected"
+    assert not str(staged.result.error).startswith("changed_after_discovery"), staged.result.error

@@ -292,3 +292,28 @@ def test_migration_012_keeps_every_measurement(tmp_path: Path) -> None:
             "select client_id, total, loaded_at is not null from measurements"
         ).fetchall()
     assert rows == [("K1", 30.0, True)]
+
+
+def test_views_are_created_after_the_views_they_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view may read another view whose name sorts after it (clinic_data_quality_weekly
+    reads ingest_attempts); a relation named only in a comment is no dependency, so two views
+    that mention each other in comments are no cycle."""
+    from pipelines import warehouse
+
+    views = tmp_path / "views"
+    views.mkdir()
+    (views / "a_total.sql").write_text(
+        "-- counts z_base; see also m_other\ncreate or replace view a_total as\n"
+        "select count(*) as n from z_base\n"
+    )
+    (views / "m_other.sql").write_text(
+        "-- a_total counts this too\ncreate or replace view m_other as select 1 as x\n"
+    )
+    (views / "z_base.sql").write_text("create or replace view z_base as select 1 as x\n")
+    monkeypatch.setattr(warehouse, "SQL_DIR", tmp_path)
+    assert [f.stem for f in warehouse.view_files()] == ["m_other", "z_base", "a_total"]
+    conn = duckdb.connect()
+    assert warehouse.create_views(conn) == ["m_other", "z_base", "a_total"]
+    assert conn.execute("select n from a_total").fetchall() == [(1,)]

@@ -76,8 +76,8 @@ def summary(home: Path, as_of: dt.date) -> str:
     per = con.execute(
         """
         select clinic_id, sum(rows_loaded), sum(rows_quarantined), sum(rows_duplicate),
-               count(*) filter (where status = 'rejected')
-        from ingest_files group by 1 order by 1
+               count(*) filter (where status = 'rejected' and not retried)
+        from ingest_attempts group by 1 order by 1
         """
     ).fetchall()
     lines.append(
