@@ -108,6 +108,28 @@ def test_small_clinic_is_suppressed(tmp_path: Path, wh: Path) -> None:
     assert row == (5, None, None, True)
 
 
+def test_alliance_outcome_without_variance_or_eligible_clients(tmp_path: Path, wh: Path) -> None:
+    """Every client at the SRS ceiling: corr() is NaN, which showed as r = nan with the
+    interval 1.00 to 1.00; now r and its interval are null. A pairing with no eligible client
+    (symptoms measured at fewer than 3 sessions) vanished from the view; now it shows n = 0."""
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(wh, copy)
+    conn = duckdb.connect(str(copy))
+    try:
+        conn.execute("update measurements set total = 40 where instrument = 'SRS'")
+        row = conn.execute(
+            "select n, r, r_low, r_high, suppressed from alliance_outcome"
+        ).fetchall()
+        assert row == [(12, None, None, None, False)]
+        conn.execute("delete from measurements where instrument = 'PHQ-9' and session_number = 3")
+        row = conn.execute(
+            "select alliance_instrument, outcome_instrument, n, r, suppressed from alliance_outcome"
+        ).fetchall()
+        assert row == [("SRS", "PHQ-9", 0, None, True)]
+    finally:
+        conn.close()
+
+
 def test_data_quality_weekly_counts_the_file(wh: Path) -> None:
     (row,) = q(
         wh,

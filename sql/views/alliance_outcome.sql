@@ -1,8 +1,11 @@
 -- Alliance versus outcome per clinic, alliance instrument and symptom instrument: early
--- alliance (mean total over sessions 1-3) against pre-post symptom change (last minus first
--- session, signed so that positive = improved), for clients with at least 3 sessions of each.
--- r with a 95% confidence interval (Fisher z) and n. Small cells: with n < 10 clients the
--- correlation is not shown (r and its interval are null); n is always shown.
+-- alliance (mean total over sessions 1-3, for clients measured at each of them) against
+-- pre-post symptom change (latest minus first measure, signed so that positive = improved,
+-- for clients measured at 3 or more sessions). r with a 95% confidence interval (Fisher z) and
+-- n. Every pairing of an alliance and a symptom instrument a clinic measures has a row, n = 0
+-- included. Small cells: with n < 10 clients the correlation is not shown (r and its interval
+-- are null, suppressed is true). r is null too when either measure does not vary (no
+-- correlation is defined, e.g. every client at the SRS ceiling).
 -- Published reference: the alliance-outcome correlation is about r = .28 (Fluckiger et al.
 -- 2018, Psychotherapy 55(4), meta-analysis of 295 studies).
 create or replace view alliance_outcome as
@@ -45,21 +48,34 @@ paired as (
     where a.early_sessions >= 3 and s.outcome_sessions >= 3
 ),
 
+cells as (
+    -- every pairing the clinic measures, so that a cell with no eligible client shows n = 0
+    select distinct a.clinic_id, a.alliance_instrument, s.outcome_instrument
+    from early_alliance as a
+    inner join symptom_change as s on a.clinic_id = s.clinic_id
+),
+
 correlated as (
     select
-        clinic_id,
-        alliance_instrument,
-        outcome_instrument,
-        count(*) as n,
-        corr(early_alliance, improvement) as r_raw
-    from paired
-    group by clinic_id, alliance_instrument, outcome_instrument
+        c.clinic_id,
+        c.alliance_instrument,
+        c.outcome_instrument,
+        count(p.client_id) as n,
+        -- corr() is NaN when a measure does not vary: no correlation is defined
+        nullif(corr(p.early_alliance, p.improvement), 'nan'::double) as r_raw
+    from cells as c
+    left join paired as p
+        on c.clinic_id = p.clinic_id
+        and c.alliance_instrument = p.alliance_instrument
+        and c.outcome_instrument = p.outcome_instrument
+    group by c.clinic_id, c.alliance_instrument, c.outcome_instrument
 ),
 
 with_interval as (
     select
         *,
-        atanh(least(greatest(r_raw, -0.999999), 0.999999)) as z,
+        -- greatest() and least() skip a null: an undefined r must stay null
+        case when r_raw is not null then atanh(least(greatest(r_raw, -0.999999), 0.999999)) end as z,
         1.0 / sqrt(greatest(n - 3, 1)) as se
     from correlated
 )
