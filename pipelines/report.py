@@ -124,9 +124,16 @@ def around_ruptures_chart(rows: list[dict[str, Any]]) -> Chart:
 
 
 def flag_rates_chart(rows: list[dict[str, Any]]) -> Chart:
+    """A bar per clinic; a clinic with 1-9 flags gets no bar (its rate and its exact session
+    count would give the count away), only a "<10 flags" mark."""
     fig = Figure(figsize=(7, 3.2), dpi=100)
     ax = fig.add_subplot()
-    ax.bar([r["clinic_id"] for r in rows], [r["flags_per_100"] for r in rows], color="#4c72b0")
+    names = [r["clinic_id"] for r in rows]
+    heights = [0.0 if r["rate_withheld"] else r["flags_per_100"] for r in rows]
+    ax.bar(names, heights, color="#4c72b0")
+    for i, r in enumerate(rows):
+        if r["rate_withheld"]:
+            ax.text(i, 0, "<10 flags", ha="center", va="bottom", fontsize=8, color="#555")
     ax.set_ylabel("flags per 100 alliance sessions")
     fig.tight_layout()
     return Chart("Flag rates per clinic", "Bar chart of flags per 100 alliance sessions", _png(fig))
@@ -181,7 +188,10 @@ text-align:right}th:first-child,td:first-child{text-align:left}img{max-width:100
 <h1>Alliance Watch report</h1>
 <p class="note">Generated {{ generated }} from {{ source }}.
 {{ totals.clinics }} clinics, {{ totals.clients }} clients, {{ totals.measures }} measures,
-{{ totals.flags }} flagged sessions.</p>
+{% if totals.flags_withheld %}flagged sessions per clinic below (the total would give a
+small clinic's count away){% else %}{{ totals.flags }} flagged sessions{% endif %}.
+Counts from 1 to 9 are shown as &lt;10, and a figure from which one could be worked out is
+withheld (&ndash;).</p>
 {% for c in charts %}
 <section><h2>{{ c.title }}</h2>
 <img alt="{{ c.alt }}" src="data:image/png;base64,{{ c.png_base64 }}"></section>
@@ -189,14 +199,15 @@ text-align:right}th:first-child,td:first-child{text-align:left}img{max-width:100
 <table><tr><th>clinic</th><th>alliance sessions</th><th>flags</th><th>episodes</th>
 <th>per 100</th></tr>
 {% for r in flag_rates %}<tr><td>{{ r.clinic_id }}</td><td>{{ r.alliance_sessions }}</td>
-<td>{{ small(r.flags) }}</td><td>{{ small(r.episodes) }}</td><td>{{ "%.1f"|format(r.flags_per_100) }}</td></tr>
+<td>{{ small(r.flags) }}</td><td>{{ "&ndash;"|safe if r.episodes_withheld else small(r.episodes) }}</td>
+<td>{{ "&ndash;"|safe if r.rate_withheld else "%.1f"|format(r.flags_per_100) }}</td></tr>
 {% endfor %}</table>
 {% endif %}
 {% if c.title == "Early alliance and outcome" %}
 <table><tr><th>clinic</th><th>alliance</th><th>outcome</th><th>n</th><th>r</th><th>95% CI</th></tr>
 {% for r in outcome %}<tr><td>{{ r.clinic_id }}</td><td>{{ r.alliance_instrument }}</td>
-<td>{{ r.outcome_instrument }}</td><td>{{ r.n }}</td>
-<td>{{ "%.2f"|format(r.r) if r.r is not none else "suppressed (n < 10)" }}</td>
+<td>{{ r.outcome_instrument }}</td><td>{{ small(r.n) }}</td>
+<td>{{ "%.2f"|format(r.r) if r.r is not none else ("suppressed (n < 10)" if r.suppressed else "undefined (no variance)") }}</td>
 <td>{{ ("%.2f to %.2f"|format(r.r_low, r.r_high)) if r.r is not none else "" }}</td></tr>
 {% endfor %}</table>
 <p class="note">Reference: across 295 studies the alliance-outcome correlation is about
@@ -242,6 +253,7 @@ def render_report(warehouse: Path) -> str:
         )
     finally:
         conn.close()
+    withhold_complements(rates, episodes, totals)
     charts = [
         around_ruptures_chart(around),
         flag_rates_chart(rates),
@@ -267,6 +279,25 @@ def suppress_small(n: int | None) -> str:
     if n is None:
         return ""
     return "<10" if 0 < int(n) < MIN_CELL else str(int(n))
+
+
+def withhold_complements(
+    rates: list[dict[str, Any]], episodes: list[dict[str, Any]], totals: dict[str, Any]
+) -> None:
+    """Secondary suppression: a count shown as "<10" must not be recoverable from the figures
+    beside it. A clinic's flag rate goes with its exact session count (so it is withheld when
+    its flags are 1-9); its episode total goes with its outcome counts (withheld when one of
+    them is 1-9); the flags over all clinics go with each clinic's count (withheld when any
+    clinic's is 1-9)."""
+    small_outcome = {
+        e["clinic_id"]
+        for e in episodes
+        if any(0 < int(e[k]) < MIN_CELL for k in ("repaired", "ongoing", "ended_in_dropout"))
+    }
+    for r in rates:
+        r["rate_withheld"] = 0 < int(r["flags"]) < MIN_CELL
+        r["episodes_withheld"] = r["clinic_id"] in small_outcome
+    totals["flags_withheld"] = any(r["rate_withheld"] for r in rates)
 
 
 def write_report(warehouse: Path, out: Path) -> Path:

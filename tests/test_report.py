@@ -95,3 +95,46 @@ def test_small_cells_are_suppressed(tmp_path: Path) -> None:
         )
     html = render_report(wh)
     assert "<td>&lt;10</td>" in html or "<td><10</td>" in html
+
+
+def test_a_small_count_cannot_be_worked_out_from_the_figures_beside_it(tmp_path: Path) -> None:
+    """1 flag in 5 alliance sessions: the count showed as "<10", but the rate (20.0 per 100)
+    beside the exact session count gave it away, and so did the total over all clinics; an
+    exact episode total beside two exact outcome counts gave away the third. Such figures are
+    now withheld."""
+    import datetime as dt
+
+    from pipelines.report import render_report, withhold_complements
+
+    wh = tmp_path / "small.duckdb"
+    with open_warehouse(wh) as conn:
+        for s in range(1, 6):
+            conn.execute(
+                "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
+                "session_date, instrument, instrument_version, item_1, item_2, item_3, item_4, "
+                "total, source_file, source_line, sha256, load_id) values "
+                "('c1', 'C0001', 'T01', ?, ?, 'SRS', '3.0', 9, 9, 9, 9, 36, 'f.csv', ?, 'x', 1)",
+                [s, dt.date(2026, 1, 1) + dt.timedelta(days=7 * s), s + 1],
+            )
+        conn.execute(
+            "insert into flags (clinic_id, client_id, clinician_id, session_number, session_date, "
+            "instrument, severity, reasons, alert_episode_id, is_new) values "
+            "('c1', 'C0001', 'T01', 5, date '2026-02-05', 'SRS', 'high', ['deflection'], 'e1', true)"
+        )
+    html = render_report(wh)
+    assert "20.0" not in html and "&ndash;" in html
+    assert "1 flagged sessions" not in html and "flagged sessions per clinic below" in html
+
+    rates = [
+        {"clinic_id": "a", "flags": 40, "episodes": 25, "flags_per_100": 4.0},
+        {"clinic_id": "b", "flags": 30, "episodes": 20, "flags_per_100": 3.0},
+    ]
+    episodes = [
+        {"clinic_id": "a", "repaired": 12, "ongoing": 3, "ended_in_dropout": 10},
+        {"clinic_id": "b", "repaired": 10, "ongoing": 0, "ended_in_dropout": 10},
+    ]
+    totals: dict = {"flags": 70}
+    withhold_complements(rates, episodes, totals)
+    assert [r["episodes_withheld"] for r in rates] == [True, False]  # a: 25 - 12 - 10 = 3
+    assert [r["rate_withheld"] for r in rates] == [False, False]
+    assert totals["flags_withheld"] is False
