@@ -264,3 +264,20 @@ def test_data_team_summary_counts_a_file_tried_again_once(tmp_path: Path) -> Non
     assert s.files_received == 2
     assert dict(s.files_by_status) == {"loaded": 1, "rejected": 1}
     assert dict(s.rejected_by_reason) == {"unreadable": 1}
+
+
+def test_flags_with_evidence_shows_the_thresholds_the_rules_used(tmp_path: Path) -> None:
+    """A clinic with its own SRS cutoff (35): the view showed only the registry's 36 as if the
+    rules had used it, and left out alert_kind."""
+    wh_path = tmp_path / "wh.duckdb"
+    with open_warehouse(wh_path) as conn:
+        conn.execute(
+            "insert into flags (clinic_id, client_id, clinician_id, session_number, session_date, "
+            "instrument, severity, reasons, alert_episode_id, is_new, alert_kind, cutoff, "
+            "reliable_change) values ('c1', 'C0001', 'T01', 5, date '2026-02-05', 'SRS', 'high', "
+            "['below_cutoff'], 'e1', true, 'opened', 35, 4.5)"
+        )
+        row = conn.execute(
+            "select alert_kind, cutoff, reliable_change, instrument_cutoff from flags_with_evidence"
+        ).fetchall()
+    assert row == [("opened", 35.0, 4.5, 36.0)]

@@ -122,7 +122,7 @@ create table if not exists flags (
     delta_baseline     double,
     reliable_change    double,
     cutoff             double,
-    fallen_part        varchar,              -- bond | goal_task | relationship | ...
+    fallen_part        varchar,              -- bond | goal_task | overall
     evidence           json,
     detected_at        timestamptz not null default now(),
     primary key (clinic_id, client_id, session_number, instrument)

@@ -1,5 +1,6 @@
 -- Every flag with its evidence in plain columns, the episode it belongs to (and what became of
--- it), and the instrument's cutoff and reliable-change value the rules used.
+-- it), the cutoff and reliable-change value the rules used (the clinic's thresholds where it
+-- sets its own) beside the instrument's registry values.
 create or replace view flags_with_evidence as
 with flagged as (
     select
@@ -12,12 +13,15 @@ with flagged as (
         f.severity,
         f.reasons,
         f.is_new,
+        f.alert_kind,
         f.total,
         f.previous_total,
         f.baseline_total,
         f.delta_previous,
         f.delta_baseline,
         f.fallen_part,
+        f.cutoff,
+        f.reliable_change,
         f.evidence,
         f.alert_episode_id,
         f.detected_at
