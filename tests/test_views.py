@@ -162,6 +162,32 @@ def test_rupture_episode_outcomes_in_analyst_words(tmp_path: Path, wh: Path) -> 
     assert got[0][3] == pytest.approx(22.4) and got[0][4] == pytest.approx(22.8)
 
 
+def test_an_open_episode_runs_to_its_latest_flagged_session(tmp_path: Path, wh: Path) -> None:
+    """An open episode whose flags go on past the session that last raised the alert (its
+    last_flag_session) was measured only to that session: length 1 for flags at 2 and 3."""
+    copy = tmp_path / "copy.duckdb"
+    shutil.copyfile(wh, copy)
+    conn = duckdb.connect(str(copy))
+    try:
+        conn.execute(
+            "insert into alert_episodes values ('e3', 'ref_clinic', 'K01', 'T01', 'SRS', 2, "
+            "'2026-03-02', 2, 'high', 'ongoing', null, null)"
+        )
+        for session in (2, 3):
+            conn.execute(
+                "insert into flags (clinic_id, client_id, clinician_id, session_number, "
+                "session_date, instrument, severity, reasons, alert_episode_id, is_new) values "
+                "('ref_clinic', 'K01', 'T01', ?, date '2026-03-02', 'SRS', 'high', ['x'], 'e3', ?)",
+                [session, session == 2],
+            )
+        got = conn.execute(
+            "select length_sessions, flagged_sessions from rupture_episodes"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert got == [(2, 2)]
+
+
 def test_a_changed_view_file_takes_effect_on_next_open(
     tmp_path: Path, wh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

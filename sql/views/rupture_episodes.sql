@@ -1,11 +1,13 @@
 -- One row per alert episode (a rupture), with its outcome in words analysts use: repaired,
 -- ongoing, or ended in dropout (the client stopped attending while it was open), its length in
--- sessions and the alliance at opening, lowest point and closing.
+-- sessions (opening to closing, or to its latest flagged session while open) and the alliance
+-- at opening, lowest point and closing.
 create or replace view rupture_episodes as
 with flagged_sessions as (
     select
         alert_episode_id,
         count(*) as flagged_sessions,
+        max(session_number) as last_flagged_session,
         min(total) as lowest_total
     from flags
     group by alert_episode_id
@@ -45,7 +47,10 @@ select
         when 'ended' then 'ended_in_dropout'
         else 'ongoing'
     end as outcome,
-    coalesce(e.closed_session, e.last_flag_session) - e.opened_session + 1 as length_sessions,
+    -- an open episode runs to its latest flagged session (its flags go on while the alliance
+    -- stays down, past the last session that raised the alert)
+    coalesce(e.closed_session, greatest(e.last_flag_session, s.last_flagged_session))
+    - e.opened_session + 1 as length_sessions,
     s.flagged_sessions,
     o.opening_total,
     s.lowest_total,
