@@ -408,6 +408,24 @@ def detect(
         return _detect(conn, clients, params, clinic_params, start)
 
 
+def with_open_episodes(
+    conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """`clients` and every client of their clinics with an episode still open. Whether an open
+    episode has ended (the client stopped attending) is judged against the clinic's latest data
+    date, which any load of the clinic moves on; a client who dropped out never appears in a
+    load again, so their episode would stay `ongoing` under incremental detection alone."""
+    clinics = sorted({clinic for clinic, _ in clients})
+    if not clinics:
+        return clients
+    open_ = conn.execute(
+        "select distinct clinic_id, client_id from alert_episodes "
+        "where status = 'ongoing' and list_contains(?, clinic_id)",
+        [clinics],
+    ).fetchall()
+    return sorted(set(clients) | {(str(c), str(k)) for c, k in open_})
+
+
 def detect_memory_limit() -> str:
     """DuckDB's memory cap while detect() runs: env ALLIANCE_WATCH_DETECT_MEMORY, else 4GB.
 

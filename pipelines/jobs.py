@@ -27,19 +27,25 @@ def clients_from_events(extras: Iterable[dict[str, Any] | None]) -> list[tuple[s
 
 
 def run_detection(paths: Paths, clients: list[tuple[str, str]] | None) -> dict[str, Any]:
-    """Detect for the given clients (or all), then publish the analyst snapshot."""
+    """Detect for the given clients (or all), then publish the analyst snapshot. The given
+    clients come with every client of their clinics whose episode is still open: the clinic's
+    new data may show that such a client stopped attending (`detect.with_open_episodes`)."""
     from pipelines.config import load_clinic_configs
-    from pipelines.detect import detect, params_from_configs
+    from pipelines.detect import detect, params_from_configs, with_open_episodes
 
     configs, _errors = (
         load_clinic_configs(paths.config_dir) if paths.config_dir.is_dir() else ({}, [])
     )
     with open_warehouse(paths.warehouse) as conn:
-        summary = detect(conn, clients=clients, clinic_params=params_from_configs(configs))
+        recompute = None if clients is None else with_open_episodes(conn, clients)
+        summary = detect(conn, clients=recompute, clinic_params=params_from_configs(configs))
     publish_snapshot(paths.warehouse, paths.snapshot)
     out = summary.as_dict() if hasattr(summary, "as_dict") else dict(vars(summary))
     out["snapshot"] = str(paths.snapshot)
     out["clients_requested"] = "all" if clients is None else len(clients)
+    out["clients_with_open_episodes"] = (
+        0 if clients is None or recompute is None else len(recompute) - len(set(clients))
+    )
     return out
 
 

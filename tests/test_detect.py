@@ -323,3 +323,55 @@ def test_empty_scope_and_empty_warehouse_are_no_ops(wh: duckdb.DuckDBPyConnectio
     add_srs(wh, "C0001", [(10, 10, 10, 10)] * 4 + [(6, 9, 9, 8)])
     assert detect(wh, clients=[]).flags == 0
     assert flags(wh, "C0001") == []  # an empty scope recomputes nobody
+
+
+def test_a_load_for_one_client_lets_detection_end_the_others_dropped_out_episodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether an open episode ended (the client stopped attending) is judged against the
+    clinic's latest data date. The Airflow path recomputes only the clients a load names, and a
+    client who dropped out is never named again: their episode stayed `ongoing` however far the
+    clinic's data moved on. Now each detection also takes the clinic's open episodes, and ends
+    up where a full recompute does."""
+    import shutil
+
+    from pipelines.jobs import run_detection
+    from pipelines.settings import paths_from_env
+    from pipelines.warehouse import open_warehouse
+    from tests.conftest import build_detected_warehouse
+
+    wh = build_detected_warehouse(tmp_path / "gen", 13, 1)
+    monkeypatch.setenv("ALLIANCE_WATCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ALLIANCE_WATCH_WAREHOUSE", str(wh))
+    monkeypatch.setenv("ALLIANCE_WATCH_CONFIG_DIR", str(tmp_path / "gen" / "config"))
+    paths = paths_from_env().ensure()
+    with open_warehouse(wh) as conn:
+        open_before = conn.execute(
+            "select clinic_id, client_id from alert_episodes where status = 'ongoing'"
+        ).fetchall()
+        assert open_before, "the generated clinic has open episodes"
+        clinic, other = conn.execute(
+            "select clinic_id, min(client_id) from measurements where client_id not in "
+            "(select client_id from alert_episodes where status = 'ongoing') group by 1"
+        ).fetchall()[0]
+        # that one client attends again half a year later: the clinic's data moves on
+        conn.execute(
+            "insert into measurements by name select * replace (session_number + 1 as "
+            "session_number, session_date + interval 180 day as session_date) from measurements "
+            "where client_id = ? and session_number = (select max(session_number) from "
+            "measurements where client_id = ?) ",
+            [other, other],
+        )
+    full = tmp_path / "full.duckdb"
+    shutil.copyfile(wh, full)
+
+    summary = run_detection(paths, [(clinic, other)])
+    assert summary["clients_with_open_episodes"] == len({k for _, k in open_before} - {other})
+    with open_warehouse(full) as conn:
+        detect(conn)
+    episodes = "select * exclude (alert_episode_id) from alert_episodes order by all"
+    with open_warehouse(wh) as a, open_warehouse(full) as b:
+        incremental, complete = a.execute(episodes).fetchall(), b.execute(episodes).fetchall()
+        still_open = a.execute("select count(*) from alert_episodes where status = 'ongoing'")
+        assert still_open.fetchall()[0][0] < len(open_before)
+    assert incremental == complete
