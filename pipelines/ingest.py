@@ -50,6 +50,7 @@ from pipelines.warehouse import (
     open_warehouse,
     parquet_source,
     publish_snapshot,
+    record_clinic_settings,
     remove_staged,
 )
 
@@ -933,6 +934,7 @@ def ingest_clinics(
             conn.execute(f"set threads = {load_threads()}")
             order: list[FileResult | None] = []  # per clinic: its rejected entries, then files
             for cfg in configs:
+                record_clinic_settings(conn, cfg.clinic_id, cfg.timezone, cfg.cadence_days)
                 known = known_hashes(conn, cfg.clinic_id, config_fingerprint(cfg))
                 found, bad = discover(cfg, landing, known, names)
                 jobs += [(d, cfg) for d in found]
@@ -1102,6 +1104,7 @@ def discover_new(
     """New deliveries of one clinic as JSON-able dicts (needs the writer slot: reads the ledger)."""
     cfg = _config_for(config_dir, clinic_id)
     with open_warehouse(warehouse) as conn:
+        record_clinic_settings(conn, clinic_id, cfg.timezone, cfg.cadence_days)
         known = known_hashes(conn, clinic_id, config_fingerprint(cfg))
     found, rejected = discover(cfg, landing, known, names)
     items: list[dict[str, object]] = [

@@ -282,6 +282,41 @@ UNREADABLE = "unreadable"
 NOT_JUDGED = (INTERNAL_ERROR, CHANGED_AFTER_DISCOVERY, UNREADABLE)
 
 
+def record_clinic_settings(
+    conn: duckdb.DuckDBPyConnection, clinic_id: str, timezone: str, cadence_days: int
+) -> None:
+    """Keep `clinic_settings` in step with the clinic's config (the views read its timezone
+    and cadence); written only when it changed, by delete and insert (DuckLake has no keys)."""
+    same = conn.execute(
+        "select count(*) from clinic_settings where clinic_id = ? and timezone = ? "
+        "and cadence_days = ?",
+        [clinic_id, timezone, cadence_days],
+    ).fetchall()[0][0]
+    if same:
+        return
+
+    def once() -> None:
+        conn.execute("begin transaction")
+        try:
+            conn.execute("delete from clinic_settings where clinic_id = ?", [clinic_id])
+            conn.execute(
+                "insert into clinic_settings values (?, ?, ?, now())",
+                [clinic_id, timezone, cadence_days],
+            )
+            conn.execute("commit")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("rollback")
+            raise
+
+    if _ducklake_selected():  # other clinics' writers commit beside this one
+        from pipelines import ducklake
+
+        ducklake.retrying(f"clinic settings of {clinic_id}", once)
+    else:
+        once()
+
+
 def clients_of_earlier_load(conn: duckdb.DuckDBPyConnection, r: FileResult) -> list[str]:
     """The clients an earlier load of this very delivery (same clinic, content and name)
     recorded: what a retried task must still report for detection."""

@@ -307,3 +307,41 @@ def test_flags_with_evidence_shows_the_thresholds_the_rules_used(tmp_path: Path)
             "select alert_kind, cutoff, reliable_change, instrument_cutoff from flags_with_evidence"
         ).fetchall()
     assert row == [("opened", 35.0, 4.5, 36.0)]
+
+
+def test_data_quality_judges_each_clinic_by_its_own_cadence_and_timezone(
+    tmp_path: Path,
+    reference_config_dir: Path,
+    write_reference,  # type: ignore[no-untyped-def]
+) -> None:
+    """The view called a feed stale after a fixed 14 days while the freshness notice used the
+    clinic's cadence_days (7 by default), and counted weeks in the reader's timezone while the
+    data team's summary used the clinic's. An ingest now records both in clinic_settings and
+    the view reads them."""
+    import datetime as dt
+
+    from tests.test_exactly_once import srs
+
+    write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
+    wh_path = tmp_path / "wh.duckdb"
+    ingest_all(reference_config_dir, tmp_path / "landing", wh_path)  # Europe/Berlin, 7 days
+    with open_warehouse(wh_path) as conn:
+        assert conn.execute(
+            "select clinic_id, timezone, cadence_days from clinic_settings"
+        ).fetchall() == [("ref_clinic", "Europe/Berlin", 7)]
+        # received 10 days ago, late on a Sunday evening UTC (Monday morning in Berlin)
+        sunday = "date_trunc('week', now() - interval 10 day) - interval 1 hour"
+        conn.execute(f"update ingest_files set received_at = {sunday}")  # noqa: S608
+        week, monday_utc_week, stale, cadence = conn.execute(
+            f"select w.week_start, cast(date_trunc('week', timezone('UTC', {sunday})) as date), "  # noqa: S608
+            "w.feed_stale, w.cadence_days from clinic_data_quality_weekly as w"
+        ).fetchall()[0]
+        assert cadence == 7 and stale is True  # 10 days > 7
+        assert week == monday_utc_week + dt.timedelta(days=7)
+    cfg = reference_config_dir / "clinics" / "ref_clinic.yaml"
+    cfg.write_text(cfg.read_text() + "cadence_days: 14\n")
+    ingest_all(reference_config_dir, tmp_path / "landing", wh_path)  # nothing new; settings
+    with open_warehouse(wh_path) as conn:
+        assert conn.execute(
+            "select cadence_days, feed_stale from clinic_data_quality_weekly"
+        ).fetchall() == [(14, False)]

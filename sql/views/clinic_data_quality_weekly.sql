@@ -1,20 +1,26 @@
--- Per clinic and ISO week (Monday) of receipt: files received, rejected and duplicated, rows
--- received, loaded, quarantined and duplicated, and whether the clinic's feed is stale now
--- (no file received for more than 14 days). Weeks without any file do not appear. An attempt
--- whose content was not judged and that was tried again (ingest_attempts.retried) counts as
--- no file: it is in attempts_retried only.
+-- Per clinic and week of receipt (Monday, in the clinic's own timezone, as the data team's
+-- weekly summary counts them): files received, rejected and duplicated, rows received, loaded,
+-- quarantined and duplicated, and whether the clinic's feed is stale now (no file received for
+-- more than the clinic's cadence_days, as the freshness notice judges it). A clinic's timezone
+-- and cadence come from clinic_settings (written by every ingest); without a row there, UTC
+-- and 7 days (the config's default). Weeks without any file do not appear. An attempt whose
+-- content was not judged and that was tried again (ingest_attempts.retried) counts as no
+-- file: it is in attempts_retried only.
 create or replace view clinic_data_quality_weekly as
 with files as (
     select
-        clinic_id,
-        cast(date_trunc('week', received_at) as date) as week_start,
-        status,
-        retried,
-        rows_in,
-        rows_loaded,
-        rows_quarantined,
-        rows_duplicate
-    from ingest_attempts
+        a.clinic_id,
+        cast(
+            date_trunc('week', timezone(coalesce(s.timezone, 'UTC'), a.received_at)) as date
+        ) as week_start,
+        a.status,
+        a.retried,
+        a.rows_in,
+        a.rows_loaded,
+        a.rows_quarantined,
+        a.rows_duplicate
+    from ingest_attempts as a
+    left join clinic_settings as s on a.clinic_id = s.clinic_id
 ),
 
 weekly as (
@@ -34,15 +40,20 @@ weekly as (
 ),
 
 latest as (
-    select clinic_id, max(received_at) as last_received_at
-    from ingest_files
-    group by clinic_id
+    select
+        f.clinic_id,
+        max(f.received_at) as last_received_at,
+        coalesce(any_value(s.cadence_days), 7) as cadence_days
+    from ingest_files as f
+    left join clinic_settings as s on f.clinic_id = s.clinic_id
+    group by f.clinic_id
 )
 
 select
     w.*,
     round(w.rows_quarantined / nullif(w.rows_received, 0), 4) as quarantined_share,
     l.last_received_at,
-    l.last_received_at < now() - interval 14 days as feed_stale
+    l.cadence_days,
+    l.last_received_at < now() - to_days(l.cadence_days) as feed_stale
 from weekly as w
 inner join latest as l on w.clinic_id = l.clinic_id
