@@ -32,6 +32,8 @@ AROUND_RUPTURES_SQL = """
 with around as (
     select
         t.instrument,
+        t.clinic_id,
+        t.client_id,
         t.session_number - e.opened_session as session_offset,
         (t.total - i.total_min) / (i.total_max - i.total_min) as share_of_scale
     from rupture_episodes as e
@@ -43,10 +45,16 @@ with around as (
     where t.session_number between e.opened_session - 4 and e.opened_session + 4
 )
 
-select instrument, session_offset, avg(share_of_scale) as mean_share, count(*) as n
+select
+    instrument,
+    session_offset,
+    avg(share_of_scale) as mean_share,
+    count(distinct (clinic_id, client_id)) as n
 from around
 group by instrument, session_offset
-having count(*) >= 10  -- MIN_CELL: small cells suppressed (DOMAIN: outputs that leave the warehouse)
+-- MIN_CELL clients (not ruptures: one client may have several): small cells are suppressed
+-- (DOMAIN: outputs that leave the warehouse)
+having count(distinct (clinic_id, client_id)) >= 10
 order by instrument, session_offset
 """
 
@@ -111,7 +119,7 @@ def around_ruptures_chart(rows: list[dict[str, Any]]) -> Chart:
         ax.text(
             0.5,
             0.5,
-            "no session offset with 10 or more ruptures yet (smaller cells are suppressed)",
+            "no session offset with 10 or more clients yet (smaller cells are suppressed)",
             ha="center",
             transform=ax.transAxes,
         )

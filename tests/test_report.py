@@ -138,3 +138,34 @@ def test_a_small_count_cannot_be_worked_out_from_the_figures_beside_it(tmp_path:
     assert [r["episodes_withheld"] for r in rates] == [True, False]  # a: 25 - 12 - 10 = 3
     assert [r["rate_withheld"] for r in rates] == [False, False]
     assert totals["flags_withheld"] is False
+
+
+def test_alliance_around_ruptures_needs_ten_clients_not_ten_ruptures(tmp_path: Path) -> None:
+    """One client with ten ruptures made a cell of ten: the threshold counts clients."""
+    import datetime as dt
+
+    import duckdb
+
+    from pipelines.report import AROUND_RUPTURES_SQL
+
+    wh = tmp_path / "one.duckdb"
+    with open_warehouse(wh) as conn:
+        for s in range(1, 41):
+            conn.execute(
+                "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
+                "session_date, instrument, instrument_version, item_1, item_2, item_3, item_4, "
+                "total, source_file, source_line, sha256, load_id) values "
+                "('c1', 'C0001', 'T01', ?, ?, 'SRS', '3.0', 9, 9, 9, 9, 36, 'f.csv', ?, 'x', 1)",
+                [s, dt.date(2026, 1, 1) + dt.timedelta(days=7 * s), s + 1],
+            )
+        for k in range(10):  # ten episodes of the same client, opened at 5, 8, 11, ...
+            conn.execute(
+                "insert into alert_episodes values (?, 'c1', 'C0001', 'T01', 'SRS', ?, "
+                "'2026-03-02', ?, 'high', 'repaired', ?, null)",
+                [f"e{k}", 5 + 3 * k, 5 + 3 * k, 6 + 3 * k],
+            )
+    conn = duckdb.connect(str(wh), read_only=True)
+    try:
+        assert conn.execute(AROUND_RUPTURES_SQL).fetchall() == []
+    finally:
+        conn.close()
