@@ -409,21 +409,65 @@ def detect(
 
 
 def with_open_episodes(
-    conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]]
+    conn: duckdb.DuckDBPyConnection,
+    clients: list[tuple[str, str]],
+    clinic_params: dict[str, DetectParams] | None = None,
+    params: DetectParams | None = None,
 ) -> list[tuple[str, str]]:
-    """`clients` and every client of their clinics with an episode still open. Whether an open
-    episode has ended (the client stopped attending) is judged against the clinic's latest data
-    date, which any load of the clinic moves on; a client who dropped out never appears in a
-    load again, so their episode would stay `ongoing` under incremental detection alone."""
+    """`clients` and every client of their clinics whose open episode has ended by now.
+    Whether an open episode ended (the client stopped attending) is judged against the
+    clinic's latest data date, which any load of the clinic moves on; a client who dropped out
+    never appears in a load again, so their episode would stay `ongoing` under incremental
+    detection alone. Only clients whose last attended date lies `ended_after_days` or more
+    before that date are added (at the boundary too, to be safe): for every other client
+    nothing of theirs changed, so the run stays as small as the load."""
     clinics = sorted({clinic for clinic, _ in clients})
     if not clinics:
         return clients
-    open_ = conn.execute(
-        "select distinct clinic_id, client_id from alert_episodes "
-        "where status = 'ongoing' and list_contains(?, clinic_id)",
-        [clinics],
+    rows = conn.execute(
+        """
+        with open_clients as (
+            select distinct clinic_id, client_id
+            from alert_episodes
+            where status = 'ongoing' and list_contains($clinics, clinic_id)
+        ),
+        clinic_latest as (
+            select clinic_id, max(latest) as latest_date
+            from (
+                select clinic_id, max(session_date) as latest from measurements
+                where list_contains($clinics, clinic_id) group by clinic_id
+                union all
+                select clinic_id, max(appointment_date) from appointments
+                where list_contains($clinics, clinic_id) group by clinic_id
+            )
+            group by clinic_id
+        ),
+        last_attended as (
+            select o.clinic_id, o.client_id, max(seen.day) as last_date
+            from open_clients as o
+            inner join (
+                select clinic_id, client_id, session_date as day from measurements
+                union all
+                select clinic_id, client_id, appointment_date from appointments
+                where status = 'attended'
+            ) as seen
+                on o.clinic_id = seen.clinic_id and o.client_id = seen.client_id
+            group by o.clinic_id, o.client_id
+        )
+        select a.clinic_id, a.client_id, date_diff('day', a.last_date, l.latest_date)
+        from last_attended as a
+        inner join clinic_latest as l on a.clinic_id = l.clinic_id
+        """,
+        {"clinics": clinics},
     ).fetchall()
-    return sorted(set(clients) | {(str(c), str(k)) for c, k in open_})
+    default = params or DetectParams()
+    per_clinic = clinic_params or {}
+    ended = {
+        (str(c), str(k))
+        for c, k, days in rows
+        if days >= per_clinic.get(str(c), default).ended_after_days
+    }
+    return sorted(set(clients) | ended)
 
 
 def detect_memory_limit() -> str:

@@ -24,6 +24,19 @@ def last_deliveries(warehouse: Path) -> dict[str, dt.datetime]:
     return {str(c): t for c, t in rows}
 
 
+def sync_clinic_settings(warehouse: Path, configs: dict[str, Any]) -> None:
+    """Write each configured clinic's timezone and cadence to `clinic_settings`, so that the
+    views judge a clinic that no longer delivers (and so triggers no ingest) by its current
+    config too. The analyst snapshot shows it from the next publish."""
+    from pipelines.warehouse import open_warehouse, record_clinic_settings
+
+    if not warehouse.exists() or not configs:
+        return
+    with open_warehouse(warehouse) as conn:
+        for clinic_id, cfg in sorted(configs.items()):
+            record_clinic_settings(conn, clinic_id, cfg.timezone, cfg.cadence_days)
+
+
 def stale_feeds(
     cadences: dict[str, int], last: dict[str, dt.datetime], now: dt.datetime
 ) -> list[StaleFeed]:
@@ -49,6 +62,7 @@ def check_freshness(paths: Paths, now: dt.datetime | None = None) -> dict[str, A
     sender = settings.sender if settings else DEFAULT_SENDER
     now = now or dt.datetime.now(dt.UTC)
     configs, errors = load_clinic_configs(paths.config_dir)
+    sync_clinic_settings(paths.warehouse, configs)
     stale = stale_feeds(
         {cid: cfg.cadence_days for cid, cfg in configs.items()},
         last_deliveries(paths.warehouse),

@@ -28,17 +28,18 @@ def clients_from_events(extras: Iterable[dict[str, Any] | None]) -> list[tuple[s
 
 def run_detection(paths: Paths, clients: list[tuple[str, str]] | None) -> dict[str, Any]:
     """Detect for the given clients (or all), then publish the analyst snapshot. The given
-    clients come with every client of their clinics whose episode is still open: the clinic's
-    new data may show that such a client stopped attending (`detect.with_open_episodes`)."""
+    clients come with every client of their clinics whose open episode the clinic's newer data
+    shows to have ended (`detect.with_open_episodes`)."""
     from pipelines.config import load_clinic_configs
     from pipelines.detect import detect, params_from_configs, with_open_episodes
 
     configs, _errors = (
         load_clinic_configs(paths.config_dir) if paths.config_dir.is_dir() else ({}, [])
     )
+    clinic_params = params_from_configs(configs)
     with open_warehouse(paths.warehouse) as conn:
-        recompute = None if clients is None else with_open_episodes(conn, clients)
-        summary = detect(conn, clients=recompute, clinic_params=params_from_configs(configs))
+        recompute = None if clients is None else with_open_episodes(conn, clients, clinic_params)
+        summary = detect(conn, clients=recompute, clinic_params=clinic_params)
     publish_snapshot(paths.warehouse, paths.snapshot)
     out = summary.as_dict() if hasattr(summary, "as_dict") else dict(vars(summary))
     out["snapshot"] = str(paths.snapshot)

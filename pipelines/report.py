@@ -198,15 +198,15 @@ text-align:right}th:first-child,td:first-child{text-align:left}img{max-width:100
 {{ totals.clinics }} clinics, {{ totals.clients }} clients, {{ totals.measures }} measures,
 {% if totals.flags_withheld %}flagged sessions per clinic below (the total would give a
 small clinic's count away){% else %}{{ totals.flags }} flagged sessions{% endif %}.
-Counts from 1 to 9 are shown as &lt;10, and a figure from which one could be worked out is
-withheld (&ndash;).</p>
+In the tables below, counts from 1 to 9 are shown as &lt;10, and a figure from which one
+could be worked out is withheld (&ndash;).</p>
 {% for c in charts %}
 <section><h2>{{ c.title }}</h2>
 <img alt="{{ c.alt }}" src="data:image/png;base64,{{ c.png_base64 }}"></section>
 {% if c.title == "Flag rates per clinic" %}
 <table><tr><th>clinic</th><th>alliance sessions</th><th>flags</th><th>episodes</th>
 <th>per 100</th></tr>
-{% for r in flag_rates %}<tr><td>{{ r.clinic_id }}</td><td>{{ r.alliance_sessions }}</td>
+{% for r in flag_rates %}<tr><td>{{ r.clinic_id }}</td><td>{{ small(r.alliance_sessions) }}</td>
 <td>{{ small(r.flags) }}</td><td>{{ "&ndash;"|safe if r.episodes_withheld else small(r.episodes) }}</td>
 <td>{{ "&ndash;"|safe if r.rate_withheld else "%.1f"|format(r.flags_per_100) }}</td></tr>
 {% endfor %}</table>

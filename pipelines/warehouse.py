@@ -286,14 +286,13 @@ def record_clinic_settings(
     conn: duckdb.DuckDBPyConnection, clinic_id: str, timezone: str, cadence_days: int
 ) -> None:
     """Keep `clinic_settings` in step with the clinic's config (the views read its timezone
-    and cadence); written only when it changed, by delete and insert (DuckLake has no keys)."""
-    same = conn.execute(
-        "select count(*) from clinic_settings where clinic_id = ? and timezone = ? "
-        "and cadence_days = ?",
-        [clinic_id, timezone, cadence_days],
-    ).fetchall()[0][0]
-    if same:
-        return
+    and cadence); written only when it changed, by delete and insert (DuckLake has no keys).
+    Every ingest of the clinic and the daily freshness check call it."""
+    rows = conn.execute(
+        "select timezone, cadence_days from clinic_settings where clinic_id = ?", [clinic_id]
+    ).fetchall()
+    if rows == [(timezone, cadence_days)]:
+        return  # (two rows, which two first writers on DuckLake can leave, are rewritten)
 
     def once() -> None:
         conn.execute("begin transaction")

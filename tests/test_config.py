@@ -116,3 +116,20 @@ def test_clinic_id_must_match_file_name() -> None:
         parse_clinic_config(
             {"clinic_id": "abc", "timezone": "UTC", "format": "reference"}, "x.yaml"
         )
+
+
+@pytest.mark.parametrize("tz", ["localtime", "posixrules", "posix/Europe/Berlin", "right/UTC"])
+def test_a_timezone_duckdb_cannot_use_is_refused(tz: str) -> None:
+    """The tz database opens aliases that DuckDB, whose views count each clinic's weeks in its
+    timezone, does not know: one such config broke the data-quality view for every clinic."""
+    import duckdb
+
+    with pytest.raises(ConfigError, match="unknown IANA timezone"):
+        parse_clinic_config(
+            {"clinic_id": "tz_alias", "timezone": tz, "format": "reference"}, "tz_alias.yaml"
+        )
+    for good in ("Europe/Berlin", "UTC", "America/Argentina/Buenos_Aires"):
+        parse_clinic_config(
+            {"clinic_id": "tz_ok", "timezone": good, "format": "reference"}, "tz_ok.yaml"
+        )
+        duckdb.connect().execute("select timezone(?, now())", [good]).fetchall()

@@ -354,6 +354,12 @@ def test_a_late_feed_gets_a_notice_to_its_data_team(
     (p.inbox / "nobody.ready").touch()
     summary = check_freshness(p, now)
     assert summary["stale"] == ["late"]  # 10 days > 7; ontime's 10 days are within 14
+    # the daily check keeps clinic_settings in step with the configs, delivering or not, so
+    # the data-quality view judges staleness as this notice does
+    with open_warehouse(p.warehouse) as conn:
+        assert conn.execute(
+            "select clinic_id, cadence_days from clinic_data_quality_weekly order by 1"
+        ).fetchall() == [("late", 7), ("ontime", 14)]
     assert summary["unknown_markers"] == ["nobody.ready"]
     assert [m["To"] for m in smtp_env.messages] == ["data@late.example"]
     body = smtp_env.messages[0].get_content()

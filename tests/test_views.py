@@ -345,3 +345,32 @@ def test_data_quality_judges_each_clinic_by_its_own_cadence_and_timezone(
         assert conn.execute(
             "select cadence_days, feed_stale from clinic_data_quality_weekly"
         ).fetchall() == [(14, False)]
+
+
+def test_clinic_settings_twice_for_a_clinic_count_its_files_once(tmp_path: Path) -> None:
+    """Two first writers on DuckLake (no keys) can both insert a clinic's settings: the view
+    joined both rows and doubled every count. It reads the latest row, and the next write
+    leaves one."""
+    from pipelines.warehouse import record_clinic_settings
+
+    with open_warehouse(tmp_path / "wh.duckdb") as conn:
+        conn.execute(
+            "insert into ingest_files (clinic_id, file_name, sha256, status, rows_in, "
+            "rows_loaded, rows_quarantined, rows_duplicate) values "
+            "('c1', 'm.csv', 'a', 'loaded', 3, 3, 0, 0)"
+        )
+        # the table as DuckLake has it: no key
+        conn.execute("drop table clinic_settings")
+        conn.execute(
+            "create table clinic_settings (clinic_id varchar, timezone varchar, "
+            "cadence_days integer, updated_at timestamptz)"
+        )
+        for tz, at in (("UTC", "2026-01-01"), ("Europe/Berlin", "2026-01-02")):
+            conn.execute("insert into clinic_settings values ('c1', ?, 7, ?)", [tz, at])
+        rows = conn.execute(
+            "select files_received, rows_received from clinic_data_quality_weekly"
+        ).fetchall()
+        assert rows == [(1, 3)]
+        record_clinic_settings(conn, "c1", "Europe/Berlin", 7)
+        record_clinic_settings(conn, "c1", "Europe/Berlin", 7)
+        assert conn.execute("select count(*) from clinic_settings").fetchall() == [(1,)]

@@ -50,9 +50,11 @@ paired as (
 
 cells as (
     -- every pairing the clinic measures, so that a cell with no eligible client shows n = 0
-    select distinct a.clinic_id, a.alliance_instrument, s.outcome_instrument
-    from early_alliance as a
-    inner join symptom_change as s on a.clinic_id = s.clinic_id
+    -- (distinct on each side first: joined client by client it grows with clients squared)
+    select a.clinic_id, a.alliance_instrument, s.outcome_instrument
+    from (select distinct clinic_id, alliance_instrument from early_alliance) as a
+    inner join (select distinct clinic_id, outcome_instrument from symptom_change) as s
+        on a.clinic_id = s.clinic_id
 ),
 
 correlated as (

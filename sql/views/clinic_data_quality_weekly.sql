@@ -7,7 +7,14 @@
 -- content was not judged and that was tried again (ingest_attempts.retried) counts as no
 -- file: it is in attempts_retried only.
 create or replace view clinic_data_quality_weekly as
-with files as (
+with settings as (
+    -- one row per clinic, the latest (two first writers on DuckLake may both have inserted)
+    select clinic_id, timezone, cadence_days
+    from clinic_settings
+    qualify row_number() over (partition by clinic_id order by updated_at desc) = 1
+),
+
+files as (
     select
         a.clinic_id,
         cast(
@@ -20,7 +27,7 @@ with files as (
         a.rows_quarantined,
         a.rows_duplicate
     from ingest_attempts as a
-    left join clinic_settings as s on a.clinic_id = s.clinic_id
+    left join settings as s on a.clinic_id = s.clinic_id
 ),
 
 weekly as (
@@ -45,7 +52,7 @@ latest as (
         max(f.received_at) as last_received_at,
         coalesce(any_value(s.cadence_days), 7) as cadence_days
     from ingest_files as f
-    left join clinic_settings as s on f.clinic_id = s.clinic_id
+    left join settings as s on f.clinic_id = s.clinic_id
     group by f.clinic_id
 )
 
