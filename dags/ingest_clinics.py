@@ -106,19 +106,25 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
         @task
         def receipt(summary: dict, run_id=None) -> dict:  # type: ignore[no-untyped-def]
             """Tell the clinic's data team at once what this run accepted and rejected, and
-            why (outside the writer pool: it never opens the warehouse)."""
+            why, and the operators of any file held back by a fault of ours (outside the
+            writer pool: it never opens the warehouse)."""
             import logging
 
-            from pipelines.notify import notify_receipt
+            from pipelines.notify import notify_internal_errors, notify_receipt
             from pipelines.settings import paths_from_env
 
-            result = notify_receipt(
-                clinic_id, run_id, summary["files"], paths_from_env().config_dir
-            )
-            logging.getLogger("alliance_watch.ingest").info(
-                "receipt: sent=%s error=%s", result.ok, result.error
-            )
-            return {"sent": result.ok, "error": result.error}
+            log = logging.getLogger("alliance_watch.ingest")
+            files = summary["files"]
+            result = notify_receipt(clinic_id, run_id, files, paths_from_env().config_dir)
+            log.info("receipt: sent=%s error=%s", result.ok, result.error)
+            ops = notify_internal_errors(clinic_id, run_id, files)
+            if ops is not None:  # files held back by a fault of ours: the operators hear of it
+                log.warning("internal-error notice: sent=%s error=%s", ops.ok, ops.error)
+            return {
+                "sent": result.ok,
+                "error": result.error,
+                "ops_notice": None if ops is None else ops.ok,
+            }
 
         @task
         def data_docs() -> str | None:

@@ -49,14 +49,19 @@ def clinic_of_dag(dag_id: str) -> str | None:
     return dag_id.removeprefix("ingest_") if dag_id.startswith("ingest_") else None
 
 
+def ops_recipients(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The operations address (ALLIANCE_WATCH_OPS_EMAIL), if set."""
+    env = os.environ if environ is None else environ
+    return [a for a in [env.get(OPS_EMAIL_ENV, "").strip()] if a]
+
+
 def recipients_for(
     clinic_id: str | None, config_dir: Path, environ: Mapping[str, str] | None = None
 ) -> list[str]:
     """The clinic's data team (`notifications.data_team_email`); the operations address
     (ALLIANCE_WATCH_OPS_EMAIL) for shared DAGs, for a clinic without one, or whose config
     cannot be read."""
-    env = os.environ if environ is None else environ
-    ops = [a for a in [env.get(OPS_EMAIL_ENV, "").strip()] if a]
+    ops = ops_recipients(environ)
     if clinic_id is None:
         return ops
     from pipelines.config import config_path, load_clinic_config
@@ -260,3 +265,37 @@ def notify_receipt(
     settings = settings if settings is not None else smtp_settings_from_env()
     sender = settings.sender if settings else DEFAULT_SENDER
     return deliver(receipt_message(clinic_id, run_id, files, sender, [team]), [team], settings)
+
+
+def notify_internal_errors(
+    clinic_id: str,
+    run_id: str,
+    files: list[Mapping[str, object]],
+    settings: SmtpSettings | None = None,
+) -> SendResult | None:
+    """Tell the operations address (ALLIANCE_WATCH_OPS_EMAIL) of files this run held back for
+    a fault of ours (`internal_error`): the run itself succeeds (the other files loaded), so no
+    failure notice goes out, and the data team's receipt is not the place to fix it. None when
+    there was no such file. The reason names an exception type and code location only."""
+    faults = [f for f in files if str(f.get("error") or "").startswith("internal_error:")]
+    if not faults:
+        return None
+    recipients = ops_recipients()
+    settings = settings if settings is not None else smtp_settings_from_env()
+    msg = EmailMessage()
+    msg["Subject"] = (
+        f"[Alliance Watch] {clinic_id}: {len(faults)} file{'s' if len(faults) != 1 else ''} "
+        "held back by a fault in Alliance Watch"
+    )
+    msg["From"] = settings.sender if settings else DEFAULT_SENDER
+    msg["To"] = ", ".join(recipients)
+    lines = [f"Clinic:  {clinic_id}", f"Run:     {run_id}", ""]
+    for f in faults:
+        lines += [str(f["file_name"]), f"  {f['error']}"]
+    lines += [
+        "",
+        "The run's other files loaded. Each file above is offered again with every run until it",
+        "is prepared without error; the task log of the run's prepare step has the traceback.",
+    ]
+    msg.set_content("\n".join(lines))
+    return deliver(msg, recipients, settings)

@@ -479,3 +479,31 @@ def test_an_ingest_run_tells_its_data_team_what_was_accepted_and_why_not(
     cfg.write_text(cfg.read_text() + "bogus_key: 1\n")
     assert "clinic config unreadable" in str(notify_receipt("late", "r", files, p.config_dir).error)
     assert len(smtp_env.messages) == 1
+
+
+def test_a_file_held_back_by_our_fault_is_told_to_the_operators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_env: Mailbox
+) -> None:
+    """A file rejected as `internal_error` does not fail the run (its neighbours load), so no
+    failure notice went out and only the clinic's data team heard of it, in its receipt. The
+    operators, who own the fault, now get a notice; a run without such a file sends none."""
+    from pipelines.notify import notify_internal_errors
+
+    files = [
+        {"file_name": "measures_1.csv", "status": "loaded", "error": None},
+        {
+            "file_name": "measures_2.csv",
+            "status": "rejected",
+            "error": "internal_error: KeyError at ingest.py:12 in _prepare_part (a fault in "
+            "Alliance Watch, not in the file; the file is offered again on every run)",
+        },
+    ]
+    assert notify_internal_errors("late", "r", files[:1]) is None
+    sent = notify_internal_errors("late", "manual__1", files)
+    assert sent is not None and sent.ok, sent
+    (msg,) = smtp_env.messages
+    assert msg["To"] == "ops@example.org"
+    assert msg["Subject"] == "[Alliance Watch] late: 1 file held back by a fault in Alliance Watch"
+    body = msg.get_content()
+    assert "measures_2.csv" in body and "KeyError at ingest.py:12" in body
+    assert "measures_1.csv" not in body
