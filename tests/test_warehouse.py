@@ -317,3 +317,25 @@ def test_views_are_created_after_the_views_they_read(
     conn = duckdb.connect()
     assert warehouse.create_views(conn) == ["m_other", "z_base", "a_total"]
     assert conn.execute("select n from a_total").fetchall() == [(1,)]
+
+
+def test_the_ducklake_ddl_restates_every_embedded_table_column_for_column() -> None:
+    """sql/ducklake/ restates the embedded schema without keys, sequences and defaults: a new
+    embedded migration needs its DuckLake counterpart by hand. This catches one forgotten (it
+    runs the DuckLake DDL in plain DuckDB, no extension needed). schema_migrations is created
+    in code there, and clinic_load_tokens exists only there (it serializes DuckLake writers)."""
+    from pipelines.warehouse import SQL_DIR, migrate
+
+    lake = duckdb.connect()
+    for f in sorted((SQL_DIR / "ducklake").glob("*.sql")):
+        lake.execute(f.read_text(encoding="utf-8"))
+    embedded = duckdb.connect()
+    migrate(embedded)
+    columns = (
+        "select table_name, column_name, data_type from information_schema.columns as c "
+        "inner join information_schema.tables as t using (table_schema, table_name) "
+        "where t.table_type = 'BASE TABLE' and table_schema = 'main'"
+    )
+    emb = {r for r in embedded.execute(columns).fetchall() if r[0] != "schema_migrations"}
+    lk = {r for r in lake.execute(columns).fetchall() if r[0] != "clinic_load_tokens"}
+    assert sorted(emb - lk) == [] and sorted(lk - emb) == []
