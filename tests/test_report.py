@@ -73,14 +73,13 @@ def test_report_renders_in_chromium_without_console_errors(report: Path) -> None
     assert len(widths) == 3 and all(w > 0 for w in widths)  # every chart decoded
 
 
-def test_small_cells_are_suppressed(tmp_path: Path) -> None:
+def one_client_warehouse(path: Path, sessions: int, flag_at: int | None = 5) -> Path:
+    """A warehouse of one client (c1/C0001) with weekly SRS sessions 1..`sessions` and, with
+    `flag_at`, one high-severity flag opening episode e1 there."""
     import datetime as dt
 
-    from pipelines.report import render_report
-
-    wh = tmp_path / "small.duckdb"
-    with open_warehouse(wh) as conn:
-        for s in range(1, 6):
+    with open_warehouse(path) as conn:
+        for s in range(1, sessions + 1):
             conn.execute(
                 "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
                 "session_date, instrument, instrument_version, item_1, item_2, item_3, item_4, "
@@ -88,12 +87,21 @@ def test_small_cells_are_suppressed(tmp_path: Path) -> None:
                 "('c1', 'C0001', 'T01', ?, ?, 'SRS', '3.0', 9, 9, 9, 9, 36, 'f.csv', ?, 'x', 1)",
                 [s, dt.date(2026, 1, 1) + dt.timedelta(days=7 * s), s + 1],
             )
-        conn.execute(
-            "insert into flags (clinic_id, client_id, clinician_id, session_number, session_date, "
-            "instrument, severity, reasons, alert_episode_id, is_new) values "
-            "('c1', 'C0001', 'T01', 5, date '2026-02-05', 'SRS', 'high', ['deflection'], 'e1', true)"
-        )
-    html = render_report(wh)
+        if flag_at is not None:
+            conn.execute(
+                "insert into flags (clinic_id, client_id, clinician_id, session_number, "
+                "session_date, instrument, severity, reasons, alert_episode_id, is_new) values "
+                "('c1', 'C0001', 'T01', ?, date '2026-02-05', 'SRS', 'high', ['deflection'], "
+                "'e1', true)",
+                [flag_at],
+            )
+    return path
+
+
+def test_small_cells_are_suppressed(tmp_path: Path) -> None:
+    from pipelines.report import render_report
+
+    html = render_report(one_client_warehouse(tmp_path / "small.duckdb", sessions=5))
     assert "<td>&lt;10</td>" in html or "<td><10</td>" in html
 
 
@@ -102,26 +110,9 @@ def test_a_small_count_cannot_be_worked_out_from_the_figures_beside_it(tmp_path:
     beside the exact session count gave it away, and so did the total over all clinics; an
     exact episode total beside two exact outcome counts gave away the third. Such figures are
     now withheld."""
-    import datetime as dt
-
     from pipelines.report import render_report, withhold_complements
 
-    wh = tmp_path / "small.duckdb"
-    with open_warehouse(wh) as conn:
-        for s in range(1, 6):
-            conn.execute(
-                "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
-                "session_date, instrument, instrument_version, item_1, item_2, item_3, item_4, "
-                "total, source_file, source_line, sha256, load_id) values "
-                "('c1', 'C0001', 'T01', ?, ?, 'SRS', '3.0', 9, 9, 9, 9, 36, 'f.csv', ?, 'x', 1)",
-                [s, dt.date(2026, 1, 1) + dt.timedelta(days=7 * s), s + 1],
-            )
-        conn.execute(
-            "insert into flags (clinic_id, client_id, clinician_id, session_number, session_date, "
-            "instrument, severity, reasons, alert_episode_id, is_new) values "
-            "('c1', 'C0001', 'T01', 5, date '2026-02-05', 'SRS', 'high', ['deflection'], 'e1', true)"
-        )
-    html = render_report(wh)
+    html = render_report(one_client_warehouse(tmp_path / "small.duckdb", sessions=5))
     assert "20.0" not in html and "&ndash;" in html
     assert "1 flagged sessions" not in html and "flagged sessions per clinic below" in html
 
@@ -142,22 +133,12 @@ def test_a_small_count_cannot_be_worked_out_from_the_figures_beside_it(tmp_path:
 
 def test_alliance_around_ruptures_needs_ten_clients_not_ten_ruptures(tmp_path: Path) -> None:
     """One client with ten ruptures made a cell of ten: the threshold counts clients."""
-    import datetime as dt
-
     import duckdb
 
     from pipelines.report import AROUND_RUPTURES_SQL
 
-    wh = tmp_path / "one.duckdb"
+    wh = one_client_warehouse(tmp_path / "one.duckdb", sessions=40, flag_at=None)
     with open_warehouse(wh) as conn:
-        for s in range(1, 41):
-            conn.execute(
-                "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
-                "session_date, instrument, instrument_version, item_1, item_2, item_3, item_4, "
-                "total, source_file, source_line, sha256, load_id) values "
-                "('c1', 'C0001', 'T01', ?, ?, 'SRS', '3.0', 9, 9, 9, 9, 36, 'f.csv', ?, 'x', 1)",
-                [s, dt.date(2026, 1, 1) + dt.timedelta(days=7 * s), s + 1],
-            )
         for k in range(10):  # ten episodes of the same client, opened at 5, 8, 11, ...
             conn.execute(
                 "insert into alert_episodes values (?, 'c1', 'C0001', 'T01', 'SRS', ?, "
