@@ -54,6 +54,7 @@ from pipelines.warehouse import (
     parquet_source,
     record_quarantine_and_load,
     stage_measure_batch,
+    transaction,
 )
 
 BACKEND_ENV = "ALLIANCE_WATCH_WAREHOUSE_BACKEND"  # embedded (default) | ducklake
@@ -228,13 +229,13 @@ def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """One transaction per migration file (DuckLake 1.4 cannot find a table created earlier in
     a transaction once another table was dropped in it), then the registry and views in one."""
     applied: list[str] = []
-    with _transaction(conn):
+    with transaction(conn):
         conn.execute(
             "create table if not exists schema_migrations "
             "(version varchar not null, applied_at timestamptz)"
         )
     for f in sorted((SQL_DIR / "ducklake").glob("*.sql")):
-        with _transaction(conn):
+        with transaction(conn):
             version = f"ducklake-{f.stem}"
             if conn.execute(
                 "select count(*) from schema_migrations where version = ?", [version]
@@ -244,7 +245,7 @@ def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
             conn.execute("insert into schema_migrations values (?, now())", [version])
             applied.append(version)
     views = _views_version()
-    with _transaction(conn):
+    with transaction(conn):
         done = {r[0] for r in conn.execute("select version from schema_migrations").fetchall()}
         if applied:
             _load_registry(conn)
@@ -254,18 +255,6 @@ def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
             applied.append(views)
     _ensure_load_id_sequence(conn)
     return applied
-
-
-@contextlib.contextmanager
-def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    conn.execute("begin transaction")
-    try:
-        yield
-        conn.execute("commit")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            conn.execute("rollback")
-        raise
 
 
 def _ensure_load_id_sequence(conn: duckdb.DuckDBPyConnection) -> None:

@@ -142,9 +142,8 @@ def discover(
             continue  # renamed or removed since the folder was listed: nothing is there
         except OSError as e:
             sha = hashlib.sha256(f"unreadable:{p.name}".encode()).hexdigest()
-            entry = _rejected_entry(cfg, p, sha, _unreadable_reason(e))
-            entry.dataset = dataset_of(p.name, cfg)
-            rejected.append(entry)
+            reason = str(FileRejected(UNREADABLE, _unreadable_text(e)))
+            rejected.append(_rejected_entry(cfg, p, sha, reason, dataset_of(p.name, cfg)))
             continue
         if p.name in known.get(sha, []):
             continue  # this exact delivery is already in the ledger
@@ -152,11 +151,11 @@ def discover(
     return found, rejected
 
 
-def _unreadable_reason(e: OSError) -> str:
+def _unreadable_text(e: OSError) -> str:
     return (
-        f"{UNREADABLE}: {e.strerror or type(e).__name__}; the file could not be opened or read, "
-        "so nothing of it was judged; it is offered again with every delivery until it can be "
-        "read (give the pipeline read permission)"
+        f"{e.strerror or type(e).__name__}; the file could not be opened or read, so nothing "
+        "of it was judged; it is offered again with every delivery until it can be read (give "
+        "the pipeline read permission)"
     )
 
 
@@ -169,16 +168,18 @@ def _read_fault(e: BaseException, delivery: Delivery) -> FileRejected | None:
         return None  # (Arrow names the file in its message only)
     if isinstance(e, FileNotFoundError):
         return FileRejected(CHANGED_AFTER_DISCOVERY, _changed_text("removed or renamed"))
-    return FileRejected(UNREADABLE, _unreadable_reason(e).split(": ", 1)[1])
+    return FileRejected(UNREADABLE, _unreadable_text(e))
 
 
-def _rejected_entry(cfg: ClinicConfig, p: Path, sha: str, error: str) -> FileResult:
+def _rejected_entry(
+    cfg: ClinicConfig, p: Path, sha: str, error: str, dataset: str | None = None
+) -> FileResult:
     """The ledger row of a landing entry rejected before its content could be read."""
     return FileResult(
         clinic_id=cfg.clinic_id,
         file_name=p.name,
         sha256=sha,
-        dataset=None,
+        dataset=dataset,
         status="rejected",
         error=error,
         config_sha=config_fingerprint(cfg),
@@ -282,8 +283,12 @@ def split_delivery(
     delivery's stage folders are emptied first: an earlier attempt stopped after staging (an
     Airflow task retried into the same stage folder) leaves no part for the loader to misread."""
     parts_dir = stage_dir / f"{_stem(delivery, cfg)}.parts"
-    for folder in (*stage_folders(delivery, cfg, stage_dir), parts_dir):
-        remove_staged(folder)
+
+    def clear_stage() -> None:
+        for folder in (*stage_folders(delivery, cfg, stage_dir), parts_dir):
+            remove_staged(folder)
+
+    clear_stage()
     changed = changed_since_discovery(delivery)
     if changed is not None:
         raise FileRejected(CHANGED_AFTER_DISCOVERY, changed)
@@ -300,13 +305,12 @@ def split_delivery(
         fault = _read_fault(e, delivery)
         if fault is None:
             raise
-        remove_staged(parts_dir)
+        clear_stage()
         raise fault from None
     if parts[0].path != delivery.path:  # copies: were they copied from the hashed bytes?
         changed = changed_since_discovery(delivery, gone_is_fine=True)
         if changed is not None:
-            for folder in (*stage_folders(delivery, cfg, stage_dir), parts_dir):
-                remove_staged(folder)
+            clear_stage()
             raise FileRejected(CHANGED_AFTER_DISCOVERY, changed)
     return parts
 

@@ -282,6 +282,19 @@ UNREADABLE = "unreadable"
 NOT_JUDGED = (INTERNAL_ERROR, CHANGED_AFTER_DISCOVERY, UNREADABLE)
 
 
+@contextlib.contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the block in one transaction: committed at its end, rolled back if it raises."""
+    conn.execute("begin transaction")
+    try:
+        yield
+        conn.execute("commit")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            conn.execute("rollback")
+        raise
+
+
 def record_clinic_settings(
     conn: duckdb.DuckDBPyConnection, clinic_id: str, timezone: str, cadence_days: int
 ) -> None:
@@ -295,18 +308,12 @@ def record_clinic_settings(
         return  # (two rows, which two first writers on DuckLake can leave, are rewritten)
 
     def once() -> None:
-        conn.execute("begin transaction")
-        try:
+        with transaction(conn):
             conn.execute("delete from clinic_settings where clinic_id = ?", [clinic_id])
             conn.execute(
                 "insert into clinic_settings values (?, ?, ?, now())",
                 [clinic_id, timezone, cadence_days],
             )
-            conn.execute("commit")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                conn.execute("rollback")
-            raise
 
     if _ducklake_selected():  # other clinics' writers commit beside this one
         from pipelines import ducklake
