@@ -75,29 +75,39 @@ def recipients_for(
     return [team] if team else ops
 
 
-def failure_message(facts: FailureFacts, sender: str, recipients: list[str]) -> EmailMessage:
-    """The failure notice: subject names DAG and task, body the error, try and log address."""
+def _notice(subject: str, sender: str, recipients: list[str], lines: list[str]) -> EmailMessage:
+    """A plain-text notice: `[Alliance Watch] <subject>`, the body one line per entry."""
     msg = EmailMessage()
-    msg["Subject"] = f"[Alliance Watch] failed: {facts.dag_id}.{facts.task_id}"
+    msg["Subject"] = f"[Alliance Watch] {subject}"
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
-    final = facts.try_number >= facts.max_tries
-    msg.set_content(
-        "\n".join(
-            [
-                f"DAG:    {facts.dag_id}",
-                f"Task:   {facts.task_id}",
-                f"Run:    {facts.run_id}",
-                f"Try:    {facts.try_number} of {facts.max_tries}"
-                + ("" if final else " (Airflow will retry)"),
-                f"Error:  {facts.error}",
-                f"Log:    {facts.log_url or '(no log address configured)'}",
-                "",
-                "What to do: docs/operations.md, section 'Troubleshooting'.",
-            ]
-        )
-    )
+    msg.set_content("\n".join(lines))
     return msg
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def failure_message(facts: FailureFacts, sender: str, recipients: list[str]) -> EmailMessage:
+    """The failure notice: subject names DAG and task, body the error, try and log address."""
+    final = facts.try_number >= facts.max_tries
+    return _notice(
+        f"failed: {facts.dag_id}.{facts.task_id}",
+        sender,
+        recipients,
+        [
+            f"DAG:    {facts.dag_id}",
+            f"Task:   {facts.task_id}",
+            f"Run:    {facts.run_id}",
+            f"Try:    {facts.try_number} of {facts.max_tries}"
+            + ("" if final else " (Airflow will retry)"),
+            f"Error:  {facts.error}",
+            f"Log:    {facts.log_url or '(no log address configured)'}",
+            "",
+            "What to do: docs/operations.md, section 'Troubleshooting'.",
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -112,25 +122,21 @@ class StaleFeed:
 
 def freshness_message(feed: StaleFeed, sender: str, recipients: list[str]) -> EmailMessage:
     """The late-feed notice to the clinic's data team."""
-    msg = EmailMessage()
-    msg["Subject"] = f"[Alliance Watch] no new export from {feed.clinic_id}"
-    msg["From"] = sender
-    msg["To"] = ", ".join(recipients)
     last = feed.last_received or "never"
     late = "" if feed.days_late is None else f" ({feed.days_late:.1f} days past the cadence)"
-    msg.set_content(
-        "\n".join(
-            [
-                f"Clinic:          {feed.clinic_id}",
-                f"Expected every:  {feed.cadence_days} days (cadence_days in the clinic config)",
-                f"Last delivery:   {last}{late}",
-                "",
-                "Please export the new sessions, write them to landing/<clinic_id>/, then write",
-                "the marker inbox/<clinic_id>.ready (docs/operations.md, 'Delivering files').",
-            ]
-        )
+    return _notice(
+        f"no new export from {feed.clinic_id}",
+        sender,
+        recipients,
+        [
+            f"Clinic:          {feed.clinic_id}",
+            f"Expected every:  {feed.cadence_days} days (cadence_days in the clinic config)",
+            f"Last delivery:   {last}{late}",
+            "",
+            "Please export the new sessions, write them to landing/<clinic_id>/, then write",
+            "the marker inbox/<clinic_id>.ready (docs/operations.md, 'Delivering files').",
+        ],
     )
-    return msg
 
 
 def deliver(
@@ -185,13 +191,6 @@ def receipt_message(
         by_status[str(f["status"])] = by_status.get(str(f["status"]), 0) + 1
     rejected = by_status.get("rejected", 0)
     held = sum(_n(f.get("rows_quarantined")) for f in files)
-    msg = EmailMessage()
-    msg["Subject"] = (
-        f"[Alliance Watch] {clinic_id}: {len(files)} file{'s' if len(files) != 1 else ''} "
-        f"received, {rejected} rejected, {held} row{'s' if held != 1 else ''} held back"
-    )
-    msg["From"] = sender
-    msg["To"] = ", ".join(recipients)
     counts = ", ".join(
         f"{n} {_STATUS_WORDS.get(k, (k, k))[1]}" for k, n in sorted(by_status.items())
     )
@@ -234,8 +233,11 @@ def receipt_message(
         "explained in docs/validation.md. This receipt names files and reasons only, never a",
         "value from a file.",
     ]
-    msg.set_content("\n".join(lines))
-    return msg
+    subject = (
+        f"{clinic_id}: {_counted(len(files), 'file')} received, {rejected} rejected, "
+        f"{_counted(held, 'row')} held back"
+    )
+    return _notice(subject, sender, recipients, lines)
 
 
 def notify_receipt(
@@ -277,18 +279,13 @@ def notify_internal_errors(
     a fault of ours (`internal_error`): the run itself succeeds (the other files loaded), so no
     failure notice goes out, and the data team's receipt is not the place to fix it. None when
     there was no such file. The reason names an exception type and code location only."""
-    faults = [f for f in files if str(f.get("error") or "").startswith("internal_error:")]
+    from pipelines.warehouse import INTERNAL_ERROR
+
+    faults = [f for f in files if str(f.get("error") or "").startswith(f"{INTERNAL_ERROR}:")]
     if not faults:
         return None
     recipients = ops_recipients()
     settings = settings if settings is not None else smtp_settings_from_env()
-    msg = EmailMessage()
-    msg["Subject"] = (
-        f"[Alliance Watch] {clinic_id}: {len(faults)} file{'s' if len(faults) != 1 else ''} "
-        "held back by a fault in Alliance Watch"
-    )
-    msg["From"] = settings.sender if settings else DEFAULT_SENDER
-    msg["To"] = ", ".join(recipients)
     lines = [f"Clinic:  {clinic_id}", f"Run:     {run_id}", ""]
     for f in faults:
         lines += [str(f["file_name"]), f"  {f['error']}"]
@@ -297,5 +294,10 @@ def notify_internal_errors(
         "The run's other files loaded. Each file above is offered again with every run until it",
         "is prepared without error; the task log of the run's prepare step has the traceback.",
     ]
-    msg.set_content("\n".join(lines))
+    msg = _notice(
+        f"{clinic_id}: {_counted(len(faults), 'file')} held back by a fault in Alliance Watch",
+        settings.sender if settings else DEFAULT_SENDER,
+        recipients,
+        lines,
+    )
     return deliver(msg, recipients, settings)
