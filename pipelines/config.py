@@ -115,21 +115,47 @@ class WideLayout(_Strict):
         return out
 
 
+# Detection keys of earlier versions whose population floors the clinic's own calibration
+# replaced (docs/detection.md): a config that still sets one is told what to use instead.
+REMOVED_THRESHOLDS: dict[str, str] = {
+    "deflection_sd_floor": "min_drop_sd",
+    "part_sd_floor": "part_z",
+    "flag_min_drop": "min_drop_sd",
+}
+
+
 class Thresholds(_Strict):
     """Per-clinic overrides of detection parameters (docs/detection.md); None keeps the
-    literature default. Names match `pipelines.detect.DetectParams`."""
+    default. Names match `pipelines.detect.DetectParams`."""
 
     srs_cutoff: float | None = Field(default=None, ge=0, le=40)
     wai_cutoff: float | None = Field(default=None, ge=1, le=5)
     deflection_sd: float | None = Field(default=None, gt=0)
-    deflection_sd_floor: float | None = Field(default=None, gt=0)
-    part_sd_floor: float | None = Field(default=None, gt=0)
     flag_evidence: float | None = Field(default=None, gt=0)
-    flag_min_drop: float | None = Field(default=None, ge=0)
+    min_drop_sd: float | None = Field(default=None, ge=0)
+    part_z: float | None = Field(default=None, gt=0)
+    cusum_k: float | None = Field(default=None, ge=0)
+    cusum_h: float | None = Field(default=None, gt=0)
+    # share of alliance sessions the clinic wants flagged (e.g. 0.05); see docs/detection.md
+    alert_budget: float | None = Field(default=None, gt=0, lt=0.5)
+    budget_min_sessions: int | None = Field(default=None, ge=1)
     decline_sessions: int | None = Field(default=None, ge=3, le=5)
     decline_min_drop: float | None = Field(default=None, gt=0)
     min_history: int | None = Field(default=None, ge=1)
     ended_after_days: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, instead in REMOVED_THRESHOLDS.items():
+                if key in data:
+                    raise ValueError(
+                        f"thresholds.{key} was removed: detection now takes its floors from the "
+                        f"clinic's own data (docs/detection.md); delete the key, or set "
+                        f"thresholds.{instead} or thresholds.alert_budget instead"
+                    )
+        return data
 
 
 class ClinicConfig(_Strict):

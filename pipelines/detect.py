@@ -31,7 +31,10 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "detect"
 RELATIONS: tuple[str, ...] = (
     "alliance_series",
     "alliance_features",
+    "clinic_calibration",
     "symptom_context",
+    "rupture_scores",
+    "alert_thresholds",
     "rupture_signals",
     "episode_sessions",
     "flags",
@@ -41,7 +44,14 @@ RELATIONS: tuple[str, ...] = (
 # views DuckDB can fuse. rupture_signals stays a view: it is arithmetic on alliance_features, and
 # materializing its ~60 columns for every session cost more than computing them twice.
 MATERIALIZED: frozenset[str] = frozenset(
-    {"alliance_features", "symptom_context", "episode_sessions", "flags"}
+    {
+        "alliance_features",
+        "clinic_calibration",
+        "symptom_context",
+        "alert_thresholds",
+        "episode_sessions",
+        "flags",
+    }
 )
 
 # Which registry subscales make up the two parts of the alliance a repair conversation addresses:
@@ -104,19 +114,31 @@ class DetectParams:
 
     # instrument code -> concern cutoff on the total scale; missing = the registry's cutoff
     cutoffs: dict[str, float] = field(default_factory=dict)
-    # deflection: a drop below the running baseline of this many of the client's own SDs
-    # (Stiles et al. 2004: 2; Strauss et al. 2006: 1): the reason code `deflection`
+    # deflection reason: a drop below the running baseline of this many of the client's own
+    # (shrunk) SDs (Stiles et al. 2004: 2; Strauss et al. 2006: 1)
     deflection_sd: float = 2.0
-    # floor on the client's own SD of the total, as a fraction of the instrument's population SD,
-    # so a client with a flat history is not flagged for noise-sized dips
-    deflection_sd_floor: float = 0.5
-    # floor on the client's own SD of a part score, as a fraction of the item range
-    part_sd_floor: float = 0.2
-    # flag when total deflection + fallen-part deflection (own SDs) reaches this ...
-    flag_evidence: float = 2.75
-    # ... and the drop from the baseline is at least this share of the reliable change
-    flag_min_drop: float = 0.6
-    # sustained decline: fitted drop over this many sessions (3-5) of at least
+    # flag when z_total + z of the fallen part (both on the client's shrunk scale) reaches this
+    flag_evidence: float = 3.6
+    # ... and the drop from the baseline is at least this many of the clinic's pooled
+    # within-client SDs (so a client with a very flat history is not flagged for a dip the
+    # clinic's measurement noise makes)
+    min_drop_sd: float = 0.8
+    # a part has fallen (bond_drop / goal_task_drop, fallen_part) at this many of its own SDs
+    part_z: float = 2.0
+    # one-sided CUSUM of the standardized drops: reference value k and decision interval h
+    # (DOMAIN.md: k = 0.5, h = 2.5 gives ~69 rupture-free sessions per false alarm)
+    cusum_k: float = 0.5
+    cusum_h: float = 4.0
+    # share of alliance sessions the clinic wants flagged; None: the flag_evidence threshold
+    alert_budget: float | None = None
+    # earlier alliance sessions a clinic needs before its budget quantile replaces flag_evidence
+    budget_min_sessions: int = 300
+    # weight of the registry's prior within-client SD, in sessions, against the clinic's own
+    prior_sessions: int = 50
+    # prior weight d0 of the clinic's pooled variance against a client's own (Smyth 2004),
+    # before the clinic's own spread of client variances replaces it
+    prior_df: float = 4.0
+    # sustained decline reason: fitted drop over this many sessions (3-5) of at least
     # decline_min_drop x reliable change
     decline_sessions: int = 4
     decline_min_drop: float = 1.0
@@ -129,10 +151,14 @@ class DetectParams:
     def __post_init__(self) -> None:
         if self.decline_sessions not in (3, 4, 5):
             raise DetectError("decline_sessions must be 3, 4 or 5")
-        if self.deflection_sd <= 0 or self.deflection_sd_floor <= 0 or self.part_sd_floor <= 0:
-            raise DetectError("deflection_sd, deflection_sd_floor and part_sd_floor must be > 0")
-        if self.flag_evidence <= 0 or self.flag_min_drop < 0:
-            raise DetectError("flag_evidence must be > 0 and flag_min_drop >= 0")
+        if self.deflection_sd <= 0 or self.part_z <= 0 or self.flag_evidence <= 0:
+            raise DetectError("deflection_sd, part_z and flag_evidence must be > 0")
+        if self.min_drop_sd < 0 or self.cusum_k < 0 or self.cusum_h <= 0:
+            raise DetectError("min_drop_sd and cusum_k must be >= 0, cusum_h > 0")
+        if self.alert_budget is not None and not 0 < self.alert_budget < 0.5:
+            raise DetectError("alert_budget must be a share between 0 and 0.5, e.g. 0.05")
+        if self.budget_min_sessions < 1 or self.prior_sessions < 1 or self.prior_df <= 0:
+            raise DetectError("budget_min_sessions, prior_sessions >= 1 and prior_df > 0")
         if self.min_history < 1:
             raise DetectError("min_history must be at least 1")
         if self.decline_min_drop <= 0 or self.ended_after_days < 1:
@@ -218,10 +244,25 @@ def _params_frame(
                     **{f"bond_w{i + 1}": w for i, w in enumerate(bond_w)},
                     **{f"goal_task_w{i + 1}": w for i, w in enumerate(goal_task_w)},
                     "deflection_sd": p.deflection_sd,
-                    "sd_floor": p.deflection_sd_floor * ins.sd,
-                    "part_sd_floor": p.part_sd_floor * (ins.item_max - ins.item_min),
                     "flag_evidence": p.flag_evidence,
-                    "flag_min_drop": p.flag_min_drop * rc,
+                    "min_drop_sd": p.min_drop_sd,
+                    "part_z": p.part_z,
+                    "cusum_k": p.cusum_k,
+                    "cusum_h": p.cusum_h,
+                    "alert_budget": p.alert_budget,
+                    "budget_min_sessions": p.budget_min_sessions,
+                    # the registry's priors, as variances, and their weight in sessions
+                    "prior_var_total": (ins.within_sd or ins.standard_error) ** 2,
+                    "prior_var_part": (ins.within_part_sd or ins.standard_error) ** 2,
+                    "prior_sessions": p.prior_sessions,
+                    "prior_df": p.prior_df,
+                    # the smallest variance a running variance is read as: a client whose
+                    # every score was equal has a variance below the scale's resolution
+                    "variance_floor": (
+                        ins.item_step if ins.scoring == "sum" else ins.item_step / ins.n_items
+                    )
+                    ** 2
+                    / 12,
                     "decline_sessions": p.decline_sessions,
                     "decline_min_drop": p.decline_min_drop * rc,
                     "min_history": p.min_history,
@@ -251,14 +292,49 @@ def _relation_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 
+# trigamma(x) for x >= 0.5: six steps of the recurrence trigamma(x) = trigamma(x + 1) + 1 / x^2,
+# then the asymptotic series (error < 1e-9); the calibration needs it for the sampling variance
+# of a log variance (Smyth 2004). DuckDB has no polygamma function.
+TRIGAMMA_MACRO = """
+create or replace temp macro aw_trigamma(x) as
+    1 / x ^ 2 + 1 / (x + 1) ^ 2 + 1 / (x + 2) ^ 2 + 1 / (x + 3) ^ 2 + 1 / (x + 4) ^ 2
+    + 1 / (x + 5) ^ 2
+    + 1 / (x + 6) + 1 / (2 * (x + 6) ^ 2) + 1 / (6 * (x + 6) ^ 3) - 1 / (30 * (x + 6) ^ 5)
+    + 1 / (42 * (x + 6) ^ 7)
+"""
+
+# Relations computed for every client of the clinics in scope: the clinic's calibration and
+# budget threshold rest on all its sessions. The rest are computed for the clients in scope.
+CLINIC_WIDE: tuple[str, ...] = RELATIONS[: RELATIONS.index("rupture_signals") + 1]
+CALIBRATION_COLUMNS: tuple[str, ...] = (
+    "clinic_id",
+    "instrument",
+    "week_start",
+    "n_calibration_sessions",
+    "pooled_var_total",
+    "pooled_var_bond",
+    "pooled_var_goal_task",
+    "prior_df_total",
+    "prior_df_bond",
+    "prior_df_goal_task",
+    "budget_threshold",
+)
+
+
+def _drop_any(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+    for kind in ("table", "view"):
+        # it may exist as the other kind, which the other iteration drops
+        with contextlib.suppress(duckdb.CatalogException):
+            conn.execute(f"drop {kind} if exists {name}")
+
+
 def _scope(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]] | None) -> None:
-    """`detect_scope_measurements` / `_appointments`: the rows of the clients to compute (views
-    over the whole tables for a full recompute, temp tables for an incremental one)."""
+    """`detect_scope_measurements` / `_appointments`: the rows of every client of the clinics
+    in scope (views over the whole tables for a full recompute, temp tables for an incremental
+    one): a clinic's calibration rests on all its sessions. `detect_scope` lists the clients
+    whose flags are recomputed (incremental only)."""
     for name in ("measurements", "appointments"):
-        for kind in ("table", "view"):
-            # it may exist as the other kind, which the other iteration drops
-            with contextlib.suppress(duckdb.CatalogException):
-                conn.execute(f"drop {kind} if exists detect_scope_{name}")
+        _drop_any(conn, f"detect_scope_{name}")
     if clients is None:
         conn.execute(
             "create or replace temp view detect_scope_measurements as select * from measurements"
@@ -267,35 +343,44 @@ def _scope(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]] | Non
             "create or replace temp view detect_scope_appointments as select * from appointments"
         )
         return
+    _set_scope_clients(conn, clients)
+    # materialized once: every relation that reads the scope then reads only these clinics'
+    # rows instead of probing the whole table again
+    for name in ("measurements", "appointments"):
+        conn.execute(
+            f"create or replace temp table detect_scope_{name} as "  # noqa: S608
+            f"select t.* from {name} as t "
+            "where t.clinic_id in (select distinct clinic_id from detect_scope)"
+        )
+
+
+def _set_scope_clients(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str, str]]) -> None:
     scope = pd.DataFrame(clients, columns=["clinic_id", "client_id"]).drop_duplicates()
     conn.register("detect_scope_frame", scope)
     conn.execute(
         "create or replace temp table detect_scope as "
-        "select clinic_id::varchar as clinic_id, client_id::varchar as client_id "
+        "select clinic_id::varchar as clinic_id, client_id::varchar as client_id, "
+        "hash(clinic_id::varchar, client_id::varchar) as client_key "
         "from detect_scope_frame"
     )
     conn.unregister("detect_scope_frame")
-    # materialized once: every relation that reads the scope then reads only these clients' rows
-    # instead of probing the whole table again
-    for name in ("measurements", "appointments"):
-        conn.execute(
-            f"create or replace temp table detect_scope_{name} as "  # noqa: S608
-            f"select t.* from {name} as t semi join detect_scope as s "
-            "on t.clinic_id = s.clinic_id and t.client_id = s.client_id"
-        )
 
 
-def build_relations(
+def _scope_signals(conn: duckdb.DuckDBPyConnection, scoped: bool) -> None:
+    """`detect_scoped_signals`: the sessions whose flags and episodes are (re)computed."""
+    conn.execute(
+        "create or replace temp view detect_scoped_signals as select s.* "
+        "from detect_rupture_signals as s"
+        + (" semi join detect_scope as k on s.client_key = k.client_key" if scoped else "")
+    )
+
+
+def _prepare(
     conn: duckdb.DuckDBPyConnection,
-    clients: list[tuple[str, str]] | None = None,
-    params: DetectParams | None = None,
-    clinic_params: dict[str, DetectParams] | None = None,
-    relations: tuple[str, ...] = RELATIONS,
+    clients: list[tuple[str, str]] | None,
+    params: DetectParams | None,
+    clinic_params: dict[str, DetectParams] | None,
 ) -> None:
-    """Create the temp relations `detect_<name>` of `sql/detect/` for the clients in scope.
-
-    The evaluation uses this to run `baseline_rules` over the same features as the detector.
-    """
     params = params or DetectParams()
     clinic_params = clinic_params or {}
     _scope(conn, clients)
@@ -312,13 +397,105 @@ def build_relations(
         "select * from detect_symptom_params_frame"
     )
     conn.unregister("detect_symptom_params_frame")
-    for name in relations:
+    conn.execute(TRIGAMMA_MACRO)
+
+
+def _create(conn: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
+    for name in names:
         kind = "table" if name in MATERIALIZED else "view"
         conn.execute(f"create or replace temp {kind} detect_{name} as {_relation_sql(name)}")
 
 
+def build_relations(
+    conn: duckdb.DuckDBPyConnection,
+    clients: list[tuple[str, str]] | None = None,
+    params: DetectParams | None = None,
+    clinic_params: dict[str, DetectParams] | None = None,
+    relations: tuple[str, ...] = RELATIONS,
+) -> None:
+    """Create the temp relations `detect_<name>` of `sql/detect/` for the clients in scope.
+
+    The evaluation uses this to run `baseline_rules` over the same features as the detector.
+    """
+    _prepare(conn, clients, params, clinic_params)
+    for name in relations:
+        _create(conn, (name,))
+        if name == "rupture_signals":
+            _scope_signals(conn, scoped=clients is not None)
+
+
+def _calibration_frame_sql() -> str:
+    """The calibration just computed, with names, in CALIBRATION_COLUMNS order."""
+    return """
+        select
+            p.clinic_id,
+            p.instrument,
+            c.week_start,
+            c.n_calibration_sessions,
+            c.pooled_var_total,
+            c.pooled_var_bond,
+            c.pooled_var_goal_task,
+            c.prior_df_total,
+            c.prior_df_bond,
+            c.prior_df_goal_task,
+            t.budget_threshold
+        from detect_clinic_calibration as c
+        inner join detect_params as p
+            on c.param_key = p.param_key
+        left join (
+            select
+                param_key,
+                week_start,
+                any_value(clinic_threshold) as budget_threshold
+            from detect_alert_thresholds
+            group by all
+        ) as t
+            on c.param_key = t.param_key
+            and c.week_start = t.week_start
+    """
+
+
+def _calibration_moved(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """Clients of the clinics in scope whose flags a changed calibration moves: those with an
+    alliance session in or after the earliest week whose calibration differs from the one
+    stored by the last detection (late or corrected data of an earlier week). In the usual
+    weekly delivery no earlier week changes and this is empty."""
+    cols = CALIBRATION_COLUMNS[3:]
+    differs = " or ".join(f"n.{c} is distinct from o.{c}" for c in cols)
+    rows = conn.execute(
+        f"""
+        with new as ({_calibration_frame_sql()}),
+        old as (
+            select * from detect_calibration
+            where clinic_id in (select distinct clinic_id from detect_scope)
+        ),
+        changed as (
+            select
+                coalesce(n.clinic_id, o.clinic_id) as clinic_id,
+                coalesce(n.instrument, o.instrument) as instrument,
+                min(coalesce(n.week_start, o.week_start)) as first_week
+            from new as n
+            full outer join old as o
+                on n.clinic_id = o.clinic_id
+                and n.instrument = o.instrument
+                and n.week_start = o.week_start
+            where n.clinic_id is null or o.clinic_id is null or {differs}
+            group by all
+        )
+        select distinct m.clinic_id, m.client_id
+        from detect_scope_measurements as m
+        inner join changed as c
+            on m.clinic_id = c.clinic_id
+            and m.instrument = c.instrument
+            and m.session_date >= c.first_week
+        """  # noqa: S608
+    ).fetchall()
+    return [(str(c), str(k)) for c, k in rows]
+
+
 def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
     """Drop every temp relation build_relations() may have created."""
+    conn.execute("drop view if exists detect_scoped_signals")
     for name in (*reversed(RELATIONS), "baseline_rules"):
         kind = "table" if name in MATERIALIZED else "view"
         conn.execute(f"drop {kind} if exists detect_{name}")
@@ -504,37 +681,58 @@ def _detect(
     clinic_params: dict[str, DetectParams] | None,
     start: float,
 ) -> DetectSummary:
-    build_relations(conn, clients, params, clinic_params)
+    _prepare(conn, clients, params, clinic_params)
+    _create(conn, CLINIC_WIDE)
+    if clients is not None:
+        moved = _calibration_moved(conn)
+        if moved:
+            _set_scope_clients(conn, sorted(set(clients) | set(moved)))
+    _scope_signals(conn, scoped=clients is not None)
+    _create(conn, RELATIONS[len(CLINIC_WIDE) :])
     _check_series_keys(conn)
 
+    scoped = clients is not None
     conn.execute("begin transaction")
     try:
-        _replace_rows(conn, "flags", FLAG_KEY, FLAG_COLUMNS, scoped=clients is not None)
-        _replace_rows(
-            conn,
-            "alert_episodes",
-            ("alert_episode_id",),
-            EPISODE_COLUMNS,
-            scoped=clients is not None,
-        )
+        _replace_rows(conn, "flags", FLAG_KEY, FLAG_COLUMNS, scoped=scoped)
+        _replace_rows(conn, "alert_episodes", ("alert_episode_id",), EPISODE_COLUMNS, scoped=scoped)
         # a DuckLake table has no now() default: new flags get their time here, in the same
         # transaction (a no-op on the embedded file, whose default already set it)
         conn.execute("update flags set detected_at = now() where detected_at is null")
+        conn.execute(
+            "delete from detect_calibration"  # noqa: S608
+            + (
+                " where clinic_id in (select distinct clinic_id from detect_scope_measurements)"
+                if scoped
+                else ""
+            )
+        )
+        conn.execute(
+            f"insert into detect_calibration ({', '.join(CALIBRATION_COLUMNS)}) "
+            + _calibration_frame_sql()
+        )
         conn.execute("commit")
     except Exception:
         conn.execute("rollback")
         raise
 
+    scoped_features = (
+        "select f.client_key from detect_alliance_features as f "
+        "semi join detect_scope as k on f.client_key = k.client_key"
+        if scoped
+        else "select client_key from detect_alliance_features"
+    )
     stats = conn.execute(
-        """
+        f"""
+        with scoped_features as ({scoped_features})
         select
-            (select count(distinct client_key) from detect_alliance_features),
-            (select count(*) from detect_alliance_features),
+            (select count(distinct client_key) from scoped_features),
+            (select count(*) from scoped_features),
             count(*),
             count(*) filter (where is_new),
             count(*) filter (where alert_kind = 'escalated')
         from detect_flags
-        """
+        """  # noqa: S608
     ).fetchone()
     assert stats is not None
     episodes = dict(

@@ -47,6 +47,13 @@ class Instrument:
     item_labels: tuple[str, ...] = ()
     published_rc: float | None = None  # as quoted in the literature, for the docs only
     missing_items_allowed: int = 0  # no silent imputation: any missing item invalidates
+    # Detection priors (alliance instruments): the typical client's within-client SD of the
+    # total and of a part score (per-item mean) from session to session. A clinic's own data
+    # replaces them within weeks (sql/detect/clinic_calibration.sql); they only carry a new
+    # clinic's first sessions. See `within_sd_source`.
+    within_sd: float | None = None
+    within_part_sd: float | None = None
+    within_sd_source: str = ""
 
     @property
     def total_min(self) -> float:
@@ -109,6 +116,13 @@ INSTRUMENTS: dict[str, Instrument] = {
         citation="Duncan et al. (2003), J Brief Therapy 3(1):3-12",
         subscales={"relationship": (1,), "goals": (2,), "approach": (3,), "overall": (4,)},
         item_labels=("relationship", "goals and topics", "approach or method", "overall"),
+        within_sd=1.2,
+        within_part_sd=0.5,
+        within_sd_source=(
+            "geometric middle of the plausible within-client SD of the total, 0.3-3.5 points, "
+            "log-normal across clients (test-retest .54-.70, Duncan et al. 2003 and a 2020 "
+            "review of 12 studies; ceiling effects, Meier & Feeley 2022)"
+        ),
     ),
     "WAI-SR": Instrument(
         code="WAI-SR",
@@ -127,6 +141,12 @@ INSTRUMENTS: dict[str, Instrument] = {
         default_version="1.0",
         citation="Hatcher & Gillaspy (2006), Psychotherapy Research 16(1):12-25",
         subscales={"goal": (4, 6, 8, 11), "task": (1, 2, 10, 12), "bond": (3, 5, 7, 9)},
+        within_sd=0.2,
+        within_part_sd=0.3,
+        within_sd_source=(
+            "middle of the plausible within-client SD of the mean, 0.1-0.4 (outpatient SD ~0.7, "
+            "alpha ~.90, Hatcher & Gillaspy 2006; session-to-session share as for the SRS)"
+        ),
     ),
     "ORS": Instrument(
         code="ORS",

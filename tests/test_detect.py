@@ -156,7 +156,11 @@ def test_disengagement_and_symptom_deterioration_raise_severity(
     add_appointment(wh, "w", START + dt.timedelta(days=7 * 4 + 3), "no_show")
     for s, phq in enumerate([12, 11, 11, 12, 19, 19], start=1):
         add_measure(wh, "w", "PHQ-9", s, phq)
-    add_srs(wh, "calm", [STEADY] * 4 + [(9.5, 8.8, 8.8, 9.2)])  # a 2.8-point dip: no flag
+    # a client whose scores swing by ~4 points from session to session: a 1-point dip below
+    # their mean is their usual noise, no flag (a client always at 39.1 who falls to 36.3 is
+    # flagged: DOMAIN.md, "a client who always scores 40 and drops to 37 is a signal")
+    noisy = [(9.0, 8.5, 8.8, 9.0), (9.8, 9.9, 9.6, 9.9), (8.9, 9.0, 8.6, 8.8), (9.9, 9.8, 9.9, 9.8)]
+    add_srs(wh, "calm", [*noisy, (9.5, 8.8, 8.8, 9.2)])
     detect(wh)
     fl = flags(wh, "w")
     assert "symptom_deterioration" in fl[0]["reasons"]
@@ -226,7 +230,9 @@ def test_incremental_equals_full_recompute(tmp_path: Path) -> None:
             first_session=n[0] + 1,
         )
     summary = detect(inc, clients=[("c1", c) for c in touched])
-    assert summary.clients == 3
+    # the new sessions fall in weeks where other clients have later sessions: the clinic's
+    # calibration of those later weeks moved, so their clients are recomputed too
+    assert summary.clients > 3
     incremental_flags = inc.execute(FLAG_VIEW).df()
     incremental_episodes = inc.execute("select * from alert_episodes order by 1").df()
     detect(inc)
@@ -380,3 +386,56 @@ def test_a_load_for_one_client_lets_detection_end_the_others_dropped_out_episode
     assert ended_now > 0
     # only the clients whose episode ended were added, not every open one
     assert summary["clients_with_open_episodes"] == ended_now
+
+
+def test_a_load_of_the_newest_week_recomputes_only_its_clients(tmp_path: Path) -> None:
+    """Calibration of week W uses only earlier weeks: sessions after every stored one change no
+    stored calibration, so incremental detection recomputes exactly the clients loaded, and
+    still equals a full recompute."""
+    inc = connect(tmp_path / "inc.duckdb")
+    migrate(inc)
+    _random_cohort(inc, 30, seed=5)
+    detect(inc)
+    last = inc.execute("select max(session_date) from measurements").fetchone()
+    assert last is not None
+    touched = ["r1", "r2"]
+    for client in touched:
+        n = inc.execute(
+            "select max(session_number) from measurements where client_id = ?", [client]
+        ).fetchone()
+        assert n is not None
+        add_srs(
+            inc,
+            client,
+            [(4.0, 8.0, 8.0, 7.0)],
+            start=last[0] + dt.timedelta(days=14),
+            first_session=n[0] + 1,
+        )
+    summary = detect(inc, clients=[("c1", c) for c in touched])
+    assert summary.clients == 2
+    incremental_flags = inc.execute(FLAG_VIEW).df()
+    calibration = inc.execute("select * from detect_calibration order by all").df()
+    detect(inc)
+    assert inc.execute(FLAG_VIEW).df().equals(incremental_flags)
+    assert inc.execute("select * from detect_calibration order by all").df().equals(calibration)
+
+
+def test_alert_budget_sets_the_clinics_flag_rate(tmp_path: Path) -> None:
+    """With `alert_budget`, each clinic's threshold is its own quantile of earlier flag scores:
+    a quiet and a noisy clinic both get about the rate they chose."""
+    from pipelines.grid import load_world
+    from pipelines.worlds import World
+
+    stable = World(name="budget_stable", sd_median=0.5, sd_log_spread=0.3, n_clients=250)
+    noisy = World(name="budget_noisy", sd_median=2.6, sd_log_spread=0.3, n_clients=250)
+    for world in (stable, noisy):
+        conn, _truth = load_world(world, [7])
+        try:
+            detect(conn, params=DetectParams(alert_budget=0.05))
+            rate = conn.execute(
+                "select (select count(*) from flags) / (select count(*) from measurements)"
+            ).fetchone()
+            assert rate is not None
+            assert 0.04 <= rate[0] <= 0.07, (world.name, rate[0])
+        finally:
+            conn.close()

@@ -1,6 +1,8 @@
 -- Per alliance session, what was known up to and including that session: the previous score,
 -- the client's own running baseline (mean and SD of every earlier session), part baselines and
--- SDs, and missed appointments since the previous session. One window pass over
+-- SDs, missed appointments since the previous session, and what the clinic's calibration
+-- (clinic_calibration) pools: each session's one-step prediction residual against the client's
+-- own baseline, and the week the session falls in. One window pass over
 -- narrow rows; every frame ends at the current row and every appointment counted is dated before
 -- the session (no look-ahead).
 with series as (
@@ -87,7 +89,16 @@ features as (
         w.baseline_bond_sd,
         w.baseline_goal_task_sd,
         -- none counted before a first session
-        coalesce(c.n_missed, 0) as n_missed_since_previous
+        coalesce(c.n_missed, 0) as n_missed_since_previous,
+        -- the calibration period: a session is judged with what the clinic's sessions of
+        -- earlier weeks show
+        date_trunc('week', w.session_date)::date as week_start,
+        -- squared one-step prediction residuals, scaled so that their expectation is the
+        -- client's within-client variance: (x - mean of n earlier) ^ 2 * n / (n + 1)
+        (w.total - w.baseline_total) ^ 2 * w.n_prior / (w.n_prior + 1) as u_total,
+        (w.bond_score - w.baseline_bond) ^ 2 * w.n_prior / (w.n_prior + 1) as u_bond,
+        (w.goal_task_score - w.baseline_goal_task) ^ 2 * w.n_prior / (w.n_prior + 1)
+            as u_goal_task
     from windowed as w
     left join missed_counts as c
         on w.series_key = c.series_key

@@ -3,7 +3,8 @@
 -- alliance is back within reliable change of the baseline the latest flag fell from, for two
 -- sessions running (repaired). A flag inside an open episode escalates it when its severity is
 -- higher than every earlier flag of the episode. A session of an open episode that is not flagged
--- itself but is still reliably below that baseline is flagged as ongoing (low severity).
+-- itself but is still reliably below that baseline is flagged as ongoing (low severity), unless
+-- the clinic set an alert budget.
 --
 -- Two window passes over narrow rows of every session (each frame ends before or at the current
 -- session), then one over the few sessions kept: flags, ongoing sessions and repair points.
@@ -18,6 +19,7 @@ with signals as (
         baseline_total,
         reliable_change,
         n_missed_since_previous,
+        alert_budget,
         is_flag,
         case
             when not is_flag then 0
@@ -29,7 +31,7 @@ with signals as (
             when is_reliable_drop or is_deflection then 2
             else 1
         end as severity_rank
-    from detect_rupture_signals
+    from detect_scoped_signals
 ),
 
 context as (
@@ -174,7 +176,9 @@ select
     is_opening,
     is_escalation,
     is_ongoing,
-    is_flag or is_ongoing as is_flagged,
+    -- under an alert budget every flag row is one whose evidence passed the clinic's
+    -- threshold: sessions still below baseline keep the episode open but are no flag rows
+    is_flag or (is_ongoing and alert_budget is null) as is_flagged,
     is_disengagement,
     is_repair_point,
     opened_session

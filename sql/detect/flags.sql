@@ -77,7 +77,9 @@ declined as (
             s.n_prior >= s.decline_sessions - 1
             and -r.decline_slope * (s.decline_sessions - 1) >= s.decline_min_drop,
             false
-        ) as is_sustained_decline
+        )
+        -- or the CUSUM of the standardized drops crossed its decision interval
+        or s.is_cusum as is_sustained_decline
     from signals as s
     inner join (
         select
@@ -140,6 +142,11 @@ flag_rows as (
             'n_prior_sessions', s.n_prior,
             'flag_score', s.flag_score,
             'flag_evidence', s.flag_evidence,
+            'flag_threshold', s.flag_threshold,
+            'cusum', s.cusum,
+            'clinic_sd', s.clinic_sd,
+            'prior_df', s.prior_df_total,
+            'n_calibration_sessions', s.n_calibration_sessions,
             'z_total', s.z_total,
             'z_bond', s.z_bond,
             'z_goal_task', s.z_goal_task,

@@ -1,0 +1,197 @@
+-- The flag threshold of each clinic with an alert budget (`thresholds.alert_budget`: the share
+-- of alliance sessions it wants flagged), per instrument, week and stage of the course: the
+-- alert score (the flag score, or the CUSUM on its scale) above which that share of the
+-- clinic's alliance sessions of EARLIER weeks at the same stage fall, counting only candidates
+-- (a drop of at least the minimum size after enough history). So the clinic gets the alert rate
+-- it chose whatever its noise. The quantile is over the last 13 weeks (a quarter), so that it
+-- follows a clinic whose case mix moves.
+-- Stages (sessions before this one: 0-2, 3-4, 5-7, 8-11, 12+) are judged apart because ruptures
+-- and sustained declines grow more common as courses go on: a young clinic's earlier weeks hold
+-- mostly early sessions, and one threshold over all of them would lag behind. A stage with fewer
+-- than a fifth of `budget_min_sessions` earlier sessions uses the clinic's threshold over all
+-- stages; a clinic with fewer than `budget_min_sessions` has none, and the default evidence
+-- threshold applies (the prior). Scores are binned at 0.05: exact running quantiles cost
+-- minutes at scale.
+with scores as (
+    select
+        s.param_key,
+        s.week_start,
+        case
+            when s.n_prior < 3 then 0
+            when s.n_prior < 5 then 1
+            when s.n_prior < 8 then 2
+            when s.n_prior < 12 then 3
+            else 4
+        end as stage,
+        s.is_candidate,
+        s.alert_score
+    from detect_rupture_scores as s
+    inner join detect_params as p
+        on s.param_key = p.param_key
+    where p.alert_budget is not null
+),
+
+staged as (
+    -- stage -1: every stage together
+    select * from scores
+    union all
+    select * replace (-1 as stage) from scores
+),
+
+weeks as (
+    select distinct
+        param_key,
+        week_start
+    from scores
+),
+
+stages as (
+    select
+        w.param_key,
+        w.week_start,
+        s.stage
+    from weeks as w
+    cross join (select unnest([-1, 0, 1, 2, 3, 4]) as stage) as s
+),
+
+counts as (
+    select
+        param_key,
+        week_start,
+        stage,
+        count(*) as n_sessions
+    from staged
+    group by all
+),
+
+counts_before as (
+    select
+        g.param_key,
+        g.week_start,
+        g.stage,
+        coalesce(
+            sum(c.n_sessions) over (
+                partition by g.param_key, g.stage
+                order by g.week_start
+                rows between 13 preceding and 1 preceding
+            ),
+            0
+        ) as n_sessions_before,
+        coalesce(
+            sum(c.n_sessions) over (
+                partition by g.param_key, g.stage
+                order by g.week_start
+                rows between unbounded preceding and 1 preceding
+            ),
+            0
+        ) as n_history
+    from stages as g
+    left join counts as c
+        on g.param_key = c.param_key
+        and g.week_start = c.week_start
+        and g.stage = c.stage
+),
+
+bins as (
+    select
+        param_key,
+        week_start,
+        stage,
+        floor(least(greatest(alert_score, -50), 50) * 20)::integer as bin,
+        count(*) as n
+    from staged
+    where is_candidate and alert_score is not null
+    group by all
+),
+
+grid as (
+    select
+        g.param_key,
+        g.week_start,
+        g.stage,
+        b.bin,
+        coalesce(h.n, 0) as n
+    from stages as g
+    inner join (select distinct param_key, stage, bin from bins) as b
+        on g.param_key = b.param_key
+        and g.stage = b.stage
+    left join bins as h
+        on h.param_key = g.param_key
+        and h.week_start = g.week_start
+        and h.stage = g.stage
+        and h.bin = b.bin
+),
+
+earlier as (
+    select
+        *,
+        coalesce(
+            sum(n) over (
+                partition by param_key, stage, bin
+                order by week_start
+                rows between 13 preceding and 1 preceding
+            ),
+            0
+        ) as n_before
+    from grid
+),
+
+tails as (
+    -- candidates of earlier weeks scoring at or above each bin
+    select
+        *,
+        sum(n_before) over (
+            partition by param_key, week_start, stage
+            order by bin desc
+            rows between unbounded preceding and current row
+        ) as n_at_or_above
+    from earlier
+),
+
+stage_thresholds as (
+    select
+        c.param_key,
+        c.week_start,
+        c.stage,
+        c.n_sessions_before,
+        c.n_history,
+        -- the lowest bin whose tail stays within the budget; none qualifies: above all
+        coalesce(
+            min(t.bin) filter (where t.n_at_or_above <= p.alert_budget * c.n_sessions_before)
+            / 20.0,
+            50.0
+        ) as threshold
+    from counts_before as c
+    inner join detect_params as p
+        on c.param_key = p.param_key
+    left join tails as t
+        on c.param_key = t.param_key
+        and c.week_start = t.week_start
+        and c.stage = t.stage
+    group by all
+),
+
+thresholds as (
+    select
+        s.param_key,
+        s.week_start,
+        s.stage,
+        case
+            when a.n_history < p.budget_min_sessions then null
+            when s.n_sessions_before * 5 < p.budget_min_sessions then a.threshold
+            else s.threshold
+        end as budget_threshold,
+        -- the clinic's threshold over all stages, for the calibration record
+        case when a.n_history >= p.budget_min_sessions then a.threshold end
+            as clinic_threshold
+    from stage_thresholds as s
+    inner join stage_thresholds as a
+        on s.param_key = a.param_key
+        and s.week_start = a.week_start
+        and a.stage = -1
+    inner join detect_params as p
+        on s.param_key = p.param_key
+    where s.stage >= 0
+)
+
+select * from thresholds

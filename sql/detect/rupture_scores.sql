@@ -1,0 +1,178 @@
+-- Every alliance session with its standardized drops and flag score, on the client's own scale
+-- shrunk toward the clinic's (docs/detection.md):
+--   * the client's variance of the total (and of each part) over the n earlier sessions, s2, is
+--     shrunk toward the clinic's pooled within-client variance of the weeks before, sp2, with the
+--     clinic's prior weight d0 (empirical Bayes, Smyth 2004):
+--         v = (d0 * sp2 + (n - 1) * s2) / (d0 + n - 1)
+--     so a client with two sessions is judged mostly on the clinic's scale and one with twelve
+--     mostly on their own; a client at the ceiling who varies by half a point is judged on half
+--     a point, not on a population constant;
+--   * the scale of a new session's deviation from the running mean is sqrt(v * (1 + 1 / n));
+--   * z_total, z_bond, z_goal_task: the drop below the running baseline in that scale;
+--   * flag score: z_total + the z of the part that fell most (a rupture falls in one part of the
+--     alliance, Safran & Muran 2000; an off day lowers every item alike);
+--   * sustained change: a one-sided CUSUM of the standardized drops (k = cusum_k) catches a
+--     decline over several sessions that no single session shows.
+-- A drop smaller than `min_drop_sd` of the clinic's pooled within-client SD is never a
+-- candidate: its score enters the alert-budget histogram as "no candidate".
+with features as (
+    select * from detect_alliance_features
+),
+
+params as (
+    select * from detect_params
+),
+
+calibration as (
+    select * from detect_clinic_calibration
+),
+
+symptoms as (
+    select * from detect_symptom_context
+),
+
+measured as (
+    select
+        f.*,
+        p.cutoff,
+        p.reliable_change,
+        p.part_drop,
+        p.deflection_sd,
+        p.min_history,
+        p.flag_evidence,
+        p.min_drop_sd,
+        p.part_z,
+        p.cusum_k,
+        p.cusum_h,
+        p.alert_budget,
+        p.decline_sessions,
+        p.decline_min_drop,
+        c.n_calibration_sessions,
+        c.pooled_var_total,
+        c.prior_df_total,
+        c.prior_df_bond,
+        c.prior_df_goal_task,
+        s.deteriorated_instruments is not null as is_symptom_deterioration,
+        s.deteriorated_instruments,
+        f.previous_total - f.total as delta_previous,
+        f.baseline_total - f.total as delta_baseline,
+        f.baseline_bond - f.bond_score as delta_bond,
+        f.baseline_goal_task - f.goal_task_score as delta_goal_task,
+        -- shrunk variances (null before the second session: no running mean yet)
+        (
+            c.prior_df_total * c.pooled_var_total
+            + (f.n_prior - 1) * coalesce(f.baseline_sd ^ 2, 0)
+        ) / (c.prior_df_total + f.n_prior - 1) as shrunk_var_total,
+        (
+            c.prior_df_bond * c.pooled_var_bond
+            + (f.n_prior - 1) * coalesce(f.baseline_bond_sd ^ 2, 0)
+        ) / (c.prior_df_bond + f.n_prior - 1) as shrunk_var_bond,
+        (
+            c.prior_df_goal_task * c.pooled_var_goal_task
+            + (f.n_prior - 1) * coalesce(f.baseline_goal_task_sd ^ 2, 0)
+        ) / (c.prior_df_goal_task + f.n_prior - 1) as shrunk_var_goal_task,
+        sqrt(c.pooled_var_total) as clinic_sd,
+        sqrt(c.pooled_var_bond) as clinic_bond_sd,
+        sqrt(c.pooled_var_goal_task) as clinic_goal_task_sd
+    from features as f
+    inner join params as p
+        on f.param_key = p.param_key
+    inner join calibration as c
+        on f.param_key = c.param_key
+        and f.week_start = c.week_start
+    left join symptoms as s
+        on f.client_key = s.client_key
+        and f.session_number = s.session_number
+),
+
+scaled as (
+    select
+        *,
+        -- the deviation of one new session from a mean of n: predictive scale
+        case when n_prior >= 1 then sqrt(shrunk_var_total * (1 + 1 / n_prior)) end
+            as deflection_scale,
+        case when n_prior >= 1 then sqrt(shrunk_var_bond * (1 + 1 / n_prior)) end
+            as bond_scale,
+        case when n_prior >= 1 then sqrt(shrunk_var_goal_task * (1 + 1 / n_prior)) end
+            as goal_task_scale
+    from measured
+),
+
+moderated as (
+    -- moderated t statistics (Smyth 2004): the drop over its shrunk scale, with d0 + n - 1
+    -- degrees of freedom
+    select
+        *,
+        delta_baseline / nullif(deflection_scale, 0) as t_total,
+        delta_bond / nullif(bond_scale, 0) as t_bond,
+        delta_goal_task / nullif(goal_task_scale, 0) as t_goal_task,
+        prior_df_total + n_prior - 1 as df_total,
+        prior_df_bond + n_prior - 1 as df_bond,
+        prior_df_goal_task + n_prior - 1 as df_goal_task
+    from scaled
+),
+
+deflections as (
+    -- each t as the normal deviate of the same tail probability (Wallace 1959:
+    -- z = sign(t) sqrt(df ln(1 + t^2 / df)) (8 df + 1) / (8 df + 3)), so that a client with
+    -- two sessions, whose scale is still uncertain, needs a larger drop than one with twelve
+    select
+        *,
+        sign(t_total) * sqrt(df_total * ln(1 + t_total ^ 2 / df_total))
+        * (8 * df_total + 1) / (8 * df_total + 3) as z_total,
+        sign(t_bond) * sqrt(df_bond * ln(1 + t_bond ^ 2 / df_bond))
+        * (8 * df_bond + 1) / (8 * df_bond + 3) as z_bond,
+        sign(t_goal_task) * sqrt(df_goal_task * ln(1 + t_goal_task ^ 2 / df_goal_task))
+        * (8 * df_goal_task + 1) / (8 * df_goal_task + 3) as z_goal_task
+    from moderated
+),
+
+scored as (
+    select
+        *,
+        greatest(z_bond, z_goal_task) as z_part,
+        -- a part score is null when one of its items is missing: the total then counts twice
+        z_total + coalesce(greatest(z_bond, z_goal_task), z_total) as flag_score,
+        coalesce(n_prior >= min_history and delta_baseline >= min_drop_sd * clinic_sd, false)
+            as is_candidate
+    from deflections
+),
+
+running as (
+    -- C_t: the running sum of (z - k) up to and including this session
+    select
+        *,
+        sum(coalesce(z_total, 0) - cusum_k) over (
+            partition by series_key
+            order by session_number
+            rows between unbounded preceding and current row
+        ) as cusum_sum
+    from scored
+),
+
+cusum as (
+    -- one-sided CUSUM of the standardized drops, S_t = max(0, S_t-1 + z_t - k), in closed form:
+    -- S_t = C_t - min(0, min over j <= t of C_j)
+    select
+        *,
+        cusum_sum - least(
+            0,
+            min(cusum_sum) over (
+                partition by series_key
+                order by session_number
+                rows between unbounded preceding and current row
+            )
+        ) as cusum
+    from running
+),
+
+final as (
+    -- one score for the flag decision and the alert budget: the flag score, or the CUSUM on
+    -- the same scale (cusum_h maps to flag_evidence), whichever is stronger
+    select
+        * exclude (cusum_sum),
+        greatest(flag_score, cusum * flag_evidence / cusum_h) as alert_score
+    from cusum
+)
+
+select * from final
