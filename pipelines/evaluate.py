@@ -199,12 +199,39 @@ def format_table(results: dict[str, Scores]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warehouse", required=True, type=Path, help="DuckDB warehouse file")
-    parser.add_argument("--truth", required=True, type=Path, help="the simulator's truth.csv")
+    parser.add_argument("--warehouse", type=Path, help="DuckDB warehouse file")
+    parser.add_argument("--truth", type=Path, help="the simulator's truth.csv")
+    parser.add_argument(
+        "--grid",
+        action="store_true",
+        help="score detection over the grid of simulated worlds instead (docs/detection.md)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="with --grid: the seeds (default: the report seeds, not the tuning ones)",
+    )
+    parser.add_argument(
+        "--alert-budget",
+        type=float,
+        default=None,
+        help="with --grid: score with this alert budget (e.g. 0.05)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """`alliance-watch evaluate`: print the detector's and the deployed rules' scores."""
+    if args.grid:
+        from pipelines.grid import REPORT_SEEDS, format_grid, run_grid
+
+        params = DetectParams(alert_budget=args.alert_budget)
+        results = run_grid(seeds=args.seeds or REPORT_SEEDS, params=params)
+        print(format_grid(results))
+        return 0
+    if args.warehouse is None or args.truth is None:
+        raise TruthError("give --warehouse FILE and --truth FILE (or --grid)")
     from pipelines.warehouse import connect
 
     truth = load_truth(args.truth)

@@ -101,6 +101,7 @@ class CellScores:
     scores: Scores
     delay: float  # mean sessions from onset to the first flag, over ruptures flagged at all
     sessions_per_false_alert: float  # on rupture-free clients (not chronically low)
+    recall_active: float  # ruptures flagged at any session while active
     seconds: float
 
 
@@ -131,11 +132,16 @@ def load_world(
 
 def _delay_and_quiet(
     flags: pd.DataFrame, truth: pd.DataFrame, sessions: pd.DataFrame
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
+    """Mean detection delay (sessions), sessions per false alert on rupture-free clients, and
+    recall at any time while the rupture is active (onset to repair or last session)."""
     keys = ["clinic_id", "client_id", "instrument"]
     ruptures = truth[truth["kind"] == "rupture"]
     hits = ruptures.merge(flags, on=keys)
-    hits = hits[hits["session_number"] >= hits["onset_session"]]
+    end = hits["repaired_session"].fillna(hits["last_session"])
+    hits = hits[(hits["session_number"] >= hits["onset_session"]) & (hits["session_number"] <= end)]
+    n_active = len(hits[keys].drop_duplicates())
+    recall_active = n_active / len(ruptures) if len(ruptures) else math.nan
     first = hits.groupby(keys)["session_number"].min().reset_index()
     first = first.merge(ruptures[[*keys, "onset_session"]], on=keys)
     gaps = first["session_number"] - first["onset_session"]
@@ -145,7 +151,7 @@ def _delay_and_quiet(
     quiet = quiet[quiet["_merge"] == "left_only"]
     false = flags.merge(quiet[[*keys]].drop_duplicates(), on=keys)
     per = len(quiet) / len(false) if len(false) else math.inf
-    return delay, float(per)
+    return delay, float(per), float(recall_active)
 
 
 def score_cell(
@@ -161,8 +167,8 @@ def score_cell(
         out = []
         for method, flags in flagged_sessions(conn, params).items():
             s = score(flags, truth, sessions)
-            delay, quiet = _delay_and_quiet(flags, truth, sessions)
-            out.append(CellScores(world.name, method, s, delay, quiet, took))
+            delay, quiet, active = _delay_and_quiet(flags, truth, sessions)
+            out.append(CellScores(world.name, method, s, delay, quiet, active, took))
         return out
     finally:
         conn.close()
@@ -189,6 +195,7 @@ def run_grid(
                     "burden": r.scores.burden,
                     "delay": r.delay,
                     "sessions_per_false_alert": r.sessions_per_false_alert,
+                    "recall_active": r.recall_active,
                     "n_ruptures": r.scores.n_ruptures,
                     "seconds": r.seconds,
                 }
@@ -198,7 +205,15 @@ def run_grid(
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Per cell and method: the mean over seeds of each metric."""
-    metrics = ["recall", "precision", "f1", "burden", "delay", "sessions_per_false_alert"]
+    metrics = [
+        "recall",
+        "precision",
+        "f1",
+        "burden",
+        "delay",
+        "sessions_per_false_alert",
+        "recall_active",
+    ]
     return results.groupby(["cell", "method", "target"], sort=False)[metrics].mean().reset_index()
 
 
@@ -209,7 +224,7 @@ def format_grid(results: pd.DataFrame) -> str:
     rules = [m for m in METHODS if m != "detector"]
     lines = [
         f"{'cell':<28} {'recall':>6} {'prec':>6} {'F1':>6} {'burden':>6} {'delay':>5} "
-        f"{'quiet':>6} | " + " ".join(f"{m[:14]:>14}" for m in rules)
+        f"{'quiet':>6} {'active':>6} | " + " ".join(f"{m[:14]:>14}" for m in rules)
     ]
     for cell, row in det.iterrows():
         rule_f1 = [float(s[(s["cell"] == cell) & (s["method"] == m)]["f1"].iloc[0]) for m in rules]
@@ -217,7 +232,8 @@ def format_grid(results: pd.DataFrame) -> str:
         lines.append(
             f"{str(cell) + mark:<28} {row['recall']:>6.2f} {row['precision']:>6.2f} "
             f"{row['f1']:>6.2f} {row['burden']:>6.3f} {row['delay']:>5.2f} "
-            f"{row['sessions_per_false_alert']:>6.0f} | " + " ".join(f"{f:>14.2f}" for f in rule_f1)
+            f"{row['sessions_per_false_alert']:>6.0f} {row['recall_active']:>6.2f} | "
+            + " ".join(f"{f:>14.2f}" for f in rule_f1)
         )
     t = det[det["target"]]
     if len(t):

@@ -24,10 +24,14 @@ with scores as (
             else 4
         end as stage,
         s.is_candidate,
-        s.alert_score
+        -- the alert score: the flag score, or the CUSUM on its scale (rupture_signals)
+        greatest(s.flag_score, c.cusum * s.flag_evidence / s.cusum_h) as alert_score
     from detect_rupture_scores as s
     inner join detect_params as p
         on s.param_key = p.param_key
+    inner join detect_decline_cusum as c
+        on s.series_key = c.series_key
+        and s.session_number = c.session_number
     where p.alert_budget is not null
 ),
 

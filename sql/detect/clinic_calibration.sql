@@ -39,53 +39,45 @@ weeks as (
 ),
 
 entries as (
-    -- one row per session and measure (0 total, 1 bond, 2 goal/task); a client's running
-    -- variance enters the spread once it rests on 3 degrees of freedom or more
-    select
-        f.param_key,
-        f.week_start,
-        m.measure,
-        case m.measure when 0 then f.u_total when 1 then f.u_bond else f.u_goal_task end as u,
-        case
-            when f.n_prior >= 4 then
-                greatest(
-                    case m.measure
-                        when 0 then f.baseline_sd
-                        when 1 then f.baseline_bond_sd
-                        else f.baseline_goal_task_sd
-                    end ^ 2,
-                    p.variance_floor
-                )
-        end as s2,
-        f.n_prior - 1 as df
-    from features as f
-    inner join params as p
-        on f.param_key = p.param_key
-    cross join (select unnest([0, 1, 2]) as measure) as m
+    -- one narrow row per session and measure (0 total, 1 bond, 2 goal/task): the scaled
+    -- residual, and the running variance once it rests on 3 degrees of freedom or more
+    select param_key, week_start, 0 as measure, u_total as u,
+        case when n_prior >= 4 then baseline_sd ^ 2 end as s2, n_prior - 1 as df
+    from features
+    union all
+    select param_key, week_start, 1, u_bond,
+        case when n_prior >= 4 then baseline_bond_sd ^ 2 end, n_prior - 1
+    from features
+    union all
+    select param_key, week_start, 2, u_goal_task,
+        case when n_prior >= 4 then baseline_goal_task_sd ^ 2 end, n_prior - 1
+    from features
 ),
 
 bins as (
     -- kind 0: residuals (for the median), kind 1: log variances (for the quartiles)
     select
-        param_key,
-        week_start,
-        measure,
+        e.param_key,
+        e.week_start,
+        e.measure,
         0 as kind,
-        case when u <= 0 then -100000 else floor(log2(u) * 16)::integer end as bin,
+        case when e.u <= 0 then -100000 else floor(log2(e.u) * 16)::integer end as bin,
         count(*) as n
-    from entries
-    where u is not null
+    from entries as e
+    where e.u is not null
     group by all
     union all
     select
-        param_key,
-        week_start,
-        measure,
+        e.param_key,
+        e.week_start,
+        e.measure,
         1 as kind,
-        floor(log2(s2) * 16)::integer as bin,
+        floor(log2(greatest(e.s2, p.variance_floor)) * 16)::integer as bin,
         count(*) as n
-    from entries
-    where s2 is not null
+    from entries as e
+    inner join params as p
+        on e.param_key = p.param_key
+    where e.s2 is not null
     group by all
 ),
 
@@ -153,14 +145,19 @@ quantiles as (
 
 sampling as (
     -- mean sampling variance of a log variance with df degrees of freedom, trigamma(df / 2),
-    -- over the earlier weeks' sessions whose variance entered the spread
+    -- over the earlier weeks' sessions whose variance entered the spread (counted per df first:
+    -- df takes few values)
     select
         param_key,
         week_start,
         measure,
-        sum(aw_trigamma(df / 2.0)::decimal(18, 9)) as sum_trigamma
-    from entries
-    where s2 is not null
+        sum(n * aw_trigamma(df / 2.0)::decimal(18, 9)) as sum_trigamma
+    from (
+        select param_key, week_start, measure, df, count(*) as n
+        from entries
+        where s2 is not null
+        group by all
+    )
     group by all
 ),
 

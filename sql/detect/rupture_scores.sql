@@ -11,8 +11,6 @@
 --   * z_total, z_bond, z_goal_task: the drop below the running baseline in that scale;
 --   * flag score: z_total + the z of the part that fell most (a rupture falls in one part of the
 --     alliance, Safran & Muran 2000; an off day lowers every item alike);
---   * sustained change: a one-sided CUSUM of the standardized drops (k = cusum_k) catches a
---     decline over several sessions that no single session shows.
 -- A drop smaller than `min_drop_sd` of the clinic's pooled within-client SD is never a
 -- candidate: its score enters the alert-budget histogram as "no candidate".
 with features as (
@@ -136,43 +134,6 @@ scored as (
         coalesce(n_prior >= min_history and delta_baseline >= min_drop_sd * clinic_sd, false)
             as is_candidate
     from deflections
-),
-
-running as (
-    -- C_t: the running sum of (z - k) up to and including this session
-    select
-        *,
-        sum(coalesce(z_total, 0) - cusum_k) over (
-            partition by series_key
-            order by session_number
-            rows between unbounded preceding and current row
-        ) as cusum_sum
-    from scored
-),
-
-cusum as (
-    -- one-sided CUSUM of the standardized drops, S_t = max(0, S_t-1 + z_t - k), in closed form:
-    -- S_t = C_t - min(0, min over j <= t of C_j)
-    select
-        *,
-        cusum_sum - least(
-            0,
-            min(cusum_sum) over (
-                partition by series_key
-                order by session_number
-                rows between unbounded preceding and current row
-            )
-        ) as cusum
-    from running
-),
-
-final as (
-    -- one score for the flag decision and the alert budget: the flag score, or the CUSUM on
-    -- the same scale (cusum_h maps to flag_evidence), whichever is stronger
-    select
-        * exclude (cusum_sum),
-        greatest(flag_score, cusum * flag_evidence / cusum_h) as alert_score
-    from cusum
 )
 
-select * from final
+select * from scored

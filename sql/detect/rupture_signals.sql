@@ -14,7 +14,15 @@
 -- fell, and symptom deterioration. Disengagement and severity need the previous session's flag
 -- and are set in episode_sessions.
 with scores as (
-    select * from detect_rupture_scores
+    select
+        s.*,
+        c.cusum,
+        -- the flag score, or the CUSUM on its scale (cusum_h meets flag_evidence)
+        greatest(s.flag_score, c.cusum * s.flag_evidence / s.cusum_h) as alert_score
+    from detect_rupture_scores as s
+    inner join detect_decline_cusum as c
+        on s.series_key = c.series_key
+        and s.session_number = c.session_number
 ),
 
 thresholds as (

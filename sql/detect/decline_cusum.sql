@@ -1,0 +1,41 @@
+-- A one-sided CUSUM of each series' standardized drops (Page 1954), S_t = max(0, S_t-1 + z_t - k)
+-- with k = cusum_k: it catches a decline over several sessions that no single session shows.
+-- In closed form S_t = C_t - min(0, min over j <= t of C_j), C the running sum of (z - k): two
+-- window passes over narrow rows (a window sorts every column it carries), joined back by the
+-- signals.
+with drops as (
+    select
+        series_key,
+        session_number,
+        coalesce(z_total, 0) - cusum_k as step
+    from detect_rupture_scores
+),
+
+running as (
+    select
+        series_key,
+        session_number,
+        sum(step) over (
+            partition by series_key
+            order by session_number
+            rows between unbounded preceding and current row
+        ) as cusum_sum
+    from drops
+),
+
+cusum as (
+    select
+        series_key,
+        session_number,
+        cusum_sum - least(
+            0,
+            min(cusum_sum) over (
+                partition by series_key
+                order by session_number
+                rows between unbounded preceding and current row
+            )
+        ) as cusum
+    from running
+)
+
+select * from cusum
