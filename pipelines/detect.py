@@ -765,7 +765,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`alliance-watch detect`: full recompute of flags and alert episodes; prints a summary."""
+    """`alliance-watch detect`: full recompute of flags and alert episodes (clearing the
+    pending-detection ledger); prints a summary."""
     from pipelines.config import load_clinic_configs
     from pipelines.warehouse import connect, migrate
 
@@ -779,10 +780,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not ducklake.selected() and not args.warehouse.exists():
         raise DetectError(f"{args.warehouse}: warehouse file does not exist; run ingest first")
+    from pipelines.pending import detect_all
+
     conn = connect(args.warehouse)
     try:
         migrate(conn)
-        summary = detect(conn, clinic_params=clinic_params)
+        summary = detect_all(conn, clinic_params)  # and clears the pending-detection ledger
     finally:
         conn.close()
     episodes = ", ".join(f"{n} {k}" for k, n in sorted(summary.episodes.items())) or "none"

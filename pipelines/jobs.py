@@ -4,49 +4,84 @@ does one thing, closes it, and returns a small JSON-able summary."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pipelines.settings import Paths
 from pipelines.warehouse import open_warehouse, publish_snapshot
 
 
-def clients_from_events(extras: Iterable[dict[str, Any] | None]) -> list[tuple[str, str]] | None:
-    """The (clinic_id, client_id) pairs named by warehouse asset events; None = everyone
-    (no event, e.g. a manual run)."""
-    pairs: set[tuple[str, str]] = set()
-    any_event = False
-    for extra in extras:
-        if not extra:
-            continue
-        any_event = True
-        for pair in extra.get("clients", []):
-            clinic_id, client_id = pair
-            pairs.add((str(clinic_id), str(client_id)))
-    return sorted(pairs) if any_event else None
+def _clinic_params(paths: Paths) -> dict[str, Any]:
+    from pipelines.config import load_clinic_configs
+    from pipelines.detect import params_from_configs
+
+    configs, _errors = (
+        load_clinic_configs(paths.config_dir) if paths.config_dir.is_dir() else ({}, [])
+    )
+    return params_from_configs(configs)
+
+
+def _summary_dict(summary: Any, paths: Paths) -> dict[str, Any]:
+    out = summary.as_dict() if hasattr(summary, "as_dict") else dict(vars(summary))
+    out["snapshot"] = str(paths.snapshot)
+    return out
 
 
 def run_detection(paths: Paths, clients: list[tuple[str, str]] | None) -> dict[str, Any]:
     """Detect for the given clients (or all), then publish the analyst snapshot. The given
     clients come with every client of their clinics whose open episode the clinic's newer data
-    shows to have ended (`detect.with_open_episodes`)."""
-    from pipelines.config import load_clinic_configs
-    from pipelines.detect import detect, params_from_configs, with_open_episodes
+    shows to have ended (`detect.with_open_episodes`). The pending-detection ledger is left as
+    it is: `drain_detection` is what the DAG runs."""
+    from pipelines.detect import detect, with_open_episodes
 
-    configs, _errors = (
-        load_clinic_configs(paths.config_dir) if paths.config_dir.is_dir() else ({}, [])
-    )
-    clinic_params = params_from_configs(configs)
+    clinic_params = _clinic_params(paths)
     with open_warehouse(paths.warehouse) as conn:
         recompute = None if clients is None else with_open_episodes(conn, clients, clinic_params)
         summary = detect(conn, clients=recompute, clinic_params=clinic_params)
     publish_snapshot(paths.warehouse, paths.snapshot)
-    out = summary.as_dict() if hasattr(summary, "as_dict") else dict(vars(summary))
-    out["snapshot"] = str(paths.snapshot)
+    out = _summary_dict(summary, paths)
     out["clients_requested"] = "all" if clients is None else len(clients)
     out["clients_with_open_episodes"] = (
         0 if clients is None or recompute is None else len(recompute) - len(set(clients))
     )
+    return out
+
+
+def drain_detection(paths: Paths, full: bool = False) -> dict[str, Any]:
+    """Detect every client the loads queued in the pending-detection ledger (`pipelines.pending`),
+    whatever woke this run, plus the clients of their clinics whose open episode has ended
+    (`detect.with_open_episodes`); with `full`, every client. Then publish the analyst snapshot
+    and, last, delete the ledger rows this run read (rows queued meanwhile stay): a crash
+    anywhere before that only repeats the work, and the snapshot never misses a detection whose
+    rows left the ledger.
+
+    Nothing pending (and not `full`): returns at once with `detected` False, having detected
+    and published nothing. `clients`: the pairs the ledger named (None for `full`)."""
+    from pipelines import pending
+    from pipelines.detect import detect, with_open_episodes
+
+    with open_warehouse(paths.warehouse) as conn:
+        queued = pending.read(conn)
+        if not queued and not full:
+            return {"detected": False, "clients_requested": 0, "clients": []}
+        clinic_params = _clinic_params(paths)
+        if full:
+            recompute = None
+            summary = detect(conn, clinic_params=clinic_params)
+        else:
+            recompute = with_open_episodes(conn, queued.clients, clinic_params)
+            summary = detect(conn, clients=recompute, clinic_params=clinic_params)
+    publish_snapshot(paths.warehouse, paths.snapshot)
+    with open_warehouse(paths.warehouse) as conn:
+        cleared = pending.clear(conn, queued)
+    out = _summary_dict(summary, paths)
+    out["detected"] = True
+    out["clients_requested"] = "all" if full else len(queued.clients)
+    out["clients_with_open_episodes"] = (
+        0 if recompute is None else len(recompute) - len(queued.clients)
+    )
+    out["pending_rows_cleared"] = cleared
+    out["clients"] = None if full else [list(c) for c in queued.clients]
     return out
 
 

@@ -450,8 +450,9 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
 def record_quarantine_and_load(
     conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResult
 ) -> None:
-    """In the file's transaction, after its rows: its quarantined rows and its `loads` row
-    (with the clients it touched), for the embedded and the DuckLake loader alike."""
+    """In the file's transaction, after its rows: its quarantined rows, its `loads` row (with
+    the clients it touched) and those clients queued in `detection_pending`, for the embedded
+    and the DuckLake loader alike: detection cannot miss a load that committed."""
     if staged.quarantine_path is not None:
         conn.execute(
             """
@@ -466,6 +467,12 @@ def record_quarantine_and_load(
         "insert into loads values (?, ?, ?, ?, ?, now())",
         [r.load_id, r.clinic_id, r.sha256, r.clients_touched, r.rows_loaded],
     )
+    if r.clients_touched:
+        conn.execute(
+            "insert into detection_pending (clinic_id, client_id, load_id, queued_at) "
+            "select ?, unnest(?::varchar[]), ?, now()",
+            [r.clinic_id, r.clients_touched, r.load_id],
+        )
 
 
 # The steps of loading a measures file shared by the embedded and the DuckLake loader: the

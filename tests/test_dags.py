@@ -67,6 +67,9 @@ out["manual"] = run("ingest_alpha", {"files": ["measures_w1.csv"]})
 out["again"] = run("ingest_alpha", {"files": ["measures_w1.csv"]})
 out["rest"] = run("ingest_alpha")
 out["broken"] = run("ingest_gamma")
+# detection woken by no event at all (as when Airflow drops one): it drains the ledger
+out["detect"] = run("detect_ruptures")
+out["detect_again"] = run("detect_ruptures")
 print(json.dumps(out))
 """
 
@@ -257,6 +260,35 @@ def test_nothing_new_is_a_quiet_success_without_a_load(outcome: dict) -> None:
     assert again["state"] == "success"
     assert again["tis"]["discover"][0] == "success"
     assert again["tis"]["load"][0] == "skipped"  # no load, no warehouse event, no detection
+
+
+@pytest.mark.slow
+def test_detection_drains_every_load_whatever_woke_it(outcome: dict) -> None:
+    """Three loads of alpha (two ingest runs), and no asset event triggers detection: the run
+    still detects every client the loads queued, publishes them, and empties the ledger; a run
+    with nothing pending skips its work (no snapshot, no `warehouse.flags` event)."""
+    import duckdb
+
+    assert outcome["detect"]["tis"] == {
+        "detect": ["success", 1],
+        "notify_high_severity": ["success", 1],
+    }
+    home = Path(outcome["home"]) / "warehouse"
+    with duckdb.connect(str(home / "alliance.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from detection_pending").fetchone() == (0,)
+        loaded = con.execute(
+            "select distinct clinic_id, unnest(client_ids) from loads order by all"
+        ).fetchall()
+    assert loaded == [("alpha", "A001"), ("alpha", "A002"), ("alpha", "A003")]
+    snapshot = home / "snapshot" / "alliance_snapshot.duckdb"
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        flagged = con.execute("select distinct clinic_id, client_id from flags order by all")
+        assert flagged.fetchall() == [("alpha", "A001"), ("alpha", "A002")]
+    assert outcome["detect_again"]["state"] == "success"
+    assert outcome["detect_again"]["tis"] == {
+        "detect": ["skipped", 1],
+        "notify_high_severity": ["skipped", 0],
+    }
 
 
 @pytest.mark.slow

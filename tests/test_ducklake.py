@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import detect, ducklake
+from pipelines import detect, ducklake, pending
 from pipelines.warehouse import FileResult, StagedFile
 from tests.conftest import reachable
 
@@ -184,7 +184,13 @@ def test_two_clinics_loaded_at_once_match_the_embedded_warehouse(
 
     # detection on the lake, with the detection SQL as it is
     with ducklake.open_warehouse(catalog, data) as conn:
-        summary = detect.detect(conn)
+        # the two loaders, committing beside each other, each queued its clients for detection
+        loaded = conn.execute(
+            "select distinct clinic_id, unnest(client_ids) from loads order by all"
+        ).fetchall()
+        assert loaded and sorted(set(pending.read(conn).clients)) == loaded
+        summary = pending.detect_all(conn)  # a full recompute clears what it found pending
+        assert not pending.read(conn)
         # detect() stamps its flags' detected_at itself (the lake has no now() default)
         assert conn.execute("select count(*) from flags where detected_at is null").fetchall() == [
             (0,)

@@ -84,6 +84,7 @@ def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
     for table in ("measurements", "measurements_superseded", "flags", "alert_episodes"):
         assert table in before, table
     assert "quarantined_rows" in before and "loads" in before
+    assert "detection_pending" in before  # the correction queued the client for detection
     assert client.encode() in wh.read_bytes()  # so its absence afterwards means something
     with duckdb.connect(str(wh), read_only=True) as conn:
         others_before = conn.execute(
