@@ -119,12 +119,13 @@ class DetectParams:
     # deflection reason: a drop below the running baseline of this many of the client's own
     # (shrunk) SDs (Stiles et al. 2004: 2; Strauss et al. 2006: 1)
     deflection_sd: float = 2.0
-    # flag when z_total + z of the fallen part (both on the client's shrunk scale) reaches this
-    flag_evidence: float = 3.6
+    # flag when the strongest direction of the drop (the whole, or the whole with the part that
+    # fell against the rest, on the client's shrunk scale, as normal deviates) reaches this
+    flag_evidence: float = 2.3
     # ... and the drop from the baseline is at least this many of the clinic's pooled
     # within-client SDs (so a client with a very flat history is not flagged for a dip the
     # clinic's measurement noise makes)
-    min_drop_sd: float = 0.8
+    min_drop_sd: float = 0.5
     # a part has fallen (bond_drop / goal_task_drop, fallen_part) at this many of its own SDs
     part_z: float = 2.0
     # one-sided CUSUM of the standardized drops: reference value k and decision interval h
@@ -136,7 +137,7 @@ class DetectParams:
     # earlier alliance sessions a clinic needs before its budget quantile replaces flag_evidence
     budget_min_sessions: int = 300
     # weight of the registry's prior within-client SD, in sessions, against the clinic's own
-    prior_sessions: int = 50
+    prior_sessions: int = 20
     # prior weight d0 of the clinic's pooled variance against a client's own (Smyth 2004),
     # before the clinic's own spread of client variances replaces it
     prior_df: float = 4.0
@@ -256,6 +257,11 @@ def _params_frame(
                     # the registry's priors, as variances, and their weight in sessions
                     "prior_var_total": (ins.within_sd or ins.standard_error) ** 2,
                     "prior_var_part": (ins.within_part_sd or ins.standard_error) ** 2,
+                    # a part's deviation from the whole (the contrast) carries only the item
+                    # noise, not the session's shared swing: about half a part's variance
+                    "prior_var_contrast": 0.5 * (ins.within_part_sd or ins.standard_error) ** 2,
+                    # the total as a per-item mean, the scale of the part scores
+                    "per_item_scale": 1.0 / ins.n_items if ins.scoring == "sum" else 1.0,
                     "prior_sessions": p.prior_sessions,
                     "prior_df": p.prior_df,
                     # the smallest variance a running variance is read as: a client whose
@@ -319,6 +325,10 @@ CALIBRATION_COLUMNS: tuple[str, ...] = (
     "prior_df_total",
     "prior_df_bond",
     "prior_df_goal_task",
+    "pooled_var_bond_contrast",
+    "pooled_var_goal_task_contrast",
+    "prior_df_bond_contrast",
+    "prior_df_goal_task_contrast",
     "budget_threshold",
 )
 
@@ -440,6 +450,10 @@ def _calibration_frame_sql() -> str:
             c.prior_df_total,
             c.prior_df_bond,
             c.prior_df_goal_task,
+            c.pooled_var_bond_contrast,
+            c.pooled_var_goal_task_contrast,
+            c.prior_df_bond_contrast,
+            c.prior_df_goal_task_contrast,
             t.budget_threshold
         from detect_clinic_calibration as c
         inner join detect_params as p

@@ -31,7 +31,13 @@ windowed as (
         avg(bond_score) over w_prior as baseline_bond,
         avg(goal_task_score) over w_prior as baseline_goal_task,
         stddev_samp(bond_score) over w_prior as baseline_bond_sd,
-        stddev_samp(goal_task_score) over w_prior as baseline_goal_task_sd
+        stddev_samp(goal_task_score) over w_prior as baseline_goal_task_sd,
+        bond_contrast,
+        goal_task_contrast,
+        avg(bond_contrast) over w_prior as baseline_bond_contrast,
+        avg(goal_task_contrast) over w_prior as baseline_goal_task_contrast,
+        stddev_samp(bond_contrast) over w_prior as baseline_bond_contrast_sd,
+        stddev_samp(goal_task_contrast) over w_prior as baseline_goal_task_contrast_sd
     from series
     window
         w_series as (
@@ -88,6 +94,12 @@ features as (
         w.baseline_goal_task,
         w.baseline_bond_sd,
         w.baseline_goal_task_sd,
+        w.bond_contrast,
+        w.goal_task_contrast,
+        w.baseline_bond_contrast,
+        w.baseline_goal_task_contrast,
+        w.baseline_bond_contrast_sd,
+        w.baseline_goal_task_contrast_sd,
         -- none counted before a first session
         coalesce(c.n_missed, 0) as n_missed_since_previous,
         -- the calibration period: a session is judged with what the clinic's sessions of
@@ -98,7 +110,11 @@ features as (
         (w.total - w.baseline_total) ^ 2 * w.n_prior / (w.n_prior + 1) as u_total,
         (w.bond_score - w.baseline_bond) ^ 2 * w.n_prior / (w.n_prior + 1) as u_bond,
         (w.goal_task_score - w.baseline_goal_task) ^ 2 * w.n_prior / (w.n_prior + 1)
-            as u_goal_task
+            as u_goal_task,
+        (w.bond_contrast - w.baseline_bond_contrast) ^ 2 * w.n_prior / (w.n_prior + 1)
+            as u_bond_contrast,
+        (w.goal_task_contrast - w.baseline_goal_task_contrast) ^ 2 * w.n_prior / (w.n_prior + 1)
+            as u_goal_task_contrast
     from windowed as w
     left join missed_counts as c
         on w.series_key = c.series_key

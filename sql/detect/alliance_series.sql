@@ -57,11 +57,18 @@ series as (
         + case when p.goal_task_w10 > 0 then m.item_10 * p.goal_task_w10 else 0 end
         + case when p.goal_task_w11 > 0 then m.item_11 * p.goal_task_w11 else 0 end
         + case when p.goal_task_w12 > 0 then m.item_12 * p.goal_task_w12 else 0 end
-            as goal_task_score
+            as goal_task_score,
+        m.total * p.per_item_scale as total_per_item
     from measures as m
     inner join params as p
         on m.clinic_id = p.clinic_id
         and m.instrument = p.instrument
 )
 
-select * from series
+select
+    *,
+    -- each part against the whole, per item: the session's shared swing cancels, a fall in one
+    -- part does not
+    bond_score - total_per_item as bond_contrast,
+    goal_task_score - total_per_item as goal_task_contrast
+from series

@@ -1,6 +1,7 @@
 -- Each clinic's own scale for "a drop", per instrument and calendar week, from the clinic's
 -- sessions of EARLIER weeks only (no look-ahead: a session is judged with what was known before
--- its week began). Per measure (the total, the bond part, the goal/task part):
+-- its week began). Per measure (the total, the bond part, the goal/task part, and each part's
+-- contrast against the whole):
 --   * pooled_var: the clinic's pooled within-client variance, taken robustly (the median of the
 --     scaled one-step prediction residuals, over the median of chi-square with 1 df) so that
 --     ruptures in it do not inflate it; blended with the registry's prior by `prior_sessions`
@@ -21,9 +22,13 @@ with features as (
         u_total,
         u_bond,
         u_goal_task,
+        u_bond_contrast,
+        u_goal_task_contrast,
         baseline_sd,
         baseline_bond_sd,
-        baseline_goal_task_sd
+        baseline_goal_task_sd,
+        baseline_bond_contrast_sd,
+        baseline_goal_task_contrast_sd
     from detect_alliance_features
 ),
 
@@ -51,6 +56,14 @@ entries as (
     union all
     select param_key, week_start, 2, u_goal_task,
         case when n_prior >= 4 then baseline_goal_task_sd ^ 2 end, n_prior - 1
+    from features
+    union all
+    select param_key, week_start, 3, u_bond_contrast,
+        case when n_prior >= 4 then baseline_bond_contrast_sd ^ 2 end, n_prior - 1
+    from features
+    union all
+    select param_key, week_start, 4, u_goal_task_contrast,
+        case when n_prior >= 4 then baseline_goal_task_contrast_sd ^ 2 end, n_prior - 1
     from features
 ),
 
@@ -175,7 +188,7 @@ sampling_earlier as (
             0
         ) as sum_trigamma_before
     from weeks as w
-    cross join (select unnest([0, 1, 2]) as measure) as m
+    cross join (select unnest([0, 1, 2, 3, 4]) as measure) as m
     left join sampling as s
         on w.param_key = s.param_key
         and w.week_start = s.week_start
@@ -199,7 +212,7 @@ estimates as (
         ((v.q75_bin - v.q25_bin) / 16.0 * ln(2.0) / 1.349) ^ 2 as log_var_spread,
         s.sum_trigamma_before / nullif(v.n, 0) as mean_trigamma
     from weeks as w
-    cross join (select unnest([0, 1, 2]) as measure) as m
+    cross join (select unnest([0, 1, 2, 3, 4]) as measure) as m
     left join quantiles as r
         on w.param_key = r.param_key
         and w.week_start = r.week_start
@@ -240,7 +253,12 @@ blended as (
         d.n_residuals,
         (
             p.prior_sessions
-            * case d.measure when 0 then p.prior_var_total else p.prior_var_part end
+            * case d.measure
+                when 0 then p.prior_var_total
+                when 1 then p.prior_var_part
+                when 2 then p.prior_var_part
+                else p.prior_var_contrast
+            end
             + d.n_residuals * coalesce(d.residual_var, 0)
         ) / (p.prior_sessions + d.n_residuals) as pooled_var,
         (p.prior_sessions * p.prior_df + d.n_variances * coalesce(d.df_estimate, 0))
@@ -260,7 +278,11 @@ calibration as (
         max(pooled_var) filter (where measure = 2) as pooled_var_goal_task,
         max(prior_df) filter (where measure = 0) as prior_df_total,
         max(prior_df) filter (where measure = 1) as prior_df_bond,
-        max(prior_df) filter (where measure = 2) as prior_df_goal_task
+        max(prior_df) filter (where measure = 2) as prior_df_goal_task,
+        max(pooled_var) filter (where measure = 3) as pooled_var_bond_contrast,
+        max(pooled_var) filter (where measure = 4) as pooled_var_goal_task_contrast,
+        max(prior_df) filter (where measure = 3) as prior_df_bond_contrast,
+        max(prior_df) filter (where measure = 4) as prior_df_goal_task_contrast
     from blended
     group by param_key, week_start
 )

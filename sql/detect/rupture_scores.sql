@@ -9,8 +9,9 @@
 --     a point, not on a population constant;
 --   * the scale of a new session's deviation from the running mean is sqrt(v * (1 + 1 / n));
 --   * z_total, z_bond, z_goal_task: the drop below the running baseline in that scale;
---   * flag score: z_total + the z of the part that fell most (a rupture falls in one part of the
---     alliance, Safran & Muran 2000; an off day lowers every item alike);
+--   * flag score: the strongest direction of the drop: the whole, or the whole together with one
+--     part falling against the rest (a rupture falls in one part of the alliance, Safran &
+--     Muran 2000; an off day lowers every item alike);
 -- A drop smaller than `min_drop_sd` of the clinic's pooled within-client SD is never a
 -- candidate: its score enters the alert-budget histogram as "no candidate".
 with features as (
@@ -50,12 +51,16 @@ measured as (
         c.prior_df_total,
         c.prior_df_bond,
         c.prior_df_goal_task,
+        c.prior_df_bond_contrast,
+        c.prior_df_goal_task_contrast,
         s.deteriorated_instruments is not null as is_symptom_deterioration,
         s.deteriorated_instruments,
         f.previous_total - f.total as delta_previous,
         f.baseline_total - f.total as delta_baseline,
         f.baseline_bond - f.bond_score as delta_bond,
         f.baseline_goal_task - f.goal_task_score as delta_goal_task,
+        f.baseline_bond_contrast - f.bond_contrast as delta_bond_contrast,
+        f.baseline_goal_task_contrast - f.goal_task_contrast as delta_goal_task_contrast,
         -- shrunk variances (null before the second session: no running mean yet)
         (
             c.prior_df_total * c.pooled_var_total
@@ -69,6 +74,14 @@ measured as (
             c.prior_df_goal_task * c.pooled_var_goal_task
             + (f.n_prior - 1) * coalesce(f.baseline_goal_task_sd ^ 2, 0)
         ) / (c.prior_df_goal_task + f.n_prior - 1) as shrunk_var_goal_task,
+        (
+            c.prior_df_bond_contrast * c.pooled_var_bond_contrast
+            + (f.n_prior - 1) * coalesce(f.baseline_bond_contrast_sd ^ 2, 0)
+        ) / (c.prior_df_bond_contrast + f.n_prior - 1) as shrunk_var_bond_contrast,
+        (
+            c.prior_df_goal_task_contrast * c.pooled_var_goal_task_contrast
+            + (f.n_prior - 1) * coalesce(f.baseline_goal_task_contrast_sd ^ 2, 0)
+        ) / (c.prior_df_goal_task_contrast + f.n_prior - 1) as shrunk_var_goal_task_contrast,
         sqrt(c.pooled_var_total) as clinic_sd,
         sqrt(c.pooled_var_bond) as clinic_bond_sd,
         sqrt(c.pooled_var_goal_task) as clinic_goal_task_sd
@@ -92,7 +105,11 @@ scaled as (
         case when n_prior >= 1 then sqrt(shrunk_var_bond * (1 + 1 / n_prior)) end
             as bond_scale,
         case when n_prior >= 1 then sqrt(shrunk_var_goal_task * (1 + 1 / n_prior)) end
-            as goal_task_scale
+            as goal_task_scale,
+        case when n_prior >= 1 then sqrt(shrunk_var_bond_contrast * (1 + 1 / n_prior)) end
+            as bond_contrast_scale,
+        case when n_prior >= 1 then sqrt(shrunk_var_goal_task_contrast * (1 + 1 / n_prior)) end
+            as goal_task_contrast_scale
     from measured
 ),
 
@@ -104,9 +121,13 @@ moderated as (
         delta_baseline / nullif(deflection_scale, 0) as t_total,
         delta_bond / nullif(bond_scale, 0) as t_bond,
         delta_goal_task / nullif(goal_task_scale, 0) as t_goal_task,
+        delta_bond_contrast / nullif(bond_contrast_scale, 0) as t_bond_contrast,
+        delta_goal_task_contrast / nullif(goal_task_contrast_scale, 0) as t_goal_task_contrast,
         prior_df_total + n_prior - 1 as df_total,
         prior_df_bond + n_prior - 1 as df_bond,
-        prior_df_goal_task + n_prior - 1 as df_goal_task
+        prior_df_goal_task + n_prior - 1 as df_goal_task,
+        prior_df_bond_contrast + n_prior - 1 as df_bond_contrast,
+        prior_df_goal_task_contrast + n_prior - 1 as df_goal_task_contrast
     from scaled
 ),
 
@@ -121,7 +142,14 @@ deflections as (
         sign(t_bond) * sqrt(df_bond * ln(1 + t_bond ^ 2 / df_bond))
         * (8 * df_bond + 1) / (8 * df_bond + 3) as z_bond,
         sign(t_goal_task) * sqrt(df_goal_task * ln(1 + t_goal_task ^ 2 / df_goal_task))
-        * (8 * df_goal_task + 1) / (8 * df_goal_task + 3) as z_goal_task
+        * (8 * df_goal_task + 1) / (8 * df_goal_task + 3) as z_goal_task,
+        sign(t_bond_contrast)
+        * sqrt(df_bond_contrast * ln(1 + t_bond_contrast ^ 2 / df_bond_contrast))
+        * (8 * df_bond_contrast + 1) / (8 * df_bond_contrast + 3) as z_bond_contrast,
+        sign(t_goal_task_contrast)
+        * sqrt(df_goal_task_contrast * ln(1 + t_goal_task_contrast ^ 2 / df_goal_task_contrast))
+        * (8 * df_goal_task_contrast + 1) / (8 * df_goal_task_contrast + 3)
+            as z_goal_task_contrast
     from moderated
 ),
 
@@ -129,8 +157,16 @@ scored as (
     select
         *,
         greatest(z_bond, z_goal_task) as z_part,
-        -- a part score is null when one of its items is missing: the total then counts twice
-        z_total + coalesce(greatest(z_bond, z_goal_task), z_total) as flag_score,
+        -- the strongest direction of the drop, each a normal deviate under no rupture: the
+        -- whole fell (z_total), or the whole fell with one part falling against the rest
+        -- ((z_total + z_contrast) / sqrt 2: the contrast carries no shared session swing, so a
+        -- rupture in one part stands out of an off day that lowers every item alike); a part
+        -- with a missing item has no contrast and leaves the whole alone
+        greatest(
+            z_total,
+            (z_total + z_bond_contrast) / sqrt(2),
+            (z_total + z_goal_task_contrast) / sqrt(2)
+        ) as flag_score,
         coalesce(n_prior >= min_history and delta_baseline >= min_drop_sd * clinic_sd, false)
             as is_candidate
     from deflections
