@@ -483,7 +483,7 @@ def _prepare_part(
 
     dataset = str(delivery.dataset)
     raw = readers.read_raw(part.path, dataset, cfg)
-    deid.check_header(raw.header, dataset)
+    deid.check_header(raw.header, dataset, cfg.safe_columns)
     if part.line_offset:
         i = raw.table.schema.get_field_index("source_line")
         raw.table = raw.table.set_column(
@@ -751,7 +751,7 @@ def _expected_shape(column: str, cfg: ClinicConfig) -> str | None:
     if column in _SHAPES:
         return _SHAPES[column]
     if column in ("client_id", "clinician_id"):
-        return cfg.code_pattern.removeprefix("^").removesuffix("$")
+        return cfg.code_pattern_for(column).removeprefix("^").removesuffix("$")
     if column == "instrument":
         words = [*INSTRUMENTS, *cfg.instrument_values]
     elif column == "status":

@@ -1169,7 +1169,8 @@ def validate(
     )
     run_name = f"{re.sub(r'[^a-z0-9_]', '_', clinic)}__{_safe_name(source)}"
     parameters = {
-        "code_pattern": cfg.code_pattern,
+        "client_code_pattern": cfg.code_pattern_for("client_id"),
+        "clinician_code_pattern": cfg.code_pattern_for("clinician_id"),
         "min_date": pd.Timestamp(min_date),
         "max_date": pd.Timestamp(today),
     }
