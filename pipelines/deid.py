@@ -213,7 +213,8 @@ def check_header(header: list[str], dataset: str, safe: list[str] | tuple[str, .
 # Value patterns (RE2 syntax, for pyarrow.compute.match_substring_regex).
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _URL = r"(?i)(\b[a-z][a-z0-9+.-]*://|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|org|net|edu|gov|de|at|ch|uk|io|info)(/|\b))"
-_IPV4 = r"\b(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}\b"
+# (four parts exactly: not inside a longer dotted number such as "01.23.45.67.89")
+_IPV4 = r"(^|[^\d.])(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}($|[^\d.]|\.\D|\.$)"
 _IPV6 = r"(?i)(\b[0-9a-f]{1,4}(:[0-9a-f]{1,4}){7}\b|\b[0-9a-f]{0,4}(:[0-9a-f]{1,4})*::[0-9a-f]{1,4}(:[0-9a-f]{1,4})*\b)"
 _SSN = r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"
 # GPS coordinates: two signed decimals with at least four places (a pair, or one with a
@@ -254,7 +255,7 @@ _DASH = r"\-\x{2010}-\x{2015}\x{2212}"
 _SPACE = r"\s\x{00A0}\x{2007}\x{2009}\x{202F}"
 _PUNCT = rf"[{_SPACE}{_DASH}./()]"
 # A phone extension or a "Tel:" label around a number.
-_PHONE_LABEL = r"(?i)^\s*(tel|phone|fon|mobil|mobile|mob|handy|fax|t|m|f)\s*[.:]?\s*"
+_PHONE_LABEL = r"(?i)^\s*((tel|phone|fon|mobil|mobile|mob|handy|fax)\s*[.:]?|[tmf]\s*[.:])\s*"
 _PHONE_EXT = r"(?i)\s*[,;]?\s*(ext|extension|durchwahl|dw|poste|x|#)\s*[.:]?\s*\d{1,6}\s*$"
 # What a whole phone number is made of: digits, "+" and phone punctuation, nothing else.
 _PHONE_CHARS = rf"^[0-9+{_SPACE}{_DASH}./()]+$"

@@ -334,6 +334,26 @@ CANARY_VALUES = {
     "url": "https://canary.example.com/p",
     "ip": "203.0.113.77",
     "name": "Canary Janedoe",
+    # the guard's corpus families (tests/guard_corpus.py), one canary each
+    "phone_us": "(555) 867-5309",
+    "phone_fr": "+33 6 55 51 23 45",
+    "phone_jp": "03-5550-1234",
+    "phone_intl_bare": "+4930555012345",
+    "ipv6": "2001:db8::cafe:77",
+    "url_www": "www.canary-example.org/x",
+    "gps": "52.520008, 13.404954",
+    "address": "12 Canary Street",
+    "address_de": "Kanarienweg 7",
+    "dob": "14.03.1985",
+    "name_cyrillic": "Иван Канарейкин",
+    "name_greek": "Γιώργος Καναρίνης",
+}
+# where a date belongs a date is a date, and a name is withheld by shape outside code columns
+CANARY_FIELDS = {
+    "name": ["client_id", "clinician_id"],
+    "name_cyrillic": ["client_id", "clinician_id"],
+    "name_greek": ["client_id", "clinician_id"],
+    "dob": ["client_id", "clinician_id", "session_number", "instrument", "item_2", "total"],
 }
 FIELDS = [
     "client_id",
@@ -374,10 +394,10 @@ def test_identifier_canaries_appear_nowhere(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, landing = make_clinic(tmp_path)
-    lines = [HEADER, row(client="C2000", session=100)]
+    lines = [HEADER, row(client="C2000", session=1000)]
     session = 1
     for kind, value in CANARY_VALUES.items():
-        fields = ["client_id", "clinician_id"] if kind == "name" else FIELDS
+        fields = CANARY_FIELDS.get(kind, FIELDS)
         for field in fields:
             lines.append(_canary_row(field, value, session))
             session += 1
@@ -414,8 +434,14 @@ def test_identifier_canaries_appear_nowhere(
     digests = [p for p in outbox.rglob("*") if p.is_file()]
     assert digests, "no digest or data-team summary was written"
 
+    from pipelines.notify import receipt_message
+
+    receipt = receipt_message(
+        "ref_clinic", "run", [vars(r) for r in results.values()], "aw@example.org", ["t@x.org"]
+    )
     captured = capsys.readouterr()
     haystacks = {
+        "receipt": receipt.as_string(),
         "digests": "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in digests),
         "warehouse": _all_text(tmp_path),
         "logs": caplog.text + captured.out + captured.err,
