@@ -472,6 +472,26 @@ def test_rows_with_different_identifiers_are_quarantined_not_counted_as_copies(
     assert (r.rows_loaded, r.rows_quarantined, r.rows_duplicate) == (1, 3, 0)
 
 
+def test_redacted_codes_are_not_reported_as_duplicate_keys(tmp_path: Path) -> None:
+    """Every redacted code becomes "[redacted]": the key check must compare the codes as
+    delivered, so distinct identifiers in the code column give one reason each, not a false
+    duplicate_key_in_file; the same identifier twice with different values still conflicts."""
+    config, landing = make_clinic(tmp_path)
+    lines = [HEADER, row(client="C3500", session=1)]
+    lines += [row(client=f"jane.{i}@example.org", session=1) for i in range(3)]
+    lines += [row(client="(555) 010-2030", session=2, items=["2"] * 9)]
+    lines += [row(client="(555) 010-2030", session=2, items=["3"] * 9)]
+    write(landing, "measures_keys.csv", lines)
+    (r,) = ingest(tmp_path, config, landing).values()
+    assert (r.rows_loaded, r.rows_quarantined, r.rows_duplicate) == (1, 5, 0)
+    reasons = [
+        [x.split(":")[0] for x in rs]
+        for (rs,) in query(tmp_path, "select reasons from quarantined_rows order by line_number")
+    ]
+    assert reasons[:3] == [["identifier_in_field"]] * 3
+    assert reasons[3:] == [["duplicate_key_in_file", "identifier_in_field"]] * 2
+
+
 def test_a_file_with_only_bad_rows_still_stores_them_in_quarantine(tmp_path: Path) -> None:
     config, landing = make_clinic(tmp_path)
     write(landing, "measures_all_bad.csv", [HEADER, row(client="C3100", items=["1"] * 8)])
