@@ -444,11 +444,12 @@ def release_held_rows(
     back before (a row loaded then stays loaded). Returns False when there is nothing to load
     and the old verdict stands: then the ledger row is only marked as judged under the new
     fingerprint, and `staged.result` becomes `already_loaded` (a verdict that judged nothing,
-    `NOT_JUDGED`, leaves the row to be offered again)."""
+    `NOT_JUDGED`, is returned as it is and leaves the row to be offered again)."""
     r = staged.result
     if r.status == "rejected" and not (r.error or "").startswith("no_valid_rows"):
-        if split_code(r.error) not in NOT_JUDGED:
-            _mark_judged(conn, r)
+        if split_code(r.error) in NOT_JUDGED:
+            return False  # shown as it is (a fault is reported), judged again next run
+        _mark_judged(conn, r)
         r.status = "already_loaded"
         return False
     held = pa.table({"line_number": pa.array(prior.held_lines, pa.int64())})

@@ -110,6 +110,24 @@ def test_rows_the_old_guard_held_back_load_once_after_the_upgrade(
     assert query(wh, "select count(*) from measurements") == [(6,)]
 
 
+def test_a_file_the_old_guard_held_back_entirely_loads_after_the_upgrade(
+    tmp_path: Path, old_guard: pytest.MonkeyPatch
+) -> None:
+    """The issue's clinic with case-number codes: every row held back, the file rejected
+    (no_valid_rows); after the upgrade one run loads it all, the next loads nothing."""
+    config, landing = _clinic(tmp_path)
+    wh = tmp_path / "wh.duckdb"
+    _write(landing, "measures_2025.csv", [srs(f"K-2025-{n:05d}", 1) for n in range(50)])
+    (first,) = ingest_all(config, landing, wh)
+    assert (first.status, first.rows_quarantined) == ("rejected", 50)
+    old_guard.undo()
+    (again,) = ingest_all(config, landing, wh)
+    assert (again.status, again.rows_loaded, again.rows_quarantined) == ("loaded", 50, 0)
+    assert query(wh, "select count(*) from quarantined_rows") == [(0,)]
+    assert ingest_all(config, landing, wh) == []
+    assert query(wh, "select count(*) from measurements") == [(50,)]
+
+
 def test_a_corrected_config_releases_rows_and_the_receipt_says_so(tmp_path: Path) -> None:
     from pipelines.notify import receipt_message
 
