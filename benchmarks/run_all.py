@@ -50,6 +50,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "generate": ["benchmarks/bench_generate.py"],
     "detect": ["benchmarks/bench_detect.py"],
     "validate": ["benchmarks/bench_validate.py"],
+    "guard": ["benchmarks/bench_guard.py"],
 }
 QUICK = {
     "ingest_quick": [

@@ -34,8 +34,9 @@ MEASURE_KEYS: tuple[str, ...] = REFERENCE_MEASURE_COLUMNS
 WIDE_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "session_date", "session_number")
 APPOINTMENT_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "appointment_date", "status")
 # A pseudonymous code: letters, digits, "_" or "-", and at least one digit, so a bare name
-# ("Smithson") in a code column is never taken for a code.
-DEFAULT_CODE_PATTERN = r"^(?=[A-Za-z_-]*[0-9])[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+# ("Smithson") in a code column is never taken for a code; up to 64 characters, so UUIDs (36)
+# and hex digests (SHA-256: 64) are codes.
+DEFAULT_CODE_PATTERN = r"^(?=[A-Za-z_-]*[0-9])[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 CLINIC_ID_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
 
 
@@ -179,7 +180,14 @@ class ClinicConfig(_Strict):
     instrument_values: dict[str, str] = Field(default_factory=dict)
     wide: WideLayout | None = None
     instruments: dict[str, str] = Field(default_factory=dict)  # instrument -> version
-    code_pattern: str = DEFAULT_CODE_PATTERN
+    # the shape of pseudonymous codes: `code_pattern` sets both columns, the two others one
+    # each (and win over it); a declared pattern is authoritative for the values it matches
+    # (see pipelines.deid). None: the default.
+    code_pattern: str | None = None
+    client_code_pattern: str | None = None
+    clinician_code_pattern: str | None = None
+    # the clinic's own extra columns that the header check must not take for identifiers
+    safe_columns: list[str] = Field(default_factory=list)
     limited_data_set: LimitedDataSet = LimitedDataSet()
     clinicians: dict[str, str] = Field(default_factory=dict)  # clinician code -> email
     notifications: Notifications = Notifications()
@@ -245,9 +253,11 @@ class ClinicConfig(_Strict):
             raise ValueError(f"unknown encoding {v!r}; e.g. utf-8 or latin-1") from None
         return v
 
-    @field_validator("code_pattern")
+    @field_validator("code_pattern", "client_code_pattern", "clinician_code_pattern")
     @classmethod
-    def _pattern(cls, v: str) -> str:
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         try:
             re.compile(v)
         except re.error as e:
@@ -321,6 +331,16 @@ class ClinicConfig(_Strict):
         """The clinic's header for a canonical column (the canonical name when not mapped)."""
         mapping = self.columns if dataset == "measures" else self.appointment_columns
         return mapping.get(canonical, canonical)
+
+    def declared_code_pattern(self, column: str) -> str | None:
+        """The pattern the clinic declared for a code column (client_id or clinician_id), or
+        None when it relies on the default."""
+        own = self.client_code_pattern if column == "client_id" else self.clinician_code_pattern
+        return own if own is not None else self.code_pattern
+
+    def code_pattern_for(self, column: str) -> str:
+        """The pattern a code column's values must match: declared, else the default."""
+        return self.declared_code_pattern(column) or DEFAULT_CODE_PATTERN
 
     def instrument_version(self, code: str) -> str:
         return self.instruments.get(code, INSTRUMENTS[code].default_version)

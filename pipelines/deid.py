@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -28,23 +29,34 @@ import pyarrow.compute as pc
 from pipelines.canonical import REFERENCE_APPOINTMENT_COLUMNS, REFERENCE_MEASURE_COLUMNS
 from pipelines.config import ClinicConfig
 from pipelines.errors import FileRejected
+from pipelines.registry import ITEM_COLUMNS
 
 REDACTED = "[redacted]"
-CODE_COLUMNS: tuple[str, ...] = ("client_id", "clinician_id")
+# The guard's version: part of what a file was judged under (`pipelines.ingest.judge_fingerprint`).
+# Raise it with every change that can alter a verdict, so files judged by an older guard are
+# judged again and rows it held back wrongly load.
+GUARD_VERSION = "2"
 
-# Identifying header words, compared after normalisation (lowercase, accents folded, ß -> ss).
-# WORDS must equal one word of the header ("Client Name" -> client, name); short tokens like
-# "age" or "ip" would otherwise hit "stage" or "recipient".
+# Header judging. A header is cut into tokens (camelCase, "_", "-", spaces and any other
+# punctuation split it; lowercase, accents folded, ß -> ss) and judged token by token, never by
+# substring: "stage" holds "age" and "redcap_event_name" holds "name" as a token only through
+# REDCap's own key column, which is on the safe list below.
+# WORDS: a token equal to one of these names an identifier ("Client Name" -> client, name).
 _IDENTIFYING_WORDS: frozenset[str] = frozenset(
     {
         # names
         "name", "names", "nom", "nombre", "apellido", "apellidos", "initials", "initialen",
+        "surname", "firstname", "lastname", "vorname", "nachname", "prenom",
         # contact
         "email", "mail", "phone", "tel", "telefon", "telephone", "mobile", "handy", "cell",
         "fax", "courriel", "correo", "telefono",
-        # address
+        # address and any geographic unit smaller than a state
         "address", "adresse", "anschrift", "street", "strasse", "road", "city", "town", "ort",
         "stadt", "ville", "ciudad", "zip", "plz", "postcode", "direccion", "hausnummer",
+        "county", "district", "neighborhood", "neighbourhood",
+        # GPS and location (Qualtrics LocationLatitude / LocationLongitude)
+        "latitude", "longitude", "lat", "lng", "lon", "gps", "geo", "geolocation", "location",
+        "coordinates", "coords", "breitengrad", "laengengrad",
         # numbers
         "ssn", "mrn", "svnr", "iban", "account", "licence", "license", "vin",
         # dates of birth and age
@@ -57,39 +69,47 @@ _IDENTIFYING_WORDS: frozenset[str] = frozenset(
         "url", "website", "homepage", "ip", "ipv4", "ipv6", "ipaddress",
     }
 )  # fmt: skip
-# SUBSTRINGS may occur anywhere in the header with separators removed ("E-Mail-Adresse",
-# "Geburtsdatum", "patient_first_name"); only long, unambiguous stems belong here.
+# STEMS: a token, or two to four adjacent tokens written together, that starts with one of
+# these ("Telefonnummer", "Geburtsdatum", "date of birth" -> ..., "Medical Record Number" ->
+# "medicalrecord...", "ExternalDataReference" -> "externaldatareference").
 _IDENTIFYING_STEMS: tuple[str, ...] = (
     "firstname", "lastname", "surname", "fullname", "givenname", "familyname", "middlename",
     "maidenname", "vorname", "nachname", "familienname", "prenom", "patientname", "clientname",
-    "klientname", "clinicianname", "therapistname",
+    "klientname", "clinicianname", "therapistname", "recipientname",
     "email", "emailadresse", "phone", "telefon", "teleph", "mobilnummer", "faxnumber",
     "address", "adresse", "anschrift", "strasse", "street", "postcode", "postalcode",
     "postleitzahl", "zipcode", "wohnort", "hausnummer",
-    "birth", "geburt", "naissance", "nacimiento",
+    "birth", "geburt", "naissance", "nacimiento", "dateofbirth",
     "socialsecurity", "sozialversicherung", "medicalrecord", "patientennummer",
     "versichertennummer", "versicherungsnummer", "healthplan", "insurancenumber",
     "policynumber", "accountnumber", "kontonummer", "licensenumber", "licencenumber",
     "fuehrerschein", "fuhrerschein", "licenseplate", "kennzeichen", "vehicle", "deviceid",
-    "serialnumber", "ipaddress",
+    "serialnumber", "ipaddress", "latitude", "longitude", "geoloc", "gpscoord",
+    "externalreference", "externaldatareference", "externalref", "externalid",
     "freetext", "freitext", "notiz", "kommentar", "bemerkung", "anmerkung", "comment",
     "clinicalnotes", "sessionnotes",
 )  # fmt: skip
-# Headers that contain a stem or word above but are known to be safe.
-_SAFE_HEADERS: frozenset[str] = frozenset(
-    {
-        *(c.replace("_", "") for c in REFERENCE_MEASURE_COLUMNS),
-        *(c.replace("_", "") for c in REFERENCE_APPOINTMENT_COLUMNS),
-        "instrumentname",
-        "measurename",
-        "scalename",
-        "questionnairename",
-        "instrumentversion",
-        "sourcefile",
-        "sourceline",
-        "sessionid",
-    }
-)
+# Tokens that end in "name" name a person unless what precedes says what is named.
+_NAMED_THINGS: tuple[str, ...] = (
+    "instrument", "measure", "scale", "questionnaire", "clinic", "site", "event", "form",
+    "survey", "group", "file", "program", "programme", "study", "arm", "unit", "team",
+    "practice", "service", "dag", "project", "field", "variable", "column", "table", "data",
+)  # fmt: skip
+# Columns of survey and data-capture tools known to hold no identifier, written as tokens
+# joined ("redcap_event_name" -> "redcapeventname"), and the canonical columns.
+SAFE_TOOL_COLUMNS: tuple[str, ...] = (
+    # REDCap
+    "redcap_event_name", "redcap_repeat_instance", "redcap_repeat_instrument",
+    "redcap_data_access_group", "redcap_survey_identifier", "redcap_record_id", "record_id",
+    "redcap_arm", "redcap_event",
+    # Qualtrics
+    "ResponseId", "ResponseID", "RecordedDate", "StartDate", "EndDate", "Status", "Finished",
+    "Progress", "Duration (in seconds)", "DistributionChannel", "UserLanguage", "ResponseType",
+    "SurveyId", "SurveyID",
+    # ours
+    "instrument_name", "measure_name", "scale_name", "questionnaire_name",
+    "instrument_version", "source_file", "source_line", "session_id",
+)  # fmt: skip
 
 
 def _fold(text: str) -> str:
@@ -99,22 +119,60 @@ def _fold(text: str) -> str:
 
 
 def _words(header: str) -> list[str]:
-    # Split camelCase first ("firstName" -> "first Name"), then on anything not a letter/digit.
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", header)
+    """A header's tokens: camelCase split ("firstName" -> first, name; "IPAddress" ->
+    ip, address), then anything not a letter or digit."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z]{2})", " ", header)
     return [w for w in re.split(r"[^0-9a-z]+", _fold(spaced)) if w]
 
 
-def identifying_headers(header: list[str]) -> list[str]:
-    """The header names that say their column holds an identifier, in file order."""
+def _joined(header: str) -> str:
+    return "".join(_words(header))
+
+
+_SAFE_JOINED: frozenset[str] = frozenset(
+    {
+        *(_joined(c) for c in SAFE_TOOL_COLUMNS),
+        *(_joined(c) for c in REFERENCE_MEASURE_COLUMNS),
+        *(_joined(c) for c in REFERENCE_APPOINTMENT_COLUMNS),
+    }
+)
+
+
+def _names_a_thing(words: list[str], i: int) -> bool:
+    """Whether token ``i`` (a "...name" token) names a thing, not a person."""
+    token = words[i]
+    if token.endswith("name") and token[: -len("name")] in _NAMED_THINGS:
+        return True
+    return token in ("name", "names") and i > 0 and words[i - 1] in _NAMED_THINGS
+
+
+def _identifying(words: list[str]) -> bool:
+    for i, w in enumerate(words):
+        if w in _IDENTIFYING_WORDS and not _names_a_thing(words, i):
+            return True
+        if w.endswith("name") and len(w) > 4 and not _names_a_thing(words, i):
+            return True  # surname, kundenname, recipientname, ...
+        for n in range(1, 5):
+            if i + n > len(words):
+                break
+            gram = "".join(words[i : i + n])
+            if gram.startswith(_IDENTIFYING_STEMS) and not (n == 1 and _names_a_thing(words, i)):
+                return True
+    return False
+
+
+def identifying_headers(header: list[str], safe: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The header names that say their column holds an identifier, in file order. ``safe``:
+    the clinic's own columns known to hold none (config ``safe_columns``), compared as the
+    built-in tool columns are (case, spaces, ``_`` and ``-`` do not matter)."""
+    own = {_joined(c) for c in safe}
     offending = []
     for raw in header:
         words = _words(raw)
         joined = "".join(words)
-        if joined in _SAFE_HEADERS:
+        if joined in _SAFE_JOINED or joined in own:
             continue
-        if any(w in _IDENTIFYING_WORDS for w in words) or any(
-            stem in joined for stem in _IDENTIFYING_STEMS
-        ):
+        if _identifying(words):
             offending.append(raw)
     return offending
 
@@ -134,13 +192,14 @@ def shown_header(header: list[str], index: int) -> str:
     return name
 
 
-def check_header(header: list[str], dataset: str) -> None:
+def check_header(header: list[str], dataset: str, safe: list[str] | tuple[str, ...] = ()) -> None:
     """Raise ``FileRejected("identifying_column", ...)`` when any header names an identifier.
 
     The message lists the offending header names (headers are not data). Returns None when the
-    header is clean; case, spaces, underscores, hyphens and accents do not matter.
+    header is clean; case, spaces, underscores, hyphens and accents do not matter. ``safe``:
+    the clinic's ``safe_columns``.
     """
-    offending = identifying_headers(header)
+    offending = identifying_headers(header, safe)
     if offending:
         names = ", ".join(
             repr(shown_header(header, header.index(h)).strip()[:64]) for h in offending
@@ -155,26 +214,117 @@ def check_header(header: list[str], dataset: str) -> None:
 # Value patterns (RE2 syntax, for pyarrow.compute.match_substring_regex).
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _URL = r"(?i)(\b[a-z][a-z0-9+.-]*://|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|org|net|edu|gov|de|at|ch|uk|io|info)(/|\b))"
-_IPV4 = r"\b(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}\b"
+# (four parts exactly: not inside a longer dotted number such as "01.23.45.67.89")
+_IPV4 = r"(^|[^\d.])(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}($|[^\d.]|\.\D|\.$)"
 _IPV6 = r"(?i)(\b[0-9a-f]{1,4}(:[0-9a-f]{1,4}){7}\b|\b[0-9a-f]{0,4}(:[0-9a-f]{1,4})*::[0-9a-f]{1,4}(:[0-9a-f]{1,4})*\b)"
 _SSN = r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"
-# A run of digits with phone punctuation; confirmed below by its digit count.
-_PHONE_RUN = r"(\+\s*\d|\(\d|\d)[\d\s()./-]{6,}\d"
-_PHONE_PUNCT = r"[+()/\s.-]"
+# GPS coordinates: two signed decimals with at least four places (a pair, or one with a
+# hemisphere letter or degree sign); scores have at most two places.
+_GPS = (
+    r"[-+]?\d{1,3}\.\d{4,}\s*°?\s*[NSEWnsew]?\s*[,;/ ]\s*[-+]?\d{1,3}\.\d{4,}"
+    r"|\d{1,3}\s*°\s*\d{1,2}\s*['′]"
+    r"|^\s*[-+]?\d{1,3}\.\d{4,}\s*(°\s*[NSEWnsew]?|[NSEWnsew])\s*$"
+)
+# A lone high-precision decimal (a latitude or longitude) where no score belongs.
+_GPS_LONE = r"^\s*[-+]?\d{1,3}\.\d{5,}\s*$"
+# A date (of birth, say) where a code, score or label belongs: day, month and year with
+# separators in any common order (bare 8-digit numbers are left to the code pattern).
+_DATE_SHAPE = (
+    r"^\s*(19|20)\d{2}[-./](0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])\s*$"
+    r"|^\s*(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\s*$"
+    r"|^\s*(0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])[-./](19|20)\d{2}\s*$"
+    r"|(?i)^\s*(0?[1-9]|[12]\d|3[01])\.?\s+\p{L}{3,9}\.?\s+(19|20)\d{2}\s*$"
+    r"|(?i)^\s*\p{L}{3,9}\.?\s+(0?[1-9]|[12]\d|3[01]),?\s+(19|20)\d{2}\s*$"
+)
+# A street address: a house number next to a street word, or a postal code before a town.
+_STREET_WORDS = (
+    r"street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|"
+    r"terrace|close|crescent|square|sq|highway|hwy"
+)
+_ADDRESS = (
+    rf"(?i)\b\d{{1,5}}[a-z]?,?\s+(\p{{L}}+\.?\s+){{0,3}}({_STREET_WORDS})\b"
+    r"|(?i)\p{L}{2,}(straße|strasse|str\.|gasse|weg|platz|allee|damm|ufer|steig|chaussee)\s*\d{1,4}"
+    r"|(?i)\b(stra(ss|ß)e|gasse|weg|platz|allee)\s+\d{1,4}"
+    r"|(?i)\b\d{1,5},?\s+(rue|avenue|boulevard|chemin|impasse|allée|place|calle|avenida|via|viale|piazza|plaza)\b"
+    r"|(?i)\b(rue|avenue|boulevard|chemin|calle|avenida|via|viale|piazza|plaza|carrer)\s+(\p{L}+\s+){0,4}\d{1,5}"
+    r"|(?i)\b(p\.?\s?o\.?\s+box|postfach)\s*\d"
+)
+# a postal code before a town ("10115 Berlin", "75002 Paris"); case matters here
+_ZIP_TOWN = r"\b\d{5}\s+\p{Lu}\p{Ll}{2,}"
+# Phone numbers. Phone punctuation includes Unicode dashes and no-break / thin spaces.
+_DASH = r"\-\x{2010}-\x{2015}\x{2212}"
+_SPACE = r"\s\x{00A0}\x{2007}\x{2009}\x{202F}"
+_PUNCT = rf"[{_SPACE}{_DASH}./()]"
+# A phone extension or a "Tel:" label around a number.
+_PHONE_LABEL = r"(?i)^\s*((tel|phone|fon|mobil|mobile|mob|handy|fax)\s*[.:]?|[tmf]\s*[.:])\s*"
+_PHONE_EXT = r"(?i)\s*[,;]?\s*(ext|extension|durchwahl|dw|poste|x|#)\s*[.:]?\s*\d{1,6}\s*$"
+# What a whole phone number is made of: digits, "+" and phone punctuation, nothing else.
+_PHONE_CHARS = rf"^[0-9+{_SPACE}{_DASH}./()]+$"
+# Signs no pseudonymous code carries: a leading "+" or "00" international prefix, an area
+# code in parentheses, or digit groups separated by spaces or a slash.
+_PHONE_MARKER = rf"^\s*\+|^\s*\(|\(\s*\d{{1,5}}\s*\)|\d[{_SPACE}]+\(?\d|\d\s*/\s*\d"
+# Digit groups joined by "-" or "." only (what a code also looks like): phone numbers only in
+# their national groupings. NANP 3-3-4 (fictional 555-123-4567 included); a trunk "0" area code
+# then a subscriber number that never starts with 0 (Europe, Japan, Australia, ...: "030-1234567",
+# "01.23.45.67.89", "03-1234-5678"); mobile blocks of India (5-5), Spain (3-3-3), Italy (3-7).
+_PHONE_TEMPLATES = (
+    rf"^(1[{_DASH}.])?\d{{3}}[{_DASH}.]\d{{3}}[{_DASH}.]\d{{4}}$"
+    rf"|^0[1-9]\d{{0,4}}[{_DASH}.][1-9]\d{{1,7}}([{_DASH}.]\d{{1,5}}){{0,3}}$"
+    rf"|^[6-9]\d{{4}}[{_DASH}.]\d{{5}}$"
+    rf"|^[6-9]\d{{2}}[{_DASH}.]\d{{3}}[{_DASH}.]\d{{3}}$"
+    rf"|^[6-9]\d{{2}}([{_DASH}.]\d{{2}}){{3}}$"
+    rf"|^3\d{{2}}[{_DASH}.]\d{{6,7}}$"
+)
+# Bare digits with an international "00" prefix, long enough for a country code and number.
+_PHONE_BARE_INTL = r"^\s*00[1-9]\d{10,13}\s*$"
+# A time of day ("10:03:33"): removed before phone runs are looked for in other text, so a
+# timestamp never reads as one long number.
+_TIME = r"\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?"
+# A run of digits with phone punctuation inside other text ("Tel. 030 1234567, evenings").
+_PHONE_RUN = rf"(?:\+[{_SPACE}]*\d|\(\d|\d)[\d{_SPACE}{_DASH}()./]{{6,}}\d"
 # A person's name where a code belongs: words of letters (hyphens, apostrophes, initials)
 # separated by spaces, or "Surname, Given"; only checked on values failing the code pattern.
 _PERSON_NAME = r"^\s*\p{L}[\p{L}'’.-]*(,?\s+\p{L}[\p{L}'’.-]*)+\s*$|^\s*\p{L}+,\s*\p{L}+\s*$"
-# Cells that cannot be any kind above: a bare token of letters/digits/underscores (no @, dot,
-# colon, space, comma or punctuation), a short number (at most 8 digits), or a date with a 4-digit
-# year (an SSN is 3-2-4, which none of these match).
-_CANNOT_IDENTIFY = (
-    r"^\s*[A-Za-z0-9_]*\s*$"
-    r"|^\s*[-+]?\d{1,4}([.,]\d{1,4})?\s*$"
-    r"|^\s*\d{4}[-./]\d{1,2}[-./]\d{1,2}\s*$"
-    r"|^\s*\d{1,2}[-./]\d{1,2}[-./]\d{4}\s*$"
-)
+# Cells that cannot be any kind above: a bare token of letters/digits/underscores with a letter
+# or "_" (no @, dot, colon, space, comma or punctuation), a number of at most 8 digits before
+# its decimals (a mean score may have many; no leading 0, which phone numbers have), or a
+# date with a 4-digit year (an SSN is 3-2-4, which none of these match).
+_BARE_TOKEN = r"^\s*[A-Za-z0-9]*[A-Za-z_][A-Za-z0-9_]*\s*$"
+_SHORT_NUMBER = r"^\s*[-+]?(0|[1-9]\d{0,7})([.,]\d{1,4})?\s*$"
+_SCORE_NUMBER = r"^\s*[-+]?(0|[1-9]\d{0,7})([.,]\d+)?\s*$"  # a mean may have many decimals
+_DATE_ISH = r"^\s*\d{4}[-./]\d{1,2}[-./]\d{1,2}\s*$|^\s*\d{1,2}[-./]\d{1,2}[-./]\d{4}\s*$"
+# per column kind; a date is a finding only where no date belongs
+_CANNOT_IDENTIFY = {
+    "codes": f"{_BARE_TOKEN}|{_SHORT_NUMBER}",
+    "dates": f"{_BARE_TOKEN}|{_SHORT_NUMBER}|{_DATE_ISH}",
+    "scores": f"{_BARE_TOKEN}|{_SCORE_NUMBER}",
+    "other": f"{_BARE_TOKEN}|{_SHORT_NUMBER}",
+}
+# A bare whole number of 9 or more digits: a phone, account or record number wherever a score,
+# date or label belongs (in a code column it may be the code: see `_phone_like`).
+_LONG_NUMBER = r"^\s*\d{9,15}\s*$"
 # Free text: five or more words in one cell.
 _FREE_TEXT = r"(\p{L}+[\s,.;:!?]+){4,}\p{L}+"
+# A time part after a date ("2026-05-01 10:03:33", "2026-05-01T10:03:33Z", "... 10:03 PM").
+_TIME_SUFFIX = (
+    r"(?i)([ T]+\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?\s*(z|utc|[ap]\.?m\.?|[+-]\d{2}:?\d{2})?)\s*$"
+)
+
+# The kinds of column the guard knows; each is measured on its own (docs/validation.md).
+CODE_COLUMNS: tuple[str, ...] = ("client_id", "clinician_id")
+DATE_COLUMNS: tuple[str, ...] = ("session_date", "appointment_date")
+SCORE_COLUMNS: tuple[str, ...] = ("session_number", "total", *ITEM_COLUMNS)
+
+
+def column_kind(column: str) -> str:
+    """codes, dates, scores or other (instrument, status, ...)."""
+    if column in CODE_COLUMNS:
+        return "codes"
+    if column in DATE_COLUMNS:
+        return "dates"
+    if column in SCORE_COLUMNS:
+        return "scores"
+    return "other"
 
 
 # The redaction mask: a DataFrame with columns ``row`` (int, index into the table) and
@@ -239,24 +389,71 @@ def _matches(column: pa.ChunkedArray | pa.Array, pattern: str) -> np.ndarray:
     return _as_bool(pc.match_substring_regex(column, pattern))
 
 
-def _phone_like(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    # Dates ("2024-11-23") and decimals have at most 8 digits; phone numbers 9-15. Pure digit
-    # strings are left to the code pattern (a clinic may use long numeric codes).
-    run = _matches(column, _PHONE_RUN)
-    if not run.any():
-        return run
-    digits = pc.utf8_length(pc.replace_substring_regex(column, r"[^0-9]", ""))
-    n_digits = np.asarray(pc.fill_null(digits, 0).to_numpy(zero_copy_only=False))
-    punct = _matches(column, _PHONE_PUNCT)
-    return run & punct & (n_digits >= 9) & (n_digits <= 15)
+def _digits(column: pa.Array) -> np.ndarray:
+    n = pc.utf8_length(pc.replace_substring_regex(column, r"[^0-9]", ""))
+    return np.asarray(pc.fill_null(n, 0).to_numpy(zero_copy_only=False))
+
+
+def _phone_like(column: pa.Array, whole_value_only: bool) -> np.ndarray:
+    """Cells that hold a phone number. A whole value of digits and phone punctuation is one
+    when it carries a sign no code carries (a "+"/"00" prefix, parentheses, spaced or slashed
+    digit groups) and 8-15 digits (9-15 without "+"), or when its "-"/"." groups follow a
+    national numbering template. Letters make a value a code, not a phone number (an
+    extension or a "Tel:" label aside). Bare digits are left to the code pattern (a clinic may
+    use long numeric codes) unless they start with the international "00" prefix. With
+    ``whole_value_only`` false (not a code column) a phone number inside other text is found
+    as well."""
+    bare = pc.replace_substring_regex(
+        pc.replace_substring_regex(column, _PHONE_EXT, ""), _PHONE_LABEL, ""
+    )
+    digits = _digits(bare)
+    chars = _matches(bare, _PHONE_CHARS)
+    plus = _matches(bare, r"^\s*(\+|00[1-9])")
+    marked = chars & _matches(bare, _PHONE_MARKER) & (digits <= 15)
+    marked &= np.where(plus, digits >= 8, digits >= 9)
+    templated = _matches(bare, _PHONE_TEMPLATES) & (digits >= 9) & (digits <= 12)
+    found = marked | templated | _matches(bare, _PHONE_BARE_INTL)
+    if whole_value_only:
+        return found
+    # a phone number inside other text: the first run of digits and phone punctuation, once
+    # times of day are taken out, judged alone
+    untimed = pc.replace_substring_regex(column, _TIME, " ")
+    has_run = _matches(untimed, _PHONE_RUN)
+    if has_run.any():
+        run = pc.struct_field(pc.extract_regex(untimed, rf"(?P<run>{_PHONE_RUN})"), [0])
+        run = pc.fill_null(run, "")
+        n = _digits(run)
+        run_marked = _matches(run, _PHONE_MARKER) | _matches(run, r"^\+")
+        run_marked |= _matches(run, rf"[{_DASH}.]")
+        found |= has_run & run_marked & (n >= 9) & (n <= 15)
+    return found
+
+
+def _fullmatches(column: pa.Array, pattern: str) -> np.ndarray:
+    """Cells the pattern matches from start to end (Python `re`, the engine the config
+    validates patterns with); nulls do not match."""
+    series = pd.Series(column.to_pandas(), dtype="object")
+    compiled = re.compile(pattern)
+    out = [isinstance(v, str) and compiled.fullmatch(v) is not None for v in series.tolist()]
+    return np.asarray(out, dtype=bool)
 
 
 def _fails_code_pattern(column: pa.ChunkedArray | pa.Array, pattern: str) -> np.ndarray:
     # Python `re` semantics, the same engine the config validates the pattern with.
     series = pd.Series(column.to_pandas(), dtype="object")
     present = series.notna().to_numpy()
-    ok = series.astype("string").str.contains(pattern, regex=True).fillna(True)
+    with warnings.catch_warnings():  # a clinic's pattern may have groups: only a match counts
+        warnings.simplefilter("ignore", UserWarning)
+        ok = series.astype("string").str.contains(pattern, regex=True).fillna(True)
     return present & ~ok.to_numpy(dtype=bool)
+
+
+def _parses_as_date(column: pa.Array, date_format: str) -> np.ndarray:
+    """Cells that are a date under the clinic's `date_format`, with or without a time of day
+    after it ("2026-05-01 10:03:33"): dates, whatever their digits look like."""
+    day = pc.utf8_trim_whitespace(pc.replace_substring_regex(column, _TIME_SUFFIX, ""))
+    parsed = pc.strptime(day, format=date_format, unit="s", error_is_null=True)
+    return _as_bool(pc.is_valid(parsed))
 
 
 class _Codes:
@@ -318,26 +515,55 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         code = _Codes(column, values)  # worked out only for a column with a finding
         # One cheap pass finds the values that cannot hold any kind below (bare tokens, short
         # numbers, dates); the full battery runs only on the rest.
-        where = np.flatnonzero(~_matches(values, _CANNOT_IDENTIFY))
+        kind = column_kind(col)
+        where = np.flatnonzero(~_matches(values, _CANNOT_IDENTIFY[kind]))
         if not len(where):
             continue
         cells = pc.take(values, pa.array(where))
+        if kind == "dates":
+            # a value that is a date under the clinic's format is a date, whatever its digits
+            keep = ~_parses_as_date(cells, cfg.date_format)
+            where, cells = where[keep], pc.filter(cells, pa.array(keep))
+            if not len(where):
+                continue
+        # An e-mail address or a URL is never a code, whatever a pattern admits.
         email = _matches(cells, _EMAIL)
         record(col, "email-like", email, where, code)
         record(col, "URL-like", _matches(cells, _URL) & ~email, where, code)
-        ip = _matches(cells, _IPV4) | _matches(cells, _IPV6)
+        # A pattern the clinic declared is authoritative for the values it matches in full:
+        # the shape heuristics below (phone, SSN, IP, GPS, name) do not judge them.
+        declared = cfg.declared_code_pattern(col) if kind == "codes" else None
+        judged = ~email
+        if declared:
+            judged &= ~_fullmatches(cells, declared)
+        ip = judged & (_matches(cells, _IPV4) | _matches(cells, _IPV6))
         record(col, "IP-address-like", ip, where, code)
-        ssn = _matches(cells, _SSN)
+        ssn = judged & _matches(cells, _SSN)
         record(col, "SSN-like", ssn, where, code)
-        record(col, "phone-number-like", _phone_like(cells) & ~ssn & ~ip, where, code)
-        if col in CODE_COLUMNS:
-            name = _fails_code_pattern(cells, cfg.code_pattern) & _matches(cells, _PERSON_NAME)
+        gps = judged & _matches(cells, _GPS) & ~ip
+        if kind != "scores":  # a mean score may have many decimals
+            gps |= judged & _matches(cells, _GPS_LONE)
+        record(col, "GPS-coordinate-like", gps, where, code)
+        phone = judged & _phone_like(cells, whole_value_only=kind == "codes") & ~ssn & ~ip & ~gps
+        record(col, "phone-number-like", phone, where, code)
+        address = judged & (_matches(cells, _ADDRESS) | _matches(cells, _ZIP_TOWN)) & ~phone
+        record(col, "street-address-like", address, where, code)
+        if kind != "dates":  # where a date belongs, a date is a date (a session's)
+            date = judged & _matches(cells, _DATE_SHAPE) & ~phone & ~ip
+            record(col, "date-like", date, where, code)
+        if kind == "codes":
+            pattern = cfg.code_pattern_for(col)
+            name = judged & _fails_code_pattern(cells, pattern) & _matches(cells, _PERSON_NAME)
             record(col, "person-name-like", name, where, code)
-        else:
-            # The clinic's own configured labels (status words, instrument names) are not text.
-            own = pc.is_in(pc.utf8_lower(cells), value_set=known_labels)
-            free = _matches(cells, _FREE_TEXT) & ~_as_bool(own)
-            record(col, "free-text", free, where, code)
+            continue
+        # a long bare number where a date, score or label belongs: a phone, account or record
+        # number (in a code column it may be the code)
+        number = _matches(cells, _LONG_NUMBER) & ~phone
+        record(col, "long-number", number, where, code)
+        # The clinic's own configured labels (status words, instrument names) are not text.
+        own = pc.is_in(pc.utf8_lower(cells), value_set=known_labels)
+        free = _matches(cells, _FREE_TEXT) & ~_as_bool(own)
+        record(col, "free-text", free, where, code)
 
     issues = (
         pd.concat(frames, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)

@@ -47,12 +47,16 @@ from pipelines.warehouse import (
     StagedFile,
     _load_registry,
     append_history,
+    count_released,
     create_views,
     finish_measure_batch,
     insert_measurements,
     memory_limit,
     parquet_source,
+    prior_verdict,
     record_quarantine_and_load,
+    release_held_rows,
+    remove_staged,
     stage_measure_batch,
     transaction,
 )
@@ -383,6 +387,31 @@ def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
     )
 
 
+def _attempt_copy(staged: StagedFile, r: FileResult) -> StagedFile:
+    """The staged file for one attempt with this attempt's result: `release_held_rows` narrows
+    the staged Parquet, so each attempt narrows its own copy of it."""
+    import shutil
+
+    def copy_of(path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        target = path.with_name(f"{path.name}.attempt")
+        remove_staged(target)
+        if path.is_dir():
+            shutil.copytree(path, target)
+        else:
+            shutil.copy2(path, target)
+        return target
+
+    return StagedFile(
+        result=r,
+        valid_path=copy_of(staged.valid_path),
+        quarantine_path=copy_of(staged.quarantine_path),
+        keys_unique=staged.keys_unique,
+        clients=staged.clients,
+    )
+
+
 def _load_once(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResult:
     """One attempt: a fresh copy of the result, one transaction."""
     r = copy.deepcopy(staged.result)
@@ -398,7 +427,16 @@ def _load_once(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResul
             "and status <> 'rejected' order by received_at limit 1",
             [r.clinic_id, r.sha256],
         ).fetchall()
-        if seen:
+        # a delivery loaded with rows held back under another fingerprint is judged again
+        # (one attempt works on a copy of the staged files: a retry starts from them again)
+        prior = prior_verdict(conn, r) if seen else None
+        if prior is not None:
+            attempt = _attempt_copy(staged, r)
+            if not release_held_rows(conn, attempt, prior):
+                conn.execute("commit")
+                return r
+            staged = attempt
+        if seen and prior is None:
             same_name = conn.execute(
                 "select count(*) from ingest_files where clinic_id = ? and sha256 = ? "
                 "and file_name = ? and status <> 'rejected'",
@@ -432,8 +470,16 @@ def _load_once(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResul
             if staged.valid_path is not None:
                 _load_rows(conn, staged, r)
             record_quarantine_and_load(conn, staged, r)
+        if prior is not None:
+            count_released(r, prior)
         assert r.rows_in == r.rows_loaded + r.rows_quarantined + r.rows_duplicate, r
         _ledger_insert(conn, r)
+        if prior is not None:  # still received when it was first delivered
+            conn.execute(
+                "update ingest_files set received_at = ? "
+                "where clinic_id = ? and sha256 = ? and file_name = ?",
+                [prior.received_at, r.clinic_id, r.sha256, r.file_name],
+            )
         conn.execute("commit")
     except BaseException:
         with contextlib.suppress(duckdb.Error):

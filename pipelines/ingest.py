@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from pipelines import batching, readers
 from pipelines.config import ClinicConfig, config_fingerprint, load_clinic_configs
+from pipelines.deid import GUARD_VERSION
 from pipelines.errors import AllianceWatchError, ConfigError, FileRejected
 from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
 from pipelines.warehouse import (
@@ -82,6 +83,25 @@ def file_stamp(path: Path) -> tuple[int, str]:
     other inode numbers on another worker."""
     st = path.stat()
     return st.st_size, f"{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def judge_fingerprint(cfg: ClinicConfig) -> str:
+    """A short fingerprint of everything a file is judged under: the clinic config, the
+    guard's version (`deid.GUARD_VERSION`) and the suites as they are (their JSON). Recorded
+    per file (`ingest_files.config_sha`); when it changes, files rejected or loaded with rows
+    held back are judged again, and rows that pass now load."""
+    return hashlib.sha256(
+        f"{config_fingerprint(cfg)}|guard {GUARD_VERSION}|suites {_suites_digest()}".encode()
+    ).hexdigest()[:16]
+
+
+def _suites_digest() -> str:
+    from pipelines.suites import EXPECTATIONS_DIR
+
+    h = hashlib.sha256()
+    for path in sorted(EXPECTATIONS_DIR.glob("*.json")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def sha256_of(path: Path) -> str:
@@ -182,7 +202,7 @@ def _rejected_entry(
         dataset=dataset,
         status="rejected",
         error=error,
-        config_sha=config_fingerprint(cfg),
+        config_sha=judge_fingerprint(cfg),
     )
 
 
@@ -223,7 +243,7 @@ def _base_result(delivery: Delivery, cfg: ClinicConfig) -> FileResult:
         dataset=delivery.dataset,
         status="rejected",
         bytes=delivery.bytes,
-        config_sha=config_fingerprint(cfg),
+        config_sha=judge_fingerprint(cfg),
     )
 
 
@@ -483,7 +503,7 @@ def _prepare_part(
 
     dataset = str(delivery.dataset)
     raw = readers.read_raw(part.path, dataset, cfg)
-    deid.check_header(raw.header, dataset)
+    deid.check_header(raw.header, dataset, cfg.safe_columns)
     if part.line_offset:
         i = raw.table.schema.get_field_index("source_line")
         raw.table = raw.table.set_column(
@@ -751,7 +771,7 @@ def _expected_shape(column: str, cfg: ClinicConfig) -> str | None:
     if column in _SHAPES:
         return _SHAPES[column]
     if column in ("client_id", "clinician_id"):
-        return cfg.code_pattern.removeprefix("^").removesuffix("$")
+        return cfg.code_pattern_for(column).removeprefix("^").removesuffix("$")
     if column == "instrument":
         words = [*INSTRUMENTS, *cfg.instrument_values]
     elif column == "status":
@@ -939,7 +959,7 @@ def ingest_clinics(
             order: list[FileResult | None] = []  # per clinic: its rejected entries, then files
             for cfg in configs:
                 record_clinic_settings(conn, cfg.clinic_id, cfg.timezone, cfg.cadence_days)
-                known = known_hashes(conn, cfg.clinic_id, config_fingerprint(cfg))
+                known = known_hashes(conn, cfg.clinic_id, judge_fingerprint(cfg))
                 found, bad = discover(cfg, landing, known, names)
                 jobs += [(d, cfg) for d in found]
                 order += [*bad, *([None] * len(found))]
@@ -1109,7 +1129,7 @@ def discover_new(
     cfg = _config_for(config_dir, clinic_id)
     with open_warehouse(warehouse) as conn:
         record_clinic_settings(conn, clinic_id, cfg.timezone, cfg.cadence_days)
-        known = known_hashes(conn, clinic_id, config_fingerprint(cfg))
+        known = known_hashes(conn, clinic_id, judge_fingerprint(cfg))
     found, rejected = discover(cfg, landing, known, names)
     items: list[dict[str, object]] = [
         {
@@ -1188,6 +1208,8 @@ def load_prepared(
                 "rows_loaded": r.rows_loaded,
                 "rows_quarantined": r.rows_quarantined,
                 "rows_duplicate": r.rows_duplicate,
+                "rejudged": r.rejudged,
+                "rows_released": r.rows_released,
                 "top_reasons": list(r.top_reasons),
                 "error": r.error,
             }

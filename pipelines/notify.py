@@ -220,6 +220,13 @@ def receipt_message(
                 f"{_n(f.get('rows_quarantined'))} held back, "
                 f"{_n(f.get('rows_duplicate'))} duplicate"
             )
+        if f.get("rejudged"):
+            released = _n(f.get("rows_released"))
+            lines.append(
+                "  judged again (the clinic config, the de-identification guard or the "
+                f"validation rules changed): {_counted(released, 'row')} held back before now "
+                "loaded"
+            )
         if f.get("error"):
             lines.append(f"  reason: {f['error']}")
         reasons = f.get("top_reasons") or []

@@ -7,7 +7,8 @@ test fails when the two disagree. Regenerate with ``python -m pipelines.suites -
 Each expectation carries ``meta.reason`` (a stable reason code) and ``meta.explanation`` (a short
 text without data values); together they become the row-level reason
 ``"<reason>: <explanation>"`` that the quarantine stores. Clinic-specific values are suite
-parameters supplied at run time: ``code_pattern`` (the clinic's ``code_pattern``),
+parameters supplied at run time: ``client_code_pattern`` and ``clinician_code_pattern`` (the
+clinic's code patterns, `ClinicConfig.code_pattern_for`),
 ``min_date`` and ``max_date`` (the plausible date window, ``max_date`` = today).
 
 Some rules are cheaper in plain pyarrow/numpy than as GX expectations (they need several columns
@@ -39,7 +40,10 @@ DATASETS: tuple[str, ...] = ("measures", "appointments")
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
 
 # Suite parameters filled in per run (GX "$PARAMETER" syntax).
-CODE_PATTERN = {"$PARAMETER": "code_pattern"}
+CODE_PATTERN = {
+    "client_id": {"$PARAMETER": "client_code_pattern"},
+    "clinician_id": {"$PARAMETER": "clinician_code_pattern"},
+}
 MIN_DATE = {"$PARAMETER": "min_date"}
 MAX_DATE = {"$PARAMETER": "max_date"}
 
@@ -119,7 +123,7 @@ def _code_expectations() -> list[dict[str, Any]]:
     return [
         _expectation(
             "expect_column_values_to_match_regex",
-            {"column": col, "regex": CODE_PATTERN},
+            {"column": col, "regex": CODE_PATTERN[col]},
             "invalid_code",
             f"{col} does not match the clinic's code pattern",
         )
@@ -281,7 +285,8 @@ def _measures() -> dict[str, Any]:
             "generated_by": "python -m pipelines.suites --write (from pipelines.registry)",
             "dataset": "measures",
             "parameters": {
-                "code_pattern": "the clinic config's code_pattern",
+                "client_code_pattern": "the clinic config's client_code_pattern (or code_pattern)",
+                "clinician_code_pattern": "the clinic config's clinician_code_pattern (or code_pattern)",
                 "min_date": "earliest plausible session date (default 1990-01-01)",
                 "max_date": "today in the clinic's timezone",
             },
@@ -326,7 +331,8 @@ def _appointments() -> dict[str, Any]:
             "generated_by": "python -m pipelines.suites --write (from pipelines.registry)",
             "dataset": "appointments",
             "parameters": {
-                "code_pattern": "the clinic config's code_pattern",
+                "client_code_pattern": "the clinic config's client_code_pattern (or code_pattern)",
+                "clinician_code_pattern": "the clinic config's clinician_code_pattern (or code_pattern)",
                 "min_date": "earliest plausible appointment date (default 1990-01-01)",
                 "max_date": "today in the clinic's timezone (appointments are past events)",
             },

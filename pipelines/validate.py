@@ -285,6 +285,40 @@ def _drop_redaction_echoes(
     return issues[keep]
 
 
+def _key_conflicts_as_delivered(
+    issues: pd.DataFrame,
+    frame: pd.DataFrame,
+    key: tuple[str, ...] | None,
+    raw: pa.Table | None,
+    redaction: pd.DataFrame,
+    n_rows: int,
+) -> pd.DataFrame:
+    """GX saw redacted key cells blanked, so every row with a redacted code shared one key
+    with every other. Judge the rows it reported for a repeated key again, on the keys as
+    delivered (redacted cells by their delivered value, which never leaves this function):
+    only rows that still share a key keep the reason."""
+    if key is None or raw is None or raw.num_rows != n_rows:
+        return issues
+    masks = {c: m for c, m in cell_masks(redaction, n_rows).items() if c in key}
+    if not masks:
+        return issues
+    conflict = issues["reason"].astype(str).str.startswith("duplicate_key_in_file:")
+    rows = np.unique(issues.loc[conflict, "row"].to_numpy(dtype="int64"))
+    if not len(rows):
+        return issues
+    basis = frame.loc[rows, list(key)].astype("object")
+    for col, mask in masks.items():
+        hit = mask[rows]
+        if hit.any() and col in raw.column_names:
+            delivered = np.asarray(raw.column(col).take(pa.array(rows[hit])).to_pylist(), object)
+            # marked, so a delivered identifier can never equal a code GX saw (not with NUL:
+            # pandas hashes object strings as C strings, cut at the first NUL)
+            basis.loc[rows[hit], col] = ["\u241f" + str(v) for v in delivered]
+    still = rows[basis.duplicated(keep=False).to_numpy()]
+    keep = ~conflict.to_numpy() | issues["row"].isin(still).to_numpy()
+    return issues[keep]
+
+
 def _to_frame(table: pa.Table, dataset: str) -> pd.DataFrame:
     """The pandas frame GX validates: index = row number, numbers as float64, dates as datetime64."""
     wanted = [
@@ -1169,7 +1203,8 @@ def validate(
     )
     run_name = f"{re.sub(r'[^a-z0-9_]', '_', clinic)}__{_safe_name(source)}"
     parameters = {
-        "code_pattern": cfg.code_pattern,
+        "client_code_pattern": cfg.code_pattern_for("client_id"),
+        "clinician_code_pattern": cfg.code_pattern_for("clinician_id"),
         "min_date": pd.Timestamp(min_date),
         "max_date": pd.Timestamp(today),
     }
@@ -1195,6 +1230,9 @@ def validate(
     issues = pd.concat([f for f in frames if len(f)] or [empty_issues()], ignore_index=True)
     if redaction is not None and len(redaction):
         issues = _drop_redaction_echoes(issues, redaction, typed.num_rows)
+        issues = _key_conflicts_as_delivered(
+            issues, frame, _file_key(suite_dict), raw, redaction, typed.num_rows
+        )
     issues = issues.drop_duplicates().sort_values(["row", "reason"], ignore_index=True)
     # counts and reason codes only: never a value
     log.info(

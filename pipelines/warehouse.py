@@ -239,7 +239,13 @@ class FileResult:
     bytes: int = 0
     clients_touched: list[str] = field(default_factory=list)
     load_id: int | None = None
-    config_sha: str | None = None  # fingerprint of the clinic config it was judged under
+    # fingerprint of what it was judged under: the clinic config, the guard's and the suites'
+    # versions (`pipelines.ingest.judge_fingerprint`)
+    config_sha: str | None = None
+    # judged again (it had loaded with rows held back, under another fingerprint): how many of
+    # the rows held back then loaded now
+    rejudged: bool = False
+    rows_released: int = 0
 
 
 @dataclass
@@ -338,14 +344,15 @@ def clients_of_earlier_load(conn: duckdb.DuckDBPyConnection, r: FileResult) -> l
 def known_hashes(
     conn: duckdb.DuckDBPyConnection, clinic_id: str, config_sha: str | None = None
 ) -> dict[str, list[str]]:
-    """sha256 -> file names already settled in the ledger for a clinic. A delivery rejected
-    under another clinic config than `config_sha`, or without its content being judged (a
-    fault of ours, or the file changed before it was read: `NOT_JUDGED`), is not settled: it
-    is offered again."""
+    """sha256 -> file names already settled in the ledger for a clinic. A delivery rejected,
+    or loaded with rows held back, under another fingerprint than `config_sha` (another clinic
+    config, guard or suite version), or rejected without its content being judged (a fault of
+    ours, or the file changed before it was read: `NOT_JUDGED`), is not settled: it is offered
+    again (`load_staged` then loads only the rows held back before that pass now)."""
     rows = conn.execute(
         "select sha256, list(file_name order by received_at) from ingest_files "
-        "where clinic_id = ? and (status <> 'rejected' or ? is null "
-        "  or config_sha is not distinct from ?) "
+        "where clinic_id = ? and (status not in ('rejected', 'loaded_with_quarantine') "
+        "  or ? is null or config_sha is not distinct from ?) "
         "and not (status = 'rejected' "
         "  and list_contains(?, split_part(coalesce(error, ''), ':', 1))) "
         "group by sha256",
@@ -384,6 +391,165 @@ def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
     )
 
 
+@dataclass(frozen=True)
+class PriorVerdict:
+    """The ledger's verdict on a delivery that loaded with rows held back under another
+    fingerprint (another clinic config, guard or suite version): what judging it again starts
+    from."""
+
+    rows_loaded: int
+    received_at: object
+    first_load_id: int
+    held_lines: tuple[int, ...]  # line numbers of the rows held back
+
+
+def prior_verdict(conn: duckdb.DuckDBPyConnection, r: FileResult) -> PriorVerdict | None:
+    """The earlier verdict on this very delivery (clinic, content and name) when it loaded with
+    rows held back under another fingerprint than `r.config_sha`; None otherwise (then a
+    delivery already in the ledger is a rerun or a duplicate, as ever)."""
+    if r.config_sha is None:
+        return None
+    row = conn.execute(
+        "select rows_loaded, received_at, config_sha from ingest_files "
+        "where clinic_id = ? and sha256 = ? and file_name = ? "
+        "and status = 'loaded_with_quarantine'",
+        [r.clinic_id, r.sha256, r.file_name],
+    ).fetchall()
+    if not row or row[0][2] == r.config_sha:
+        return None
+    first = conn.execute(
+        "select min(load_id) from loads where clinic_id = ? and sha256 = ?",
+        [r.clinic_id, r.sha256],
+    ).fetchall()[0][0]
+    lines = conn.execute(
+        "select distinct line_number from quarantined_rows "
+        "where clinic_id = ? and sha256 = ? and file_name = ? order by 1",
+        [r.clinic_id, r.sha256, r.file_name],
+    ).fetchall()
+    return PriorVerdict(
+        rows_loaded=int(row[0][0]),
+        received_at=row[0][1],
+        first_load_id=int(first) if first is not None else 0,
+        held_lines=tuple(int(n) for (n,) in lines),
+    )
+
+
+def release_held_rows(
+    conn: duckdb.DuckDBPyConnection, staged: StagedFile, prior: PriorVerdict
+) -> bool:
+    """Judging a delivery again that loaded with rows held back: narrow its staged rows to
+    what may change now, inside the caller's transaction. Valid rows are only those held back
+    before (the others loaded then, or were copies), less any whose key a later delivery has
+    set since (a later export supersedes an earlier one); quarantined rows only those held
+    back before (a row loaded then stays loaded). Returns False when there is nothing to load
+    and the old verdict stands: then the ledger row is only marked as judged under the new
+    fingerprint, and `staged.result` becomes `already_loaded` (a verdict that judged nothing,
+    `NOT_JUDGED`, is returned as it is and leaves the row to be offered again)."""
+    r = staged.result
+    if r.status == "rejected" and not (r.error or "").startswith("no_valid_rows"):
+        if split_code(r.error) in NOT_JUDGED:
+            return False  # shown as it is (a fault is reported), judged again next run
+        _mark_judged(conn, r)
+        r.status = "already_loaded"
+        return False
+    held = pa.table({"line_number": pa.array(prior.held_lines, pa.int64())})
+    conn.register("held_lines", held)
+    try:
+        if staged.valid_path is not None:
+            fresh, params = _not_superseded(r, prior.first_load_id)
+            staged.valid_path = _narrowed(
+                conn,
+                staged.valid_path,
+                f"source_line in (select line_number from held_lines) and {fresh}",  # noqa: S608
+                params,
+            )
+            staged.clients = None
+        if staged.quarantine_path is not None:
+            staged.quarantine_path = _narrowed(
+                conn,
+                staged.quarantine_path,
+                "line_number in (select line_number from held_lines)",
+                [],
+            )
+    finally:
+        conn.unregister("held_lines")
+    if staged.valid_path is None:
+        _mark_judged(conn, r)
+        r.status = "already_loaded"
+        return False
+    r.rejudged = True
+    r.rows_quarantined = (
+        int(
+            conn.execute(
+                "select count(*) from read_parquet(?)", [parquet_source(staged.quarantine_path)]
+            ).fetchall()[0][0]
+        )
+        if staged.quarantine_path is not None
+        else 0
+    )
+    r.rows_duplicate = 0  # worked out from the counts once loaded (`count_released`)
+    r.error = None
+    return True
+
+
+def split_code(error: str | None) -> str:
+    return (error or "").split(":", 1)[0]
+
+
+def _not_superseded(r: FileResult, first_load_id: int) -> tuple[str, list[object]]:
+    """A condition on a staged row `s`, and its parameters: no delivery loaded after this one
+    set its key."""
+    key: tuple[str, ...] = ("client_id", "session_number", "instrument")
+    table = "measurements"
+    if r.dataset == "appointments":
+        table, key = "appointments", ("client_id", "appointment_date")
+    on = " and ".join(f"c.{k} = s.{k}" for k in key)
+    sql = (
+        f"not exists (select 1 from {table} as c where c.clinic_id = ? and {on} "  # noqa: S608
+        "and c.load_id > ? and c.sha256 <> ?)"
+    )
+    return sql, [r.clinic_id, first_load_id, r.sha256]
+
+
+def _narrowed(
+    conn: duckdb.DuckDBPyConnection, path: Path, where: str, params: list[object]
+) -> Path | None:
+    """The staged rows of `path` that meet `where`, staged anew beside it (None: none)."""
+    out = path.with_name(path.name + ".released")
+    remove_staged(out)
+    out.mkdir(parents=True)
+    target = out / "p00000.parquet"
+    quoted = str(target).replace("'", "''")
+    conn.execute(
+        f"copy (select * from read_parquet(?) as s where {where}) "  # noqa: S608
+        f"to '{quoted}' (format parquet)",
+        [parquet_source(path), *params],
+    )
+    remove_staged(path)
+    if not conn.execute("select count(*) from read_parquet(?)", [str(target)]).fetchall()[0][0]:
+        remove_staged(out)
+        return None
+    return out
+
+
+def _mark_judged(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
+    conn.execute(
+        "update ingest_files set config_sha = ? where clinic_id = ? and sha256 = ? "
+        "and file_name = ? and status = 'loaded_with_quarantine'",
+        [r.config_sha, r.clinic_id, r.sha256, r.file_name],
+    )
+
+
+def count_released(r: FileResult, prior: PriorVerdict) -> None:
+    """The ledger counts of a delivery judged again: the rows loaded now join those loaded
+    before, the rows held back are those still held back, the rest were copies (or set by a
+    later delivery since)."""
+    r.rows_released = r.rows_loaded
+    r.rows_loaded = prior.rows_loaded + r.rows_released
+    r.rows_duplicate = r.rows_in - r.rows_loaded - r.rows_quarantined
+    r.status = "loaded_with_quarantine" if r.rows_quarantined else "loaded"
+
+
 def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResult:
     """Load one staged file exactly once: rows, quarantine, clients touched and ledger row
     commit together or not at all. A file whose hash is already in the ledger loads nothing."""
@@ -401,7 +567,11 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
             "and status <> 'rejected' order by received_at limit 1",
             [r.clinic_id, r.sha256],
         ).fetchall()
-        if seen:
+        prior = prior_verdict(conn, r) if seen else None
+        if prior is not None and not release_held_rows(conn, staged, prior):
+            conn.execute("commit")  # the verdict stands under the new fingerprint
+            return r
+        if seen and prior is None:
             same_name = conn.execute(
                 "select count(*) from ingest_files where clinic_id = ? and sha256 = ? "
                 "and file_name = ? and status <> 'rejected'",
@@ -425,7 +595,8 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
             _ledger_insert(conn, dup)
             conn.execute("commit")
             return dup
-        # this exact delivery was rejected before: its new verdict replaces the old one
+        # this exact delivery was rejected (or loaded with rows held back) before: its new
+        # verdict replaces the old one
         for table in ("quarantined_rows", "ingest_files"):
             conn.execute(
                 f"delete from {table} where clinic_id = ? and sha256 = ? and file_name = ?",  # noqa: S608
@@ -437,8 +608,16 @@ def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResu
             if staged.valid_path is not None:
                 _load_rows(conn, staged, r)
             record_quarantine_and_load(conn, staged, r)
+        if prior is not None:
+            count_released(r, prior)
         assert r.rows_in == r.rows_loaded + r.rows_quarantined + r.rows_duplicate, r
         _ledger_insert(conn, r)
+        if prior is not None:  # still received when it was first delivered
+            conn.execute(
+                "update ingest_files set received_at = ? "
+                "where clinic_id = ? and sha256 = ? and file_name = ?",
+                [prior.received_at, r.clinic_id, r.sha256, r.file_name],
+            )
         conn.execute("commit")
     except BaseException:
         with contextlib.suppress(duckdb.Error):

@@ -2,12 +2,79 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Folders of the repository that tools write on their own (caches, the environment).
+_TOOL_FOLDERS = frozenset(
+    {".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache", ".mypy_cache"}
+)
+# The installation's places (pipelines.settings): a test that forgets to name one must not
+# fall back to ./demo in the repository, or to a developer's own installation.
+_PATH_VARIABLES = (
+    "CONFIG_DIR", "LANDING", "INBOX", "WAREHOUSE", "SNAPSHOT", "OUTBOX", "DATA_DOCS", "STAGE",
+)  # fmt: skip
+
+
+def repository_files(root: Path = ROOT) -> dict[str, tuple[int, int]]:
+    """Every file of the repository tree outside tool folders: path -> (size, mtime_ns)."""
+    found: dict[str, tuple[int, int]] = {}
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders if d not in _TOOL_FOLDERS]
+        for name in files:
+            path = Path(folder, name)
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            found[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def _tracked_files() -> frozenset[str]:
+    done = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return frozenset(done.stdout.split("\0")) if done.returncode == 0 else frozenset()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tests_write_only_in_temporary_folders(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Point the installation's defaults (ALLIANCE_WATCH_HOME and the per-place variables)
+    into a temporary folder for the session, and fail the session if any file of the
+    repository tree was added, changed or removed by it (e.g. a command run from the
+    repository root that republished ./demo's snapshot); edits of files tracked by git are
+    left to git."""
+    home = tmp_path_factory.mktemp("alliance-watch-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ALLIANCE_WATCH_HOME", str(home))
+        for name in _PATH_VARIABLES:
+            mp.delenv(f"ALLIANCE_WATCH_{name}", raising=False)
+        before = repository_files()
+        yield
+        after = repository_files()
+    # a tracked source file may be edited while the suite runs (git shows any test's write
+    # there anyway); anything else added, changed or removed was written by the session
+    tracked = _tracked_files()
+    changed = sorted(
+        p
+        for p in before.keys() | after.keys()
+        if before.get(p) != after.get(p) and not (p in tracked and p in before and p in after)
+    )
+    if changed:
+        pytest.fail(
+            "tests wrote into the repository tree (write only under tmp_path): "
+            + ", ".join(changed[:20]),
+            pytrace=False,
+        )
 
 
 @pytest.fixture

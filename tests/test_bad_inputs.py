@@ -334,6 +334,26 @@ CANARY_VALUES = {
     "url": "https://canary.example.com/p",
     "ip": "203.0.113.77",
     "name": "Canary Janedoe",
+    # the guard's corpus families (tests/guard_corpus.py), one canary each
+    "phone_us": "(555) 867-5309",
+    "phone_fr": "+33 6 55 51 23 45",
+    "phone_jp": "03-5550-1234",
+    "phone_intl_bare": "+4930555012345",
+    "ipv6": "2001:db8::cafe:77",
+    "url_www": "www.canary-example.org/x",
+    "gps": "52.520008, 13.404954",
+    "address": "12 Canary Street",
+    "address_de": "Kanarienweg 7",
+    "dob": "14.03.1985",
+    "name_cyrillic": "Иван Канарейкин",
+    "name_greek": "Γιώργος Καναρίνης",
+}
+# where a date belongs a date is a date, and a name is withheld by shape outside code columns
+CANARY_FIELDS = {
+    "name": ["client_id", "clinician_id"],
+    "name_cyrillic": ["client_id", "clinician_id"],
+    "name_greek": ["client_id", "clinician_id"],
+    "dob": ["client_id", "clinician_id", "session_number", "instrument", "item_2", "total"],
 }
 FIELDS = [
     "client_id",
@@ -374,10 +394,10 @@ def test_identifier_canaries_appear_nowhere(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, landing = make_clinic(tmp_path)
-    lines = [HEADER, row(client="C2000", session=100)]
+    lines = [HEADER, row(client="C2000", session=1000)]
     session = 1
     for kind, value in CANARY_VALUES.items():
-        fields = ["client_id", "clinician_id"] if kind == "name" else FIELDS
+        fields = CANARY_FIELDS.get(kind, FIELDS)
         for field in fields:
             lines.append(_canary_row(field, value, session))
             session += 1
@@ -414,8 +434,14 @@ def test_identifier_canaries_appear_nowhere(
     digests = [p for p in outbox.rglob("*") if p.is_file()]
     assert digests, "no digest or data-team summary was written"
 
+    from pipelines.notify import receipt_message
+
+    receipt = receipt_message(
+        "ref_clinic", "run", [vars(r) for r in results.values()], "aw@example.org", ["t@x.org"]
+    )
     captured = capsys.readouterr()
     haystacks = {
+        "receipt": receipt.as_string(),
         "digests": "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in digests),
         "warehouse": _all_text(tmp_path),
         "logs": caplog.text + captured.out + captured.err,
@@ -444,6 +470,26 @@ def test_rows_with_different_identifiers_are_quarantined_not_counted_as_copies(
     write(landing, "measures_ids.csv", lines)
     (r,) = ingest(tmp_path, config, landing).values()
     assert (r.rows_loaded, r.rows_quarantined, r.rows_duplicate) == (1, 3, 0)
+
+
+def test_redacted_codes_are_not_reported_as_duplicate_keys(tmp_path: Path) -> None:
+    """Every redacted code becomes "[redacted]": the key check must compare the codes as
+    delivered, so distinct identifiers in the code column give one reason each, not a false
+    duplicate_key_in_file; the same identifier twice with different values still conflicts."""
+    config, landing = make_clinic(tmp_path)
+    lines = [HEADER, row(client="C3500", session=1)]
+    lines += [row(client=f"jane.{i}@example.org", session=1) for i in range(3)]
+    lines += [row(client="(555) 010-2030", session=2, items=["2"] * 9)]
+    lines += [row(client="(555) 010-2030", session=2, items=["3"] * 9)]
+    write(landing, "measures_keys.csv", lines)
+    (r,) = ingest(tmp_path, config, landing).values()
+    assert (r.rows_loaded, r.rows_quarantined, r.rows_duplicate) == (1, 5, 0)
+    reasons = [
+        [x.split(":")[0] for x in rs]
+        for (rs,) in query(tmp_path, "select reasons from quarantined_rows order by line_number")
+    ]
+    assert reasons[:3] == [["identifier_in_field"]] * 3
+    assert reasons[3:] == [["duplicate_key_in_file", "identifier_in_field"]] * 2
 
 
 def test_a_file_with_only_bad_rows_still_stores_them_in_quarantine(tmp_path: Path) -> None:

@@ -113,7 +113,8 @@ def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "ALLIANCE_WATCH_HOME": str(root)},
+        # the installation's own warehouse: its home's snapshot and ledger go with it
+        env={**os.environ, "ALLIANCE_WATCH_HOME": str(root), "ALLIANCE_WATCH_WAREHOUSE": str(wh)},
     )
     assert done.returncode == 0, done.stderr
     assert client not in done.stdout + done.stderr
@@ -268,3 +269,42 @@ def test_without_the_clinics_config_the_digests_naming_the_client_are_removed(
     assert (r.outbox_rendered_again, r.outbox_removed) == (0, len(naming))
     after = {p.name: p.read_bytes() for p in week_dir.iterdir()}
     assert after == {k: v for k, v in before.items() if Path(k).stem not in naming}
+
+
+def test_forget_republishes_the_snapshot_of_the_warehouse_it_was_given(tmp_path: Path) -> None:
+    """`forget --warehouse X` with ALLIANCE_WATCH_HOME pointing at another installation: the
+    home's snapshot (another warehouse's rows) is left alone; the snapshot beside X is the
+    one republished."""
+    home = tmp_path / "home"
+    home_wh = home / "warehouse" / "alliance.duckdb"
+    home_wh.parent.mkdir(parents=True)
+    with open_warehouse(home_wh) as conn:
+        conn.execute("create table home_marker as select 1 as x")
+    home_snap = publish_snapshot(
+        home_wh, home / "warehouse" / "snapshot" / "alliance_snapshot.duckdb"
+    )
+    home_bytes, home_stamp = home_snap.read_bytes(), home_snap.stat().st_mtime_ns
+
+    other = tmp_path / "other" / "wh.duckdb"
+    other.parent.mkdir()
+    with open_warehouse(other) as conn:
+        conn.execute("create table other_marker as select 2 as x")
+    other_snap = publish_snapshot(other, other.parent / "snapshot" / "alliance_snapshot.duckdb")
+    with open_warehouse(other) as conn:
+        conn.execute("create table after_publish as select 3 as x")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_WATCH_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(other)]
+        + ["--clinic", "c1", "--client", "K77"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, "ALLIANCE_WATCH_HOME": str(home)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert home_snap.stat().st_mtime_ns == home_stamp
+    assert home_snap.read_bytes() == home_bytes
+    with duckdb.connect(str(other_snap), read_only=True) as conn:
+        tables = {t for (t,) in conn.execute("select table_name from duckdb_tables()").fetchall()}
+    assert "after_publish" in tables and "home_marker" not in tables

@@ -308,7 +308,8 @@ def _gx_inputs(seed: int, n: int) -> tuple[pd.DataFrame, dict[str, Any], dict[st
     frame = _to_frame(_random_table(seed, n), "measures")
     frame = frame.drop_duplicates(subset=[c for c in frame.columns if c != "source_line"])
     params = {
-        "code_pattern": CFG.code_pattern,
+        "client_code_pattern": CFG.code_pattern_for("client_id"),
+        "clinician_code_pattern": CFG.code_pattern_for("clinician_id"),
         "min_date": pd.Timestamp(dt.date(1990, 1, 1)),
         "max_date": pd.Timestamp(TODAY),
     }
