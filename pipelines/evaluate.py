@@ -227,8 +227,8 @@ def run(args: argparse.Namespace) -> int:
         from pipelines.grid import REPORT_SEEDS, format_grid, run_grid
 
         params = DetectParams(alert_budget=args.alert_budget)
-        results = run_grid(seeds=args.seeds or REPORT_SEEDS, params=params)
-        print(format_grid(results))
+        grid = run_grid(seeds=args.seeds or REPORT_SEEDS, params=params)
+        print(format_grid(grid))
         return 0
     if args.warehouse is None or args.truth is None:
         raise TruthError("give --warehouse FILE and --truth FILE (or --grid)")
