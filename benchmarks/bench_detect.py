@@ -134,11 +134,14 @@ def main() -> int:
         "alert_episode_id, is_new)) from flags"
     ).fetchone()
 
+    # a load is one clinic's delivery: `fraction` of all clients, drawn from one clinic (its
+    # calibration is recomputed from all its sessions, the other clinics are not read)
     rng = np.random.default_rng(1)
-    touched = conn.execute("select distinct clinic_id, client_id from measurements").df()
-    touched = touched.iloc[
-        rng.choice(len(touched), int(len(touched) * args.fraction), replace=False)
-    ]
+    touched = conn.execute(
+        "select distinct clinic_id, client_id from measurements where clinic_id = 'clinic_0'"
+    ).df()
+    want = min(len(touched), int(n_clients * args.fraction))
+    touched = touched.iloc[rng.choice(len(touched), want, replace=False)]
     pairs = list(touched.itertuples(index=False, name=None))
     load_inc = os.getloadavg()
     inc = detect(conn, clients=pairs)

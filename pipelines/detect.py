@@ -135,7 +135,7 @@ class DetectParams:
     # share of alliance sessions the clinic wants flagged; None: the flag_evidence threshold
     alert_budget: float | None = None
     # earlier alliance sessions a clinic needs before its budget quantile replaces flag_evidence
-    budget_min_sessions: int = 300
+    budget_min_sessions: int = 150
     # weight of the registry's prior within-client SD, in sessions, against the clinic's own
     prior_sessions: int = 20
     # prior weight d0 of the clinic's pooled variance against a client's own (Smyth 2004),
@@ -256,7 +256,6 @@ def _params_frame(
                     "budget_min_sessions": p.budget_min_sessions,
                     # the registry's priors, as variances, and their weight in sessions
                     "prior_var_total": (ins.within_sd or ins.standard_error) ** 2,
-                    "prior_var_part": (ins.within_part_sd or ins.standard_error) ** 2,
                     # a part's deviation from the whole (the contrast) carries only the item
                     # noise, not the session's shared swing: about half a part's variance
                     "prior_var_contrast": 0.5 * (ins.within_part_sd or ins.standard_error) ** 2,
@@ -325,10 +324,6 @@ CALIBRATION_COLUMNS: tuple[str, ...] = (
     "prior_df_total",
     "prior_df_bond",
     "prior_df_goal_task",
-    "pooled_var_bond_contrast",
-    "pooled_var_goal_task_contrast",
-    "prior_df_bond_contrast",
-    "prior_df_goal_task_contrast",
     "budget_threshold",
 )
 
@@ -450,10 +445,6 @@ def _calibration_frame_sql() -> str:
             c.prior_df_total,
             c.prior_df_bond,
             c.prior_df_goal_task,
-            c.pooled_var_bond_contrast,
-            c.pooled_var_goal_task_contrast,
-            c.prior_df_bond_contrast,
-            c.prior_df_goal_task_contrast,
             t.budget_threshold
         from detect_clinic_calibration as c
         inner join detect_params as p

@@ -245,10 +245,15 @@ def format_grid(results: pd.DataFrame) -> str:
             f"worst precision {t['precision'].min():.2f} ({t['precision'].idxmin()}), "
             f"highest burden {t['burden'].max():.3f} ({t['burden'].idxmax()})"
         )
-        beaten = 0
-        for cell in t.index:
-            best = s[(s["cell"] == cell) & (s["method"] != "detector")]["f1"].max()
-            beaten += int(det.loc[cell, "f1"] > best)
-        lines.append(f"detector F1 above every deployed rule in {beaten} of {len(t)} cells")
+        behind = [
+            str(cell)
+            for cell in t.index
+            if det.loc[cell, "f1"]
+            <= s[(s["cell"] == cell) & (s["method"] != "detector")]["f1"].max()
+        ]
+        lines.append(
+            f"detector F1 above every deployed rule in {len(t) - len(behind)} of {len(t)} cells"
+            + (f" (not in: {', '.join(behind)})" if behind else "")
+        )
     lines.append("(* no target: ruptures smaller than 2 within-client SDs)")
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 -- alert score (the flag score, or the CUSUM on its scale) above which that share of the
 -- clinic's alliance sessions of EARLIER weeks at the same stage fall, counting only candidates
 -- (a drop of at least the minimum size after enough history). So the clinic gets the alert rate
--- it chose whatever its noise. The quantile is over the last 13 weeks (a quarter), so that it
+-- it chose whatever its noise. The quantile is over the last 6 weeks, so that it
 -- follows a clinic whose case mix moves.
 -- Stages (sessions before this one: 0-2, 3-4, 5-7, 8-11, 12+) are judged apart because ruptures
 -- and sustained declines grow more common as courses go on: a young clinic's earlier weeks hold
@@ -77,7 +77,7 @@ counts_before as (
             sum(c.n_sessions) over (
                 partition by g.param_key, g.stage
                 order by g.week_start
-                rows between 13 preceding and 1 preceding
+                rows between 6 preceding and 1 preceding
             ),
             0
         ) as n_sessions_before,
@@ -133,7 +133,7 @@ earlier as (
             sum(n) over (
                 partition by param_key, stage, bin
                 order by week_start
-                rows between 13 preceding and 1 preceding
+                rows between 6 preceding and 1 preceding
             ),
             0
         ) as n_before

@@ -30,8 +30,6 @@ windowed as (
         stddev_samp(total) over w_prior as baseline_sd,
         avg(bond_score) over w_prior as baseline_bond,
         avg(goal_task_score) over w_prior as baseline_goal_task,
-        stddev_samp(bond_score) over w_prior as baseline_bond_sd,
-        stddev_samp(goal_task_score) over w_prior as baseline_goal_task_sd,
         bond_contrast,
         goal_task_contrast,
         avg(bond_contrast) over w_prior as baseline_bond_contrast,
@@ -92,8 +90,6 @@ features as (
         w.baseline_sd,
         w.baseline_bond,
         w.baseline_goal_task,
-        w.baseline_bond_sd,
-        w.baseline_goal_task_sd,
         w.bond_contrast,
         w.goal_task_contrast,
         w.baseline_bond_contrast,
@@ -108,9 +104,6 @@ features as (
         -- squared one-step prediction residuals, scaled so that their expectation is the
         -- client's within-client variance: (x - mean of n earlier) ^ 2 * n / (n + 1)
         (w.total - w.baseline_total) ^ 2 * w.n_prior / (w.n_prior + 1) as u_total,
-        (w.bond_score - w.baseline_bond) ^ 2 * w.n_prior / (w.n_prior + 1) as u_bond,
-        (w.goal_task_score - w.baseline_goal_task) ^ 2 * w.n_prior / (w.n_prior + 1)
-            as u_goal_task,
         (w.bond_contrast - w.baseline_bond_contrast) ^ 2 * w.n_prior / (w.n_prior + 1)
             as u_bond_contrast,
         (w.goal_task_contrast - w.baseline_goal_task_contrast) ^ 2 * w.n_prior / (w.n_prior + 1)

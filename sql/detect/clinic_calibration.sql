@@ -1,7 +1,8 @@
 -- Each clinic's own scale for "a drop", per instrument and calendar week, from the clinic's
 -- sessions of EARLIER weeks only (no look-ahead: a session is judged with what was known before
--- its week began). Per measure (the total, the bond part, the goal/task part, and each part's
--- contrast against the whole):
+-- its week began). Per measure (the total; the bond part and the goal/task part, each against
+-- the whole: a part's per-item mean minus the total's, in which the session's shared swing
+-- cancels):
 --   * pooled_var: the clinic's pooled within-client variance, taken robustly (the median of the
 --     scaled one-step prediction residuals, over the median of chi-square with 1 df) so that
 --     ruptures in it do not inflate it; blended with the registry's prior by `prior_sessions`
@@ -20,13 +21,9 @@ with features as (
         week_start,
         n_prior,
         u_total,
-        u_bond,
-        u_goal_task,
         u_bond_contrast,
         u_goal_task_contrast,
         baseline_sd,
-        baseline_bond_sd,
-        baseline_goal_task_sd,
         baseline_bond_contrast_sd,
         baseline_goal_task_contrast_sd
     from detect_alliance_features
@@ -44,25 +41,18 @@ weeks as (
 ),
 
 entries as (
-    -- one narrow row per session and measure (0 total, 1 bond, 2 goal/task): the scaled
-    -- residual, and the running variance once it rests on 3 degrees of freedom or more
+    -- one narrow row per session and measure (0 the total, 1 the bond part against the whole,
+    -- 2 the goal/task part against the whole): the scaled residual, and the running variance
+    -- once it rests on 3 degrees of freedom or more
     select param_key, week_start, 0 as measure, u_total as u,
         case when n_prior >= 4 then baseline_sd ^ 2 end as s2, n_prior - 1 as df
     from features
     union all
-    select param_key, week_start, 1, u_bond,
-        case when n_prior >= 4 then baseline_bond_sd ^ 2 end, n_prior - 1
-    from features
-    union all
-    select param_key, week_start, 2, u_goal_task,
-        case when n_prior >= 4 then baseline_goal_task_sd ^ 2 end, n_prior - 1
-    from features
-    union all
-    select param_key, week_start, 3, u_bond_contrast,
+    select param_key, week_start, 1, u_bond_contrast,
         case when n_prior >= 4 then baseline_bond_contrast_sd ^ 2 end, n_prior - 1
     from features
     union all
-    select param_key, week_start, 4, u_goal_task_contrast,
+    select param_key, week_start, 2, u_goal_task_contrast,
         case when n_prior >= 4 then baseline_goal_task_contrast_sd ^ 2 end, n_prior - 1
     from features
 ),
@@ -188,7 +178,7 @@ sampling_earlier as (
             0
         ) as sum_trigamma_before
     from weeks as w
-    cross join (select unnest([0, 1, 2, 3, 4]) as measure) as m
+    cross join (select unnest([0, 1, 2]) as measure) as m
     left join sampling as s
         on w.param_key = s.param_key
         and w.week_start = s.week_start
@@ -212,7 +202,7 @@ estimates as (
         ((v.q75_bin - v.q25_bin) / 16.0 * ln(2.0) / 1.349) ^ 2 as log_var_spread,
         s.sum_trigamma_before / nullif(v.n, 0) as mean_trigamma
     from weeks as w
-    cross join (select unnest([0, 1, 2, 3, 4]) as measure) as m
+    cross join (select unnest([0, 1, 2]) as measure) as m
     left join quantiles as r
         on w.param_key = r.param_key
         and w.week_start = r.week_start
@@ -253,12 +243,7 @@ blended as (
         d.n_residuals,
         (
             p.prior_sessions
-            * case d.measure
-                when 0 then p.prior_var_total
-                when 1 then p.prior_var_part
-                when 2 then p.prior_var_part
-                else p.prior_var_contrast
-            end
+            * case d.measure when 0 then p.prior_var_total else p.prior_var_contrast end
             + d.n_residuals * coalesce(d.residual_var, 0)
         ) / (p.prior_sessions + d.n_residuals) as pooled_var,
         (p.prior_sessions * p.prior_df + d.n_variances * coalesce(d.df_estimate, 0))
@@ -278,11 +263,7 @@ calibration as (
         max(pooled_var) filter (where measure = 2) as pooled_var_goal_task,
         max(prior_df) filter (where measure = 0) as prior_df_total,
         max(prior_df) filter (where measure = 1) as prior_df_bond,
-        max(prior_df) filter (where measure = 2) as prior_df_goal_task,
-        max(pooled_var) filter (where measure = 3) as pooled_var_bond_contrast,
-        max(pooled_var) filter (where measure = 4) as pooled_var_goal_task_contrast,
-        max(prior_df) filter (where measure = 3) as prior_df_bond_contrast,
-        max(prior_df) filter (where measure = 4) as prior_df_goal_task_contrast
+        max(prior_df) filter (where measure = 2) as prior_df_goal_task
     from blended
     group by param_key, week_start
 )

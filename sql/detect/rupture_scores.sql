@@ -8,7 +8,9 @@
 --     mostly on their own; a client at the ceiling who varies by half a point is judged on half
 --     a point, not on a population constant;
 --   * the scale of a new session's deviation from the running mean is sqrt(v * (1 + 1 / n));
---   * z_total, z_bond, z_goal_task: the drop below the running baseline in that scale;
+--   * z_total: the drop of the total below the running baseline in that scale; z_bond_contrast,
+--     z_goal_task_contrast: the drop of a part against the whole (the part's per-item mean minus
+--     the total's), in which the session's shared swing cancels;
 --   * flag score: the strongest direction of the drop: the whole, or the whole together with one
 --     part falling against the rest (a rupture falls in one part of the alliance, Safran &
 --     Muran 2000; an off day lowers every item alike);
@@ -51,8 +53,6 @@ measured as (
         c.prior_df_total,
         c.prior_df_bond,
         c.prior_df_goal_task,
-        c.prior_df_bond_contrast,
-        c.prior_df_goal_task_contrast,
         s.deteriorated_instruments is not null as is_symptom_deterioration,
         s.deteriorated_instruments,
         f.previous_total - f.total as delta_previous,
@@ -68,23 +68,15 @@ measured as (
         ) / (c.prior_df_total + f.n_prior - 1) as shrunk_var_total,
         (
             c.prior_df_bond * c.pooled_var_bond
-            + (f.n_prior - 1) * coalesce(f.baseline_bond_sd ^ 2, 0)
-        ) / (c.prior_df_bond + f.n_prior - 1) as shrunk_var_bond,
+            + (f.n_prior - 1) * coalesce(f.baseline_bond_contrast_sd ^ 2, 0)
+        ) / (c.prior_df_bond + f.n_prior - 1) as shrunk_var_bond_contrast,
         (
             c.prior_df_goal_task * c.pooled_var_goal_task
-            + (f.n_prior - 1) * coalesce(f.baseline_goal_task_sd ^ 2, 0)
-        ) / (c.prior_df_goal_task + f.n_prior - 1) as shrunk_var_goal_task,
-        (
-            c.prior_df_bond_contrast * c.pooled_var_bond_contrast
-            + (f.n_prior - 1) * coalesce(f.baseline_bond_contrast_sd ^ 2, 0)
-        ) / (c.prior_df_bond_contrast + f.n_prior - 1) as shrunk_var_bond_contrast,
-        (
-            c.prior_df_goal_task_contrast * c.pooled_var_goal_task_contrast
             + (f.n_prior - 1) * coalesce(f.baseline_goal_task_contrast_sd ^ 2, 0)
-        ) / (c.prior_df_goal_task_contrast + f.n_prior - 1) as shrunk_var_goal_task_contrast,
+        ) / (c.prior_df_goal_task + f.n_prior - 1) as shrunk_var_goal_task_contrast,
         sqrt(c.pooled_var_total) as clinic_sd,
-        sqrt(c.pooled_var_bond) as clinic_bond_sd,
-        sqrt(c.pooled_var_goal_task) as clinic_goal_task_sd
+        sqrt(c.pooled_var_bond) as clinic_bond_contrast_sd,
+        sqrt(c.pooled_var_goal_task) as clinic_goal_task_contrast_sd
     from features as f
     inner join params as p
         on f.param_key = p.param_key
@@ -102,10 +94,6 @@ scaled as (
         -- the deviation of one new session from a mean of n: predictive scale
         case when n_prior >= 1 then sqrt(shrunk_var_total * (1 + 1 / n_prior)) end
             as deflection_scale,
-        case when n_prior >= 1 then sqrt(shrunk_var_bond * (1 + 1 / n_prior)) end
-            as bond_scale,
-        case when n_prior >= 1 then sqrt(shrunk_var_goal_task * (1 + 1 / n_prior)) end
-            as goal_task_scale,
         case when n_prior >= 1 then sqrt(shrunk_var_bond_contrast * (1 + 1 / n_prior)) end
             as bond_contrast_scale,
         case when n_prior >= 1 then sqrt(shrunk_var_goal_task_contrast * (1 + 1 / n_prior)) end
@@ -119,15 +107,11 @@ moderated as (
     select
         *,
         delta_baseline / nullif(deflection_scale, 0) as t_total,
-        delta_bond / nullif(bond_scale, 0) as t_bond,
-        delta_goal_task / nullif(goal_task_scale, 0) as t_goal_task,
         delta_bond_contrast / nullif(bond_contrast_scale, 0) as t_bond_contrast,
         delta_goal_task_contrast / nullif(goal_task_contrast_scale, 0) as t_goal_task_contrast,
         prior_df_total + n_prior - 1 as df_total,
-        prior_df_bond + n_prior - 1 as df_bond,
-        prior_df_goal_task + n_prior - 1 as df_goal_task,
-        prior_df_bond_contrast + n_prior - 1 as df_bond_contrast,
-        prior_df_goal_task_contrast + n_prior - 1 as df_goal_task_contrast
+        prior_df_bond + n_prior - 1 as df_bond_contrast,
+        prior_df_goal_task + n_prior - 1 as df_goal_task_contrast
     from scaled
 ),
 
@@ -139,10 +123,6 @@ deflections as (
         *,
         sign(t_total) * sqrt(df_total * ln(1 + t_total ^ 2 / df_total))
         * (8 * df_total + 1) / (8 * df_total + 3) as z_total,
-        sign(t_bond) * sqrt(df_bond * ln(1 + t_bond ^ 2 / df_bond))
-        * (8 * df_bond + 1) / (8 * df_bond + 3) as z_bond,
-        sign(t_goal_task) * sqrt(df_goal_task * ln(1 + t_goal_task ^ 2 / df_goal_task))
-        * (8 * df_goal_task + 1) / (8 * df_goal_task + 3) as z_goal_task,
         sign(t_bond_contrast)
         * sqrt(df_bond_contrast * ln(1 + t_bond_contrast ^ 2 / df_bond_contrast))
         * (8 * df_bond_contrast + 1) / (8 * df_bond_contrast + 3) as z_bond_contrast,
@@ -156,7 +136,7 @@ deflections as (
 scored as (
     select
         *,
-        greatest(z_bond, z_goal_task) as z_part,
+        greatest(z_bond_contrast, z_goal_task_contrast) as z_part,
         -- the strongest direction of the drop, each a normal deviate under no rupture: the
         -- whole fell (z_total), or the whole fell with one part falling against the rest
         -- ((z_total + z_contrast) / sqrt 2: the contrast carries no shared session swing, so a

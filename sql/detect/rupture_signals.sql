@@ -40,15 +40,22 @@ signals as (
             as is_reliable_drop_baseline,
         coalesce(s.n_prior >= s.min_history and s.z_total >= s.deflection_sd, false)
             as is_deflection,
-        -- a part fell: by part_z of its own (shrunk) SDs and by the clinic's minimum drop
+        -- a part fell against the rest: by part_z of its own (shrunk) SDs and by the
+        -- clinic's minimum drop
         coalesce(
-            s.z_bond >= s.part_z and s.delta_bond >= s.min_drop_sd * s.clinic_bond_sd, false
+            s.z_bond_contrast >= s.part_z
+            and s.delta_bond_contrast >= s.min_drop_sd * s.clinic_bond_contrast_sd,
+            false
         ) as is_bond_drop,
         coalesce(
-            s.z_goal_task >= s.part_z
-            and s.delta_goal_task >= s.min_drop_sd * s.clinic_goal_task_sd,
+            s.z_goal_task_contrast >= s.part_z
+            and s.delta_goal_task_contrast >= s.min_drop_sd * s.clinic_goal_task_contrast_sd,
             false
-        ) as is_goal_task_drop
+        ) as is_goal_task_drop,
+        -- the whole fell with no part standing out: both parts' per-item means fell
+        coalesce(
+            s.z_total >= s.deflection_sd and s.delta_bond > 0 and s.delta_goal_task > 0, false
+        ) as is_whole_drop
     from scores as s
     left join thresholds as t
         on s.param_key = t.param_key
@@ -69,10 +76,9 @@ decided as (
         is_candidate and cusum * flag_evidence / cusum_h >= flag_threshold as is_cusum,
         is_reliable_drop_previous or is_reliable_drop_baseline as is_reliable_drop,
         case
-            when not (is_bond_drop or is_goal_task_drop) then null
-            when is_bond_drop and is_goal_task_drop then 'overall'
-            when is_bond_drop then 'bond'
-            else 'goal_task'
+            when is_bond_drop and not is_goal_task_drop then 'bond'
+            when is_goal_task_drop and not is_bond_drop then 'goal_task'
+            when is_bond_drop or is_goal_task_drop or is_whole_drop then 'overall'
         end as fallen_part
     from signals
 )

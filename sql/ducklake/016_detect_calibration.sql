@@ -11,9 +11,5 @@ create table detect_calibration (
     prior_df_total          double,
     prior_df_bond           double,
     prior_df_goal_task      double,
-    pooled_var_bond_contrast        double,
-    pooled_var_goal_task_contrast   double,
-    prior_df_bond_contrast          double,
-    prior_df_goal_task_contrast     double,
     budget_threshold        double
 );
