@@ -168,3 +168,13 @@ def reachable(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests leave screenshots for a person to look at: $ALLIANCE_WATCH_ARTIFACTS when
+    set (outside the repository; CI can keep it), else a temporary folder. Never the tree."""
+    chosen = os.environ.get("ALLIANCE_WATCH_ARTIFACTS")
+    path = Path(chosen) if chosen else tmp_path_factory.mktemp("artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

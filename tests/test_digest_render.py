@@ -11,8 +11,6 @@ from test_digest import AS_OF, CLINIC, make_warehouse  # sibling test module (te
 from pipelines.digest import run_weekly_digest
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)"
 )
@@ -38,7 +36,9 @@ def browser() -> Iterator[object]:
 
 
 @pytest.mark.parametrize("stem", ["T01", "T02", "_data_team"])
-def test_digest_html_renders_cleanly_at_640px(outbox: Path, browser, stem: str) -> None:
+def test_digest_html_renders_cleanly_at_640px(
+    outbox: Path, browser, stem: str, artifacts_dir: Path
+) -> None:
     page = browser.new_page(viewport={"width": 640, "height": 900})  # type: ignore[attr-defined]
     problems: list[str] = []
     page.on(
@@ -62,8 +62,7 @@ def test_digest_html_renders_cleanly_at_640px(outbox: Path, browser, stem: str) 
         assert img["w"] > 0 and img["shown"] <= 640 and img["alt"].startswith("Trajectory.")
     assert page.evaluate("document.querySelectorAll('script').length") == 0
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / f"digest_{stem.strip('_')}_640.png"
+    shot = artifacts_dir / f"digest_{stem.strip('_')}_640.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0
     page.close()

@@ -1,5 +1,5 @@
 """The analyst report: self-contained HTML that renders in headless Chromium without console
-errors; a screenshot is kept under artifacts/."""
+errors; a screenshot is kept in the artifacts folder ($ALLIANCE_WATCH_ARTIFACTS)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def test_report_is_self_contained(report: Path) -> None:
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)"
 )
-def test_report_renders_in_chromium_without_console_errors(report: Path) -> None:
+def test_report_renders_in_chromium_without_console_errors(
+    report: Path, artifacts_dir: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -64,9 +66,7 @@ def test_report_renders_in_chromium_without_console_errors(report: Path) -> None
             page.goto(report.as_uri())
             page.wait_for_load_state("load")
             widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
-            artifacts = ROOT / "artifacts"
-            artifacts.mkdir(exist_ok=True)
-            page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+            page.screenshot(path=str(artifacts_dir / "report.png"), full_page=True)
         finally:
             browser.close()
     assert errors == []
