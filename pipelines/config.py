@@ -520,6 +520,8 @@ class ClinicConfig(_Strict):
                 continue
             if key == "columns" and spec.dataset == "appointments":
                 key = "appointment_columns"
+            elif key == "columns":
+                value = {**data["columns"], **value}  # the file's columns over the clinic's
             data[key] = value.model_dump() if isinstance(value, BaseModel) else value
         if spec.dataset == "measures" and spec.instrument is None and spec.layout == "wide":
             data["instrument"] = None

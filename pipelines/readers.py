@@ -266,7 +266,7 @@ BLANK_ROW = "blank_row: every field of the line is blank (a spreadsheet's leftov
 def _filtered_reason(condition: str, where: str) -> str:
     """The reason a row a `keep_rows` condition excludes is counted under (the condition as
     configured, never a value of the file)."""
-    return f"filtered: not {condition} ({where})"
+    return f"filtered: {where} {condition!r} not met"
 
 
 def _required(dataset: str, cfg: ClinicConfig, wide: bool) -> tuple[str, ...]:
