@@ -123,3 +123,25 @@ def test_pcoms_second_episode_is_a_new_series_and_paper_totals_load(generated: P
     assert both  # the same client, session numbers restarting: both episodes are kept
     total_only = want[want["item_1"].isna()]
     assert len(total_only) and total_only["total"].notna().all()
+
+
+def test_the_receipt_and_the_weekly_view_say_which_rows_were_filtered_and_why(
+    generated: Path, tmp_path: Path
+) -> None:
+    from pipelines.notify import receipt_message
+    from pipelines.warehouse import create_views, open_warehouse
+
+    warehouse = _ingest_with_example(generated, "qualtrics_clinic", tmp_path)
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        files = conn.execute("select * from ingest_files").df().to_dict("records")
+    for f in files:
+        f["filtered_reasons"] = list(f["filtered_reasons"])
+        f["top_reasons"] = list(f["top_reasons"] if f["top_reasons"] is not None else [])
+    text = receipt_message("qualtrics_clinic", "run", files, "aw@example.org", ["d@x.org"])
+    body = text.get_content()
+    assert "10 filtered (not measures, by the config)" in body
+    assert "filtered: keep_rows 'Status != Survey Preview' not met (4)" in body
+    with open_warehouse(warehouse) as conn:
+        create_views(conn)
+        (n,) = conn.execute("select sum(rows_filtered) from clinic_data_quality_weekly").fetchone()
+    assert n == 10
