@@ -373,7 +373,14 @@ def _blank_rows(table: pa.Table) -> np.ndarray:
     n = table.num_rows
     if n == 0 or table.num_columns == 0:
         return np.zeros(n, dtype=bool)
-    blank = _text_eq(table.column(0), "")
+    first = table.column(0)
+    # no string is built here: the usual file has no blank first field and is done
+    blank = np.asarray(
+        pc.or_(pc.equal(pc.binary_length(first), 0), pc.utf8_is_space(first)).to_numpy(
+            zero_copy_only=False
+        ),
+        dtype=bool,
+    )
     if not blank.any():
         return blank
     rows = pa.array(np.flatnonzero(blank))
@@ -539,13 +546,15 @@ def _finish(
         )
     for c in optional:
         if c not in out.column_names:
-            out = out.append_column(c, pa.array([""] * out.num_rows, pa.string()))
+            out = out.append_column(c, pa.repeat(pa.scalar("", pa.string()), out.num_rows))
     issues = None
     if snf is not None:
         if snf.column:
             out, issues = _derive_session_numbers(out, cfg)
         else:  # by the order of session dates: worked out once the dates are read
-            out = out.append_column("session_number", pa.array([""] * out.num_rows, pa.string()))
+            out = out.append_column(
+                "session_number", pa.repeat(pa.scalar("", pa.string()), out.num_rows)
+            )
     return RawFile(
         dataset=dataset,
         header=header,
@@ -740,7 +749,10 @@ def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFram
         issues.append(raw.issues)
     if raw.dataset == "measures":
         # no episode column, or a blank cell: the client's one series ("")
-        cols["episode_id"] = pc.utf8_trim_whitespace(t.column("episode_id"))
+        if "episode_id" in cfg.columns or "episode_id" in raw.header:
+            cols["episode_id"] = pc.utf8_trim_whitespace(t.column("episode_id"))
+        else:
+            cols["episode_id"] = pa.repeat(pa.scalar("", pa.string()), n)
         d, bad = _cast_date(t.column("session_date"), cfg.date_format)
         cols["session_date"] = d
         if len(bad):
