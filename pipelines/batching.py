@@ -28,17 +28,24 @@ class Part:
 
 
 def write_chunks(
-    path: Path, out_dir: Path, part_bytes: int = DEFAULT_PART_BYTES, splittable: bool = True
+    path: Path,
+    out_dir: Path,
+    part_bytes: int = DEFAULT_PART_BYTES,
+    splittable: bool = True,
+    header_lines: int = 1,
 ) -> list[Part]:
     """The file as parts of about `part_bytes` bytes each (the file itself when it is small,
-    not splittable, or has no line end after its header)."""
+    not splittable, or has no line end after its header). Every part repeats the file's
+    `header_lines` (the column names and any extra header rows, e.g. Qualtrics' two)."""
     size = path.stat().st_size
     if not splittable or size <= part_bytes:
         return [Part(path, 0, 0)]
     parts: list[Part] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     with path.open("rb") as fh:
-        header = fh.readline()
+        header = b""
+        for _ in range(header_lines):
+            header += fh.readline()
         if not header.endswith(b"\n"):
             return [Part(path, 0, 0)]
         carry = b""

@@ -14,12 +14,21 @@ from pipelines.registry import (  # noqa: F401  (re-exported: the reference form
     REFERENCE_MEASURE_COLUMNS,
 )
 
-MEASURE_KEY: tuple[str, ...] = ("clinic_id", "client_id", "session_number", "instrument")
+MEASURE_KEY: tuple[str, ...] = (
+    "clinic_id",
+    "client_id",
+    "episode_id",
+    "session_number",
+    "instrument",
+)
 
 MEASURES_SCHEMA = pa.schema(
     [
         pa.field("clinic_id", pa.string(), nullable=False),
         pa.field("client_id", pa.string()),
+        # the treatment episode ("" when the export has none): part of the key, so a client's
+        # second episode is a new series, not a correction of the first
+        pa.field("episode_id", pa.string()),
         pa.field("clinician_id", pa.string()),
         pa.field("session_date", pa.date32()),
         pa.field("session_number", pa.int32()),

@@ -30,8 +30,21 @@ from pipelines.registry import (
 )
 
 # The canonical names a `columns:` / `appointment_columns:` mapping may map to.
-MEASURE_KEYS: tuple[str, ...] = REFERENCE_MEASURE_COLUMNS
-WIDE_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "session_date", "session_number")
+# `episode_id` (a treatment episode: part of the measurement key; blank = "") is optional.
+MEASURE_KEYS: tuple[str, ...] = (*REFERENCE_MEASURE_COLUMNS, "episode_id")
+WIDE_KEYS: tuple[str, ...] = (
+    "client_id",
+    "clinician_id",
+    "session_date",
+    "session_number",
+    "episode_id",
+)
+# Instruments whose paper form is scored by hand (a mark on a 10 cm line per item): a clinic
+# may load their totals without items (`allow_total_only`). Never PHQ-9, GAD-7 or WAI-SR: an
+# item missing there makes the measure invalid (DOMAIN.md).
+TOTAL_ONLY_INSTRUMENTS: tuple[str, ...] = ("SRS", "ORS")
+# A row condition: `<column> == <value>` or `<column> != <value>` (the value as text).
+_CONDITION = re.compile(r"^\s*(?P<column>.+?)\s*(?P<op>==|!=)\s*(?P<value>.*?)\s*$")
 APPOINTMENT_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "appointment_date", "status")
 # A pseudonymous code: letters, digits, "_" or "-", and at least one digit, so a bare name
 # ("Smithson") in a code column is never taken for a code; up to 64 characters, so UUIDs (36)
@@ -64,11 +77,36 @@ class Notifications(_Strict):
     send_all_clear: bool = False
 
 
+def parse_condition(text: str) -> tuple[str, str, str]:
+    """(column, operator, value) of a `keep_rows` condition; ValueError when it is not one."""
+    m = _CONDITION.match(text) if isinstance(text, str) else None
+    if m is None or not m["column"]:
+        raise ValueError(
+            f"{text!r} is not a condition; write '<column> == <value>' or '<column> != <value>', "
+            "e.g. 'Finished == True'"
+        )
+    return m["column"], m["op"], m["value"]
+
+
+def _conditions(v: list[str]) -> list[str]:
+    for text in v:
+        parse_condition(text)
+    return v
+
+
 class WideBlock(_Strict):
-    """One instrument's columns on a wide line: its item headers in item order, and its total."""
+    """One instrument's columns on a wide line: its item headers in item order, and its total;
+    `keep_rows`: conditions this instrument's entries must meet (e.g. REDCap's
+    `phq9_complete == 2`), others are filtered and counted."""
 
     items: list[str]
     total: str | None = None
+    keep_rows: list[str] = Field(default_factory=list)
+
+    @field_validator("keep_rows")
+    @classmethod
+    def _keep(cls, v: list[str]) -> list[str]:
+        return _conditions(v)
 
 
 class WideLayout(_Strict):
@@ -159,6 +197,91 @@ class Thresholds(_Strict):
         return data
 
 
+class SessionNumberFrom(_Strict):
+    """Where the session number comes from when the export has no session-number column.
+
+    * ``column`` + ``pattern``: a regular expression with one group, matched against the
+      column's text (``'^session_(\\d+)_arm_\\d+$'`` on REDCap's ``redcap_event_name``);
+    * ``column`` + ``values``: a map of the column's values to numbers (event names);
+    * ``column`` alone: the column holds the number (``redcap_repeat_instance``);
+    * ``order: session_date``: the rank of the session date among the file's rows of the same
+      client, episode and instrument (two on one date are quarantined, never ordered).
+    """
+
+    column: str | None = None
+    pattern: str | None = None
+    values: dict[str, int] = Field(default_factory=dict)
+    order: Literal["session_date"] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SessionNumberFrom:
+        if (self.column is None) == (self.order is None):
+            raise ValueError(
+                "give either 'column' (with 'pattern', 'values' or neither) or 'order: "
+                "session_date'"
+            )
+        if self.pattern is not None and self.values:
+            raise ValueError("give 'pattern' or 'values', not both")
+        if self.order is not None and (self.pattern is not None or self.values):
+            raise ValueError("'order' takes no 'pattern' or 'values'")
+        if self.pattern is not None:
+            try:
+                groups = re.compile(self.pattern).groups
+            except re.error as e:
+                raise ValueError(f"pattern is not a valid regular expression: {e}") from None
+            if groups != 1:
+                raise ValueError(
+                    "pattern needs exactly one group, the session number: e.g. "
+                    "'^session_(\\d+)_arm_\\d+$'"
+                )
+        for label, n in self.values.items():
+            if n < 1:
+                raise ValueError(f"values.{label} is {n}; session numbers start at 1")
+        return self
+
+
+# The keys a `files:` entry may set for its own files; the others are the clinic's.
+FILE_SPEC_KEYS: tuple[str, ...] = (
+    "file_type",
+    "layout",
+    "delimiter",
+    "encoding",
+    "decimal",
+    "date_format",
+    "columns",
+    "instrument_values",
+    "status_values",
+    "wide",
+    "instrument",
+    "header_rows",
+    "keep_rows",
+    "session_number_from",
+)
+
+
+class FileSpec(_Strict):
+    """One kind of file a clinic delivers (`files:`): its name pattern, dataset and how to read
+    it. A key not given here is taken from the clinic's top level."""
+
+    pattern: str
+    dataset: Literal["measures", "appointments"] = "measures"
+    file_type: Literal["csv", "parquet"] | None = None
+    layout: Literal["long", "wide"] | None = None
+    delimiter: str | None = None
+    encoding: str | None = None
+    decimal: Literal[".", ","] | None = None
+    date_format: str | None = None
+    # for an appointments file: the appointment columns
+    columns: dict[str, str] | None = None
+    instrument_values: dict[str, str] | None = None
+    status_values: dict[str, str] | None = None
+    wide: WideLayout | None = None
+    instrument: str | None = None
+    header_rows: int | None = Field(default=None, ge=0, le=20)
+    keep_rows: list[str] | None = None
+    session_number_from: SessionNumberFrom | None = None
+
+
 class ClinicConfig(_Strict):
     clinic_id: str
     timezone: str
@@ -180,6 +303,19 @@ class ClinicConfig(_Strict):
     instrument_values: dict[str, str] = Field(default_factory=dict)
     wide: WideLayout | None = None
     instruments: dict[str, str] = Field(default_factory=dict)  # instrument -> version
+    # a file that holds one instrument only (no instrument column): its registry code
+    instrument: str | None = None
+    # extra header rows after the column names (Qualtrics: 2), skipped
+    header_rows: int = Field(default=0, ge=0, le=20)
+    # conditions a row must meet to be taken in (on any column, loaded or not); rows that fail
+    # one are filtered and counted with the condition (`ingest_files.rows_filtered`)
+    keep_rows: list[str] = Field(default_factory=list)
+    session_number_from: SessionNumberFrom | None = None
+    # instruments whose entries may carry a total without items (paper forms scored by hand)
+    allow_total_only: list[str] = Field(default_factory=list)
+    # several kinds of file: each its own pattern, dataset and reading keys (FILE_SPEC_KEYS);
+    # empty: the top-level keys describe the clinic's one measures and one appointments file
+    files: list[FileSpec] = Field(default_factory=list)
     # the shape of pseudonymous codes: `code_pattern` sets both columns, the two others one
     # each (and win over it); a declared pattern is authoritative for the values it matches
     # (see pipelines.deid). None: the default.
@@ -307,6 +443,29 @@ class ClinicConfig(_Strict):
     def _instruments(cls, v: dict[str, str]) -> dict[str, str]:
         return _known_instruments(v)
 
+    @field_validator("instrument")
+    @classmethod
+    def _instrument(cls, v: str | None) -> str | None:
+        if v is not None:
+            _known_instruments({v: v})
+        return v
+
+    @field_validator("keep_rows")
+    @classmethod
+    def _keep_rows(cls, v: list[str]) -> list[str]:
+        return _conditions(v)
+
+    @field_validator("allow_total_only")
+    @classmethod
+    def _total_only(cls, v: list[str]) -> list[str]:
+        for code in v:
+            if code not in TOTAL_ONLY_INSTRUMENTS:
+                raise ValueError(
+                    f"{code!r} cannot be loaded without items; allow_total_only takes the "
+                    f"instruments scored by hand on paper: {', '.join(TOTAL_ONLY_INSTRUMENTS)}"
+                )
+        return v
+
     @model_validator(mode="after")
     def _layout(self) -> ClinicConfig:
         if self.layout == "wide" and self.wide is None:
@@ -318,6 +477,32 @@ class ClinicConfig(_Strict):
                 "format: reference is the long layout with the reference headers; "
                 "use format: custom to map columns or use a wide layout"
             )
+        if self.instrument is not None and (self.layout != "long" or "instrument" in self.columns):
+            raise ValueError(
+                "instrument: names the one instrument of a long file without an instrument "
+                "column; remove columns.instrument (or the instrument: key), and in a wide "
+                "layout name the instruments under wide.blocks"
+            )
+        if self.session_number_from is not None and "session_number" in self.columns:
+            raise ValueError(
+                "give the session number either as a column (columns.session_number) or "
+                "derived (session_number_from), not both"
+            )
+        if self.files:
+            given = sorted({"measures_pattern", "appointments_pattern"} & self.model_fields_set)
+            if given:
+                raise ValueError(
+                    f"with files: each file kind has its own pattern (files[].pattern); "
+                    f"remove {', '.join(given)}"
+                )
+            for i, spec in enumerate(self.files):
+                try:
+                    self._for_spec(spec)
+                except ValidationError as e:
+                    first = e.errors()[0]
+                    key = ".".join(str(p) for p in first["loc"])
+                    msg = first["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"files.{i}{'.' + key if key else ''}: {msg}") from None
         if self.layout == "wide":
             extra = sorted(set(self.columns) - set(WIDE_KEYS))
             if extra:
@@ -326,6 +511,45 @@ class ClinicConfig(_Strict):
                     f"(not {', '.join(extra)}); instrument columns go under 'wide:'"
                 )
         return self
+
+    def _for_spec(self, spec: FileSpec) -> ClinicConfig:
+        data = self.model_dump(exclude={"files"})
+        for key in FILE_SPEC_KEYS:
+            value = getattr(spec, key)
+            if value is None:
+                continue
+            if key == "columns" and spec.dataset == "appointments":
+                key = "appointment_columns"
+            elif key == "columns":
+                value = {**data["columns"], **value}  # the file's columns over the clinic's
+            data[key] = value.model_dump() if isinstance(value, BaseModel) else value
+        if spec.dataset == "measures" and spec.instrument is None and spec.layout == "wide":
+            data["instrument"] = None
+        data["measures_pattern"] = spec.pattern if spec.dataset == "measures" else ""
+        data["appointments_pattern"] = spec.pattern if spec.dataset == "appointments" else ""
+        return ClinicConfig.model_validate(data)
+
+    def file_kinds(self) -> list[tuple[str, str]]:
+        """(pattern, dataset) of every kind of file the clinic delivers, in matching order."""
+        if self.files:
+            return [(s.pattern, s.dataset) for s in self.files]
+        return [(self.measures_pattern, "measures"), (self.appointments_pattern, "appointments")]
+
+    def reader_for(self, name: str) -> tuple[str, ClinicConfig] | None:
+        """(dataset, the config to read the file with) for a delivered file name, or None when
+        no pattern matches. With `files:`, the first entry whose pattern matches, its keys over
+        the clinic's; without, the top-level patterns and this config."""
+        import fnmatch
+
+        if not self.files:
+            for pattern, dataset in self.file_kinds():
+                if pattern and fnmatch.fnmatch(name, pattern):
+                    return dataset, self
+            return None
+        for spec in self.files:
+            if fnmatch.fnmatch(name, spec.pattern):
+                return spec.dataset, self._for_spec(spec)
+        return None
 
     def source_column(self, dataset: str, canonical: str) -> str:
         """The clinic's header for a canonical column (the canonical name when not mapped)."""

@@ -376,7 +376,7 @@ def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
     columns = (
         "clinic_id, file_name, sha256, dataset, status, rows_in, rows_loaded, rows_quarantined, "
         "rows_duplicate, error, top_reasons, data_docs_path, load_id, bytes, ignored_columns, "
-        "config_sha"
+        "config_sha, rows_filtered, filtered_reasons"
     )
     values = asdict(r)
     names = [c.strip() for c in columns.split(",")]

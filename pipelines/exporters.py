@@ -7,6 +7,9 @@ Four styles, one per sample clinic (docs/clinic-onboarding.md shows their config
 * ``parquet_long``: Parquet, one row per measure, the clinic's own column and instrument names.
 * ``euro_csv``: semicolon, decimal comma, latin-1, DD.MM.YYYY, German headers.
 
+The exports of the tools clinics use (Excel, PCOMS/FIT, REDCap, Qualtrics, one file per
+instrument) are written by `pipelines.tool_exports` (`write_dataset` dispatches to it).
+
 Values are formatted vectorized (pyarrow casts give the shortest text that parses back to the
 same double), so a reader that follows the config reproduces the canonical rows exactly.
 """
@@ -398,14 +401,21 @@ def write_dataset(
     out: Path, specs: list[ClinicSpec], cohorts: dict[str, Cohort], period: str = "month"
 ) -> ExportSummary:
     """Every clinic's config and files, `out/truth.csv` and `out/canonical/*.parquet`."""
+    from pipelines.tool_exports import TOOL_STYLES, write_tool_clinic
+
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     for spec in specs:
-        files += write_clinic(spec, cohorts[spec.clinic_id], out, period)
+        if spec.style in TOOL_STYLES:
+            # the tools' exports: canonical/<clinic>.measures.parquet and .filtered.json
+            files += write_tool_clinic(spec, cohorts[spec.clinic_id], out, period).files
+        else:
+            files += write_clinic(spec, cohorts[spec.clinic_id], out, period)
     truth = pd.concat([c.truth for c in cohorts.values()], ignore_index=True)
     truth.reindex(columns=list(TRUTH_COLUMNS)).to_csv(out / "truth.csv", index=False)
     canon = out / "canonical"
     canon.mkdir(exist_ok=True)
-    pq.write_table(measures_table(cohorts), canon / "measures.parquet")
-    pq.write_table(appointments_table(cohorts), canon / "appointments.parquet")
+    own = {s.clinic_id: cohorts[s.clinic_id] for s in specs if s.style not in TOOL_STYLES}
+    pq.write_table(measures_table(own), canon / "measures.parquet")
+    pq.write_table(appointments_table(own), canon / "appointments.parquet")
     return ExportSummary(n_files=len(files), files=files)

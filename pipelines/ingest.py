@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fnmatch
 import hashlib
 import logging
 import multiprocessing
@@ -113,11 +112,17 @@ def sha256_of(path: Path) -> str:
 
 
 def dataset_of(name: str, cfg: ClinicConfig) -> str | None:
-    if fnmatch.fnmatch(name, cfg.measures_pattern):
-        return "measures"
-    if fnmatch.fnmatch(name, cfg.appointments_pattern):
-        return "appointments"
-    return None
+    """The dataset of a delivered file by its name (the clinic's `files:` patterns, or its
+    `measures_pattern` / `appointments_pattern`); None when no pattern matches."""
+    found = cfg.reader_for(name)
+    return found[0] if found is not None else None
+
+
+def reading_config(delivery: Delivery, cfg: ClinicConfig) -> ClinicConfig:
+    """The config a delivery is read with: its `files:` entry over the clinic's keys (the
+    clinic's config itself without `files:`). Judging and the ledger use the clinic's."""
+    found = cfg.reader_for(delivery.path.name)
+    return found[1] if found is not None else cfg
 
 
 def list_landing(cfg: ClinicConfig, landing: Path) -> list[Path]:
@@ -232,6 +237,8 @@ class PartOutcome:
     data_docs_path: str | None = None
     ignored_columns: list[str] = field(default_factory=list)
     error: str | None = None  # the file-level rejection this part found
+    # rows not taken in (blank lines, `keep_rows`), by reason: outside rows_in
+    filtered: dict[str, int] = field(default_factory=dict)
     clients: list[str] = field(default_factory=list)  # distinct clients of the valid rows
 
 
@@ -249,10 +256,9 @@ def _base_result(delivery: Delivery, cfg: ClinicConfig) -> FileResult:
 
 def _unknown_file(delivery: Delivery, cfg: ClinicConfig) -> StagedFile:
     base = _base_result(delivery, cfg)
-    base.error = (
-        f"unknown_file: name matches neither {cfg.measures_pattern!r} nor "
-        f"{cfg.appointments_pattern!r}"
-    )
+    patterns = " nor ".join(repr(p) for p, _ in cfg.file_kinds() if p)
+    key = "files[].pattern" if cfg.files else "measures_pattern / appointments_pattern"
+    base.error = f"unknown_file: name matches neither {patterns} (add its pattern under {key})"
     return StagedFile(result=base)
 
 
@@ -312,14 +318,16 @@ def split_delivery(
     changed = changed_since_discovery(delivery)
     if changed is not None:
         raise FileRejected(CHANGED_AFTER_DISCOVERY, changed)
+    reading = reading_config(delivery, cfg)
     try:
         parts = batching.write_chunks(
             delivery.path,
             parts_dir,
             part_bytes or batching.DEFAULT_PART_BYTES,
-            splittable=cfg.file_type != "parquet"
-            and cfg.encoding.lower().replace("-", "")
+            splittable=reading.file_type != "parquet"
+            and reading.encoding.lower().replace("-", "")
             in ("utf8", "latin1", "iso88591", "cp1252", "ascii"),
+            header_lines=1 + reading.header_rows,
         )
     except OSError as e:
         fault = _read_fault(e, delivery)
@@ -436,6 +444,11 @@ def assemble(
     base.rows_loaded = sum(o.kept for o in outcomes)
     base.rows_quarantined = sum(o.quarantined for o in outcomes)
     base.rows_duplicate = sum(o.duplicate for o in outcomes)
+    filtered: Counter[str] = Counter()
+    for o in outcomes:
+        filtered.update(o.filtered)
+    base.rows_filtered = sum(filtered.values())
+    base.filtered_reasons = [f"{reason} ({n})" for reason, n in filtered.most_common()]
     frames = [o.issues for o in outcomes if o.issues is not None and not o.issues.empty]
     if delivery.dataset == "measures":
         staged.clients = sorted({c for o in outcomes for c in o.clients})
@@ -502,6 +515,7 @@ def _prepare_part(
     from pipelines import deid, validate
 
     dataset = str(delivery.dataset)
+    cfg = reading_config(delivery, cfg)
     raw = readers.read_raw(part.path, dataset, cfg)
     deid.check_header(raw.header, dataset, cfg.safe_columns)
     if part.line_offset:
@@ -519,7 +533,9 @@ def _prepare_part(
         reason = pd.DataFrame(
             {"row": [-1 - i for i in range(n_bad_lines)], "reason": [MALFORMED] * n_bad_lines}
         )
-        return PartOutcome(n_bad_lines, 0, n_bad_lines, 0, reason, None, ignored)
+        return PartOutcome(
+            n_bad_lines, 0, n_bad_lines, 0, reason, None, ignored, filtered=raw.filtered
+        )
     id_issues, redact = deid.scan_values(raw.table, cfg)
     typed, cast_issues = readers.canonicalize(raw, cfg)
     typed = typed.set_column(
@@ -571,6 +587,7 @@ def _prepare_part(
         data_docs_path=str(docs_path) if docs_path else None,
         ignored_columns=ignored,
         clients=clients,
+        filtered=raw.filtered,
     )
 
 
@@ -606,7 +623,7 @@ def _malformed_table(lines: list[int], line_offset: int) -> pa.Table | None:
 
 
 CROSS_PART_KEYS = {
-    "measures": ("client_id", "session_number", "instrument"),
+    "measures": ("client_id", "episode_id", "session_number", "instrument"),
     "appointments": ("client_id", "appointment_date"),
 }
 KEY_CONFLICT = (
@@ -978,7 +995,8 @@ def ingest_clinics(
         publish_snapshot(warehouse, snapshot)
     for r in results:
         log.info(
-            "clinic=%s file=%s status=%s rows_in=%d loaded=%d quarantined=%d duplicate=%d",
+            "clinic=%s file=%s status=%s rows_in=%d loaded=%d quarantined=%d duplicate=%d "
+            "filtered=%d",
             r.clinic_id,
             r.file_name,
             r.status,
@@ -986,6 +1004,7 @@ def ingest_clinics(
             r.rows_loaded,
             r.rows_quarantined,
             r.rows_duplicate,
+            r.rows_filtered,
         )
     return [r for r in results if r.status != "already_loaded"]
 
@@ -1051,7 +1070,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def format_table(results: list[FileResult]) -> str:
-    head = ("clinic", "file", "status", "in", "loaded", "quar.", "dup.", "reasons")
+    head = ("clinic", "file", "status", "in", "loaded", "quar.", "dup.", "filt.", "reasons")
     rows = [
         (
             r.clinic_id,
@@ -1061,7 +1080,8 @@ def format_table(results: list[FileResult]) -> str:
             str(r.rows_loaded),
             str(r.rows_quarantined),
             str(r.rows_duplicate),
-            r.error or "; ".join(r.top_reasons[:3]),
+            str(r.rows_filtered),
+            r.error or "; ".join([*r.top_reasons[:3], *r.filtered_reasons[:2]]),
         )
         for r in results
     ]
@@ -1208,6 +1228,8 @@ def load_prepared(
                 "rows_loaded": r.rows_loaded,
                 "rows_quarantined": r.rows_quarantined,
                 "rows_duplicate": r.rows_duplicate,
+                "rows_filtered": r.rows_filtered,
+                "filtered_reasons": list(r.filtered_reasons),
                 "rejudged": r.rejudged,
                 "rows_released": r.rows_released,
                 "top_reasons": list(r.top_reasons),

@@ -206,6 +206,7 @@ def receipt_message(
                 ("rows_loaded", "loaded"),
                 ("rows_quarantined", "held back"),
                 ("rows_duplicate", "duplicate"),
+                ("rows_filtered", "filtered (not measures, by the config)"),
             )
         ),
         "",
@@ -232,6 +233,13 @@ def receipt_message(
         reasons = f.get("top_reasons") or []
         if reasons and isinstance(reasons, list):
             lines.append("  row reasons: " + ", ".join(str(r) for r in reasons))
+        filtered = f.get("filtered_reasons") or []
+        if filtered and isinstance(filtered, list):
+            # rows the clinic's config says are not measures: counted apart from rows read
+            lines.append(
+                f"  rows filtered ({_n(f.get('rows_filtered'))}, not read as measures): "
+                + ", ".join(str(r) for r in filtered)
+            )
     lines += [
         "",
         "A rejected file loads nothing: fix the export or the clinic config and deliver it",

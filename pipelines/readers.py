@@ -22,6 +22,7 @@ which are column-wise and row-local) is a contained change when files outgrow me
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from pipelines.canonical import (
     REFERENCE_MEASURE_COLUMNS,
     SCHEMAS,
 )
-from pipelines.config import WIDE_KEYS, ClinicConfig
+from pipelines.config import WIDE_KEYS, ClinicConfig, parse_condition
 from pipelines.deid import shown_header
 from pipelines.errors import FileRejected
 
@@ -50,7 +51,11 @@ REQUIRED = {
     "appointments": REFERENCE_APPOINTMENT_COLUMNS,
 }
 OPTIONAL = {
-    "measures": tuple(c for c in REFERENCE_MEASURE_COLUMNS if c.startswith("item_")) + ("total",),
+    "measures": (
+        *(c for c in REFERENCE_MEASURE_COLUMNS if c.startswith("item_")),
+        "total",
+        "episode_id",
+    ),
     "appointments": (),
 }
 
@@ -66,6 +71,11 @@ class RawFile:
     # physical lines (header = 1) whose field count differs from the header's: not in `table`,
     # quarantined whole by ingest (their values are not shown: the columns cannot be told apart)
     malformed_lines: list[int] = field(default_factory=list)
+    # rows not taken in, by reason: blank lines, rows a `keep_rows` condition excludes
+    filtered: dict[str, int] = field(default_factory=dict)
+    # row issues found while reading (a session number that cannot be derived); rows index
+    # into `table`
+    issues: pd.DataFrame | None = None
 
 
 def empty_issues() -> pd.DataFrame:
@@ -138,7 +148,9 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(
-                encoding=cfg.encoding, block_size=max(1 << 22, cfg.max_field_bytes * 4)
+                encoding=cfg.encoding,
+                block_size=max(1 << 22, cfg.max_field_bytes * 4),
+                skip_rows_after_names=cfg.header_rows,
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=cfg.delimiter, newlines_in_values=False, invalid_row_handler=on_invalid
@@ -184,11 +196,15 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
             ) from None
     table = pa.table(cols)
     header = list(table.column_names)
-    invalid = _locate_lines(path, cfg.encoding, invalid_texts) if invalid_texts else []
+    invalid = (
+        _locate_lines(path, cfg.encoding, invalid_texts, 1 + cfg.header_rows)
+        if invalid_texts
+        else []
+    )
     return _finish(path, dataset, cfg, table, header, invalid, first_line, size, True)
 
 
-def _locate_lines(path: Path, encoding: str, texts: list[str]) -> list[int]:
+def _locate_lines(path: Path, encoding: str, texts: list[str], header_lines: int = 1) -> list[int]:
     """1-based physical line numbers of the records pyarrow skipped, in file order.
 
     Only runs when a file has malformed lines, so a plain line scan is fine here."""
@@ -198,7 +214,7 @@ def _locate_lines(path: Path, encoding: str, texts: list[str]) -> list[int]:
         for number, line in enumerate(fh, start=1):
             if not pending:
                 break
-            if number > 1 and line.rstrip("\r\n") == pending[0]:
+            if number > header_lines and line.rstrip("\r\n") == pending[0]:
                 found.append(number)
                 pending.pop(0)
     return found + [-1] * len(pending)
@@ -244,19 +260,182 @@ def _read_parquet(path: Path) -> pa.Table:
     return pa.table(cols)
 
 
-def _missing_message(dataset: str, cfg: ClinicConfig, missing: list[str]) -> str:
-    """Name the config key behind every missing header (never a data value)."""
+BLANK_ROW = "blank_row: every field of the line is blank (a spreadsheet's leftover row)"
+
+
+def _filtered_reason(condition: str, where: str) -> str:
+    """The reason a row a `keep_rows` condition excludes is counted under (the condition as
+    configured, never a value of the file)."""
+    return f"filtered: {where} {condition!r} not met"
+
+
+def _required(dataset: str, cfg: ClinicConfig, wide: bool) -> tuple[str, ...]:
+    """The canonical columns the file itself must have under this config."""
+    if dataset != "measures":
+        return REQUIRED[dataset]
+    derived = {"session_number"} if cfg.session_number_from is not None else set()
+    if wide or cfg.instrument is not None:
+        derived.add("instrument")
+    return tuple(c for c in (*WIDE_KEYS[:4], "instrument") if c not in derived)
+
+
+def _missing_message(dataset: str, cfg: ClinicConfig, missing: list[tuple[str, str]]) -> str:
+    """One line per set of missing headers, each naming the config key that fixes it (never a
+    data value). `missing`: (kind, what) pairs: ("mapped", canonical), ("required",
+    canonical), ("wide", message), ("other", message)."""
     key = "columns" if dataset == "measures" else "appointment_columns"
     mapping = cfg.columns if dataset == "measures" else cfg.appointment_columns
+    mapped = [c for kind, c in missing if kind == "mapped"]
+    required = [c for kind, c in missing if kind == "required"]
     parts = []
-    for c in missing:
-        if c in mapping:
-            parts.append(f"{key}.{c} maps to {mapping[c]!r}, which the file does not have")
-        elif c.startswith("wide."):
-            parts.append(c)
-        else:
-            parts.append(f"required column {c!r} is missing (or map it under {key}:)")
-    return "; ".join(parts)
+    if mapped:
+        listed = ", ".join(f"{key}.{c} maps to {mapping[c]!r}" for c in mapped)
+        parts.append(f"{listed}, which the file does not have; fix the header names under {key}:")
+    if required:
+        hint = f"map each to your header under {key}: (e.g. {key}.{required[0]}: <header>)"
+        if "instrument" in required:
+            hint += ", or set instrument: <code> when the file holds one instrument"
+        if "session_number" in required:
+            hint += ", or derive it with session_number_from:"
+        parts.append(f"required column(s) {', '.join(required)} missing; {hint}")
+    parts += [what for kind, what in missing if kind in ("wide", "other")]
+    return " | ".join(parts)
+
+
+def _missing_columns(
+    dataset: str,
+    cfg: ClinicConfig,
+    header: list[str],
+    renamed: list[str],
+    required: tuple[str, ...],
+    blocks: dict[str, tuple[list[str], str | None]],
+) -> list[tuple[str, str]]:
+    mapping = cfg.columns if dataset == "measures" else cfg.appointment_columns
+    have = set(header)
+    missing: list[tuple[str, str]] = [
+        ("mapped" if c in mapping else "required", c) for c in required if c not in renamed
+    ]
+    # A mapped optional column (an item, the total, the episode) is a promise of the config too.
+    missing += [("mapped", c) for c in mapping if c not in required and mapping[c] not in have]
+    for code, (items, total) in blocks.items():
+        absent = [f"{j + 1} ({h!r})" for j, h in enumerate(items) if h not in have]
+        if total is not None and total not in have:
+            absent.append(f"the total ({total!r})")
+        if absent:
+            missing.append(
+                (
+                    "wide",
+                    f"wide.blocks.{code}: item(s) {', '.join(absent)} not in the file; fix the "
+                    f"headers under wide.blocks.{code} (or wide.prefixes)",
+                )
+            )
+    conditions = [(c, "keep_rows") for c in cfg.keep_rows]
+    if cfg.wide is not None and dataset == "measures":
+        conditions += [
+            (c, f"wide.blocks.{code}.keep_rows")
+            for code, block in cfg.wide.blocks.items()
+            for c in block.keep_rows
+        ]
+    for text, where in conditions:
+        column = parse_condition(text)[0]
+        if column not in have:
+            missing.append(
+                ("other", f"{where}: the file has no column {column!r} (in {text!r}); fix {where}")
+            )
+    snf = cfg.session_number_from
+    if dataset == "measures" and snf is not None and snf.column and snf.column not in have:
+        missing.append(
+            (
+                "other",
+                f"session_number_from.column: the file has no column {snf.column!r}; fix "
+                "session_number_from.column",
+            )
+        )
+    return missing
+
+
+def _text_eq(col: pa.ChunkedArray | pa.Array, value: str) -> np.ndarray:
+    """Cells equal to `value` after trimming, case folded (vectorized, on distinct values)."""
+    values_d, idx = _distinct(col)
+    same = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(values_d)), value.strip().lower())
+    return np.asarray(pc.take(pc.fill_null(same, False), idx).to_numpy(zero_copy_only=False))
+
+
+def _condition_holds(table: pa.Table, text: str) -> np.ndarray:
+    column, op, value = parse_condition(text)
+    eq = _text_eq(table.column(column), value)
+    return eq if op == "==" else ~eq
+
+
+def _blank_rows(table: pa.Table) -> np.ndarray:
+    """Lines whose every field is blank. The first column is checked first: in the usual file
+    none is blank and nothing more is read."""
+    n = table.num_rows
+    if n == 0 or table.num_columns == 0:
+        return np.zeros(n, dtype=bool)
+    first = table.column(0)
+    # no string is built here: the usual file has no blank first field and is done
+    blank = np.asarray(
+        pc.or_(pc.equal(pc.binary_length(first), 0), pc.utf8_is_space(first)).to_numpy(
+            zero_copy_only=False
+        ),
+        dtype=bool,
+    )
+    if not blank.any():
+        return blank
+    rows = pa.array(np.flatnonzero(blank))
+    sub = table.take(rows)
+    every = np.ones(len(rows), dtype=bool)
+    for col in sub.columns[1:]:
+        every &= _text_eq(col, "")
+    out = np.zeros(n, dtype=bool)
+    out[np.flatnonzero(blank)[every]] = True
+    return out
+
+
+SESSION_SOURCE = "_session_source"
+
+
+def _derive_session_numbers(
+    table: pa.Table, cfg: ClinicConfig
+) -> tuple[pa.Table, pd.DataFrame | None]:
+    """The `session_number` column from `session_number_from.column` (pattern, values or the
+    number as it is); rows it cannot be derived for get a blank number and an issue."""
+    snf = cfg.session_number_from
+    assert snf is not None and snf.column is not None
+    values_d, idx = _distinct(table.column(SESSION_SOURCE))
+    texts = values_d.to_pylist()
+    out: list[str | None] = []
+    how = "session_number_from"
+    if snf.pattern is not None:
+        rx = re.compile(snf.pattern)
+        for t in texts:
+            m = rx.search(t.strip()) if t is not None else None
+            g = m.group(1) if m is not None else None
+            out.append(g if g is not None and g.strip().isdigit() else None)
+        how = "session_number_from.pattern"
+    elif snf.values:
+        folded = {k.strip().lower(): str(v) for k, v in snf.values.items()}
+        out = [folded.get(t.strip().lower()) if t is not None else None for t in texts]
+        how = "session_number_from.values"
+    else:
+        out = [t.strip() if t is not None and t.strip() else None for t in texts]
+    derived = pc.take(pa.array(out, pa.string()), idx)
+    bad = np.flatnonzero(~np.asarray(pc.is_valid(derived).to_numpy(zero_copy_only=False)))
+    table = table.drop_columns([SESSION_SOURCE])
+    i = table.schema.get_field_index("session_number")
+    filled = pc.fill_null(derived, "")
+    if i >= 0:
+        table = table.set_column(i, "session_number", filled)
+    else:
+        table = table.append_column("session_number", filled)
+    if not len(bad):
+        return table, None
+    return table, _issues(
+        bad,
+        f"session_number_underivable: {snf.column!r} gives no session number under {how}; "
+        f"extend {how} (or fix the export)",
+    )
 
 
 def _finish(
@@ -274,25 +453,16 @@ def _finish(
     inverse = {src: canon for canon, src in mapping.items()}
     renamed = [inverse.get(h, h) for h in header]
     wide = dataset == "measures" and cfg.layout == "wide" and cfg.wide is not None
-    required = WIDE_KEYS if wide else REQUIRED[dataset]
-    missing = [c for c in required if c not in renamed]
-    # A mapped optional column (an item or the total) is a promise of the config too.
-    missing += [c for c in mapping if c not in required and mapping[c] not in header]
+    required = _required(dataset, cfg, wide)
     blocks = cfg.wide.resolved() if wide and cfg.wide is not None else {}
-    for code, (items, total) in blocks.items():
-        for j, h in enumerate(items):
-            if h not in header:
-                missing.append(
-                    f"wide: item {j + 1} of {code} is {h!r}, which the file does not have"
-                )
-        if total is not None and total not in header:
-            missing.append(f"wide: the {code} total is {total!r}, which the file does not have")
+    missing = _missing_columns(dataset, cfg, header, renamed, required, blocks)
     if missing:
         other = _sniff_delimiter(first_line, cfg.delimiter) if is_csv else None
         if other is not None:
             raise FileRejected(
                 "wrong_delimiter",
-                f"the header is separated by {other!r}, the clinic config says {cfg.delimiter!r}",
+                f"the header is separated by {other!r}, the clinic config says {cfg.delimiter!r} "
+                "(delimiter:)",
             )
         raise FileRejected("missing_column", _missing_message(dataset, cfg, missing))
     if table.num_rows == 0 and not invalid:
@@ -314,71 +484,124 @@ def _finish(
                 f"a field in column {shown_header(header, i)!r} exceeds "
                 f"{cfg.max_field_bytes} bytes",
             )
-    known = set(required) | (set() if wide else set(OPTIONAL[dataset]))
-    block_headers = {h for items, total in blocks.values() for h in (*items, total) if h}
-    keep = [i for i, c in enumerate(renamed) if c in known]
-    ignored = [
-        shown_header(header, i)
-        for i, c in enumerate(renamed)
-        if c not in known and header[i] not in block_headers
-    ]
-    out = table.select(keep).rename_columns([renamed[i] for i in keep])
-    # Physical line of each record: the CSV line (header = line 1), accounting for skipped invalid
-    # lines; in Parquet the same numbering (row 1 = "line" 2) so quarantine reports read alike.
-    n = out.num_rows
-    rows = np.arange(n, dtype=np.int64)
-    skipped = np.sort(np.array([i for i in invalid if i >= 0], dtype=np.int64))
-    lines = rows + 2
-    if len(skipped):
-        # shift each record past the invalid lines that precede it
-        for s in skipped:
-            lines = np.where(lines >= s, lines + 1, lines)
-    out = out.append_column("source_line", pa.array(lines, pa.int64()))
-    if wide:
-        out = _melt_wide(out, table, blocks)
-    else:
-        for c in OPTIONAL[dataset]:
-            if c not in out.column_names:
-                out = out.append_column(c, pa.array([""] * out.num_rows, pa.string()))
     if invalid and min(invalid) < 0:
         raise FileRejected(
             "wrong_field_count",
             "some lines have a different number of fields than the header and could not be "
             "located; check the export's quoting",
         )
+    optional = ("episode_id",) if wide else OPTIONAL[dataset]
+    known = set(required) | set(optional)
+    block_headers = {h for items, total in blocks.values() for h in (*items, total) if h}
+    helpers = {parse_condition(c)[0] for c in cfg.keep_rows}
+    helpers |= {
+        parse_condition(c)[0]
+        for code, (_items, _total) in blocks.items()
+        for c in (cfg.wide.blocks[code].keep_rows if cfg.wide and code in cfg.wide.blocks else [])
+    }
+    snf = cfg.session_number_from if dataset == "measures" else None
+    if snf is not None and snf.column:
+        helpers.add(snf.column)
+    keep = [i for i, c in enumerate(renamed) if c in known]
+    ignored = [
+        shown_header(header, i)
+        for i, c in enumerate(renamed)
+        if c not in known and header[i] not in block_headers and header[i] not in helpers
+    ]
+    # Physical line of each record: the CSV line (header = line 1, then `header_rows` extra
+    # header lines), accounting for skipped invalid lines; in Parquet the same numbering (row 1
+    # = "line" 2) so quarantine reports read alike.
+    n = table.num_rows
+    lines = np.arange(n, dtype=np.int64) + 2 + (cfg.header_rows if is_csv else 0)
+    skipped = np.sort(np.array([i for i in invalid if i >= 0], dtype=np.int64))
+    if len(skipped):
+        # shift each record past the invalid lines that precede it
+        for s in skipped:
+            lines = np.where(lines >= s, lines + 1, lines)
+    # Rows not taken in: blank spreadsheet lines and rows a `keep_rows` condition excludes,
+    # each counted under its reason (never silently dropped).
+    filtered: dict[str, int] = {}
+    blank = _blank_rows(table)
+    taken = ~blank
+    if blank.any():
+        filtered[BLANK_ROW] = int(blank.sum())
+    for text in cfg.keep_rows:
+        fails = taken & ~_condition_holds(table, text)
+        if fails.any():
+            filtered[_filtered_reason(text, "keep_rows")] = int(fails.sum())
+            taken &= ~fails
+    if not taken.all():
+        mask = pa.array(taken)
+        table = table.filter(mask)
+        lines = lines[taken]
+    out = table.select(keep).rename_columns([renamed[i] for i in keep])
+    if snf is not None and snf.column:
+        out = out.append_column(SESSION_SOURCE, table.column(snf.column))
+    out = out.append_column("source_line", pa.array(lines, pa.int64()))
+    if wide:
+        out = _melt_wide(out, table, blocks, cfg, filtered)
+    elif dataset == "measures" and cfg.instrument is not None:
+        out = out.append_column(
+            "instrument", pa.repeat(pa.scalar(cfg.instrument, pa.string()), out.num_rows)
+        )
+    for c in optional:
+        if c not in out.column_names:
+            out = out.append_column(c, pa.repeat(pa.scalar("", pa.string()), out.num_rows))
+    issues = None
+    if snf is not None:
+        if snf.column:
+            out, issues = _derive_session_numbers(out, cfg)
+        else:  # by the order of session dates: worked out once the dates are read
+            out = out.append_column(
+                "session_number", pa.repeat(pa.scalar("", pa.string()), out.num_rows)
+            )
     return RawFile(
         dataset=dataset,
         header=header,
         table=out,
         ignored_columns=ignored,
         malformed_lines=sorted(invalid),
+        filtered=filtered,
+        issues=issues,
     )
 
 
 def _melt_wide(
-    keys: pa.Table, table: pa.Table, blocks: dict[str, tuple[list[str], str | None]]
+    keys: pa.Table,
+    table: pa.Table,
+    blocks: dict[str, tuple[list[str], str | None]],
+    cfg: ClinicConfig,
+    filtered: dict[str, int],
 ) -> pa.Table:
     """One canonical row per instrument block with any non-blank cell, in file order.
 
     A block blank on a line = not administered; a partly blank block stays a row (with blank
-    items) so that validation rejects it with its reason.
+    items) so that validation rejects it with its reason. A block's own `keep_rows` conditions
+    filter its entries (counted in `filtered`).
     """
     n = keys.num_rows
     blank = pa.repeat(pa.scalar("", pa.string()), n)
     parts: list[pa.Table] = []
+    carried = [c for c in keys.column_names if c != "source_line"]
     for code, (items, total) in blocks.items():
         headers = [*items, *([total] if total else [])]
-        any_value = pa.array(np.zeros(n, dtype=bool))
+        any_value = np.zeros(n, dtype=bool)
         for h in headers:
-            filled = pc.not_equal(pc.utf8_trim_whitespace(table.column(h)), "")
-            any_value = pc.or_(any_value, filled)
-        cols: dict[str, pa.ChunkedArray | pa.Array] = {c: keys.column(c) for c in WIDE_KEYS}
+            any_value |= ~_text_eq(table.column(h), "")
+        conditions = cfg.wide.blocks[code].keep_rows if cfg.wide and code in cfg.wide.blocks else []
+        for text in conditions:
+            fails = any_value & ~_condition_holds(table, text)
+            if fails.any():
+                reason = _filtered_reason(text, f"wide.blocks.{code}.keep_rows")
+                filtered[reason] = filtered.get(reason, 0) + int(fails.sum())
+                any_value &= ~fails
+        cols: dict[str, pa.ChunkedArray | pa.Array] = {c: keys.column(c) for c in carried}
         cols["instrument"] = pa.repeat(pa.scalar(code, pa.string()), n)
         for j, c in enumerate(registry.ITEM_COLUMNS):
             cols[c] = table.column(items[j]) if j < len(items) else blank
         cols["total"] = table.column(total) if total else blank
         cols["source_line"] = keys.column("source_line")
-        parts.append(pa.table(cols).filter(any_value))
+        parts.append(pa.table(cols).filter(pa.array(any_value)))
     melted = pa.concat_tables(parts)
     # Stable sort by line keeps the block order on each line.
     return melted.take(pc.sort_indices(melted, sort_keys=[("source_line", "ascending")]))
@@ -476,6 +699,42 @@ def _compute_totals(table: pa.Table) -> pa.ChunkedArray:
     return pa.chunked_array([pa.array(totals, pa.float64(), from_pandas=True)])
 
 
+SESSION_ORDER_TIE = (
+    "session_order_tie: another entry of this client, episode and instrument has the same "
+    "session_date with different values, so their order is unknown (session_number_from: "
+    "order: session_date); deliver one entry per date, or a session-number column"
+)
+
+
+def _session_order(cols: dict[str, pa.ChunkedArray | pa.Array]) -> tuple[pa.Array, np.ndarray]:
+    """Session numbers as the rank of each entry's session date among the file's entries of the
+    same client, episode and instrument (1 = earliest). Entries on one date with different
+    values are ties: never ordered, they get no number and are returned as issues; exact copies
+    share their number (validation counts them as duplicates). A tied date still counts as a
+    session, so numbers do not move when the tie is resolved."""
+    key = ["client_id", "episode_id", "instrument"]
+    values = [*registry.ITEM_COLUMNS, "total"]
+    frame = pd.DataFrame({c: _numpy(cols[c]) for c in (*key, "session_date", *values)})
+    ok = frame[[*key, "session_date"]].notna().all(axis=1).to_numpy()
+    number = np.full(len(frame), np.nan)
+    ties = np.zeros(len(frame), dtype=bool)
+    if ok.any():
+        sub = frame[ok]
+        distinct = sub.drop_duplicates([*key, "session_date", *values])
+        clash = distinct[distinct.duplicated([*key, "session_date"], keep=False)]
+        if len(clash):
+            tied = sub.reset_index().merge(clash[[*key, "session_date"]].drop_duplicates())
+            ties[tied["index"].to_numpy()] = True
+        number[ok] = sub.groupby(key, sort=False, dropna=False)["session_date"].rank(method="dense")
+    number[ties] = np.nan
+    arr = pa.array(number, pa.float64(), from_pandas=True)
+    return pc.cast(arr, pa.int32()), np.flatnonzero(ties)
+
+
+def _numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(col.to_numpy(zero_copy_only=False))
+
+
 def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFrame]:
     """Cast the raw strings to the canonical schema; every uncastable value is a row issue."""
     t = raw.table
@@ -486,7 +745,14 @@ def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFram
     cols["clinic_id"] = pa.repeat(pa.scalar(cfg.clinic_id, pa.string()), n)
     for name in ("client_id", "clinician_id"):
         cols[name] = _blank_to_null(t.column(name))
+    if raw.issues is not None and not raw.issues.empty:
+        issues.append(raw.issues)
     if raw.dataset == "measures":
+        # no episode column, or a blank cell: the client's one series ("")
+        if "episode_id" in cfg.columns or "episode_id" in raw.header:
+            cols["episode_id"] = pc.utf8_trim_whitespace(t.column("episode_id"))
+        else:
+            cols["episode_id"] = pa.repeat(pa.scalar("", pa.string()), n)
         d, bad = _cast_date(t.column("session_date"), cfg.date_format)
         cols["session_date"] = d
         if len(bad):
@@ -512,6 +778,11 @@ def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFram
             cols[c] = v
             if len(bad):
                 issues.append(_issues(bad, f"not_a_number: {c} is not a number"))
+        snf = cfg.session_number_from
+        if snf is not None and snf.order == "session_date":
+            cols["session_number"], ties = _session_order(cols)
+            if len(ties):
+                issues.append(_issues(ties, SESSION_ORDER_TIE))
     else:
         d, bad = _cast_date(t.column("appointment_date"), cfg.date_format)
         cols["appointment_date"] = d

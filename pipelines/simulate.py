@@ -579,6 +579,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--start-date", type=iso_date, default=None, help="first date (default 182 days before end)"
     )
     parser.add_argument(
+        "--tool-exports",
+        action="store_true",
+        help="also write the five tool-export clinics (Excel, PCOMS/FIT, REDCap, Qualtrics, one "
+        "file per instrument; docs/clinic-onboarding.md)",
+    )
+    parser.add_argument(
         "--period",
         choices=("month", "quarter", "all"),
         default="month",
@@ -620,6 +626,10 @@ def run(args: argparse.Namespace) -> int:
 
     params = params_from_args(args)
     specs = default_clinics(args.clinics)
+    if getattr(args, "tool_exports", False):
+        from pipelines.tool_exports import TOOL_CLINICS
+
+        specs += list(TOOL_CLINICS)
     cohorts = simulate(specs, params, args.seed)
     summary = write_dataset(args.out, specs, cohorts, period=args.period)
     n_rows = sum(len(c.measures) for c in cohorts.values())

@@ -272,10 +272,10 @@ def _measures() -> dict[str, Any]:
         *_measure_total_expectations(),
         _expectation(
             "expect_compound_columns_to_be_unique",
-            {"column_list": ["client_id", "session_number", "instrument"]},
+            {"column_list": ["client_id", "episode_id", "session_number", "instrument"]},
             "duplicate_key_in_file",
-            "another row of this file has the same client_id, session_number and instrument "
-            "with different values; every copy is held back",
+            "another row of this file has the same client_id, episode_id, session_number and "
+            "instrument with different values; every copy is held back",
         ),
     ]
     return {

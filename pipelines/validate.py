@@ -250,6 +250,32 @@ def check_total_consistency(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else empty_issues()
 
 
+def total_only_rows(frame: pd.DataFrame, allowed: list[str]) -> np.ndarray:
+    """Row labels of total-only entries the clinic allows (`allow_total_only`): an allowed
+    instrument, every item blank, the total given (a paper form scored by hand)."""
+    if "instrument" not in frame.columns:
+        return np.zeros(0, dtype="int64")
+    items = frame[list(ITEM_COLUMNS)].to_numpy(dtype="float64")
+    mask = (
+        frame["instrument"].isin(allowed).to_numpy(dtype=bool)
+        & np.isnan(items).all(axis=1)
+        & frame["total"].notna().to_numpy(dtype=bool)
+    )
+    return np.asarray(frame.index.to_numpy()[mask], dtype="int64")
+
+
+def _total_only_allowed(
+    issues: pd.DataFrame, frame: pd.DataFrame, allowed: list[str]
+) -> pd.DataFrame:
+    """Drop the missing-item reasons of allowed total-only entries: they load with null items
+    (the part-level signals then have nothing to work with and say so)."""
+    rows = total_only_rows(frame, allowed)
+    if not len(rows) or issues.empty:
+        return issues
+    echo = issues["row"].isin(rows) & issues["reason"].astype(str).str.startswith("item_missing")
+    return issues.loc[~echo.to_numpy(dtype=bool)]
+
+
 def check_item_step(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows with an item that is not a multiple of its instrument's smallest step."""
     frames = []
@@ -1233,6 +1259,8 @@ def validate(
         issues = _key_conflicts_as_delivered(
             issues, frame, _file_key(suite_dict), raw, redaction, typed.num_rows
         )
+    if cfg.allow_total_only:
+        issues = _total_only_allowed(issues, frame, cfg.allow_total_only)
     issues = issues.drop_duplicates().sort_values(["row", "reason"], ignore_index=True)
     # counts and reason codes only: never a value
     log.info(

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 SQL_DIR = Path(
     os.environ.get("ALLIANCE_WATCH_SQL_DIR", Path(__file__).resolve().parents[1] / "sql")
 )
-MEASURE_KEY = ("clinic_id", "client_id", "session_number", "instrument")
+MEASURE_KEY = ("clinic_id", "client_id", "episode_id", "session_number", "instrument")
 VALUE_COLUMNS = (
     "clinician_id",
     "session_date",
@@ -232,6 +232,10 @@ class FileResult:
     rows_loaded: int = 0
     rows_quarantined: int = 0
     rows_duplicate: int = 0
+    # rows not taken in (outside rows_in): blank lines, rows a `keep_rows` condition excludes;
+    # `filtered_reasons` names each reason with its count
+    rows_filtered: int = 0
+    filtered_reasons: list[str] = field(default_factory=list)
     error: str | None = None
     top_reasons: list[str] = field(default_factory=list)
     data_docs_path: str | None = None
@@ -367,8 +371,8 @@ def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
         insert into ingest_files (
             clinic_id, file_name, sha256, dataset, status, rows_in, rows_loaded,
             rows_quarantined, rows_duplicate, error, top_reasons, data_docs_path, load_id,
-            bytes, ignored_columns, config_sha)
-        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            bytes, ignored_columns, config_sha, rows_filtered, filtered_reasons)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         [
             r.clinic_id,
@@ -387,6 +391,8 @@ def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
             r.bytes,
             r.ignored_columns,
             r.config_sha,
+            r.rows_filtered,
+            r.filtered_reasons,
         ],
     )
 
@@ -499,7 +505,7 @@ def split_code(error: str | None) -> str:
 def _not_superseded(r: FileResult, first_load_id: int) -> tuple[str, list[object]]:
     """A condition on a staged row `s`, and its parameters: no delivery loaded after this one
     set its key."""
-    key: tuple[str, ...] = ("client_id", "session_number", "instrument")
+    key: tuple[str, ...] = ("client_id", "episode_id", "session_number", "instrument")
     table = "measurements"
     if r.dataset == "appointments":
         table, key = "appointments", ("client_id", "appointment_date")
@@ -659,7 +665,7 @@ def record_quarantine_and_load(
 KEY_JOIN = " and ".join(f"b.{c} = m.{c}" for c in MEASURE_KEY)
 MEASURE_COLUMNS = ", ".join(
     [
-        *MEASURE_KEY[:2],
+        *MEASURE_KEY[:3],
         "clinician_id",
         "session_number",
         "session_date",
@@ -671,7 +677,8 @@ MEASURE_COLUMNS = ", ".join(
 )
 
 
-FILE_KEY = ("client_id", "session_number", "instrument")  # the key within one clinic's file
+# the key within one clinic's file
+FILE_KEY = ("client_id", "episode_id", "session_number", "instrument")
 
 
 def _qualified(alias: str) -> str:
@@ -743,7 +750,7 @@ def insert_measurements(
     existing = any(counts.get(kind) for kind in skip)
     conn.execute(
         f"""
-        insert into measurements
+        insert into measurements by name
         select {_qualified("b")},
                ? as source_file, b.source_line, ? as sha256, ? as load_id, now() as loaded_at
         from {INCOMING} as b
@@ -761,7 +768,7 @@ def append_history(conn: duckdb.DuckDBPyConnection, r: FileResult, counts: dict[
         return
     conn.execute(
         f"""
-        insert into measurements_superseded
+        insert into measurements_superseded by name
         select {_qualified("m")},
                m.source_file, m.source_line, m.sha256, m.load_id, m.loaded_at,
                now() as superseded_at

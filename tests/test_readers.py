@@ -116,8 +116,29 @@ def test_mapped_column_missing_names_the_config_key(tmp_path: Path) -> None:
         "t.csv",
         HEADER.replace(",O4,", ",O_4,") + "C1,T01,03/04/2025,1" + ",1" * 10 + "\n",
     )
-    with pytest.raises(FileRejected, match="item 4 of ORS is 'O4'"):
+    with pytest.raises(FileRejected, match=r"wide.blocks.ORS: item\(s\) 4 \('O4'\)"):
         read_raw(p2, "measures", cfg(WIDE))
+
+
+def test_wide_missing_columns_name_the_wide_key_one_line_per_set(tmp_path: Path) -> None:
+    """Issue #17: a wide block's missing headers were each told "(or map it under columns:)",
+    which the validator refuses for a wide layout; now one line per block, naming wide.blocks."""
+    header = HEADER.replace(",O4,", ",O_4,").replace(",O1,", ",O_1,").replace(",S2,", ",S_2,")
+    p = write(tmp_path, "t.csv", header + "C1,T01,03/04/2025,1" + ",1" * 10 + "\n")
+    with pytest.raises(FileRejected) as e:
+        read_raw(p, "measures", cfg(WIDE))
+    msg = str(e.value)
+    assert "map it under columns" not in msg
+    assert msg.count("wide.blocks.ORS") == 2 and msg.count("wide.blocks.SRS") == 2
+    assert "item(s) 1 ('O1'), 4 ('O4')" in msg
+    assert len(msg.split(" | ")) == 2  # one part per block
+    # several missing canonical columns: one line, naming the key that fixes it
+    p = write(tmp_path, "u.csv", "A,B\n1,2\n")
+    with pytest.raises(FileRejected) as e:
+        read_raw(p, "measures", cfg({"clinic_id": "x1", "timezone": "UTC", "format": "custom"}))
+    msg = str(e.value)
+    assert msg.count("missing;") == 1 and "under columns:" in msg
+    assert "instrument: <code>" in msg and "session_number_from" in msg
 
 
 def test_european_export_decimal_comma_latin1_and_dates(tmp_path: Path) -> None:

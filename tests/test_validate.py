@@ -473,7 +473,7 @@ def test_copies_are_looked_for_only_among_repeated_keys_and_all_are_found(seed: 
     raw = pa.table({c: typed.column(c).cast(pa.string()) for c in typed.column_names})
     frame = _to_frame(typed, "measures")
     key = _file_key(load_suite_dict("measures"))
-    assert key == ("client_id", "session_number", "instrument")
+    assert key == ("client_id", "episode_id", "session_number", "instrument")
     rows = _copy_candidates(frame, key, {})
     assert 0 < len(rows) < len(frame)
     for basis_raw in (raw, None):

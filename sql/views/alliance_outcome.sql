@@ -5,7 +5,8 @@
 -- n. Every pairing of an alliance and a symptom instrument a clinic measures has a row, n = 0
 -- included. Small cells: with n < 10 clients the correlation is not shown (r and its interval
 -- are null, suppressed is true). r is null too when either measure does not vary (no
--- correlation is defined, e.g. every client at the SRS ceiling).
+-- correlation is defined, e.g. every client at the SRS ceiling). A client's treatment episodes
+-- (episode_id) are counted apart: each is its own course of sessions.
 -- Published reference: the alliance-outcome correlation is about r = .28 (Fluckiger et al.
 -- 2018, Psychotherapy 55(4), meta-analysis of 295 studies).
 create or replace view alliance_outcome as
@@ -13,19 +14,21 @@ with early_alliance as (
     select
         m.clinic_id,
         m.client_id,
+        m.episode_id,
         m.instrument as alliance_instrument,
         avg(m.total) as early_alliance,
         count(*) as early_sessions
     from measurements as m
     inner join instruments as i on m.instrument = i.instrument
     where i.construct = 'alliance' and m.session_number <= 3
-    group by m.clinic_id, m.client_id, m.instrument
+    group by m.clinic_id, m.client_id, m.episode_id, m.instrument
 ),
 
 symptom_change as (
     select
         m.clinic_id,
         m.client_id,
+        m.episode_id,
         m.instrument as outcome_instrument,
         count(*) as outcome_sessions,
         case max(i.direction)
@@ -36,7 +39,7 @@ symptom_change as (
     from measurements as m
     inner join instruments as i on m.instrument = i.instrument
     where i.construct = 'symptoms'
-    group by m.clinic_id, m.client_id, m.instrument
+    group by m.clinic_id, m.client_id, m.episode_id, m.instrument
 ),
 
 paired as (
@@ -45,6 +48,7 @@ paired as (
     inner join symptom_change as s
         on a.clinic_id = s.clinic_id
         and a.client_id = s.client_id
+        and a.episode_id = s.episode_id
     where a.early_sessions >= 3 and s.outcome_sessions >= 3
 ),
 

@@ -1,5 +1,6 @@
 -- One row per measure as currently loaded: the client's score at each session with the change
--- from the previous session and from the client's first (baseline) session on that instrument.
+-- from the previous session and from the client's first (baseline) session on that instrument,
+-- within one treatment episode (episode_id, '' when the clinic's export has none).
 -- construct says alliance (SRS, WAI-SR) or symptoms (ORS, PHQ-9, GAD-7); direction says which
 -- way is better, so change_from_baseline_improving is positive when the client got better.
 create or replace view client_trajectories as
@@ -7,6 +8,7 @@ with ordered as (
     select
         m.clinic_id,
         m.client_id,
+        m.episode_id,
         m.clinician_id,
         m.instrument,
         i.construct,
@@ -20,7 +22,7 @@ with ordered as (
     from measurements as m
     inner join instruments as i on m.instrument = i.instrument
     window w as (
-        partition by m.clinic_id, m.client_id, m.instrument
+        partition by m.clinic_id, m.client_id, m.episode_id, m.instrument
         order by m.session_number
         rows between unbounded preceding and current row
     )

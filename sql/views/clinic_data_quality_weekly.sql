@@ -1,6 +1,8 @@
 -- Per clinic and week of receipt (Monday, in the clinic's own timezone, as the data team's
 -- weekly summary counts them): files received, rejected and duplicated, rows received, loaded,
--- quarantined and duplicated, and whether the clinic's feed is stale now (no file received for
+-- quarantined and duplicated, rows filtered (not measures by the clinic's config: blank
+-- spreadsheet rows, keep_rows such as collateral raters or survey previews; outside rows
+-- received, never loaded, counted by reason in ingest_files.filtered_reasons), and whether the clinic's feed is stale now (no file received for
 -- more than the clinic's cadence_days, as the freshness notice judges it). A clinic's timezone
 -- and cadence come from clinic_settings (written by every ingest); without a row there, UTC
 -- and 7 days (the config's default). Weeks without any file do not appear. An attempt whose
@@ -25,7 +27,8 @@ files as (
         a.rows_in,
         a.rows_loaded,
         a.rows_quarantined,
-        a.rows_duplicate
+        a.rows_duplicate,
+        coalesce(a.rows_filtered, 0) as rows_filtered
     from ingest_attempts as a
     left join settings as s on a.clinic_id = s.clinic_id
 ),
@@ -41,7 +44,8 @@ weekly as (
         sum(rows_in) as rows_received,
         sum(rows_loaded) as rows_loaded,
         sum(rows_quarantined) as rows_quarantined,
-        sum(rows_duplicate) as rows_duplicate
+        sum(rows_duplicate) as rows_duplicate,
+        sum(rows_filtered) as rows_filtered
     from files
     group by clinic_id, week_start
 ),
