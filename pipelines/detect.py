@@ -66,6 +66,7 @@ PART_SUBSCALES: dict[str, tuple[str, ...]] = {
 FLAG_COLUMNS: tuple[str, ...] = (
     "clinic_id",
     "client_id",
+    "episode_id",
     "clinician_id",
     "session_number",
     "session_date",
@@ -85,11 +86,18 @@ FLAG_COLUMNS: tuple[str, ...] = (
     "fallen_part",
     "evidence",
 )
-FLAG_KEY: tuple[str, ...] = ("clinic_id", "client_id", "session_number", "instrument")
+FLAG_KEY: tuple[str, ...] = (
+    "clinic_id",
+    "client_id",
+    "episode_id",
+    "session_number",
+    "instrument",
+)
 EPISODE_COLUMNS: tuple[str, ...] = (
     "alert_episode_id",
     "clinic_id",
     "client_id",
+    "episode_id",
     "clinician_id",
     "instrument",
     "opened_session",
@@ -561,7 +569,7 @@ def _check_series_keys(conn: duckdb.DuckDBPyConnection) -> None:
             (select count(*) from detect_alliance_features
              where session_number = previous_session_number)
             + (select count(*) from (select series_key from detect_flags group by series_key
-               having count(distinct (clinic_id, client_id, instrument)) > 1))
+               having count(distinct (clinic_id, client_id, episode_id, instrument)) > 1))
             + (select count(*) from (
                 select client_key from (
                     select distinct clinic_id, client_id, hash(clinic_id, client_id) as client_key

@@ -438,7 +438,8 @@ def test_high_severity_episodes_are_announced_once(
     p = _home(tmp_path, monkeypatch)
     with open_warehouse(p.warehouse) as conn:
         conn.execute(
-            "insert into alert_episodes values "
+            "insert into alert_episodes (alert_episode_id, clinic_id, client_id, clinician_id, instrument, opened_session, opened_date, last_flag_session, max_severity, status, closed_session, closed_date) "
+            "values "
             "('e1', 'late', 'C9', 'T01', 'SRS', 6, ?, 6, 'high', 'ongoing', null, null),"
             "('e2', 'late', 'C8', 'T01', 'SRS', 4, ?, 4, 'medium', 'ongoing', null, null),"
             "('e3', 'ontime', 'C7', 'T01', 'SRS', 4, ?, 4, 'high', 'ongoing', null, null)",

@@ -442,3 +442,30 @@ def test_alert_budget_sets_the_clinics_flag_rate(tmp_path: Path) -> None:
             assert 0.04 <= rate[0] <= 0.075, (world.name, rate[0])
         finally:
             conn.close()
+
+
+def test_a_second_treatment_episode_is_its_own_series(wh: duckdb.DuckDBPyConnection) -> None:
+    """Issue 17: a client's second treatment episode restarts at session 1. Detection refused
+    the whole run ("two alliance series share a hash key"); each episode is now its own series,
+    with its own baseline, flags and alert episode."""
+    add_srs(wh, "e", [STEADY] * 5)  # the first episode: steady, no flag
+    wh.execute("update measurements set episode_id = 'ep1' where client_id = 'e'")
+    later = START + dt.timedelta(days=7 * 30)
+    add_srs(wh, "e", [STEADY] * 4 + [(5.5, 9.5, 9.4, 8.0)], start=later)
+    wh.execute(
+        "update measurements set episode_id = 'ep2' where client_id = 'e' and session_date >= ?",
+        [later],
+    )
+    detect(wh)
+    rows = wh.execute(
+        "select episode_id, session_number, alert_episode_id from flags where client_id = 'e'"
+    ).fetchall()
+    assert rows == [("ep2", 5, "c1:e:ep2:SRS:5")]
+    episodes = wh.execute(
+        "select episode_id, opened_session from alert_episodes where client_id = 'e'"
+    ).fetchall()
+    assert episodes == [("ep2", 5)]
+    # incremental equals full with episodes too
+    before = wh.execute("select * exclude (detected_at) from flags order by all").fetchall()
+    detect(wh, clients=[("c1", "e")])
+    assert wh.execute("select * exclude (detected_at) from flags order by all").fetchall() == before

@@ -269,6 +269,7 @@ def test_one_file_loaded_by_two_writers_at_once_loads_exactly_once(
             f"""
             copy (
                 select 'north' as clinic_id, 'C' || lpad(i::varchar, 3, '0') as client_id,
+                       '' as episode_id,
                        'T01' as clinician_id, s::integer as session_number,
                        date '2026-03-02' + (7 * s)::integer as session_date, 'SRS' as instrument,
                        'v1' as instrument_version,

@@ -141,7 +141,8 @@ def test_alliance_around_ruptures_needs_ten_clients_not_ten_ruptures(tmp_path: P
     with open_warehouse(wh) as conn:
         for k in range(10):  # ten episodes of the same client, opened at 5, 8, 11, ...
             conn.execute(
-                "insert into alert_episodes values (?, 'c1', 'C0001', 'T01', 'SRS', ?, "
+                "insert into alert_episodes (alert_episode_id, clinic_id, client_id, clinician_id, instrument, opened_session, opened_date, last_flag_session, max_severity, status, closed_session, closed_date) "
+                "values (?, 'c1', 'C0001', 'T01', 'SRS', ?, "
                 "'2026-03-02', ?, 'high', 'repaired', ?, null)",
                 [f"e{k}", 5 + 3 * k, 5 + 3 * k, 6 + 3 * k],
             )

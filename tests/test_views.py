@@ -145,7 +145,8 @@ def test_rupture_episode_outcomes_in_analyst_words(tmp_path: Path, wh: Path) -> 
     conn = duckdb.connect(str(copy))
     for eid, status, closed in (("e1", "repaired", 3), ("e2", "ended", 3), ("e3", "ongoing", None)):
         conn.execute(
-            "insert into alert_episodes values (?, 'ref_clinic', 'K01', 'T01', 'SRS', 2, "
+            "insert into alert_episodes (alert_episode_id, clinic_id, client_id, clinician_id, instrument, opened_session, opened_date, last_flag_session, max_severity, status, closed_session, closed_date) "
+            "values (?, 'ref_clinic', 'K01', 'T01', 'SRS', 2, "
             "'2026-03-02', 2, 'high', ?, ?, null)",
             [eid, status, closed],
         )
@@ -170,7 +171,8 @@ def test_an_open_episode_runs_to_its_latest_flagged_session(tmp_path: Path, wh: 
     conn = duckdb.connect(str(copy))
     try:
         conn.execute(
-            "insert into alert_episodes values ('e3', 'ref_clinic', 'K01', 'T01', 'SRS', 2, "
+            "insert into alert_episodes (alert_episode_id, clinic_id, client_id, clinician_id, instrument, opened_session, opened_date, last_flag_session, max_severity, status, closed_session, closed_date) "
+            "values ('e3', 'ref_clinic', 'K01', 'T01', 'SRS', 2, "
             "'2026-03-02', 2, 'high', 'ongoing', null, null)"
         )
         for session in (2, 3):

@@ -17,6 +17,7 @@ per_episode as (
         series_key,
         clinic_id,
         client_id,
+        episode_id,
         instrument,
         arg_min(clinician_id, session_number) as clinician_id,
         min(session_number) as opened_session,
@@ -24,7 +25,7 @@ per_episode as (
         max(session_number) as last_flag_session,
         max(severity_rank) as max_severity_rank
     from flagged
-    group by alert_episode_id, series_key, clinic_id, client_id, instrument
+    group by alert_episode_id, series_key, clinic_id, client_id, episode_id, instrument
 ),
 
 repairs as (
@@ -134,6 +135,7 @@ select
     alert_episode_id,
     clinic_id,
     client_id,
+    episode_id,
     clinician_id,
     instrument,
     opened_session,

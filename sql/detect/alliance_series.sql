@@ -7,6 +7,7 @@ with measures as (
     select
         clinic_id,
         client_id,
+        coalesce(episode_id, '') as episode_id,
         session_number,
         session_date,
         instrument,
@@ -24,7 +25,8 @@ series as (
     select
         -- one integer key per series (and per client) so every window sorts integers, not
         -- three strings; detect.py checks that no two series share a key
-        hash(m.clinic_id, m.client_id, m.instrument) as series_key,
+        -- a client's treatment episodes are separate series (each restarts its sessions)
+        hash(m.clinic_id, m.client_id, m.episode_id, m.instrument) as series_key,
         hash(m.clinic_id, m.client_id) as client_key,
         p.param_key,
         m.session_number,

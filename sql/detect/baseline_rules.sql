@@ -13,7 +13,7 @@ params as (
 
 names as (
     select
-        hash(clinic_id, client_id, instrument) as series_key,
+        hash(clinic_id, client_id, coalesce(episode_id, ''), instrument) as series_key,
         clinic_id,
         client_id,
         instrument,

@@ -24,12 +24,13 @@ names as (
         e.session_number,
         m.clinic_id,
         m.client_id,
+        coalesce(m.episode_id, '') as episode_id,
         m.clinician_id,
         m.session_date,
         m.instrument
     from detect_scope_measurements as m
     inner join episodes as e
-        on hash(m.clinic_id, m.client_id, m.instrument) = e.series_key
+        on hash(m.clinic_id, m.client_id, coalesce(m.episode_id, ''), m.instrument) = e.series_key
         and m.session_number = e.session_number
 ),
 
@@ -96,6 +97,7 @@ flag_rows as (
     select
         n.clinic_id,
         n.client_id,
+        n.episode_id,
         n.clinician_id,
         n.session_number,
         n.session_date,
@@ -121,8 +123,15 @@ flag_rows as (
             ],
             x -> x is not null
         ) as reasons,
-        concat_ws(':', n.clinic_id, n.client_id, n.instrument, s.opened_session::varchar)
-            as alert_episode_id,
+        -- a treatment episode other than the one '' is named in the id (concat_ws skips null)
+        concat_ws(
+            ':',
+            n.clinic_id,
+            n.client_id,
+            nullif(n.episode_id, ''),
+            n.instrument,
+            s.opened_session::varchar
+        ) as alert_episode_id,
         -- CONTRACT: the first session of its episode, and nothing else
         s.is_opening as is_new,
         case

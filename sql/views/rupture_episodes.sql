@@ -23,11 +23,13 @@ opening as (
         on e.clinic_id = m_open.clinic_id
         and e.client_id = m_open.client_id
         and e.instrument = m_open.instrument
+        and e.episode_id = coalesce(m_open.episode_id, '')
         and e.opened_session = m_open.session_number
     left join measurements as m_close
         on e.clinic_id = m_close.clinic_id
         and e.client_id = m_close.client_id
         and e.instrument = m_close.instrument
+        and e.episode_id = coalesce(m_close.episode_id, '')
         and e.closed_session = m_close.session_number
 )
 
