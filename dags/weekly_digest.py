@@ -10,6 +10,10 @@ daylight-saving changes are the timetable's job, and a clinic joins its timezone
 config alone. `weekly_digest` itself runs by hand only (all clinics, `{"as_of": "YYYY-MM-DD"}`).
 Catchup is off and every run is idempotent per week: the delivery ledger keeps a rerun from
 resending.
+
+`plan` lists the clinics; `send_clinic` (one per clinic, in parallel, no writer slot) renders
+from the analyst snapshot and journals each delivery beside the outbox; `record_deliveries`
+mirrors the journals into the warehouse ledger in one short write (the `duckdb_writer` pool).
 """
 
 from __future__ import annotations
@@ -73,21 +77,41 @@ def build_digest_dag(dag_id: str, timezone: str | None, clinic_ids: list[str] | 
         params={"as_of": None},
     )
     def weekly_digest() -> None:
-        @task(pool=WRITER_POOL)
-        def send_digests(params=None, logical_date=None, run_after=None) -> dict:  # type: ignore[no-untyped-def]
-            from pipelines.jobs import run_digests
+        @task
+        def plan(params=None, logical_date=None, run_after=None) -> list[dict]:  # type: ignore[no-untyped-def]
+            from pipelines.jobs import digest_clinics
             from pipelines.settings import paths_from_env
 
-            as_of_text = (params or {}).get("as_of")
-            if as_of_text:
-                as_of = dt.date.fromisoformat(as_of_text)
-            else:
-                # the run's own Monday in the clinics' timezone (never the UTC date)
-                when = logical_date or run_after or dt.datetime.now(dt.UTC)
-                as_of = when.astimezone(_zone(timezone)).date()
-            return run_digests(paths_from_env(), as_of, clinic_ids)
+            as_of = _as_of(timezone, params, logical_date, run_after)
+            return [
+                {"clinic_id": c, "as_of": as_of}
+                for c in digest_clinics(paths_from_env(), clinic_ids)
+            ]
 
-        send_digests()
+        # one task per clinic, in parallel, outside the writer pool: each reads the analyst
+        # snapshot and journals its deliveries beside the outbox
+        @task(map_index_template="{{ task.op_kwargs['clinic_id'] }}")
+        def send_clinic(clinic_id: str, as_of: str) -> dict:
+            from pipelines.jobs import run_clinic_digests
+            from pipelines.settings import paths_from_env
+
+            return run_clinic_digests(paths_from_env(), dt.date.fromisoformat(as_of), clinic_id)
+
+        # the ledger in the warehouse, in one short write; also after a clinic failed, so what
+        # the others sent is recorded (the journals alone already keep a rerun from resending)
+        @task(pool=WRITER_POOL, trigger_rule="all_done")
+        def record_deliveries(planned: list[dict]) -> dict:
+            from pipelines.jobs import record_digests
+            from pipelines.settings import paths_from_env
+
+            if not planned:
+                return {"recorded": 0}
+            as_of = dt.date.fromisoformat(planned[0]["as_of"])
+            clinics = [p["clinic_id"] for p in planned]
+            return record_digests(paths_from_env(), as_of, clinics)
+
+        planned = plan()
+        send_clinic.expand_kwargs(planned) >> record_deliveries(planned)
 
     return weekly_digest()
 
@@ -96,6 +120,16 @@ def _zone(timezone: str | None) -> dt.tzinfo:
     import zoneinfo
 
     return zoneinfo.ZoneInfo(timezone) if timezone else dt.UTC
+
+
+def _as_of(timezone: str | None, params, logical_date, run_after) -> str:  # type: ignore[no-untyped-def]
+    """The run date: conf `as_of`, else the run's own Monday in the clinics' timezone (never
+    the UTC date)."""
+    as_of_text = (params or {}).get("as_of")
+    if as_of_text:
+        return dt.date.fromisoformat(as_of_text).isoformat()
+    when = logical_date or run_after or dt.datetime.now(dt.UTC)
+    return when.astimezone(_zone(timezone)).date().isoformat()
 
 
 def _register() -> None:

@@ -28,11 +28,14 @@ import email.utils
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import re
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from email.message import EmailMessage
 from html import escape as escape_html
 from pathlib import Path
@@ -46,6 +49,7 @@ from pipelines import registry
 from pipelines.charts import Chart, Series, format_total, trajectory_chart
 from pipelines.cli import iso_date
 from pipelines.config import ClinicConfig, load_clinic_configs
+from pipelines.deliveries import Entry, Journal, ledger_state, merge, read_journals, record
 from pipelines.errors import AllianceWatchError
 from pipelines.guidance import Guidance, categories_for, guidance_for
 from pipelines.mailer import DEFAULT_SENDER, SmtpSettings, send
@@ -812,16 +816,20 @@ def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
 
 
 _HTML_ENV, _TEXT_ENV = _environments()
+# RFC 5322 allows 998 characters on a header line (78 is a recommendation)
+_HEADERS_UNFOLDED = email.policy.default.clone(max_line_length=998)
 
 
 def _subject(d: ClinicianDigest) -> str:
+    """Names the clinic (a clinician working at two clinics gets two digests and tells them
+    apart), then the counts; never a client code."""
+    head = f"Alliance Watch {d.clinic_id}"
     if d.is_all_clear:
-        return f"Alliance Watch: all clear (week of {d.week.start.isoformat()})"
+        return f"{head}: all clear (week of {d.week.start.isoformat()})"
     parts = [f"{len(d.new)} new", f"{len(d.ongoing)} ongoing"]
     if d.repaired:
         parts.append(f"{len(d.repaired)} repaired")
-    # short enough (< 78 characters with "Subject: ") never to be folded
-    return f"Alliance Watch: {', '.join(parts)} (week of {d.week.start.isoformat()})"
+    return f"{head}: {', '.join(parts)} (week of {d.week.start.isoformat()})"
 
 
 def render_clinician_digest(d: ClinicianDigest) -> Rendered:
@@ -868,6 +876,10 @@ def build_message(r: Rendered, sender: str, recipient: str | None) -> EmailMessa
     assert isinstance(html_part, EmailMessage)
     for cid, png in r.images:
         html_part.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>")
+    # the parts are encoded by now (base64 in 76-character lines); what is left to write are
+    # headers, and a subject that fits on a line of its own is folded by the standard library
+    # right after "Subject:", which readers then show with a leading space
+    msg.policy = _HEADERS_UNFOLDED
     return msg
 
 
@@ -880,61 +892,6 @@ def _file_stem(code: str) -> str:
     if _SAFE_NAME.fullmatch(code):
         return code
     return "clinician-" + hashlib.sha256(code.encode()).hexdigest()[:12]
-
-
-def _ledger_row(
-    conn: duckdb.DuckDBPyConnection, key: tuple[str, str, dt.date, str]
-) -> tuple[str, int] | None:
-    # one row per key (a primary key in the embedded file, kept by `_record` on DuckLake); were
-    # two ever there, a 'sent' one wins: never send twice
-    row = conn.execute(
-        "select status, attempts from digest_deliveries "
-        "where clinic_id = ? and clinician_id = ? and week_start = ? and kind = ? "
-        "order by status = 'sent' desc, updated_at desc nulls last limit 1",
-        list(key),
-    ).fetchone()
-    return (str(row[0]), int(row[1])) if row else None
-
-
-def _record(
-    conn: duckdb.DuckDBPyConnection,
-    key: tuple[str, str, dt.date, str],
-    msg: EmailMessage,
-    status: str,
-    attempts: int,
-    error: str | None,
-    sent_at: dt.datetime | None,
-    folder: Path,
-    stem: str,
-    n_clients: int,
-) -> None:
-    from pipelines import ducklake
-
-    values = {
-        "message_id": str(msg["Message-ID"]),
-        "status": status,
-        "attempts": attempts,
-        "error": error,
-        "sent_at": sent_at,
-        "outbox_path": str(folder / f"{stem}.eml"),
-        "n_clients": n_clients,
-    }
-    if ducklake.is_lake(conn):
-        # DuckLake has no primary key to replace on: delete + insert in one transaction
-        keys = dict(zip(("clinic_id", "clinician_id", "week_start", "kind"), key, strict=True))
-        ducklake.replace_row(
-            conn, "digest_deliveries", keys, {**values, "updated_at": ducklake.NOW}
-        )
-        return
-    conn.execute(
-        """
-        insert or replace into digest_deliveries (
-            clinic_id, clinician_id, week_start, kind, message_id, status, attempts, error,
-            sent_at, outbox_path, n_clients, updated_at)
-        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())
-        """,
-        [*key, *values.values()],
-    )
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -963,7 +920,8 @@ def _write_outbox(
 
 
 def _deliver(
-    conn: duckdb.DuckDBPyConnection,
+    journal: Journal,
+    ledger: dict[tuple[str, str, dt.date, str], Entry],
     key: tuple[str, str, dt.date, str],
     rendered: Rendered,
     recipient: str | None,
@@ -973,36 +931,120 @@ def _deliver(
     n_clients: int,
 ) -> Delivery:
     clinic_id, clinician_id, week_start, kind = key
-    previous = _ledger_row(conn, key)
-    if previous is not None and previous[0] == "sent":
-        return Delivery(clinic_id, clinician_id, kind, "already_sent", previous[1], None, n_clients)
+    previous = merge(ledger.get(key), journal.get(key))
+    if previous is not None and previous.status == "sent":
+        return Delivery(
+            clinic_id, clinician_id, kind, "already_sent", previous.attempts, None, n_clients
+        )
     sender = smtp.sender if smtp else DEFAULT_SENDER
     msg = _write_outbox(folder, stem, rendered, sender, recipient)
-    attempts = previous[1] if previous else 0
-    status, error, sent_at = "written", None, None
+    entry = Entry(
+        *key,
+        status="written",
+        attempts=previous.attempts if previous else 0,
+        message_id=str(msg["Message-ID"]),
+        outbox_path=str(folder / f"{stem}.eml"),
+        n_clients=n_clients,
+    )
     if smtp is not None and recipient:
-        # recorded before sending: a crash between the send and the ledger write leaves a
-        # 'failed: interrupted' row that the next run retries (at least once), never no trace
-        _record(
-            conn, key, msg, "failed", attempts + 1, "interrupted", None, folder, stem, n_clients
+        # journaled before sending: a crash between the send and the journal write leaves a
+        # 'failed: interrupted' entry that the next run retries (at least once), never no trace
+        journal.append(
+            dc_replace(entry, status="failed", attempts=entry.attempts + 1, error="interrupted")
         )
         result = send(smtp, msg, [recipient])
-        attempts += result.attempts
-        status = "sent" if result.ok else "failed"
-        error = result.error
-        sent_at = dt.datetime.now(dt.UTC) if result.ok else None
-    _record(conn, key, msg, status, attempts, error, sent_at, folder, stem, n_clients)
+        entry = dc_replace(
+            entry,
+            status="sent" if result.ok else "failed",
+            attempts=entry.attempts + result.attempts,
+            error=result.error,
+            sent_at=dt.datetime.now(dt.UTC) if result.ok else None,
+        )
+    journal.append(entry)
     return Delivery(
-        clinic_id, clinician_id, kind, status, attempts, folder / f"{stem}.html", n_clients, error
+        clinic_id,
+        clinician_id,
+        kind,
+        entry.status,
+        entry.attempts,
+        folder / f"{stem}.html",
+        n_clients,
+        entry.error,
     )
 
 
-def _open(warehouse: Path) -> duckdb.DuckDBPyConnection:
+def deliver_clinic(
+    source: Path, cfg: ClinicConfig, week: Week, out_dir: Path, smtp: SmtpSettings | None
+) -> list[Delivery]:
+    """Every digest of one clinic's week: selected from `source` (read-only: the analyst
+    snapshot, the warehouse, or the lake) with one query per relation for the whole clinic,
+    then rendered, written, sent and journaled (`pipelines.deliveries`) with the source closed.
+    The week's journal is locked meanwhile, so a second run of the same week waits and then
+    finds every digest this one sent."""
     from pipelines import warehouse as wh
 
-    conn = wh.connect(warehouse)
-    wh.migrate(conn)
-    return conn
+    folder = out_dir / cfg.clinic_id / week.start.isoformat()
+    with Journal(folder) as journal:
+        conn = wh.connect(source, read_only=True)
+        try:
+            ledger = ledger_state(conn, cfg.clinic_id, week.start)
+            digests = select_clinician_digests(conn, cfg, week)
+            team = build_data_team_summary(conn, cfg, week)
+        finally:
+            conn.close()
+        out = [
+            _deliver(
+                journal,
+                ledger,
+                (cfg.clinic_id, digest.clinician_id, week.start, "clinician"),
+                render_clinician_digest(digest),
+                cfg.clinicians.get(digest.clinician_id),
+                folder,
+                _file_stem(digest.clinician_id),
+                smtp,
+                len(digest.flagged) + len(digest.repaired),
+            )
+            for digest in digests
+        ]
+        out.append(
+            _deliver(
+                journal,
+                ledger,
+                (cfg.clinic_id, DATA_TEAM, week.start, "data_team"),
+                render_data_team_summary(team),
+                cfg.notifications.data_team_email,
+                folder,
+                "_data_team",
+                smtp,
+                0,
+            )
+        )
+    return out
+
+
+def digest_workers(n_clinics: int) -> int:
+    """Processes rendering clinics at once: env ALLIANCE_WATCH_DIGEST_WORKERS, else one per
+    core; never more than there are clinics."""
+    text = os.environ.get("ALLIANCE_WATCH_DIGEST_WORKERS", "").strip()
+    wanted = int(text) if text.isdigit() and int(text) > 0 else (os.cpu_count() or 1)
+    return max(1, min(wanted, n_clinics))
+
+
+def record_deliveries(
+    warehouse: Path,
+    out_dir: Path,
+    week_start: dt.date,
+    clinic_ids: Sequence[str] | None = None,
+) -> int:
+    """Mirror the week's delivery journals into the warehouse ledger `digest_deliveries` (one
+    short writer transaction); returns the number of digests recorded."""
+    from pipelines import warehouse as wh
+
+    entries = read_journals(out_dir, week_start, clinic_ids)
+    if not entries:
+        return 0
+    with wh.open_warehouse(warehouse) as conn:
+        return record(conn, entries)
 
 
 def run_weekly_digest(
@@ -1012,55 +1054,54 @@ def run_weekly_digest(
     out_dir: Path,
     smtp: SmtpSettings | None = None,
     clinic_ids: Sequence[str] | None = None,
+    source: Path | None = None,
 ) -> DigestRunSummary:
     """Render, write and (where `smtp` is given and an address is known) send every digest due
-    on `as_of` for sessions dated in the seven days before it; record each in the ledger.
+    on `as_of` for sessions dated in the seven days before it, clinics in parallel
+    (`digest_workers`), reading `source` (default: `warehouse` itself) read-only; journal each
+    delivery, then record them all in the warehouse ledger in one short write.
 
     Safe to re-run: a digest recorded as sent is skipped, failed ones are tried again. One
     clinic's invalid config is reported in the summary and does not stop the others."""
+    from pipelines import warehouse as wh
+
     week = Week.before(as_of)
     configs, errors = load_clinic_configs(config_dir)
     summary = DigestRunSummary(as_of=as_of, week_start=week.start)
     summary.config_errors = [str(e) for e in errors]
-    conn = _open(warehouse)
+    if source is None:
+        source = warehouse
+        with wh.open_warehouse(warehouse):
+            pass  # the schema (and the ledger table) brought up to date before reading
+    conn = wh.connect(source, read_only=True)
     try:
         flagged_clinics = conn.execute(
             "select distinct clinic_id from flags where session_date >= ? and session_date < ?",
             [week.start, week.end],
         ).fetchall()
-        summary.unconfigured_clinics = sorted({c for (c,) in flagged_clinics} - set(configs))
-        for clinic_id, cfg in sorted(configs.items()):
-            if clinic_ids is not None and clinic_id not in clinic_ids:
-                continue
-            folder = out_dir / clinic_id / week.start.isoformat()
-            for digest in select_clinician_digests(conn, cfg, week):
-                summary.deliveries.append(
-                    _deliver(
-                        conn,
-                        (clinic_id, digest.clinician_id, week.start, "clinician"),
-                        render_clinician_digest(digest),
-                        cfg.clinicians.get(digest.clinician_id),
-                        folder,
-                        _file_stem(digest.clinician_id),
-                        smtp,
-                        len(digest.flagged) + len(digest.repaired),
-                    )
-                )
-            team = build_data_team_summary(conn, cfg, week)
-            summary.deliveries.append(
-                _deliver(
-                    conn,
-                    (clinic_id, DATA_TEAM, week.start, "data_team"),
-                    render_data_team_summary(team),
-                    cfg.notifications.data_team_email,
-                    folder,
-                    "_data_team",
-                    smtp,
-                    0,
-                )
-            )
     finally:
         conn.close()
+    summary.unconfigured_clinics = sorted({c for (c,) in flagged_clinics} - set(configs))
+    chosen = [
+        cfg
+        for clinic_id, cfg in sorted(configs.items())
+        if clinic_ids is None or clinic_id in clinic_ids
+    ]
+    workers = digest_workers(len(chosen))
+    if workers <= 1:
+        for cfg in chosen:
+            summary.deliveries.extend(deliver_clinic(source, cfg, week, out_dir, smtp))
+    else:
+        # processes, not threads: rendering is CPU-bound Python (matplotlib, Jinja2); spawned,
+        # so no DuckDB or SMTP state of this process is copied into them
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [
+                pool.submit(deliver_clinic, source, cfg, week, out_dir, smtp) for cfg in chosen
+            ]
+            for future in futures:
+                summary.deliveries.extend(future.result())
+    record_deliveries(warehouse, out_dir, week.start, [cfg.clinic_id for cfg in chosen])
     return summary
 
 

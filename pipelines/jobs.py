@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pipelines.settings import Paths
@@ -89,10 +90,14 @@ def run_digests(
     paths: Paths, as_of: dt.date, clinic_ids: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """Render and send the digests due on `as_of` (SMTP settings from the environment), for
-    every clinic or only `clinic_ids` (one DAG per timezone passes its clinics)."""
+    every clinic or only `clinic_ids`, all in this call (clinics in parallel processes), from
+    the analyst snapshot; then record the deliveries in the warehouse ledger."""
     from pipelines.digest import run_weekly_digest
     from pipelines.mailer import smtp_settings_from_env
 
+    source = digest_source(paths)
+    if source is None:
+        return {"as_of": as_of.isoformat(), "skipped": "no analyst snapshot yet"}
     summary = run_weekly_digest(
         paths.warehouse,
         paths.config_dir,
@@ -100,5 +105,59 @@ def run_digests(
         paths.outbox,
         smtp_settings_from_env(),
         clinic_ids=clinic_ids,
+        source=source,
     )
-    return summary.as_dict() if hasattr(summary, "as_dict") else dict(vars(summary))
+    return summary.as_dict()
+
+
+def digest_source(paths: Paths) -> Path | None:
+    """What digests are rendered from: the analyst snapshot (read-only; no writer slot), or
+    the lake itself under DuckLake; None when no snapshot has been published yet (nothing was
+    ever detected, so there is nothing to report)."""
+    from pipelines import ducklake
+
+    if ducklake.selected() or paths.snapshot.is_file():
+        return paths.snapshot
+    return None
+
+
+def digest_clinics(paths: Paths, clinic_ids: Sequence[str] | None = None) -> list[str]:
+    """The clinics whose digests are due: every valid clinic config, or those of `clinic_ids`
+    (a clinic with an invalid config is left out; its ingest DAG shows the error)."""
+    from pipelines.config import load_clinic_configs
+
+    configs, _errors = (
+        load_clinic_configs(paths.config_dir) if paths.config_dir.is_dir() else ({}, [])
+    )
+    return sorted(c for c in configs if clinic_ids is None or c in clinic_ids)
+
+
+def run_clinic_digests(paths: Paths, as_of: dt.date, clinic_id: str) -> dict[str, Any]:
+    """One clinic's digests due on `as_of`, rendered from the analyst snapshot (read-only, no
+    writer slot) and journaled beside the outbox; `record_digests` mirrors the journal into
+    the warehouse ledger afterwards. Counts only (no addresses, no client codes)."""
+    from pipelines.config import load_clinic_configs
+    from pipelines.digest import DigestRunSummary, Week, deliver_clinic
+    from pipelines.mailer import smtp_settings_from_env
+
+    week = Week.before(as_of)
+    source = digest_source(paths)
+    if source is None:
+        return {"as_of": as_of.isoformat(), "skipped": "no analyst snapshot yet"}
+    configs, _errors = load_clinic_configs(paths.config_dir)
+    cfg = configs[clinic_id]
+    summary = DigestRunSummary(as_of=as_of, week_start=week.start)
+    summary.deliveries = deliver_clinic(source, cfg, week, paths.outbox, smtp_settings_from_env())
+    return summary.as_dict()
+
+
+def record_digests(
+    paths: Paths, as_of: dt.date, clinic_ids: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Mirror the week's delivery journals into the warehouse ledger (`digest_deliveries`): the
+    one short step of a digest run that needs the writer."""
+    from pipelines.digest import Week, record_deliveries
+
+    week = Week.before(as_of)
+    n = record_deliveries(paths.warehouse, paths.outbox, week.start, clinic_ids)
+    return {"as_of": as_of.isoformat(), "recorded": n}

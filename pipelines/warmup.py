@@ -30,6 +30,7 @@ MODULES = (
     "pipelines.validate",
     "pipelines.ingest",
     "pipelines.jobs",
+    "pipelines.digest",  # matplotlib and Jinja2, for the weekly digest's per-clinic tasks
     "pipelines.alerts",
     "pipelines.notify",
     "pipelines.settings",

@@ -493,12 +493,17 @@ def test_digest_over_smtp_one_message_per_clinician_with_both_parts_and_chart(
     got = _by_recipient(recorder)
     # T01 and T02 have addresses, T03 has none (outbox only); plus the data team
     assert set(got) == {EMAILS["T01"], EMAILS["T02"], DATA_TEAM}
-    assert got[EMAILS["T02"]]["Subject"] == "Alliance Watch: 1 new, 0 ongoing (week of 2024-05-06)"
+    # the subject names the clinic: a clinician at two clinics tells their digests apart
+    assert got[EMAILS["T02"]]["Subject"] == (
+        "Alliance Watch riverside: 1 new, 0 ongoing (week of 2024-05-06)"
+    )
     assert got[DATA_TEAM]["Subject"] == "Alliance Watch data: riverside (week of 2024-05-06)"
     assert summary.sent == 3 and summary.written == 1 and summary.failed == 0
 
     t01 = got[EMAILS["T01"]]
-    assert t01["Subject"] == ("Alliance Watch: 2 new, 1 ongoing, 1 repaired (week of 2024-05-06)")
+    assert t01["Subject"] == (
+        "Alliance Watch riverside: 2 new, 1 ongoing, 1 repaired (week of 2024-05-06)"
+    )
     assert t01["From"] == "digest@alliance.example"
     text, html, images = _parts(t01)
     assert max(len(line) for line in text.splitlines()) <= 80  # plain text is wrapped

@@ -339,3 +339,40 @@ def test_the_ducklake_ddl_restates_every_embedded_table_column_for_column() -> N
     emb = {r for r in embedded.execute(columns).fetchall() if r[0] != "schema_migrations"}
     lk = {r for r in lake.execute(columns).fetchall() if r[0] != "clinic_load_tokens"}
     assert sorted(emb - lk) == [] and sorted(lk - emb) == []
+
+
+WRITER_MID_TRANSACTION = textwrap.dedent(
+    """
+    import sys, time
+    from pipelines.warehouse import open_warehouse
+    with open_warehouse(sys.argv[1]) as conn:
+        conn.execute("create table if not exists kept (n integer)")
+        conn.execute("insert into kept values (1)")
+        conn.execute("begin transaction")
+        conn.execute("insert into kept select range from range(100000)")
+        print("writing", flush=True)
+        time.sleep(120)
+    """
+)
+
+
+def test_a_writer_killed_mid_transaction_frees_the_lock_at_once(tmp_path: Path) -> None:
+    """The warehouse lock is DuckDB's lock on the file (fcntl), which the kernel drops when its
+    holder dies: a SIGKILLed load leaves no stale lock to detect or clean up, and its open
+    transaction is simply not there (issue #20 item 3)."""
+    wh = tmp_path / "wh.duckdb"
+    p = subprocess.Popen(
+        [sys.executable, "-c", WRITER_MID_TRANSACTION, str(wh)], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "writing"
+    with pytest.raises(WarehouseBusy):  # held while the writer lives
+        connect(wh, timeout_s=0.5).close()
+    p.kill()
+    p.wait()
+    t0 = time.monotonic()
+    conn = connect(wh, timeout_s=5)
+    try:
+        assert time.monotonic() - t0 < 1.0  # no waiting for a timeout: the lock went with it
+        assert conn.execute("select count(*) from kept").fetchone() == (1,)
+    finally:
+        conn.close()

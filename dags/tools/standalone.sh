@@ -4,7 +4,7 @@
 # on 127.0.0.1 with the Alliance Watch DAGs, the single-writer pool and the SMTP connection.
 #
 #   bash dags/tools/standalone.sh up     # start in the background, wait until ready, print the UI
-#   bash dags/tools/standalone.sh down   # stop it (the whole process group it started)
+#   bash dags/tools/standalone.sh down   # stop it: every process of the session it started
 #   bash dags/tools/standalone.sh env    # print the environment it runs with (for `airflow ...`)
 #
 # ALLIANCE_WATCH_HOME (default ./demo) holds config/, landing/, inbox/, the warehouse, and the
@@ -20,7 +20,7 @@ export ALLIANCE_WATCH_HOME="$(mkdir -p "${ALLIANCE_WATCH_HOME:-$ROOT/demo}" && c
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$ALLIANCE_WATCH_HOME/airflow-standalone}"
 STATE="$AIRFLOW_HOME/standalone.state"
 LOG="$AIRFLOW_HOME/standalone.log"
-PIDFILE="$AIRFLOW_HOME/standalone.pid"
+PIDFILE="$AIRFLOW_HOME/standalone.pid"   # the session leader; its pid is the session id
 
 free_port() { "$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -53,6 +53,13 @@ export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME=0.25
 export AIRFLOW__SCHEDULER__MP_START_METHOD=forkserver
 export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=airflow.executors.local_executor,airflow.sdk.execution_time.supervisor,pipelines.warmup
 export AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=300
+# a task whose process died without a word (SIGKILL of the task and its supervisor, the OOM
+# killer) holds its pool slot, the single DuckDB writer, until the scheduler notices that its
+# heartbeats stopped: after 30 s (default 300), looked for every 5 s (default 10). A live task
+# heartbeats every 5 s ([workers] min_heartbeat_interval), so it has six chances; a task
+# process killed alone is reported at once by its supervisor (docs/operations.md)
+export AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=30
+export AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL=5
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=5
 export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=10
 export AIRFLOW__TRIGGERER__CAPACITY=200
@@ -94,7 +101,9 @@ PY
   # The components of `airflow standalone`, started in order: the api-server first (tasks
   # report to its execution API; a task started before it answers hangs until the heartbeat
   # timeout, as `airflow standalone` allows), then scheduler, dag-processor and triggerer. All in
-  # one new session, so `down` stops exactly the process group this script started.
+  # one new session: Airflow moves each task into a process group of its own (the supervisor's
+  # setpgid), but a process group never leaves its session, so `down` finds every process
+  # this started, task processes included, by the session id.
   setsid bash -c '
     airflow api-server & api=$!
     until curl -fsS "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/version" >/dev/null 2>&1; do
@@ -124,15 +133,41 @@ banner() {
   echo "Log:            $LOG;  stop with 'make down'"
 }
 
+# The live processes of session $1 and their descendants (a process that started a session
+# of its own is still a child of one of ours). Zombies are left out: they hold nothing, and
+# are gone once their parent reaps them.
+session_pids() {
+  ps -eo pid=,ppid=,sid=,stat= | awk -v s="$1" -v self="$$" '
+    $4 !~ /^Z/ && $1 != self { pid[$1] = $2; if ($3 == s) keep[$1] = 1 }
+    END {
+      do { grew = 0; for (p in pid) if (!(p in keep) && (pid[p] in keep)) { keep[p] = 1; grew = 1 } } while (grew)
+      for (p in keep) print p
+    }'
+}
+
 down() {
   if [[ ! -f "$PIDFILE" ]]; then echo "not running (no $PIDFILE)"; return 0; fi
-  local pid; pid="$(cat "$PIDFILE")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM -- "-$pid" 2>/dev/null || true      # the process group started by `up`
-    for _ in $(seq 1 30); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 1; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+  local sid pids
+  sid="$(cat "$PIDFILE")"
+  # the components and their tasks first, the session leader (which reaps them) last
+  pids="$(session_pids "$sid" | grep -vx "$sid" || true)"
+  if [[ -n "$pids" ]]; then
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    for _ in $(seq 1 60); do
+      [[ -z "$(session_pids "$sid" | grep -vx "$sid" || true)" ]] && break
+      sleep 0.5
+    done
   fi
+  pids="$(session_pids "$sid")"
+  if [[ -n "$pids" ]]; then
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true   # what did not stop within 30 s, and the leader
+    for _ in $(seq 1 20); do [[ -z "$(session_pids "$sid")" ]] && break; sleep 0.25; done
+  fi
+  left="$(session_pids "$sid")"
   rm -f "$PIDFILE"
+  if [[ -n "$left" ]]; then echo "stopped, but processes remain: $left" >&2; return 1; fi
   echo "stopped"
 }
 
