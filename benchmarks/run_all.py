@@ -50,6 +50,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "generate": ["benchmarks/bench_generate.py"],
     "detect": ["benchmarks/bench_detect.py"],
     "validate": ["benchmarks/bench_validate.py"],
+    "digest": ["-m", "benchmarks.bench_digest", "--smtp", "--out", str(RESULTS / "digest.json")],
 }
 QUICK = {
     "ingest_quick": [
