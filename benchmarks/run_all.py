@@ -51,6 +51,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "detect": ["benchmarks/bench_detect.py"],
     "validate": ["benchmarks/bench_validate.py"],
     "guard": ["benchmarks/bench_guard.py"],
+    "digest": ["-m", "benchmarks.bench_digest", "--smtp", "--out", str(RESULTS / "digest.json")],
+    "detect_grid": ["benchmarks/eval_grid.py"],
 }
 QUICK = {
     "ingest_quick": [

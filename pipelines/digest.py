@@ -613,10 +613,14 @@ def _repaired_client(row: pd.Series, hist: pd.DataFrame) -> RepairedClient:
 
 
 def select_clinician_digests(
-    conn: duckdb.DuckDBPyConnection, cfg: ClinicConfig, week: Week
+    conn: duckdb.DuckDBPyConnection,
+    cfg: ClinicConfig,
+    week: Week,
+    skip: frozenset[str] = frozenset(),
 ) -> list[ClinicianDigest]:
     """One digest per clinician of the clinic who has a client flagged or repaired in the week,
-    plus an all-clear digest for every other known clinician when the clinic asks for it.
+    plus an all-clear digest for every other known clinician when the clinic asks for it;
+    none for the clinicians in `skip` (their digest was sent: nothing to draw again).
 
     A clinician's digest holds only clients flagged at a session of theirs in the week."""
     flags = _week_flags(conn, cfg.clinic_id, week)
@@ -638,7 +642,7 @@ def select_clinician_digests(
         clinicians |= set(cfg.clinicians) | {c for (c,) in seen}
 
     digests: list[ClinicianDigest] = []
-    for clinician in sorted(clinicians):
+    for clinician in sorted(clinicians - skip):
         mine = flags[flags.clinician_id == clinician]
         flagged = [
             _flagged_client(
@@ -988,11 +992,25 @@ def deliver_clinic(
         conn = wh.connect(source, read_only=True)
         try:
             ledger = ledger_state(conn, cfg.clinic_id, week.start)
-            digests = select_clinician_digests(conn, cfg, week)
+            # a rerun draws nothing for the digests already sent (the charts are the cost)
+            sent = {
+                key: state
+                for key in {*ledger, *journal.entries}
+                if key[3] == "clinician"
+                and (state := merge(ledger.get(key), journal.get(key))) is not None
+                and state.status == "sent"
+            }
+            digests = select_clinician_digests(
+                conn, cfg, week, skip=frozenset(key[1] for key in sent)
+            )
             team = build_data_team_summary(conn, cfg, week)
         finally:
             conn.close()
         out = [
+            Delivery(cfg.clinic_id, k[1], k[3], "already_sent", e.attempts, None, e.n_clients)
+            for k, e in sorted(sent.items())
+        ]
+        out += [
             _deliver(
                 journal,
                 ledger,
