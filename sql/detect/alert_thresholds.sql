@@ -16,13 +16,7 @@ with scores as (
     select
         s.param_key,
         s.week_start,
-        case
-            when s.n_prior < 3 then 0
-            when s.n_prior < 5 then 1
-            when s.n_prior < 8 then 2
-            when s.n_prior < 12 then 3
-            else 4
-        end as stage,
+        s.course_stage as stage,
         s.is_candidate,
         -- the alert score: the flag score, or the CUSUM on its scale (rupture_signals)
         greatest(s.flag_score, c.cusum * s.flag_evidence / s.cusum_h) as alert_score

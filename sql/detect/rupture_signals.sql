@@ -60,13 +60,7 @@ signals as (
     left join thresholds as t
         on s.param_key = t.param_key
         and s.week_start = t.week_start
-        and t.stage = case
-            when s.n_prior < 3 then 0
-            when s.n_prior < 5 then 1
-            when s.n_prior < 8 then 2
-            when s.n_prior < 12 then 3
-            else 4
-        end
+        and t.stage = s.course_stage
 ),
 
 decided as (
