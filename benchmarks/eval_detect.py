@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.detect import DetectParams, detect  # noqa: E402
 from pipelines.evaluate import Scores, evaluate  # noqa: E402
+from pipelines.grid import insert_canonical  # noqa: E402
 from pipelines.simulate import (  # noqa: E402
     SimParams,
     appointments_table,
@@ -38,18 +39,7 @@ def load_cohort(seed: int, noise: float, clients: int) -> tuple[duckdb.DuckDBPyC
     cohorts = simulate(default_clinics(), SimParams(n_clients=clients, noise=noise), seed)
     conn = duckdb.connect(":memory:")
     migrate(conn)
-    m = measures_table(cohorts)
-    a = appointments_table(cohorts)
-    conn.register("m_in", m)
-    conn.register("a_in", a)
-    conn.execute(
-        "insert into measurements by name select *, 'sim' as source_file, 0 as source_line, "
-        "'sim' as sha256, 0 as load_id from m_in"
-    )
-    conn.execute(
-        "insert into appointments by name select *, 'sim' as source_file, 0 as source_line, "
-        "'sim' as sha256, 0 as load_id from a_in"
-    )
+    insert_canonical(conn, measures_table(cohorts), appointments_table(cohorts))
     truth = pd.concat([c.truth for c in cohorts.values()], ignore_index=True)
     return conn, truth
 

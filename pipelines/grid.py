@@ -115,19 +115,30 @@ def load_world(
     from pipelines.warehouse import migrate
 
     cohorts = [simulate_world(world, seed, f"w_{world.name}_{seed}") for seed in seeds]
-    m = pd.concat([c.measures for c in cohorts], ignore_index=True)  # noqa: F841 (DuckDB reads it)
-    a = pd.concat([c.appointments for c in cohorts], ignore_index=True)  # noqa: F841
     conn = duckdb.connect(":memory:")
     migrate(conn)
-    conn.execute(
-        "insert into measurements by name select *, 'sim' as source_file, 0 as source_line, "
-        "'sim' as sha256, 0 as load_id from m"
-    )
-    conn.execute(
-        "insert into appointments by name select *, 'sim' as source_file, 0 as source_line, "
-        "'sim' as sha256, 0 as load_id from a"
+    insert_canonical(
+        conn,
+        pd.concat([c.measures for c in cohorts], ignore_index=True),
+        pd.concat([c.appointments for c in cohorts], ignore_index=True),
     )
     return conn, pd.concat([c.truth for c in cohorts], ignore_index=True)
+
+
+def insert_canonical(
+    conn: duckdb.DuckDBPyConnection, measures: object, appointments: object
+) -> None:
+    """Simulated canonical rows (frames or Arrow tables) straight into the warehouse tables,
+    as if loaded from one file 'sim' (no ingest: the evaluation scores detection alone)."""
+    for table, rows in (("measurements", measures), ("appointments", appointments)):
+        conn.register("sim_rows", rows)
+        try:
+            conn.execute(
+                f"insert into {table} by name select *, 'sim' as source_file, "  # noqa: S608
+                "0 as source_line, 'sim' as sha256, 0 as load_id from sim_rows"
+            )
+        finally:
+            conn.unregister("sim_rows")
 
 
 def _delay_and_quiet(
