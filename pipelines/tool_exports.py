@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from pipelines import registry
+from pipelines.exporters import PCOMS_BLOCKS, PCOMS_COLUMNS
 from pipelines.readers import BLANK_ROW
 from pipelines.simulate import ClinicSpec, Cohort
 
@@ -173,23 +174,9 @@ def _excel_de_config() -> dict[str, Any]:
 
 # ---- PCOMS / FIT outcome software -------------------------------------------------------------
 
-FIT_COLUMNS = {
-    "client_id": "Client ID",
-    "clinician_id": "Clinician",
-    "episode_id": "Episode",
-    "session_date": "Session Date",
-    "session_number": "Session #",
-}
-FIT_BLOCKS = {
-    "SRS": (
-        ["SRS Relationship", "SRS Goals and Topics", "SRS Approach or Method", "SRS Overall"],
-        "SRS Total",
-    ),
-    "ORS": (
-        ["ORS Individually", "ORS Interpersonally", "ORS Socially", "ORS Overall"],
-        "ORS Total",
-    ),
-}
+# the sample PCOMS clinic's wide layout, with the treatment episode the FIT software exports
+FIT_COLUMNS = {**PCOMS_COLUMNS, "episode_id": "Episode"}
+FIT_BLOCKS = PCOMS_BLOCKS
 FIT_KEEP = "Rater == Client"
 FIT_COLLATERAL = ("Parent", "Teacher", "Partner")
 
