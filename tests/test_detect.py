@@ -52,6 +52,14 @@ def add_srs(
         )
 
 
+def _last_session(conn: duckdb.DuckDBPyConnection, client: str) -> int:
+    row = conn.execute(
+        "select max(session_number) from measurements where client_id = ?", [client]
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def add_measure(
     conn: duckdb.DuckDBPyConnection, client: str, code: str, session: int, total: float
 ) -> None:
@@ -218,16 +226,13 @@ def test_incremental_equals_full_recompute(tmp_path: Path) -> None:
     # a load brings later sessions for three clients
     touched = ["r0", "r4", "r7"]
     for client in touched:
-        n = inc.execute(
-            "select max(session_number) from measurements where client_id = ?", [client]
-        ).fetchone()
-        assert n is not None
+        n = _last_session(inc, client)
         add_srs(
             inc,
             client,
             [(4.0, 8.0, 8.0, 7.0), (9.0, 9.0, 9.0, 9.0)],
-            start=START + dt.timedelta(days=7 * n[0]),
-            first_session=n[0] + 1,
+            start=START + dt.timedelta(days=7 * n),
+            first_session=n + 1,
         )
     summary = detect(inc, clients=[("c1", c) for c in touched])
     # the new sessions fall in weeks where other clients have later sessions: the clinic's
@@ -400,16 +405,12 @@ def test_a_load_of_the_newest_week_recomputes_only_its_clients(tmp_path: Path) -
     assert last is not None
     touched = ["r1", "r2"]
     for client in touched:
-        n = inc.execute(
-            "select max(session_number) from measurements where client_id = ?", [client]
-        ).fetchone()
-        assert n is not None
         add_srs(
             inc,
             client,
             [(4.0, 8.0, 8.0, 7.0)],
             start=last[0] + dt.timedelta(days=14),
-            first_session=n[0] + 1,
+            first_session=_last_session(inc, client) + 1,
         )
     summary = detect(inc, clients=[("c1", c) for c in touched])
     assert summary.clients == 2
