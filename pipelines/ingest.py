@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,9 @@ from pipelines.warehouse import (
     record_clinic_settings,
     remove_staged,
 )
+
+if TYPE_CHECKING:
+    from pipelines.validate import Verdicts
 
 log = logging.getLogger(__name__)
 REDACTED = "[redacted]"
@@ -351,10 +354,12 @@ def prepare_part(
     stage_dir: Path,
     docs_dir: Path | None = None,
     build_docs: bool = True,
+    verdicts: Verdicts | None = None,
 ) -> PartOutcome:
     """Read, guard, canonicalize and validate one part of a file; stage its valid and
     quarantined rows as that part's Parquet files. Parts of one file may be prepared in any
-    order and in different processes. A file-level problem becomes the outcome's `error`."""
+    order and in different processes. A file-level problem becomes the outcome's `error`.
+    ``verdicts``: the GX verdicts already given in this run (see ``validate.Verdicts``)."""
     valid_dir, quarantine_dir = stage_folders(delivery, cfg, stage_dir)
     name = f"p{part.index:05d}.parquet"
     writers: dict[str, pq.ParquetWriter] = {}
@@ -369,6 +374,7 @@ def prepare_part(
             valid_dir / name,
             quarantine_dir / name,
             build_docs,
+            verdicts,
         )
         if part.path == delivery.path:  # read in place: were those the bytes hashed?
             changed = changed_since_discovery(delivery, gone_is_fine=True)
@@ -474,6 +480,7 @@ def prepare_file(
     docs_dir: Path | None = None,
     part_bytes: int | None = None,
     build_docs: bool = True,
+    verdicts: Verdicts | None = None,
 ) -> StagedFile:
     """Read, guard, validate and split one file; stage valid and quarantined rows as Parquet.
 
@@ -490,10 +497,14 @@ def prepare_file(
         parts = split_delivery(delivery, cfg, stage_dir, part_bytes)
     except FileRejected as e:
         return assemble(delivery, cfg, stage_dir, [], [PartOutcome(error=str(e))])
+    if verdicts is None:
+        from pipelines.validate import Verdicts
+
+        verdicts = Verdicts()  # one memory for the parts of this file
     outcomes: list[PartOutcome] = []
     for part in parts:
         outcomes.append(
-            prepare_part(delivery, cfg, part, len(parts), stage_dir, docs_dir, build_docs)
+            prepare_part(delivery, cfg, part, len(parts), stage_dir, docs_dir, build_docs, verdicts)
         )
         if outcomes[-1].error:
             break
@@ -510,6 +521,7 @@ def _prepare_part(
     valid_path: Path,
     quarantine_path: Path,
     build_docs: bool = True,
+    verdicts: Verdicts | None = None,
 ) -> PartOutcome:
     """Read, guard, canonicalize and validate one part; append its rows to the staged files."""
     from pipelines import deid, validate
@@ -554,6 +566,7 @@ def _prepare_part(
         redaction=redact,
         raw=raw.table,
         build_docs=build_docs,
+        verdicts=verdicts,
     )
     frames = [f for f in (id_issues, cast_issues, gx_issues) if f is not None and not f.empty]
     issues = pd.concat(frames, ignore_index=True) if frames else readers.empty_issues()
@@ -813,20 +826,30 @@ def prepare_workers(deliveries: list[Delivery]) -> int:
     return max(1, min(n, len(deliveries)))
 
 
+@dataclass
+class _Worker:
+    """What a prepare worker keeps between the parts it is given: the GX verdicts of the run,
+    shared with the other workers, each with its own rank."""
+
+    verdicts: Verdicts | None = None
+
+
+_WORKER = _Worker()  # one per worker process (a fork of the loader)
+
+
 def _init_worker(parent: int, ranks: Any, workers: int, verdicts: Path) -> None:
     """Worker initializer. A worker never outlives the process that loads: if that process is
     killed, even with SIGKILL, its workers get SIGKILL too (Linux `PR_SET_PDEATHSIG`). Arrow
-    allocates from the C heap, so `_release_memory` can hand a file's memory back. The
-    workers share their GX verdicts (`validate.share_verdicts`), each with its own rank."""
+    allocates from the C heap, so `_release_memory` can hand a file's memory back."""
     import ctypes
     import signal
 
-    from pipelines import validate
+    from pipelines.validate import Sharing, Verdicts
 
     with ranks.get_lock():
         rank = int(ranks.value)
         ranks.value += 1
-    validate.share_verdicts(verdicts, rank, workers)
+    _WORKER.verdicts = Verdicts(Sharing(verdicts, rank, workers))
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
@@ -860,7 +883,9 @@ def _prepare_part_in_worker(
 ) -> PartOutcome:
     try:
         # Data Docs are rendered once for the run (publish_data_docs), not once per file
-        return prepare_part(delivery, cfg, part, n_parts, stage_dir, docs_dir, build_docs=False)
+        return prepare_part(
+            delivery, cfg, part, n_parts, stage_dir, docs_dir, False, _WORKER.verdicts
+        )
     finally:
         _release_memory()
 
@@ -881,10 +906,13 @@ def _prepared_in_order(
     cancelled."""
     workers = prepare_workers([d for d, _ in jobs])
     if workers == 1:
+        from pipelines.validate import Verdicts
+
+        verdicts = Verdicts()  # one memory for the run's files
         for i, (d, cfg) in enumerate(jobs, 1):
             if progress:
                 progress(f"[{cfg.clinic_id}] {i}/{len(jobs)} preparing {d.path.name}")
-            yield prepare_file(d, cfg, stage_dir, docs_dir, build_docs=False)
+            yield prepare_file(d, cfg, stage_dir, docs_dir, build_docs=False, verdicts=verdicts)
         return
     if progress:
         progress(f"preparing {len(jobs)} files in {workers} processes")

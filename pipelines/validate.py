@@ -27,7 +27,6 @@ duplicate split the ledger records.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
 import hashlib
@@ -36,7 +35,6 @@ import logging
 import pickle
 import re
 import zoneinfo
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -406,23 +404,24 @@ def _sanitize(results: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 # The distinct-value engine.
 #
-# Every per-row expectation of the suite (not_null, be_null, between, match_regex, in_set, each
-# with an optional row condition on another column) is a pure function of the few columns it
-# reads. Those columns hold few distinct combinations (5 instruments x ~100 item values, a few
-# hundred dates, thousands of codes), so GX is run on the distinct combinations only, and each
-# unexpected combination is mapped back to every row that holds it. GX remains the engine that
-# decides pass/fail: every verdict comes from a GX run of the reviewed expectation, unchanged, on
-# exactly that combination of values. Verdicts are remembered per process (keyed by the
-# expectations, the run parameters and the column types), so the parts of a large file and the
-# files of one run send GX only the combinations it has not judged yet.
+# Every per-row expectation of the suite (not_null, be_null, between, match_regex, in_set) is a
+# pure function of the one column it reads, within the rows its row condition selects. The
+# simple row conditions (a column equal to a value, or in a list) are evaluated here, by the
+# planner's groups, and GX is given the rules without them: for each condition, GX judges the
+# distinct values each column holds in the rows inside it (5 instruments x ~100 item values, a
+# few hundred dates, thousands of codes), and each unexpected value is mapped back to every row
+# that holds it. GX remains the engine that decides pass/fail: every verdict comes from a GX run
+# of the reviewed expectation on exactly that value. Verdicts are remembered in a ``Verdicts``
+# object (keyed by the rule, its condition, the run parameters and the column type), so the parts
+# of a large file and the files of one run send GX only the values it has not judged yet.
 #
 # Two expectations are not per-row and run differently:
 # * expect_table_columns_to_match_set reads only the header: run on the frame with no rows.
 # * expect_compound_columns_to_be_unique: a row can fail only when another row has the same key,
 #   so GX runs on exactly the rows whose key repeats (a superset of the failures; a row outside it
 #   is unique in the whole frame, and one inside has all its key twins with it).
-# Anything else (a new type, a row condition this module cannot evaluate for the Data Docs
-# counts) runs on the whole frame, as a plain GX run would.
+# Anything else (a new type, a row condition the planner cannot evaluate) runs on the whole
+# frame, with its row condition, as a plain GX run would.
 # ---------------------------------------------------------------------------------------------
 
 _PER_ROW_TYPES = frozenset(
@@ -441,70 +440,50 @@ _RESULT_FORMAT = {
     "partial_unexpected_count": 0,
     "return_unexpected_index_query": False,
 }
-# Verdicts remembered per group before the memory is cleared (bounds memory on long runs).
+# Verdicts remembered per rule set and column before that memory is cleared (bounds memory).
 _MAX_REMEMBERED = 2_000_000
 
 
 @dataclass(frozen=True)
 class RuleGroup:
-    """Expectations run together on one frame: ``kind`` says which frame.
+    """Expectations run together in one GX run: ``kind`` says on which frame.
 
-    ``distinct``: the distinct combinations of ``columns``; ``header``: the frame with no rows;
-    ``key``: the rows whose ``columns`` key repeats; ``full``: the whole frame.
+    ``distinct``: the rules of one row ``condition`` (its JSON text; None for rules without
+    one), evaluated by the planner: GX sees the distinct values of each of ``columns`` among the
+    rows inside the condition, and the rules without their condition; ``header``: the frame with
+    no rows; ``key``: the rows whose ``columns`` key repeats; ``full``: the whole frame.
     """
 
     kind: str
     columns: tuple[str, ...]
     positions: tuple[int, ...]
-
-
-def _condition_columns(cond: Any) -> set[str]:
-    if isinstance(cond, dict):
-        found = set()
-        col = cond.get("column")
-        if isinstance(col, dict) and isinstance(col.get("name"), str):
-            found.add(col["name"])
-        for v in cond.values():
-            found |= _condition_columns(v)
-        return found
-    if isinstance(cond, list):
-        return set().union(*(_condition_columns(v) for v in cond)) if cond else set()
-    return set()
+    condition: str | None = None
 
 
 def _simple_condition(cond: Any) -> bool:
-    """True for the condition shapes ``_condition_mask`` evaluates (column == value, IN list)."""
+    """True for the condition shapes the planner evaluates (column == value, column IN list)."""
     return (
         isinstance(cond, dict)
         and cond.get("type") == "comparison"
         and isinstance(cond.get("column"), dict)
+        and isinstance(cond["column"].get("name"), str)
+        and set(cond["column"]) == {"name"}
         and cond.get("operator") in ("==", "IN")
+        and (cond["operator"] == "==" or isinstance(cond.get("parameter"), list))
         and set(cond) == {"type", "column", "operator", "parameter"}
     )
-
-
-def _condition_mask(cond: dict[str, Any] | None, frame: pd.DataFrame) -> np.ndarray:
-    """Rows of ``frame`` inside an expectation's row condition (used only for Data Docs counts)."""
-    if cond is None:
-        return np.ones(len(frame), dtype=bool)
-    values = frame[cond["column"]["name"]]
-    wanted = cond["parameter"] if cond["operator"] == "IN" else [cond["parameter"]]
-    return values.isin(wanted).to_numpy(dtype=bool) & values.notna().to_numpy(dtype=bool)
 
 
 def plan_groups(suite_dict: dict[str, Any]) -> list[RuleGroup]:
     """Group the suite's expectations by the frame they run on (see the comment above).
 
-    Per-row expectations are grouped by the set of columns they read (their column and the
-    columns of their row condition); a group whose columns are a subset of another group's is
-    merged into the smallest such group, since the distinct combinations of the larger set decide
-    the smaller rule as well.
-    """
-    by_columns: dict[frozenset[str], list[int]] = {}
-    order: dict[str, int] = {}
+    Per-row expectations with no row condition or a simple one are grouped by their condition;
+    the planner, not GX, decides which rows a condition selects."""
+    by_condition: dict[str | None, list[int]] = {}
     groups: list[RuleGroup] = []
     full: list[int] = []
-    for i, e in enumerate(suite_dict["expectations"]):
+    expectations = suite_dict["expectations"]
+    for i, e in enumerate(expectations):
         kw = e["kwargs"]
         cond = kw.get("row_condition")
         if e["type"] in _HEADER_TYPES:
@@ -512,26 +491,32 @@ def plan_groups(suite_dict: dict[str, Any]) -> list[RuleGroup]:
         elif e["type"] in _KEY_TYPES and cond is None:
             groups.append(RuleGroup("key", tuple(kw["column_list"]), (i,)))
         elif e["type"] in _PER_ROW_TYPES and (cond is None or _simple_condition(cond)):
-            read = frozenset({kw["column"], *_condition_columns(cond)})
-            for c in (kw["column"], *sorted(_condition_columns(cond))):
-                order.setdefault(c, len(order))
-            by_columns.setdefault(read, []).append(i)
+            text = None if cond is None else json.dumps(cond, sort_keys=True)
+            by_condition.setdefault(text, []).append(i)
         else:
             full.append(i)
-    merged: dict[frozenset[str], list[int]] = {}
-    for cols in sorted(by_columns, key=len, reverse=True):
-        supersets = [m for m in merged if cols < m]
-        target: frozenset[str] = min(supersets, key=len) if supersets else cols
-        merged.setdefault(target, []).extend(by_columns[cols])
-    for columns, positions in merged.items():
-        groups.append(
-            RuleGroup(
-                "distinct", tuple(sorted(columns, key=order.__getitem__)), tuple(sorted(positions))
-            )
-        )
+    for text, positions in by_condition.items():
+        columns = tuple(dict.fromkeys(expectations[i]["kwargs"]["column"] for i in positions))
+        groups.append(RuleGroup("distinct", columns, tuple(positions), text))
     if full:
         groups.append(RuleGroup("full", (), tuple(full)))
     return groups
+
+
+def without_condition(expectation: dict[str, Any]) -> dict[str, Any]:
+    """The rule as GX is given it once the planner has selected its rows."""
+    kwargs = {k: v for k, v in expectation["kwargs"].items() if k != "row_condition"}
+    return {**expectation, "kwargs": kwargs}
+
+
+def _codes(
+    frame: pd.DataFrame, col: str, factorized: dict[str, tuple[np.ndarray, int]]
+) -> tuple[np.ndarray, int]:
+    """(every row's value number in ``col``, -1 for null; how many numbers there are, + 1)."""
+    if col not in factorized:
+        found, uniques = pd.factorize(frame[col], use_na_sentinel=True)
+        factorized[col] = (np.asarray(found, dtype="int64"), len(uniques) + 1)
+    return factorized[col]
 
 
 def _combinations(
@@ -542,17 +527,12 @@ def _combinations(
     """(the combination number of every row of ``frame`` in ``columns``, how many there are);
     nulls count as one value, as in ``DataFrame.duplicated``.
 
-    ``factorized`` keeps each column's codes across the groups of one frame (``instrument`` is
-    read by most groups). Rule groups read few columns of few values (an instrument and one
-    item), so the combined code usually fits a small table and is numbered by counting, not
-    hashing."""
+    ``factorized`` keeps each column's codes across the uses of one frame. When the combined
+    code fits a small table it is numbered by counting, not hashing."""
     key: np.ndarray = np.zeros(len(frame), dtype="int64")
     size = 1
     for col in columns:
-        if col not in factorized:
-            found, uniques = pd.factorize(frame[col], use_na_sentinel=True)
-            factorized[col] = (np.asarray(found, dtype="int64"), len(uniques) + 1)
-        codes, width = factorized[col]
+        codes, width = _codes(frame, col, factorized)
         if size * width >= 2**62:  # re-number before the combined key could overflow
             renumbered, firsts = pd.factorize(key)
             key, size = np.asarray(renumbered, dtype="int64"), len(firsts)
@@ -570,50 +550,60 @@ def _combinations(
     return inverse, n_combos
 
 
-def _distinct(
+def _representatives(codes: np.ndarray, width: int, rows: np.ndarray) -> np.ndarray:
+    """For every value number (+ 1), a row of ``rows`` that holds it."""
+    rep = np.zeros(width, dtype="int64")
+    rep[codes[rows] + 1] = rows
+    return rep
+
+
+def condition_rows(
+    cond: dict[str, Any] | None,
     frame: pd.DataFrame,
-    columns: tuple[str, ...],
     factorized: dict[str, tuple[np.ndarray, int]],
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """(the distinct combinations of ``columns``, the combination of every row of ``frame``)."""
-    inverse, n_combos = _combinations(frame, columns, factorized)
-    representative = np.empty(n_combos, dtype="int64")
-    representative[inverse] = np.arange(len(frame), dtype="int64")
-    combos = frame[list(columns)].iloc[representative].reset_index(drop=True)
-    return combos, inverse
+) -> np.ndarray:
+    """Positions of the rows of ``frame`` inside a simple row condition (as GX selects them:
+    the column's value equals the parameter or is in the list; a null is never inside)."""
+    everything = np.arange(len(frame), dtype="int64")
+    if cond is None:
+        return everything
+    col = cond["column"]["name"]
+    codes, width = _codes(frame, col, factorized)
+    rep = _representatives(codes, width, everything)
+    wanted = cond["parameter"] if cond["operator"] == "IN" else [cond["parameter"]]
+    inside = np.zeros(width, dtype=bool)
+    inside[1:] = frame[col].iloc[rep[1:]].isin(wanted).to_numpy(dtype=bool)
+    return np.flatnonzero(inside[codes + 1])
 
 
-def _merge_keys(combos: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """One exact, hashable key per combination (nulls included: a null is None, never NaN),
-    so that remembered combinations are found again."""
-    out: list[list[Any]] = []
-    for col in combos.columns:
-        values = combos[col]
-        null = values.isna().to_numpy()
-        filled: list[Any]
-        if pd.api.types.is_datetime64_any_dtype(values):
-            filled = values.to_numpy().view("int64").tolist()
-        elif pd.api.types.is_float_dtype(values):
-            filled = values.to_numpy(dtype="float64").tolist()
-        else:
-            filled = values.astype(object).to_numpy(dtype=object).tolist()
-        if null.any():
-            filled = [None if n else v for n, v in zip(null.tolist(), filled, strict=True)]
-        out.append(filled)
-    return list(zip(*out, strict=True)) if out else [()] * len(combos)
+def _value_keys(values: pd.Series) -> list[Any]:
+    """One exact, hashable key per value (a null is None, never NaN), so that remembered values
+    are found again."""
+    null = values.isna().to_numpy()
+    keys: list[Any]
+    if pd.api.types.is_datetime64_any_dtype(values):
+        keys = values.to_numpy().view("int64").tolist()
+    elif pd.api.types.is_float_dtype(values):
+        keys = values.to_numpy(dtype="float64").tolist()
+    else:
+        keys = values.astype(object).to_numpy(dtype=object).tolist()
+    if null.any():
+        keys = [None if n else v for n, v in zip(null.tolist(), keys, strict=True)]
+    return keys
 
 
 @dataclass
 class _Memory:
-    """Verdicts GX gave for one group: one row per judged combination, one bool per rule."""
+    """Verdicts GX gave for the rules on one column: one row per judged value, one bool per
+    rule, and one sanitized GX result per rule (the Data Docs template)."""
 
-    index: dict[tuple[Any, ...], int]  # combination key -> row of ``failed``
-    failed: np.ndarray  # (combinations, rules)
-    templates: list[Any]  # one GX result per rule, for the Data Docs page
+    index: dict[Any, int]  # value key -> row of ``failed``
+    failed: np.ndarray  # (values, rules)
+    templates: list[Any]
 
 
 class _Engine:
-    """One GX context per process, reused for every file of a run (creating one costs ~0.1 s)."""
+    """One GX context, reused for every frame validated with one ``Verdicts``."""
 
     def __init__(self) -> None:
         import great_expectations as gx
@@ -624,7 +614,6 @@ class _Engine:
         asset = self.context.data_sources.add_pandas("clinic_export").add_dataframe_asset("frames")
         self.batch_definition = asset.add_batch_definition_whole_dataframe("frame")
         self.suites: dict[str, Any] = {}
-        self.memory: dict[str, _Memory] = {}
 
     def run(
         self, frame: pd.DataFrame, expectations: list[dict[str, Any]], parameters: dict[str, Any]
@@ -637,74 +626,24 @@ class _Engine:
             suite = _build_suite(self.gx, {"name": name, "expectations": expectations})
             self.suites[text] = suite
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        with _configurations_built_once():
-            results = batch.validate(
-                suite, expectation_parameters=parameters, result_format=_RESULT_FORMAT
-            ).results
-        by_rule = {_result_key(r): r for r in results}
-        out = []
-        for e in expectations:
-            r = by_rule.get(_rule_key(e["type"], e.get("meta")))
-            if r is None or (r.exception_info or {}).get("raised_exception"):
-                raise ValidationEngineError(
-                    f"GX could not evaluate the rule {e.get('meta', {}).get('reason', '?')!r}; "
-                    "this is a pipeline fault, not a data problem"
-                )
-            out.append(r)
-        return out
+        results = batch.validate(
+            suite, expectation_parameters=parameters, result_format=_RESULT_FORMAT
+        ).results
+        return _in_suite_order(results, expectations)
 
 
-@contextlib.contextmanager
-def _configurations_built_once() -> Iterator[None]:
-    """While GX validates, two things it recomputes are computed once (GX 1.24):
-
-    - each expectation's `configuration`, which GX rebuilds (a pydantic `dict()`) every time it
-      reads one of its keyword arguments, ~160 times per expectation and run;
-    - each row condition's filtered frame, which GX queries (`DataFrame.query`, parsed anew)
-      once per metric of the expectation, ~6 times.
-
-    Together they were half of a small validation's time. GX makes fresh expectation objects
-    from the suite for every validation, validates one frame, and only reads both while it
-    validates, so what is built once is what it would build again. The objects are kept
-    referenced until the end (an `id` is never reused) and the classes get their own methods
-    back afterwards. `_run_full`, the tested reference, runs without this."""
-    from great_expectations.execution_engine.pandas_execution_engine import (
-        PandasExecutionEngine,
-    )
-    from great_expectations.expectations.expectation import Expectation
-
-    configuration_property = Expectation.__dict__["configuration"]
-    row_filter = PandasExecutionEngine.__dict__["_apply_row_condition_filter"]
-    built: dict[int, tuple[Any, Any]] = {}
-    filtered: dict[tuple[int, str], tuple[Any, Any]] = {}
-
-    def configuration(self: Any) -> Any:
-        hit = built.get(id(self))
-        if hit is None:
-            hit = built[id(self)] = (self, configuration_property.fget(self))
-        return hit[1]
-
-    def apply_row_condition_filter(
-        self: Any, data: Any, row_condition: Any, domain_kwargs: dict[str, Any]
-    ) -> Any:
-        key = (
-            id(data),
-            json.dumps(
-                [row_condition, domain_kwargs.get("condition_parser")], sort_keys=True, default=repr
-            ),
-        )
-        hit = filtered.get(key)
-        if hit is None:
-            hit = filtered[key] = (data, row_filter(self, data, row_condition, domain_kwargs))
-        return hit[1]
-
-    Expectation.configuration = property(configuration)  # type: ignore[method-assign,assignment]
-    PandasExecutionEngine._apply_row_condition_filter = apply_row_condition_filter  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Expectation.configuration = configuration_property  # type: ignore[method-assign]
-        PandasExecutionEngine._apply_row_condition_filter = row_filter  # type: ignore[method-assign]
+def _in_suite_order(results: list[Any], expectations: list[dict[str, Any]]) -> list[Any]:
+    by_rule = {_result_key(r): r for r in results}
+    out = []
+    for e in expectations:
+        r = by_rule.get(_rule_key(e["type"], e.get("meta")))
+        if r is None or (r.exception_info or {}).get("raised_exception"):
+            raise ValidationEngineError(
+                f"GX could not evaluate the rule {e.get('meta', {}).get('reason', '?')!r}; "
+                "this is a pipeline fault, not a data problem"
+            )
+        out.append(r)
+    return out
 
 
 def _rule_key(type_: str, meta: Any) -> str:
@@ -718,93 +657,97 @@ def _result_key(result: Any) -> str:
     return _rule_key(config.type, config.meta)
 
 
-_ENGINE: _Engine | None = None
-
-
-def _engine() -> _Engine:
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = _Engine()
-    return _ENGINE
-
-
-@dataclass
-class _Sharing:
-    """Verdicts shared by the processes preparing one run's files (see ``share_verdicts``)."""
+@dataclass(frozen=True)
+class Sharing:
+    """Verdicts exchanged by the ``processes`` preparing one run's files, through files in
+    ``folder`` (the run's stage folder: it holds values, codes among them, and is deleted with
+    the run); this process is ``rank``."""
 
     folder: Path
     rank: int
     processes: int
-    seen: dict[Path, int]  # peer file -> the modification time last read
 
 
-_SHARING: _Sharing | None = None
+class Verdicts:
+    """What GX decided, remembered for the frames validated with this object.
 
+    A verdict depends only on the value, the rule (its condition included), the run's
+    parameters and the column's type, which the memory key holds; so one object serves every
+    file of a run and every part of a file, and only values not judged yet go to GX. With
+    ``sharing``, each process of a run starts with a different share of the rule groups,
+    publishes what GX told it, and reads what the others published before asking GX itself:
+    a peer's verdict is the one GX would give here."""
 
-def share_verdicts(folder: Path, rank: int, processes: int) -> None:
-    """Share GX verdicts with the other processes of one run, through files in ``folder``.
+    def __init__(self, sharing: Sharing | None = None) -> None:
+        self.sharing = sharing
+        self.memory: dict[str, _Memory] = {}
+        self._engine: _Engine | None = None
+        self._seen: dict[Path, int] = {}  # peer file -> the modification time last read
+        if sharing is not None:
+            sharing.folder.mkdir(parents=True, exist_ok=True)
 
-    Each process judges a file's first rows with a cold memory: ~0.5 s of GX runs, the same
-    in every process. With sharing, process ``rank`` of ``processes`` starts with a different
-    share of the rule groups and publishes what GX told it; before asking GX about
-    combinations it has not seen, a process reads what the others published. A verdict
-    depends only on the combination, the rules, their parameters and the column types, which
-    the memory key holds, so a peer's verdict is the one GX would give here. The folder holds
-    value combinations (codes among them): it belongs in the run's stage folder, which is
-    deleted with it."""
-    global _SHARING
-    folder.mkdir(parents=True, exist_ok=True)
-    _SHARING = _Sharing(folder, rank, max(1, processes), {})
+    @property
+    def engine(self) -> _Engine:
+        if self._engine is None:
+            self._engine = _Engine()  # creating a GX context costs ~0.1 s: once per object
+        return self._engine
 
+    def run(
+        self, frame: pd.DataFrame, expectations: list[dict[str, Any]], parameters: dict[str, Any]
+    ) -> list[Any]:
+        """GX results for ``expectations`` on ``frame``, in the order given."""
+        return self.engine.run(frame, expectations, parameters)
 
-def _shared_name(memo: str, rank: int) -> str:
-    return f"{hashlib.sha256(memo.encode()).hexdigest()[:32]}.{rank}.pickle"
+    def in_turn(self, groups: list[RuleGroup]) -> list[RuleGroup]:
+        """The groups, starting at this process's share when verdicts are shared."""
+        share = self.sharing
+        if share is None or share.processes < 2:
+            return groups
+        k = len(groups) * share.rank // share.processes
+        return groups[k:] + groups[:k]
 
+    def _path(self, memo: str, rank: int) -> Path:
+        assert self.sharing is not None
+        name = f"{hashlib.sha256(memo.encode()).hexdigest()[:32]}.{rank}.pickle"
+        return self.sharing.folder / name
 
-def _read_peers(memo: str, mem: _Memory | None, n_rules: int) -> _Memory | None:
-    """``mem`` with the verdicts the other processes published for ``memo`` added."""
-    share = _SHARING
-    if share is None:
-        return mem
-    for rank in range(share.processes):
-        path = share.folder / _shared_name(memo, rank)
-        if rank == share.rank:
-            continue
-        try:
-            stamp = path.stat().st_mtime_ns
-            if share.seen.get(path) == stamp:
+    def read_peers(self, memo: str, n_rules: int) -> _Memory | None:
+        """The memory of ``memo`` with what the other processes published for it added."""
+        mem = self.memory.get(memo)
+        share = self.sharing
+        if share is None:
+            return mem
+        for rank in range(share.processes):
+            if rank == share.rank:
                 continue
-            peer: _Memory = pickle.loads(path.read_bytes())  # noqa: S301 - our own run's files
-        except (OSError, EOFError, pickle.UnpicklingError):
-            continue  # not published yet
-        share.seen[path] = stamp
-        if mem is None:
-            mem = _Memory({}, np.zeros((0, n_rules), dtype=bool), peer.templates)
-        missing = [(k, i) for k, i in peer.index.items() if k not in mem.index]
-        if missing:
-            start = len(mem.failed)
-            mem.index.update({k: start + n for n, (k, _) in enumerate(missing)})
-            mem.failed = np.vstack([mem.failed, peer.failed[[i for _, i in missing]]])
-    return mem
+            path = self._path(memo, rank)
+            try:
+                stamp = path.stat().st_mtime_ns
+                if self._seen.get(path) == stamp:
+                    continue
+                peer: _Memory = pickle.loads(path.read_bytes())  # noqa: S301 - our own run's files
+            except (OSError, EOFError, pickle.UnpicklingError):
+                continue  # not published yet
+            self._seen[path] = stamp
+            if mem is None:
+                mem = _Memory({}, np.zeros((0, n_rules), dtype=bool), peer.templates)
+            missing = [(k, i) for k, i in peer.index.items() if k not in mem.index]
+            if missing:
+                start = len(mem.failed)
+                mem.index.update({k: start + n for n, (k, _) in enumerate(missing)})
+                mem.failed = np.vstack([mem.failed, peer.failed[[i for _, i in missing]]])
+        if mem is not None:
+            self.memory[memo] = mem
+        return mem
 
-
-def _publish(memo: str, mem: _Memory) -> None:
-    share = _SHARING
-    if share is None:
-        return
-    path = share.folder / _shared_name(memo, share.rank)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(pickle.dumps(mem, protocol=pickle.HIGHEST_PROTOCOL))
-    tmp.replace(path)  # a reader sees the old or the new file, never half of one
-
-
-def _groups_in_turn(groups: list[RuleGroup]) -> list[RuleGroup]:
-    """The groups, starting at this process's share when verdicts are shared."""
-    share = _SHARING
-    if share is None or share.processes < 2:
-        return groups
-    k = len(groups) * share.rank // share.processes
-    return groups[k:] + groups[:k]
+    def remember(self, memo: str, mem: _Memory) -> None:
+        self.memory[memo] = mem
+        if self.sharing is None:
+            return
+        path = self._path(memo, self.sharing.rank)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(mem, protocol=pickle.HIGHEST_PROTOCOL))
+        tmp.replace(path)  # a reader sees the old or the new file, never half of one
 
 
 def _percent(part: int, whole: int) -> float | None:
@@ -831,9 +774,22 @@ def _counted(template: Any, element: int, missing: int, unexpected: int) -> Any:
     return out
 
 
-def _sanitized_copy(result: Any) -> Any:
+def _sanitized_copy(result: Any, rule: dict[str, Any] | None = None) -> Any:
+    """A GX result with only its counts; with ``rule``, labelled with that rule as reviewed
+    (its row condition included), for the Data Docs page."""
     out = copy.copy(result)
     out.result = {k: v for k, v in (result.result or {}).items() if k in _SAFE_RESULT_KEYS}
+    if rule is not None and "row_condition" in rule["kwargs"]:
+        from great_expectations.expectations.expectation_configuration import (
+            ExpectationConfiguration,
+        )
+
+        config = result.expectation_config
+        out.expectation_config = ExpectationConfiguration(
+            type=config.type,
+            kwargs={**config.kwargs, "row_condition": rule["kwargs"]["row_condition"]},
+            meta=config.meta,
+        )
     return out
 
 
@@ -843,11 +799,13 @@ def _memo_key(
     parameters: dict[str, Any],
     frame: pd.DataFrame,
     columns: tuple[str, ...],
+    condition: str | None = None,
 ) -> str:
     return json.dumps(
         [
             kind,
             expectations,
+            condition,
             {k: str(v) for k, v in sorted(parameters.items())},
             [(c, str(frame[c].dtype)) for c in columns],
         ],
@@ -856,80 +814,111 @@ def _memo_key(
     )
 
 
-def _recall(mem: _Memory, keys: list[tuple[Any, ...]], failed: np.ndarray) -> np.ndarray:
+def _index_list(result: Any) -> np.ndarray:
+    return np.asarray((result.result or {}).get("unexpected_index_list") or [], dtype="int64")
+
+
+@dataclass
+class _Column:
+    """One column of a distinct group: its values inside the condition and what is known."""
+
+    rules: list[int]  # positions in the group's rules
+    codes: np.ndarray  # value number (+ 1) of every row inside the condition
+    present: np.ndarray  # the value numbers (+ 1) found there
+    weight: np.ndarray  # rows per value number (+ 1)
+    rep: np.ndarray  # a row per value number (+ 1)
+    keys: list[Any]  # a key per present value
+    memo: str
+    failed: np.ndarray  # (present values, rules)
+    new: np.ndarray  # positions in ``present`` GX has not judged
+
+
+def _judge_distinct(
+    verdicts: Verdicts,
+    group: RuleGroup,
+    rules: list[dict[str, Any]],
+    frame: pd.DataFrame,
+    parameters: dict[str, Any],
+    factorized: dict[str, tuple[np.ndarray, int]],
+) -> tuple[list[np.ndarray], list[Any]]:
+    """Failing rows (index labels of ``frame``) and a whole-frame result per rule of the group."""
+    cond = None if group.condition is None else json.loads(group.condition)
+    inside = condition_rows(cond, frame, factorized)
+    given = [without_condition(e) for e in rules]
+    columns: dict[str, _Column] = {}
+    for col in group.columns:
+        at = [j for j, e in enumerate(rules) if e["kwargs"]["column"] == col]
+        all_codes, width = _codes(frame, col, factorized)
+        codes = all_codes[inside] + 1
+        weight = np.bincount(codes, minlength=width)
+        present = np.flatnonzero(weight)
+        rep = _representatives(all_codes, width, inside)
+        keys = _value_keys(frame[col].iloc[rep[present]])
+        memo = _memo_key(
+            "distinct", [given[j] for j in at], parameters, frame, (col,), group.condition
+        )
+        failed = np.zeros((len(present), len(at)), dtype=bool)
+        known = _recall(verdicts.memory.get(memo), keys, failed)
+        if not known.all():
+            known = _recall(verdicts.read_peers(memo, len(at)), keys, failed)
+        columns[col] = _Column(
+            at, codes, present, weight, rep, keys, memo, failed, np.flatnonzero(~known)
+        )
+    unjudged = any(len(c.new) for c in columns.values())
+    if unjudged or any(c.memo not in verdicts.memory for c in columns.values()):
+        # one GX run for the group: each column holds its values not judged yet, repeated to
+        # the longest column's length (a repeat's verdict is its value's and is not read)
+        length = max((len(c.new) for c in columns.values()), default=0)
+        data = {}
+        for col, c in columns.items():
+            chosen = c.present[c.new] if len(c.new) else c.present[:1]
+            data[col] = frame[col].iloc[c.rep[np.resize(chosen, length)]].reset_index(drop=True)
+        results = verdicts.run(pd.DataFrame(data), given, parameters)
+        for c in columns.values():
+            for jj, j in enumerate(c.rules):
+                unexpected = _index_list(results[j])
+                unexpected = unexpected[unexpected < len(c.new)]
+                c.failed[c.new[unexpected], jj] = True
+            templates = [_sanitized_copy(results[j], rules[j]) for j in c.rules]
+            mem = verdicts.memory.get(c.memo)
+            if mem is None or len(mem.index) + len(c.new) > _MAX_REMEMBERED:
+                mem = _Memory({}, np.zeros((0, len(c.rules)), dtype=bool), templates)
+            start = len(mem.failed)
+            mem.index.update({c.keys[i]: start + n for n, i in enumerate(c.new.tolist())})
+            mem.failed = np.vstack([mem.failed, c.failed[c.new]])
+            mem.templates = templates
+            verdicts.remember(c.memo, mem)
+    labels = frame.index.to_numpy(dtype="int64")[inside]
+    none = np.zeros(0, dtype="int64")
+    rows: list[np.ndarray] = [none] * len(rules)
+    results_out: list[Any] = [None] * len(rules)
+    for c in columns.values():
+        templates = verdicts.memory[c.memo].templates
+        for jj, j in enumerate(c.rules):
+            failing = np.zeros(len(c.weight), dtype=bool)
+            failing[c.present[c.failed[:, jj]]] = True
+            rows[j] = labels[failing[c.codes]] if failing.any() else none
+            results_out[j] = _counted(
+                templates[jj],
+                len(inside),
+                int(c.weight[0]),
+                int(c.weight[failing].sum()),
+            )
+    return rows, results_out
+
+
+def _recall(mem: _Memory | None, keys: list[Any], failed: np.ndarray) -> np.ndarray:
     """Fill ``failed`` with the remembered verdicts of ``keys``; which keys were remembered."""
+    if mem is None:
+        return np.zeros(len(keys), dtype=bool)
     found = np.fromiter((mem.index.get(k, -1) for k in keys), dtype="int64", count=len(keys))
     known = found >= 0
     failed[known] = mem.failed[found[known]]
     return known
 
 
-def _judge_distinct(
-    eng: _Engine,
-    group: RuleGroup,
-    expectations: list[dict[str, Any]],
-    frame: pd.DataFrame,
-    parameters: dict[str, Any],
-    factorized: dict[str, tuple[np.ndarray, int]],
-) -> tuple[list[np.ndarray], list[Any]]:
-    """Failing rows (index labels of ``frame``) and a whole-frame result per rule of the group."""
-    combos, inverse = _distinct(frame, group.columns, factorized)
-    keys = _merge_keys(combos)
-    memo = _memo_key("distinct", expectations, parameters, frame, group.columns)
-    mem = eng.memory.get(memo)
-    failed = np.zeros((len(combos), len(expectations)), dtype=bool)
-    known = np.zeros(len(combos), dtype=bool)
-    if mem is not None:
-        known = _recall(mem, keys, failed)
-    new = np.flatnonzero(~known)
-    if len(new) and _SHARING is not None:
-        mem = _read_peers(memo, mem, len(expectations))
-        if mem is not None:
-            known = _recall(mem, keys, failed)
-            new = np.flatnonzero(~known)
-            eng.memory[memo] = mem
-    if len(new):
-        results = eng.run(combos.iloc[new].reset_index(drop=True), expectations, parameters)
-        for j, r in enumerate(results):
-            at = np.asarray((r.result or {}).get("unexpected_index_list") or [], dtype="int64")
-            failed[new[at], j] = True
-        templates = [_sanitized_copy(r) for r in results]
-        if mem is None or len(mem.index) + len(new) > _MAX_REMEMBERED:
-            mem = _Memory({}, np.zeros((0, len(expectations)), dtype=bool), templates)
-        start = len(mem.failed)
-        mem.index.update({keys[i]: start + n for n, i in enumerate(new.tolist())})
-        mem.failed = np.vstack([mem.failed, failed[new]])
-        mem.templates = templates
-        eng.memory[memo] = mem
-        _publish(memo, mem)
-    assert mem is not None
-    labels = frame.index.to_numpy(dtype="int64")
-    weight = np.bincount(inverse, minlength=len(combos))
-    masks: dict[str, np.ndarray] = {}
-    none = np.zeros(0, dtype="int64")
-    rows, results = [], []
-    for j, e in enumerate(expectations):
-        failing = failed[:, j]
-        rows.append(labels[failing[inverse]] if failing.any() else none)
-        cond = e["kwargs"].get("row_condition")
-        text = json.dumps(cond, sort_keys=True, default=str)
-        if text not in masks:
-            masks[text] = _condition_mask(cond, combos)
-        domain = masks[text]
-        null = combos[e["kwargs"]["column"]].isna().to_numpy()
-        results.append(
-            _counted(
-                mem.templates[j],
-                int(weight[domain].sum()),
-                int(weight[domain & null].sum()),
-                int(weight[failing].sum()),
-            )
-        )
-    return rows, results
-
-
 def _judge_other(
-    eng: _Engine,
+    verdicts: Verdicts,
     group: RuleGroup,
     expectations: list[dict[str, Any]],
     frame: pd.DataFrame,
@@ -937,13 +926,14 @@ def _judge_other(
     factorized: dict[str, tuple[np.ndarray, int]],
 ) -> tuple[list[np.ndarray], list[Any]]:
     """Header, key and whole-frame rules (see the comment above ``RuleGroup``)."""
+    memory = verdicts.memory
     if group.kind == "header":
         memo = _memo_key("header", expectations, parameters, frame, tuple(frame.columns))
-        mem = eng.memory.get(memo)
+        mem = memory.get(memo)
         if mem is None:
-            results = eng.run(frame.iloc[:0], expectations, parameters)
+            results = verdicts.run(frame.iloc[:0], expectations, parameters)
             mem = _Memory({}, np.zeros((0, 0), bool), [_sanitized_copy(r) for r in results])
-            eng.memory[memo] = mem
+            memory[memo] = mem
         empty = np.zeros(0, dtype="int64")
         return [empty] * len(expectations), list(mem.templates)
     if group.kind == "key":
@@ -952,16 +942,13 @@ def _judge_other(
         combination, n_keys = _combinations(frame, group.columns, factorized)
         repeats = (np.bincount(combination, minlength=n_keys) > 1)[combination] & ~all_missing
         memo = _memo_key("key", expectations, parameters, frame, group.columns)
-        mem = eng.memory.get(memo)
+        mem = memory.get(memo)
         if mem is None or repeats.any():
             # GX judges every row whose key repeats; no repeat (the usual case) means no failure.
-            results = eng.run(frame.loc[repeats, cols], expectations, parameters)
-            rows = [
-                np.asarray((r.result or {}).get("unexpected_index_list") or [], dtype="int64")
-                for r in results
-            ]
+            results = verdicts.run(frame.loc[repeats, cols], expectations, parameters)
+            rows = [_index_list(r) for r in results]
             mem = _Memory({}, np.zeros((0, 0), bool), [_sanitized_copy(r) for r in results])
-            eng.memory[memo] = mem
+            memory[memo] = mem
         else:
             rows = [np.zeros(0, dtype="int64")] * len(expectations)
         missing = int(all_missing.sum())
@@ -969,36 +956,30 @@ def _judge_other(
             _counted(t, len(frame), missing, len(x))
             for t, x in zip(mem.templates, rows, strict=True)
         ]
-    results = eng.run(frame, expectations, parameters)
-    rows = [
-        np.asarray((r.result or {}).get("unexpected_index_list") or [], dtype="int64")
-        for r in results
-    ]
-    return rows, [_sanitized_copy(r) for r in results]
+    results = verdicts.run(frame, expectations, parameters)
+    return [_index_list(r) for r in results], [_sanitized_copy(r) for r in results]
 
 
 def judge(
     frame: pd.DataFrame,
     suite_dict: dict[str, Any],
     parameters: dict[str, Any],
+    verdicts: Verdicts | None = None,
     factorized: dict[str, tuple[np.ndarray, int]] | None = None,
 ) -> tuple[list[np.ndarray], list[Any]]:
     """Run the suite on ``frame`` the distinct-value way; per expectation (in suite order) the
-    failing rows (index labels of ``frame``) and its whole-frame GX result (counts only).
-    ``factorized``: column codes of this very frame already computed (see ``_combinations``)."""
-    eng = _engine()
+    failing rows (index labels of ``frame``) and its whole-frame GX result (counts only), as a
+    whole-frame GX run gives them. ``verdicts``: what GX already decided (a fresh memory when
+    None); ``factorized``: column codes of this very frame already computed."""
+    verdicts = Verdicts() if verdicts is None else verdicts
     expectations = suite_dict["expectations"]
     rows: list[np.ndarray] = [np.zeros(0, dtype="int64")] * len(expectations)
     results: list[Any] = [None] * len(expectations)
     factorized = {} if factorized is None else factorized
-    for group in _groups_in_turn(plan_groups(suite_dict)):
+    for group in verdicts.in_turn(plan_groups(suite_dict)):
         chosen = [expectations[i] for i in group.positions]
-        if group.kind == "distinct":
-            got_rows, got_results = _judge_distinct(
-                eng, group, chosen, frame, parameters, factorized
-            )
-        else:
-            got_rows, got_results = _judge_other(eng, group, chosen, frame, parameters, factorized)
+        judge_group = _judge_distinct if group.kind == "distinct" else _judge_other
+        got_rows, got_results = judge_group(verdicts, group, chosen, frame, parameters, factorized)
         for i, r, res in zip(group.positions, got_rows, got_results, strict=True):
             rows[i], results[i] = r, res
     return rows, results
@@ -1152,19 +1133,8 @@ def _run_full(
         expectation_parameters=parameters,
         result_format=_RESULT_FORMAT,
     ).results
-    by_rule = {_result_key(r): r for r in results}
-    rows, out = [], []
-    for e in suite_dict["expectations"]:
-        r = by_rule[_rule_key(e["type"], e.get("meta"))]
-        if (r.exception_info or {}).get("raised_exception"):
-            raise ValidationEngineError(
-                f"GX could not evaluate the rule {e.get('meta', {}).get('reason', '?')!r}; "
-                "this is a pipeline fault, not a data problem"
-            )
-        index = (r.result or {}).get("unexpected_index_list") or []
-        rows.append(np.asarray(index, dtype="int64"))
-        out.append(_sanitized_copy(r))
-    return rows, out
+    ordered = _in_suite_order(results, suite_dict["expectations"])
+    return [_index_list(r) for r in ordered], [_sanitized_copy(r) for r in ordered]
 
 
 def validate(
@@ -1181,6 +1151,7 @@ def validate(
     suite_dir: Path = EXPECTATIONS_DIR,
     build_docs: bool = True,
     strategy: str = "distinct",
+    verdicts: Verdicts | None = None,
 ) -> tuple[pd.DataFrame, str | None]:
     """Validate a typed canonical table; return (RowIssues, Data Docs index path or None).
 
@@ -1195,6 +1166,8 @@ def validate(
     withheld) and its index path returned; with ``build_docs=False`` the page is only stored and
     its future path returned, to be rendered by ``build_data_docs(docs_dir)`` once per run.
     ``strategy="full"`` runs the suite on the whole frame (the slow reference; same result).
+    ``verdicts`` remembers what GX decided across the calls that share it (a fresh memory when
+    None).
     Raises ValidationEngineError when GX itself fails.
     """
     if dataset not in DATASETS:
@@ -1237,7 +1210,7 @@ def validate(
     if strategy == "distinct":
         # the column codes of `frame` serve GX's frame when no copy was taken out
         failing, results = judge(
-            gx_frame, suite_dict, parameters, factorized if gx_frame is frame else None
+            gx_frame, suite_dict, parameters, verdicts, factorized if gx_frame is frame else None
         )
     elif strategy == "full":
         failing, results = _run_full(gx_frame, suite_dict, parameters)
