@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import Asset
+
+from pipelines.settings import warehouse_settings
 
 WAREHOUSE_MEASUREMENTS = Asset(
     name="warehouse.measurements", uri="alliance-watch://warehouse/measurements"
@@ -13,15 +13,13 @@ WAREHOUSE_FLAGS = Asset(name="warehouse.flags", uri="alliance-watch://warehouse/
 
 # The single DuckDB writer: every task that opens the embedded warehouse file runs in this pool.
 EMBEDDED_WRITER_POOL = "duckdb_writer"
-BACKEND_ENV = "ALLIANCE_WATCH_WAREHOUSE_BACKEND"  # embedded (default) | ducklake
 
 
 def writer_pool() -> str:
-    """The pool for tasks that open the warehouse: one slot for the embedded DuckDB file (one
-    process at a time may open it); Airflow's default pool for DuckLake, whose catalog lets
-    several workers write at once."""
-    backend = os.environ.get(BACKEND_ENV, "embedded").strip().lower()
-    return "default_pool" if backend == "ducklake" else EMBEDDED_WRITER_POOL
+    """The pool for tasks that open the warehouse: one slot where one process at a time may
+    open it (the embedded DuckDB file); Airflow's default pool where several workers may write
+    at once."""
+    return EMBEDDED_WRITER_POOL if warehouse_settings().single_writer else "default_pool"
 
 
 WRITER_POOL = writer_pool()

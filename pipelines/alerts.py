@@ -106,16 +106,11 @@ def notify_high_severity(paths: Paths, clients: list[tuple[str, str]] | None) ->
 def _notify(
     paths: Paths, opted: dict[str, ClinicConfig], clients: list[tuple[str, str]] | None
 ) -> dict[str, Any]:
-    import duckdb
-
-    from pipelines import ducklake
     from pipelines.mailer import send, smtp_settings_from_env
+    from pipelines.warehouse import backend
 
-    if ducklake.selected():
-        con = ducklake.connect(read_only=True)  # the lake serves readers during loads
-    elif paths.snapshot.exists():
-        con = duckdb.connect(str(paths.snapshot), read_only=True)
-    else:
+    con = backend(paths.warehouse).reader(paths.snapshot)
+    if con is None:
         return {}
     try:
         eps = con.execute(

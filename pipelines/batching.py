@@ -8,14 +8,8 @@ so line numbers in the warehouse and in quarantine stay those of the delivered f
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-
-# ~115k reference rows per part: peak memory of one part through GX stays in the hundreds of MB,
-# and two workers preparing parts beside the loader stay under 1.5 GB together (benchmarks/).
-# 6 MB measured best at 5M rows: 4 MB parts cost 12% of the speed, 8 MB parts 130 MB more memory.
-DEFAULT_PART_BYTES = int(os.environ.get("ALLIANCE_WATCH_PART_BYTES", 6 * 1024 * 1024))
 
 
 @dataclass(frozen=True)
@@ -30,7 +24,7 @@ class Part:
 def write_chunks(
     path: Path,
     out_dir: Path,
-    part_bytes: int = DEFAULT_PART_BYTES,
+    part_bytes: int,
     splittable: bool = True,
     header_lines: int = 1,
 ) -> list[Part]:

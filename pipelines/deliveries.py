@@ -187,7 +187,7 @@ def record(conn: duckdb.DuckDBPyConnection, entries: list[Entry]) -> int:
     anything but `sent`. Returns the number of entries given."""
     if not entries:
         return 0
-    from pipelines import ducklake
+    from pipelines.warehouse import retrying
 
     batch = pd.DataFrame([asdict(e) for e in entries])
     batch["week_start"] = pd.to_datetime(batch["week_start"]).dt.date
@@ -217,8 +217,5 @@ def record(conn: duckdb.DuckDBPyConnection, entries: list[Entry]) -> int:
         finally:
             conn.unregister(view)
 
-    if ducklake.is_lake(conn):
-        ducklake.retrying("writing digest_deliveries", once)
-    else:
-        once()
+    retrying(conn, "writing digest_deliveries", once)
     return len(entries)

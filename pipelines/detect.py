@@ -789,7 +789,7 @@ def run(args: argparse.Namespace) -> int:
         for err in errors:
             print(f"config skipped (defaults used for its clinic): {err}")
         clinic_params = params_from_configs(configs)
-    from pipelines import ducklake
+    from pipelines.warehouse import lake as ducklake
 
     if not ducklake.selected() and not args.warehouse.exists():
         raise DetectError(f"{args.warehouse}: warehouse file does not exist; run ingest first")

@@ -45,7 +45,7 @@ import duckdb
 import jinja2
 import pandas as pd
 
-from pipelines import registry
+from pipelines import registry, settings
 from pipelines.charts import Chart, Series, format_total, trajectory_chart
 from pipelines.cli import iso_date
 from pipelines.config import ClinicConfig, load_clinic_configs
@@ -1043,8 +1043,7 @@ def deliver_clinic(
 def digest_workers(n_clinics: int) -> int:
     """Processes rendering clinics at once: env ALLIANCE_WATCH_DIGEST_WORKERS, else one per
     core; never more than there are clinics."""
-    text = os.environ.get("ALLIANCE_WATCH_DIGEST_WORKERS", "").strip()
-    wanted = int(text) if text.isdigit() and int(text) > 0 else (os.cpu_count() or 1)
+    wanted = settings.workers_wanted("DIGEST_WORKERS") or os.cpu_count() or 1
     return max(1, min(wanted, n_clinics))
 
 
@@ -1250,9 +1249,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write (and send, when ALLIANCE_WATCH_SMTP_HOST is set) the digests; 1 if a send failed."""
-    from pipelines import ducklake
+    from pipelines import warehouse as wh
 
-    if not ducklake.selected() and not Path(args.warehouse).is_file():
+    if not wh.backend(args.warehouse).exists():
         raise AllianceWatchError(f"warehouse {args.warehouse} does not exist; run ingest first")
     smtp = SmtpSettings.from_env()
     summary = run_weekly_digest(args.warehouse, args.config_dir, args.date, args.out, smtp)

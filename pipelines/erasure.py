@@ -10,20 +10,14 @@ file that replaces it) and the analyst snapshots are republished from it. Digest
 written to the outbox that name the client are rendered again without the client (or removed
 when nobody is left to report): `pipelines.digest.erase_from_outbox`.
 
-On a DuckLake warehouse (`pipelines.ducklake`, selected by configuration) the same rows are
-deleted in one transaction, which also takes the clinic's load token so that a load of the
-clinic in flight is retried after it; the erasure id comes from a sequence in the catalog
-database; then `pipelines.ducklake.purge_erased` rewrites the data files, expires the older
-snapshots and removes their files, so no Parquet file keeps the client. There is no snapshot
-file to republish: analysts read the lake.
+How the deleted rows are made unrecoverable is the warehouse backend's part
+(`Backend.erase`, `Backend.after_erasure`): the file is rewritten and its snapshots published
+again, or the lake's data files are rewritten and its older snapshots expired.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +25,7 @@ import duckdb
 
 from pipelines.errors import AllianceWatchError
 from pipelines.settings import paths_from_env
-from pipelines.warehouse import connect, migrate, open_warehouse, publish_snapshot
+from pipelines.warehouse import backend, open_warehouse
 
 
 @dataclass
@@ -107,42 +101,6 @@ def _delete_client(
     return removed
 
 
-def _forget_in_lake(
-    conn: duckdb.DuckDBPyConnection, clinic_id: str, client_id: str, operator_note: str | None
-) -> ErasureResult:
-    """`forget` on a DuckLake warehouse: delete and audit in one transaction (retried on a
-    conflict with another writer), then purge the deleted rows from the Parquet files."""
-    from pipelines import ducklake
-
-    erasure_id = ducklake.next_erasure_id(conn)  # a sequence never rolls back anyway
-
-    def once() -> tuple[dict[str, int], object]:
-        conn.execute("begin transaction")
-        try:
-            # a load of this clinic in flight now conflicts and is retried after the erasure
-            conn.execute(
-                "update clinic_load_tokens set loads = loads + 1 where clinic_id = ?", [clinic_id]
-            )
-            removed = _delete_client(conn, clinic_id, client_id)
-            conn.execute(
-                "insert into erasures (erasure_id, clinic_id, erased_at, rows_removed, "
-                "operator_note) values (?, ?, now(), ?, ?)",
-                [erasure_id, clinic_id, json.dumps(removed, sort_keys=True), operator_note],
-            )
-            conn.execute("commit")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                conn.execute("rollback")
-            raise
-        row = conn.execute("select now()").fetchone()
-        assert row is not None
-        return removed, row[0]
-
-    removed, committed_at = ducklake.retrying(f"erasure in clinic {clinic_id}", once)
-    ducklake.purge_erased(conn, client_id, committed_at)
-    return ErasureResult(clinic_id, erasure_id, removed)
-
-
 def forget(
     warehouse: Path,
     clinic_id: str,
@@ -189,52 +147,19 @@ def _forget_in_warehouse(
     operator_note: str | None,
     snapshot: Path | None,
 ) -> ErasureResult:
-    with open_warehouse(warehouse) as conn:
-        from pipelines import ducklake
-
-        if ducklake.is_lake(conn):
-            return _forget_in_lake(conn, clinic_id, client_id, operator_note)
-        conn.execute("begin transaction")
-        try:
-            removed = _delete_client(conn, clinic_id, client_id)
-            erasure_id = int(conn.execute("select nextval('erasure_id_seq')").fetchall()[0][0])
-            conn.execute(
-                "insert into erasures (erasure_id, clinic_id, rows_removed, operator_note) "
-                "values (?, ?, ?, ?)",
-                [erasure_id, clinic_id, json.dumps(removed, sort_keys=True), operator_note],
-            )
-            conn.execute("commit")
-        except BaseException:
-            conn.execute("rollback")
-            raise
-    rewrite(warehouse)
+    store = backend(warehouse)
+    with store.open() as conn:
+        erasure_id, removed = store.erase(
+            conn,
+            clinic_id,
+            client_id,
+            lambda: _delete_client(conn, clinic_id, client_id),
+            operator_note,
+        )
     result = ErasureResult(clinic_id, erasure_id, removed)
-    if snapshot is not None:
-        publish_snapshot(warehouse, snapshot)  # and the per-clinic copies where there are any
-        result.snapshots.append(str(snapshot))
+    # the file rewritten and its snapshots published again, where the backend keeps any
+    result.snapshots = store.after_erasure(snapshot)
     return result
-
-
-def rewrite(warehouse: Path) -> None:
-    """Copy the database into a fresh file and swap it in: free blocks of the old file (which
-    may still hold deleted rows) are not carried over."""
-    tmp = warehouse.with_name(f".{warehouse.name}.rewrite-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    conn = connect(warehouse)  # holds the writer lock while copying
-    try:
-        conn.execute("checkpoint")
-        quoted = str(tmp).replace("'", "''")
-        conn.execute(f"attach '{quoted}' as fresh")
-        name = conn.execute("select current_database()").fetchall()[0][0]
-        conn.execute(f'copy from database "{name}" to fresh')
-        conn.execute("detach fresh")
-        os.replace(tmp, warehouse)
-    finally:
-        conn.close()
-    wal = warehouse.with_name(warehouse.name + ".wal")
-    wal.unlink(missing_ok=True)
-    with open_warehouse(warehouse) as fresh:
-        migrate(fresh)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -284,9 +209,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines import ducklake
-
-    if not ducklake.selected() and not args.warehouse.is_file():
+    if not backend(args.warehouse).exists():
         raise AllianceWatchError(f"--warehouse {args.warehouse}: no such file")
     from pipelines.alerts import notices_dir
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import batching, readers
+from pipelines import batching, readers, settings
 from pipelines.config import ClinicConfig, config_fingerprint, load_clinic_configs
 from pipelines.deid import GUARD_VERSION
 from pipelines.errors import AllianceWatchError, ConfigError, FileRejected
@@ -43,10 +43,9 @@ from pipelines.warehouse import (
     FileResult,
     StagedFile,
     clients_of_earlier_load,
+    engine,
     known_hashes,
-    load_memory_limit,
     load_staged,
-    load_threads,
     open_warehouse,
     parquet_source,
     publish_snapshot,
@@ -307,7 +306,7 @@ def _changed_text(what: str) -> str:
 def split_delivery(
     delivery: Delivery, cfg: ClinicConfig, stage_dir: Path, part_bytes: int | None = None
 ) -> list[batching.Part]:
-    """A delivery as parts of about `part_bytes` (default `batching.DEFAULT_PART_BYTES`); a
+    """A delivery as parts of about `part_bytes` (default `settings.part_bytes()`); a
     Parquet file or a multi-byte encoding is never cut. Every preparation starts here, so the
     delivery's stage folders are emptied first: an earlier attempt stopped after staging (an
     Airflow task retried into the same stage folder) leaves no part for the loader to misread."""
@@ -326,7 +325,7 @@ def split_delivery(
         parts = batching.write_chunks(
             delivery.path,
             parts_dir,
-            part_bytes or batching.DEFAULT_PART_BYTES,
+            part_bytes or settings.part_bytes(),
             splittable=reading.file_type != "parquet"
             and reading.encoding.lower().replace("-", "")
             in ("utf8", "latin1", "iso88591", "cp1252", "ascii"),
@@ -485,7 +484,7 @@ def prepare_file(
     """Read, guard, validate and split one file; stage valid and quarantined rows as Parquet.
 
     A large CSV goes through in parts of about `part_bytes` (default
-    `batching.DEFAULT_PART_BYTES`), so memory stays bounded whatever the file's size; line
+    `settings.part_bytes()`), so memory stays bounded whatever the file's size; line
     numbers stay those of the delivered file, and a key repeated across parts is judged as if
     the file were one piece. Never raises for bad input: a file-level problem becomes a
     `rejected` result with a reason.
@@ -649,13 +648,11 @@ def _cross_part_keys(staged: StagedFile, dataset: str) -> pd.DataFrame | None:
     """Judge keys repeated across parts as validation judges them within one: exact copies
     count as duplicates (the first is kept), differing copies are all quarantined. Adjusts the
     staged files and counts; returns the issues (None when no key repeats, the usual case)."""
-    import duckdb
-
     assert staged.valid_path is not None
     r = staged.result
     src = parquet_source(staged.valid_path)
     key = ", ".join(CROSS_PART_KEYS[dataset])
-    con = duckdb.connect(config={"threads": 1})  # beside the workers: see load_threads
+    con = engine(threads=1)  # beside the workers: as the loader (settings.load_threads)
     try:
         # keys alone first: no key in two parts (the usual case) needs nothing more
         repeats = con.execute(
@@ -821,8 +818,7 @@ def prepare_workers(deliveries: list[Delivery]) -> int:
     from mapped `prepare` tasks."""
     if len(deliveries) < 2:
         return 1
-    wanted = os.environ.get("ALLIANCE_WATCH_PREPARE_WORKERS", "").strip()
-    n = int(wanted) if wanted.isdigit() and int(wanted) > 0 else (os.cpu_count() or 1)
+    n = settings.workers_wanted("PREPARE_WORKERS") or os.cpu_count() or 1
     return max(1, min(n, len(deliveries)))
 
 
@@ -857,7 +853,7 @@ def _init_worker(parent: int, ranks: Any, workers: int, verdicts: Path) -> None:
         os._exit(1)
     # the loader is the pipeline's critical path: the workers take the CPU it leaves
     with contextlib.suppress(OSError):
-        os.nice(int(os.environ.get("ALLIANCE_WATCH_PREPARE_NICE", "5")))
+        os.nice(settings.prepare_nice())
     pa.set_memory_pool(pa.system_memory_pool())
 
 
@@ -999,8 +995,9 @@ def ingest_clinics(
         # one connection for the ledger lookups and the loads: the first parts are being
         # prepared while it loads nothing yet
         with open_warehouse(warehouse) as conn:
-            conn.execute(f"set memory_limit = '{load_memory_limit()}'")
-            conn.execute(f"set threads = {load_threads()}")
+            tuning = settings.warehouse_settings()
+            conn.execute(f"set memory_limit = '{tuning.load_memory_limit}'")
+            conn.execute(f"set threads = {tuning.load_threads}")
             order: list[FileResult | None] = []  # per clinic: its rejected entries, then files
             for cfg in configs:
                 record_clinic_settings(conn, cfg.clinic_id, cfg.timezone, cfg.cadence_days)

@@ -114,9 +114,9 @@ def digest_source(paths: Paths) -> Path | None:
     """What digests are rendered from: the analyst snapshot (read-only; no writer slot), or
     the lake itself under DuckLake; None when no snapshot has been published yet (nothing was
     ever detected, so there is nothing to report)."""
-    from pipelines import ducklake
+    from pipelines.warehouse import backend
 
-    if ducklake.selected() or paths.snapshot.is_file():
+    if backend(paths.warehouse).readable(paths.snapshot):
         return paths.snapshot
     return None
 

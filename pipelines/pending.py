@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from pipelines import ducklake
 from pipelines.detect import DetectParams, DetectSummary, detect
+from pipelines.warehouse import retrying
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,7 @@ def clear(conn: duckdb.DuckDBPyConnection, pending: Pending) -> int:
 
     conn.register("detection_done", done)
     try:
-        if ducklake.is_lake(conn):
-            return ducklake.retrying("clearing detected clients", once)
-        return once()
+        return retrying(conn, "clearing detected clients", once)
     finally:
         conn.unregister("detection_done")
 

@@ -4,6 +4,7 @@ overridable by its own environment variable. Read at call time, never at import 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,3 +52,82 @@ def paths_from_env(env: dict[str, str] | None = None) -> Paths:
 def run_stage_dir(paths: Paths, clinic_id: str, run_id: str) -> Path:
     """Where one ingest run of a clinic stages its Parquet (removed when the run ends)."""
     return paths.stage / clinic_id / str(run_id).replace(":", "_").replace("+", "_")
+
+
+# ---- the warehouse backend ------------------------------------------------------------------
+BACKEND_ENV = "ALLIANCE_WATCH_WAREHOUSE_BACKEND"  # embedded (default) | ducklake
+CATALOG_ENV = "ALLIANCE_WATCH_DUCKLAKE_CATALOG"  # a libpq string for the DuckLake catalog
+DATA_ENV = "ALLIANCE_WATCH_DUCKLAKE_DATA"  # a folder every worker sees, for its Parquet data
+BACKENDS = ("embedded", "ducklake")
+
+
+@dataclass(frozen=True)
+class WarehouseSettings:
+    """How the warehouse is reached: ``backend`` picks the implementation (the embedded DuckDB
+    file, or DuckLake with ``catalog`` and ``data``); the rest tunes DuckDB."""
+
+    backend: str = "embedded"
+    catalog: str = ""
+    data: str = ""
+    sql_dir: Path = Path(__file__).resolve().parents[1] / "sql"
+    memory_limit: str = "512MB"  # per warehouse connection; DuckDB spills to disk beyond it
+    load_memory_limit: str = "256MB"  # while `ingest` loads, beside the preparing workers
+    load_threads: int = 1
+    lock_timeout_s: float = 60.0  # how long a writer waits for the embedded file's lock
+    clinic_snapshots: bool = False  # per-clinic analyst snapshots
+
+    @property
+    def single_writer(self) -> bool:
+        """One process at a time may open the warehouse (the embedded file)."""
+        return self.backend == "embedded"
+
+
+def warehouse_settings(env: Mapping[str, str] | None = None) -> WarehouseSettings:
+    """The warehouse settings from the environment (ALLIANCE_WATCH_*); an unknown backend is a
+    ConfigError-like ValueError naming the variable."""
+    e = os.environ if env is None else env
+    backend = e.get(BACKEND_ENV, "").strip().lower() or "embedded"
+    if backend not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={backend!r}: expected one of {', '.join(BACKENDS)}")
+    defaults = WarehouseSettings()
+    return WarehouseSettings(
+        backend=backend,
+        catalog=e.get(CATALOG_ENV, "").strip(),
+        data=e.get(DATA_ENV, "").strip(),
+        sql_dir=Path(e.get("ALLIANCE_WATCH_SQL_DIR") or defaults.sql_dir),
+        memory_limit=e.get("ALLIANCE_WATCH_DUCKDB_MEMORY", defaults.memory_limit),
+        load_memory_limit=e.get("ALLIANCE_WATCH_LOAD_MEMORY", defaults.load_memory_limit),
+        load_threads=int(e.get("ALLIANCE_WATCH_LOAD_THREADS", defaults.load_threads)),
+        lock_timeout_s=float(e.get("ALLIANCE_WATCH_LOCK_TIMEOUT_S", defaults.lock_timeout_s)),
+        clinic_snapshots=_flag(e.get("ALLIANCE_WATCH_CLINIC_SNAPSHOTS", "")),
+    )
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes")
+
+
+# ---- processes ------------------------------------------------------------------------------
+# Parts of ~115k reference rows keep one part's peak memory through GX in the hundreds of MB
+# (the part size measured best is in benchmarks/README.md).
+DEFAULT_PART_BYTES = 6 * 1024 * 1024
+
+
+def part_bytes(env: Mapping[str, str] | None = None) -> int:
+    """The size a large CSV is cut into for preparing (ALLIANCE_WATCH_PART_BYTES, else 6 MB)."""
+    e = os.environ if env is None else env
+    return int(e.get("ALLIANCE_WATCH_PART_BYTES", DEFAULT_PART_BYTES))
+
+
+def workers_wanted(name: str, env: Mapping[str, str] | None = None) -> int | None:
+    """A positive process count set in ALLIANCE_WATCH_<name> (PREPARE_WORKERS, DIGEST_WORKERS),
+    or None when unset or not a positive whole number."""
+    e = os.environ if env is None else env
+    text = e.get(f"ALLIANCE_WATCH_{name}", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def prepare_nice(env: Mapping[str, str] | None = None) -> int:
+    """How much a prepare worker lowers its priority (ALLIANCE_WATCH_PREPARE_NICE, else 5)."""
+    e = os.environ if env is None else env
+    return int(e.get("ALLIANCE_WATCH_PREPARE_NICE", "5"))

@@ -18,12 +18,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
-from pipelines import detect, ducklake, pending
+from pipelines import detect, pending
 from pipelines.warehouse import FileResult, StagedFile
+from pipelines.warehouse import lake as ducklake
+from pipelines.warehouse import load as loader
 from tests.conftest import reachable
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
@@ -300,12 +303,12 @@ def test_one_file_loaded_by_two_writers_at_once_loads_exactly_once(
         return StagedFile(result=result, valid_path=path)
 
     with ducklake.open_warehouse(catalog, data) as conn:
-        first = ducklake.load_staged(conn, staged(src, "first", 12))
+        first = loader.load_staged(conn, staged(src, "first", 12))
     assert (first.status, first.rows_loaded) == ("loaded", 12)
 
     barrier = threading.Barrier(2, timeout=20)
     held = threading.local()
-    real_insert = ducklake._ledger_insert
+    real_insert = loader._ledger_insert
 
     def insert_after_both_arrive(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
         if not getattr(held, "done", False):
@@ -313,22 +316,24 @@ def test_one_file_loaded_by_two_writers_at_once_loads_exactly_once(
             barrier.wait()
         real_insert(conn, r)
 
-    monkeypatch.setattr(ducklake, "_ledger_insert", insert_after_both_arrive)
+    monkeypatch.setattr(loader, "_ledger_insert", insert_after_both_arrive)
     attempts: list[str] = []
-    real_once = ducklake._load_once
+    real_once = loader._load_once
 
-    def counted_once(conn: duckdb.DuckDBPyConnection, s: StagedFile) -> FileResult:
+    def counted_once(
+        conn: duckdb.DuckDBPyConnection, s: StagedFile, backend: Any
+    ) -> tuple[FileResult, StagedFile]:
         attempts.append(s.result.file_name)
-        return real_once(conn, s)
+        return real_once(conn, s, backend)
 
-    monkeypatch.setattr(ducklake, "_load_once", counted_once)
+    monkeypatch.setattr(loader, "_load_once", counted_once)
     results: list[FileResult] = []
     errors: list[BaseException] = []
 
     def load() -> None:
         try:
             with ducklake.open_warehouse(catalog, data) as conn:
-                results.append(ducklake.load_staged(conn, staged(correction, "fix", 3)))
+                results.append(loader.load_staged(conn, staged(correction, "fix", 3)))
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 

@@ -23,11 +23,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import cli, ducklake
+from pipelines import cli
 from pipelines.detect import detect
 from pipelines.digest import run_weekly_digest
 from pipelines.ingest import ingest_all
 from pipelines.mailer import SmtpSettings
+from pipelines.warehouse import lake as ducklake
 from tests.test_digest import AS_OF, Recorder, make_warehouse, smtp_server  # noqa: F401
 from tests.test_ducklake import lake  # noqa: F401 - the fixture
 

@@ -75,7 +75,8 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from pipelines import ingest, warehouse
+    from pipelines import ingest
+    from pipelines.warehouse import load as warehouse
 
     where, nth = sys.argv[4], int(sys.argv[5])
     calls = {"n": 0}

@@ -94,11 +94,10 @@ def test_files_in_many_parts_on_workers_give_the_same_warehouse(
 ) -> None:
     """Files cut into many small parts, prepared by two workers: the same rows, line numbers,
     quarantine and counts as one process reading each file whole."""
-    from pipelines import batching
 
-    monkeypatch.setattr(batching, "DEFAULT_PART_BYTES", 4096)
+    monkeypatch.setenv("ALLIANCE_WATCH_PART_BYTES", str(4096))
     run_with(2, generated, tmp_path / "parts.duckdb", monkeypatch)
-    monkeypatch.setattr(batching, "DEFAULT_PART_BYTES", 64 * 1024 * 1024)
+    monkeypatch.setenv("ALLIANCE_WATCH_PART_BYTES", str(64 * 1024 * 1024))
     run_with(1, generated, tmp_path / "whole.duckdb", monkeypatch)
     assert contents(tmp_path / "parts.duckdb") == contents(tmp_path / "whole.duckdb")
     assert not list(tmp_path.glob("**/*.parts"))
@@ -113,7 +112,6 @@ def test_the_same_bytes_under_two_names_are_staged_apart(
     """A re-delivery (same bytes, another name) prepared beside the original in the same run
     gets its own stage folders: one worker never writes, nor the loader deletes, the other's
     files. The second is recorded as a duplicate with nothing loaded."""
-    from pipelines import batching
     from tests.test_exactly_once import srs
 
     configs, _ = load_clinic_configs(reference_config_dir)
@@ -126,7 +124,7 @@ def test_the_same_bytes_under_two_names_are_staged_apart(
     rows = [srs(f"C{i:03d}", 1 + i % 9, 5.0 + i % 5) for i in range(200)]
     for name in ("measures_1.csv", "measures_2.csv"):
         write_reference(name, rows)
-    monkeypatch.setattr(batching, "DEFAULT_PART_BYTES", 2048)
+    monkeypatch.setenv("ALLIANCE_WATCH_PART_BYTES", str(2048))
     monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", "2")
     results = ingest_all(reference_config_dir, tmp_path / "landing", tmp_path / "wh.duckdb")
     assert [(r.status, r.rows_loaded) for r in results] == [("loaded", 200), ("duplicate", 0)]

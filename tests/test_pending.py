@@ -75,7 +75,7 @@ def test_a_load_that_fails_before_it_commits_queues_nobody(
     write_reference,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pipelines import warehouse
+    from pipelines.warehouse import load as loader
 
     write_reference("measures_1.csv", [srs("C1", 1, 9.0), srs("C2", 1, 7.0)])
     items = discover_new("ref_clinic", reference_config_dir, paths.landing, paths.warehouse)
@@ -85,7 +85,7 @@ def test_a_load_that_fails_before_it_commits_queues_nobody(
         raise OSError("disk gone while writing the ledger row")
 
     with monkeypatch.context() as m:
-        m.setattr(warehouse, "_ledger_insert", fail)  # after the rows, before the commit
+        m.setattr(loader, "_ledger_insert", fail)  # after the rows, before the commit
         with pytest.raises(OSError):
             load_prepared(staged, paths.warehouse)
     assert queued(paths.warehouse) == []

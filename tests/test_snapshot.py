@@ -120,7 +120,7 @@ def test_the_warehouse_stays_locked_while_its_snapshot_is_copied(
     open. So the lock is held from the checkpoint to the end of the copy."""
     import shutil
 
-    from pipelines import warehouse as wh_module
+    from pipelines.warehouse import snapshots as wh_module
     from pipelines.warehouse import open_warehouse
 
     wh = tmp_path / "wh.duckdb"

@@ -194,10 +194,10 @@ def test_a_changed_view_file_takes_effect_on_next_open(
     tmp_path: Path, wh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sql = tmp_path / "sql"
-    shutil.copytree(warehouse.SQL_DIR, sql)
+    shutil.copytree(warehouse.sql_dir(), sql)
     view = sql / "views" / "client_trajectories.sql"
     view.write_text(view.read_text().replace("from ordered", ", 1 as marker\nfrom ordered"))
-    monkeypatch.setattr(warehouse, "SQL_DIR", sql)
+    monkeypatch.setenv("ALLIANCE_WATCH_SQL_DIR", str(sql))
     copy = tmp_path / "copy.duckdb"
     shutil.copyfile(wh, copy)
     with open_warehouse(copy) as conn:
@@ -259,7 +259,7 @@ def test_data_quality_counts_a_file_tried_again_once(tmp_path: Path) -> None:
     codes = {r[0] for r in q(wh_path, "select reason_code from ingest_attempts")}
     assert codes == {"changed_after_discovery", "unreadable", "empty", "internal_error", None}
     # the view retries every code that judged nothing, except internal_error (see the view)
-    view = (warehouse.SQL_DIR / "views" / "ingest_attempts.sql").read_text()
+    view = (warehouse.sql_dir() / "views" / "ingest_attempts.sql").read_text()
     (listed,) = re.findall(r"reason_code in \(([^)]*)\)", view)
     assert set(re.findall(r"'([a-z_]+)'", listed)) == set(NOT_JUDGED) - {"internal_error"}
 

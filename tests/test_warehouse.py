@@ -94,9 +94,8 @@ def test_a_file_larger_than_a_part_loads_like_one_piece(
 ) -> None:
     """Parts of ~2 KB: line numbers stay the file's, copies across parts are duplicates and
     conflicting copies across parts are quarantined, exactly as within one part."""
-    from pipelines import batching
 
-    monkeypatch.setattr(batching, "DEFAULT_PART_BYTES", 2048)
+    monkeypatch.setenv("ALLIANCE_WATCH_PART_BYTES", str(2048))
     rows = [srs(f"C{i:03d}", 1 + i % 9, 5.0 + (i % 5)) for i in range(60)]
     rows.append(rows[0])  # an exact copy of line 2, far away in the last part
     rows.append(srs("C001", 2, 1.0))  # conflicts with line 3 (C001 session 2)
@@ -117,9 +116,8 @@ def test_clients_touched_leave_out_a_client_whose_only_rows_were_held_back(
     """The clients a load touched are listed while preparing; a client whose only rows
     conflict across parts (all held back) is not among them, nor is a client whose rows were
     identical to what was already loaded."""
-    from pipelines import batching
 
-    monkeypatch.setattr(batching, "DEFAULT_PART_BYTES", 2048)
+    monkeypatch.setenv("ALLIANCE_WATCH_PART_BYTES", str(2048))
     rows = [srs(f"C{i:03d}", 1 + i % 9, 5.0 + (i % 5)) for i in range(60)]
     rows.insert(1, srs("C900", 1, 4.0))
     rows.append(srs("C900", 1, 6.0))  # the same key in the last part, another score
@@ -276,7 +274,7 @@ def test_migration_012_keeps_every_measurement(tmp_path: Path) -> None:
     conn.execute(
         "create table schema_migrations (version varchar primary key, applied_at timestamptz default now())"
     )
-    for f in sorted((warehouse.SQL_DIR / "schema").glob("*.sql")):
+    for f in sorted((warehouse.sql_dir() / "schema").glob("*.sql")):
         if f.stem < "012":
             conn.execute(f.read_text(encoding="utf-8"))
             conn.execute("insert into schema_migrations (version) values (?)", [f.stem])
@@ -312,7 +310,7 @@ def test_views_are_created_after_the_views_they_read(
         "-- a_total counts this too\ncreate or replace view m_other as select 1 as x\n"
     )
     (views / "z_base.sql").write_text("create or replace view z_base as select 1 as x\n")
-    monkeypatch.setattr(warehouse, "SQL_DIR", tmp_path)
+    monkeypatch.setenv("ALLIANCE_WATCH_SQL_DIR", str(tmp_path))
     assert [f.stem for f in warehouse.view_files()] == ["m_other", "z_base", "a_total"]
     conn = duckdb.connect()
     assert warehouse.create_views(conn) == ["m_other", "z_base", "a_total"]
@@ -324,10 +322,10 @@ def test_the_ducklake_ddl_restates_every_embedded_table_column_for_column() -> N
     embedded migration needs its DuckLake counterpart by hand. This catches one forgotten (it
     runs the DuckLake DDL in plain DuckDB, no extension needed). schema_migrations is created
     in code there, and clinic_load_tokens exists only there (it serializes DuckLake writers)."""
-    from pipelines.warehouse import SQL_DIR, migrate
+    from pipelines.warehouse import migrate, sql_dir
 
     lake = duckdb.connect()
-    for f in sorted((SQL_DIR / "ducklake").glob("*.sql")):
+    for f in sorted((sql_dir() / "ducklake").glob("*.sql")):
         lake.execute(f.read_text(encoding="utf-8"))
     embedded = duckdb.connect()
     migrate(embedded)

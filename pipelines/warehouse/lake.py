@@ -3,16 +3,14 @@ whose catalog is a PostgreSQL database and whose data is Parquet on a shared pat
 
 Selected by configuration (env ``ALLIANCE_WATCH_WAREHOUSE_BACKEND=ducklake``, with
 ``ALLIANCE_WATCH_DUCKLAKE_CATALOG``, a libpq connection string, and
-``ALLIANCE_WATCH_DUCKLAKE_DATA``, a folder every worker sees); `pipelines.warehouse.connect()`,
-`open_warehouse()`, `migrate()` and `load_staged()` then come here and the ``--warehouse`` path is
-not used. Unlike the embedded file, several processes may load at once and analysts read the live
+``ALLIANCE_WATCH_DUCKLAKE_DATA``, a folder every worker sees; `pipelines.settings`); the
+``--warehouse`` path is then not used. `LakeBackend` extends the embedded backend where the two
+differ; the loader (`pipelines.warehouse.load`) is the same. Unlike the embedded file, several processes may load at once and analysts read the live
 warehouse (each transaction sees one committed snapshot).
 
 DuckLake has no primary keys, sequences or non-literal defaults, so:
 * a changed measurement is deleted and inserted again (never insert-or-replace);
 * load ids and erasure ids come from sequences in the catalog's PostgreSQL database;
-* a ledger row that the embedded file replaces (`insert or replace`) is deleted and inserted
-  again in one transaction (`replace_row`; the digest delivery ledger);
 * every file load updates its clinic's row in ``clinic_load_tokens``: two loads of one clinic at
   once then conflict (plain inserts never do), the later one is retried and finds the earlier
   one's ledger row, so each file still loads exactly once.
@@ -27,56 +25,41 @@ The extensions are loaded from the ``duckdb-ext-ducklake`` / ``duckdb-ext-postgr
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import importlib.util
+import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
 
 from pipelines.errors import AllianceWatchError, WarehouseBusy
-from pipelines.warehouse import (
-    KEY_JOIN,
-    SQL_DIR,
-    FileResult,
-    StagedFile,
-    _load_registry,
-    append_history,
-    count_released,
-    create_views,
-    finish_measure_batch,
-    insert_measurements,
-    memory_limit,
-    parquet_source,
-    prior_verdict,
-    record_quarantine_and_load,
-    release_held_rows,
-    remove_staged,
-    stage_measure_batch,
-    transaction,
+from pipelines.settings import (
+    BACKEND_ENV,
+    CATALOG_ENV,
+    DATA_ENV,
+    WarehouseSettings,
+    warehouse_settings,
 )
+from pipelines.warehouse.backend import transaction
+from pipelines.warehouse.batch import KEY_JOIN, insert_measurements
+from pipelines.warehouse.embedded import EmbeddedBackend
+from pipelines.warehouse.records import FileResult, StagedFile, remove_staged
+from pipelines.warehouse.schema import create_views, load_registry, sql_dir
 
-BACKEND_ENV = "ALLIANCE_WATCH_WAREHOUSE_BACKEND"  # embedded (default) | ducklake
-CATALOG_ENV = "ALLIANCE_WATCH_DUCKLAKE_CATALOG"
-DATA_ENV = "ALLIANCE_WATCH_DUCKLAKE_DATA"
+__all__ = ["BACKEND_ENV", "CATALOG_ENV", "DATA_ENV", "LakeBackend"]
+
 ALIAS = "wh"  # the attached lake; `use wh` makes the unqualified relation names resolve to it
 LOAD_ID_SEQUENCE = "alliance_watch_load_id_seq"  # in the catalog's PostgreSQL database
 ERASURE_ID_SEQUENCE = "alliance_watch_erasure_id_seq"  # likewise (`erasures.erasure_id`)
 METADATA_SCHEMA = "public"  # where DuckLake keeps its catalog tables in that database
 EXTENSION_VERSION = "v1.4.4"
 T = TypeVar("T")
-NOW = object()  # a `replace_row` value meaning "the transaction's now()"
 MAX_ATTEMPTS = 8  # per file transaction (and per migration) on a write-write conflict
-
-
-def selected() -> bool:
-    """Whether configuration selects the DuckLake backend."""
-    return os.environ.get(BACKEND_ENV, "embedded").strip().lower() == "ducklake"
 
 
 def extension_dir() -> Path | None:
@@ -95,17 +78,16 @@ def extension_dir() -> Path | None:
 
 
 def settings_from_env() -> tuple[str, str]:
-    """(catalog libpq string, data folder) from the environment; ConfigError-like failure with
-    the variable's name when one is missing."""
-    catalog = os.environ.get(CATALOG_ENV, "").strip()
-    data = os.environ.get(DATA_ENV, "").strip()
-    missing = [name for name, v in ((CATALOG_ENV, catalog), (DATA_ENV, data)) if not v]
+    """(catalog libpq string, data folder) from the settings; an error naming the variable
+    when one is missing."""
+    s = warehouse_settings()
+    missing = [name for name, v in ((CATALOG_ENV, s.catalog), (DATA_ENV, s.data)) if not v]
     if missing:
         raise AllianceWatchError(
             f"{BACKEND_ENV}=ducklake needs {' and '.join(missing)} "
             "(a libpq string for the catalog database, a folder for the Parquet data)"
         )
-    return catalog, data
+    return s.catalog, s.data
 
 
 def _quote(text: str) -> str:
@@ -133,7 +115,7 @@ def connect(
         data.mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(
         config={
-            "memory_limit": memory_limit(),
+            "memory_limit": warehouse_settings().memory_limit,
             # never fetch anything from the network: the wheels hold the extensions
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
@@ -216,7 +198,7 @@ def retrying(what: str, attempt_fn: Callable[[], T]) -> T:
 
 def _views_version() -> str:
     digest = hashlib.sha256()
-    for f in sorted((SQL_DIR / "views").glob("*.sql")):
+    for f in sorted((sql_dir() / "views").glob("*.sql")):
         digest.update(f.name.encode())
         digest.update(f.read_bytes())
     return f"views-{digest.hexdigest()[:16]}"
@@ -238,7 +220,7 @@ def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
             "create table if not exists schema_migrations "
             "(version varchar not null, applied_at timestamptz)"
         )
-    for f in sorted((SQL_DIR / "ducklake").glob("*.sql")):
+    for f in sorted((sql_dir() / "ducklake").glob("*.sql")):
         with transaction(conn):
             version = f"ducklake-{f.stem}"
             if conn.execute(
@@ -252,7 +234,7 @@ def _migrate_once(conn: duckdb.DuckDBPyConnection) -> list[str]:
     with transaction(conn):
         done = {r[0] for r in conn.execute("select version from schema_migrations").fetchall()}
         if applied:
-            _load_registry(conn)
+            load_registry(conn)
         if views not in done:
             create_views(conn)
             conn.execute("insert into schema_migrations values (?, now())", [views])
@@ -296,48 +278,6 @@ def next_erasure_id(conn: duckdb.DuckDBPyConnection) -> int:
     return _next_value(conn, ERASURE_ID_SEQUENCE)
 
 
-def is_lake(conn: duckdb.DuckDBPyConnection) -> bool:
-    """Whether `conn` works on a DuckLake warehouse (its current database is a lake), as
-    opposed to the embedded DuckDB file."""
-    row = conn.execute(
-        "select type from duckdb_databases() where database_name = current_database()"
-    ).fetchone()
-    return row is not None and row[0] == "ducklake"
-
-
-def replace_row(
-    conn: duckdb.DuckDBPyConnection, table: str, key: dict[str, Any], row: dict[str, Any]
-) -> None:
-    """`insert or replace` for a lake table (no primary keys): delete the rows with `key`, insert
-    `key` + `row`, in one transaction, retried on a conflict with another writer. `now()` as a
-    value is written as the transaction's timestamp. Names are the caller's constants."""
-    columns = [*key, *row]
-    values = [*key.values(), *row.values()]
-    marks = ", ".join("now()" if v is NOW else "?" for v in values)
-    params = [v for v in values if v is not NOW]
-    where = " and ".join(f"{k} = ?" for k in key)
-
-    def once() -> None:
-        conn.execute("begin transaction")
-        try:
-            if conn.execute(
-                f"select count(*) from {table} where {where}",  # noqa: S608
-                list(key.values()),
-            ).fetchall()[0][0]:
-                conn.execute(f"delete from {table} where {where}", list(key.values()))  # noqa: S608
-            conn.execute(
-                f"insert into {table} ({', '.join(columns)}) values ({marks})",  # noqa: S608
-                params,
-            )
-            conn.execute("commit")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                conn.execute("rollback")
-            raise
-
-    retrying(f"writing {table}", once)
-
-
 def _claim_clinic(conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
     """Make sure the clinic has a token row (its own transaction: a race may add two, which is
     harmless: every load updates all of its clinic's rows)."""
@@ -355,42 +295,9 @@ def _claim_clinic(conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
     )
 
 
-def load_staged(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResult:
-    """Load one staged file exactly once, as `pipelines.warehouse.load_staged` does: rows,
-    quarantine, clients touched and ledger row commit together or not at all. On a conflict with
-    another writer the whole file transaction is retried (up to MAX_ATTEMPTS times)."""
-    _claim_clinic(conn, staged.result.clinic_id)
-    result = retrying(
-        f"loading {staged.result.file_name!r} of clinic {staged.result.clinic_id}",
-        lambda: _load_once(conn, staged),
-    )
-    if result.status != "duplicate":
-        # as in the embedded loader, the staged result is the one returned
-        vars(staged.result).update(vars(result))
-        return staged.result
-    return result
-
-
-def _ledger_insert(conn: duckdb.DuckDBPyConnection, r: FileResult) -> None:
-    """The ledger row, with `received_at` written explicitly (DuckLake has no now() default)."""
-    columns = (
-        "clinic_id, file_name, sha256, dataset, status, rows_in, rows_loaded, rows_quarantined, "
-        "rows_duplicate, error, top_reasons, data_docs_path, load_id, bytes, ignored_columns, "
-        "config_sha, rows_filtered, filtered_reasons"
-    )
-    values = asdict(r)
-    names = [c.strip() for c in columns.split(",")]
-    conn.execute(
-        f"insert into ingest_files ({columns}, received_at) "  # noqa: S608 - constant columns
-        f"values ({', '.join('?' * len(names))}, now())",
-        [values[n] for n in names],
-    )
-
-
 def _attempt_copy(staged: StagedFile, r: FileResult) -> StagedFile:
     """The staged file for one attempt with this attempt's result: `release_held_rows` narrows
     the staged Parquet, so each attempt narrows its own copy of it."""
-    import shutil
 
     def copy_of(path: Path | None) -> Path | None:
         if path is None:
@@ -410,126 +317,6 @@ def _attempt_copy(staged: StagedFile, r: FileResult) -> StagedFile:
         keys_unique=staged.keys_unique,
         clients=staged.clients,
     )
-
-
-def _load_once(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResult:
-    """One attempt: a fresh copy of the result, one transaction."""
-    r = copy.deepcopy(staged.result)
-    load_id = _next_load_id(conn)  # outside the transaction: a sequence never rolls back anyway
-    conn.execute("begin transaction")
-    try:
-        # the conflicting write that serializes loads of one clinic (see the module docstring)
-        conn.execute(
-            "update clinic_load_tokens set loads = loads + 1 where clinic_id = ?", [r.clinic_id]
-        )
-        seen = conn.execute(
-            "select file_name from ingest_files where clinic_id = ? and sha256 = ? "
-            "and status <> 'rejected' order by received_at limit 1",
-            [r.clinic_id, r.sha256],
-        ).fetchall()
-        # a delivery loaded with rows held back under another fingerprint is judged again
-        # (one attempt works on a copy of the staged files: a retry starts from them again)
-        prior = prior_verdict(conn, r) if seen else None
-        if prior is not None:
-            attempt = _attempt_copy(staged, r)
-            if not release_held_rows(conn, attempt, prior):
-                conn.execute("commit")
-                return r
-            staged = attempt
-        if seen and prior is None:
-            same_name = conn.execute(
-                "select count(*) from ingest_files where clinic_id = ? and sha256 = ? "
-                "and file_name = ? and status <> 'rejected'",
-                [r.clinic_id, r.sha256, r.file_name],
-            ).fetchall()[0][0]
-            if same_name:
-                conn.execute("rollback")
-                r.status = "already_loaded"
-                return r
-            dup = FileResult(
-                clinic_id=r.clinic_id,
-                file_name=r.file_name,
-                sha256=r.sha256,
-                dataset=r.dataset,
-                status="duplicate",
-                bytes=r.bytes,
-                error=f"same content as {seen[0][0]!r}, already received; nothing loaded",
-            )
-            _ledger_insert(conn, dup)
-            conn.execute("commit")
-            return dup
-        # this exact delivery was rejected before: its new verdict replaces the old one
-        for table in ("quarantined_rows", "ingest_files"):
-            where = "where clinic_id = ? and sha256 = ? and file_name = ?"
-            params = [r.clinic_id, r.sha256, r.file_name]
-            # a delete that removes nothing is skipped: it would only widen conflicts
-            if conn.execute(f"select count(*) from {table} {where}", params).fetchall()[0][0]:  # noqa: S608
-                conn.execute(f"delete from {table} {where}", params)  # noqa: S608
-        if r.status != "rejected" or staged.quarantine_path is not None:
-            r.load_id = load_id
-            if staged.valid_path is not None:
-                _load_rows(conn, staged, r)
-            record_quarantine_and_load(conn, staged, r)
-        if prior is not None:
-            count_released(r, prior)
-        assert r.rows_in == r.rows_loaded + r.rows_quarantined + r.rows_duplicate, r
-        _ledger_insert(conn, r)
-        if prior is not None:  # still received when it was first delivered
-            conn.execute(
-                "update ingest_files set received_at = ? "
-                "where clinic_id = ? and sha256 = ? and file_name = ?",
-                [prior.received_at, r.clinic_id, r.sha256, r.file_name],
-            )
-        conn.execute("commit")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            conn.execute("rollback")
-        raise
-    return r
-
-
-def _load_rows(conn: duckdb.DuckDBPyConnection, staged: StagedFile, r: FileResult) -> None:
-    """The rows of one file, as `pipelines.warehouse._load_rows` loads them, with a changed key
-    deleted and inserted again instead of replaced or updated in place."""
-    assert staged.valid_path is not None
-    src = parquet_source(staged.valid_path)
-    if r.dataset == "appointments":
-        conn.execute("create or replace temp table batch as select * from read_parquet(?)", [src])
-        key = "b.clinic_id = a.clinic_id and b.client_id = a.client_id "
-        key += "and b.appointment_date = a.appointment_date"
-        if conn.execute(
-            f"select count(*) from appointments as a semi join batch as b on {key}"  # noqa: S608
-        ).fetchall()[0][0]:
-            conn.execute(
-                f"delete from appointments as a where exists (select 1 from batch as b where {key})"  # noqa: S608
-            )
-        conn.execute(
-            """
-            insert into appointments
-            select clinic_id, client_id, clinician_id, appointment_date, status,
-                   ? as source_file, source_line, ? as sha256, ? as load_id
-            from batch
-            """,
-            [r.file_name, r.sha256, r.load_id],
-        )
-        r.rows_loaded = int(conn.execute("select count(*) from batch").fetchall()[0][0])
-        r.clients_touched = [
-            c for (c,) in conn.execute("select distinct client_id from batch order by 1").fetchall()
-        ]
-        conn.execute("drop table batch")
-        return
-    counts = stage_measure_batch(conn, r.clinic_id, src, staged.keys_unique)
-    append_history(conn, r, counts)
-    if counts.get("changed"):
-        # DuckLake has no insert-or-replace: a corrected key is deleted, then inserted again
-        conn.execute(
-            f"""
-            delete from measurements as m
-            where exists (select 1 from batch as b where b.change_kind = 'changed' and {KEY_JOIN})
-            """  # noqa: S608
-        )
-    insert_measurements(conn, r, src, counts, include_changed=True)
-    finish_measure_batch(conn, r, counts, src, staged.clients)
 
 
 def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:
@@ -642,3 +429,144 @@ def _recompute_stats_quoting(conn: duckdb.DuckDBPyConnection, code: str) -> int:
         ],
     )
     return len(quoting)
+
+
+class LakeBackend(EmbeddedBackend):
+    """The warehouse as a DuckLake: what differs from the embedded file (no keys, sequences or
+    non-literal defaults; several writers at once, kept apart by conflicts and retries)."""
+
+    name = "ducklake"
+
+    def __init__(self, settings: WarehouseSettings, path: Path | None = None) -> None:
+        super().__init__(settings, None)
+
+    def connect(
+        self, read_only: bool = False, timeout_s: float | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        return connect(read_only=read_only)
+
+    def migrate(self, conn: duckdb.DuckDBPyConnection) -> list[str]:
+        return migrate(conn)
+
+    def exists(self) -> bool:
+        return True  # the catalog is created on first use
+
+    def retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        return retrying(what, attempt)
+
+    def reader(self, snapshot: Path) -> duckdb.DuckDBPyConnection | None:
+        return connect(read_only=True)  # the lake serves readers during loads
+
+    def readable(self, snapshot: Path) -> bool:
+        return True
+
+    def publish_snapshot(self, snapshot: Path, per_clinic: bool | None = None) -> Path:
+        """Nothing to copy: analysts read the lake itself (snapshot-isolated, concurrent with
+        loads)."""
+        return snapshot
+
+    def erase(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        clinic_id: str,
+        client_id: str,
+        delete: Callable[[], dict[str, int]],
+        operator_note: str | None,
+    ) -> tuple[int, dict[str, int]]:
+        """Delete and audit in one transaction (retried on a conflict with another writer),
+        then purge the deleted rows from the Parquet files."""
+        erasure_id = next_erasure_id(conn)  # a sequence never rolls back anyway
+
+        def once() -> tuple[dict[str, int], object]:
+            with transaction(conn):
+                # a load of this clinic in flight now conflicts and is retried after the erasure
+                conn.execute(
+                    "update clinic_load_tokens set loads = loads + 1 where clinic_id = ?",
+                    [clinic_id],
+                )
+                removed = delete()
+                conn.execute(
+                    "insert into erasures (erasure_id, clinic_id, erased_at, rows_removed, "
+                    "operator_note) values (?, ?, now(), ?, ?)",
+                    [erasure_id, clinic_id, json.dumps(removed, sort_keys=True), operator_note],
+                )
+            row = conn.execute("select now()").fetchone()
+            assert row is not None
+            return removed, row[0]
+
+        removed, committed_at = retrying(f"erasure in clinic {clinic_id}", once)
+        purge_erased(conn, client_id, committed_at)
+        return erasure_id, removed
+
+    def after_erasure(self, snapshot: Path | None) -> list[str]:
+        return []  # purged already; no snapshot file to publish
+
+    # --- the loader's steps
+
+    def before_load(self, conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
+        _claim_clinic(conn, clinic_id)
+
+    def reserve_load_id(self, conn: duckdb.DuckDBPyConnection) -> int | None:
+        # outside the transaction: a sequence never rolls back anyway
+        return _next_load_id(conn)
+
+    def load_id(self, conn: duckdb.DuckDBPyConnection, reserved: int | None) -> int:
+        assert reserved is not None
+        return reserved
+
+    def serialize_clinic(self, conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
+        # the conflicting write that serializes loads of one clinic (see the module docstring)
+        conn.execute(
+            "update clinic_load_tokens set loads = loads + 1 where clinic_id = ?", [clinic_id]
+        )
+
+    def attempt_copy(self, staged: StagedFile, result: FileResult) -> StagedFile:
+        return _attempt_copy(staged, result)
+
+    def load_appointments(
+        self, conn: duckdb.DuckDBPyConnection, r: FileResult, src: str
+    ) -> tuple[int, list[str]]:
+        """A changed key is deleted and inserted again (no insert-or-replace on a lake)."""
+        conn.execute("create or replace temp table batch as select * from read_parquet(?)", [src])
+        key = "b.clinic_id = a.clinic_id and b.client_id = a.client_id "
+        key += "and b.appointment_date = a.appointment_date"
+        if conn.execute(
+            f"select count(*) from appointments as a semi join batch as b on {key}"  # noqa: S608
+        ).fetchall()[0][0]:
+            conn.execute(
+                f"delete from appointments as a where exists (select 1 from batch as b where {key})"  # noqa: S608
+            )
+        conn.execute(
+            """
+            insert into appointments
+            select clinic_id, client_id, clinician_id, appointment_date, status,
+                   ? as source_file, source_line, ? as sha256, ? as load_id
+            from batch
+            """,
+            [r.file_name, r.sha256, r.load_id],
+        )
+        n = int(conn.execute("select count(*) from batch").fetchall()[0][0])
+        clients = [
+            c for (c,) in conn.execute("select distinct client_id from batch order by 1").fetchall()
+        ]
+        conn.execute("drop table batch")
+        return n, clients
+
+    def write_measurements(
+        self, conn: duckdb.DuckDBPyConnection, r: FileResult, src: str, counts: dict[str, int]
+    ) -> None:
+        """A corrected key is deleted, then inserted again with the new rows."""
+        if counts.get("changed"):
+            conn.execute(
+                f"""
+                delete from measurements as m
+                where exists (
+                    select 1 from batch as b where b.change_kind = 'changed' and {KEY_JOIN})
+                """  # noqa: S608
+            )
+        insert_measurements(conn, r, src, counts, include_changed=True)
+
+
+def selected() -> bool:
+    """Whether the settings select the DuckLake backend."""
+    return warehouse_settings().backend == "ducklake"

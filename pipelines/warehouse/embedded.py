@@ -1,0 +1,229 @@
+"""The embedded warehouse: one DuckDB file on this machine, the default backend.
+
+DuckDB lets one process open a database file read-write, and then no other process may open it
+at all. So every writer waits, with a bounded retry, for the file lock and then fails with a
+clear `WarehouseBusy`; the Airflow DAGs also serialize writers in a pool of one slot. Analysts
+read a snapshot (`publish_snapshot`), never the live file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from pipelines.errors import AllianceWatchError, WarehouseBusy
+from pipelines.settings import warehouse_settings
+from pipelines.warehouse.backend import Backend, transaction
+from pipelines.warehouse.batch import KEY_JOIN, insert_measurements
+from pipelines.warehouse.records import FileResult, StagedFile
+from pipelines.warehouse.schema import VALUE_COLUMNS, migrate_embedded
+
+T = TypeVar("T")
+
+
+def connect_file(
+    path: Path | str, read_only: bool = False, timeout_s: float | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Open a warehouse file; wait up to `timeout_s` (default: the settings' lock timeout) for
+    another process's lock, retrying with a growing pause, then raise WarehouseBusy."""
+    settings = warehouse_settings()
+    timeout_s = settings.lock_timeout_s if timeout_s is None else timeout_s
+    path = Path(path)
+    _check_is_duckdb_file(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(
+                str(path), read_only=read_only, config={"memory_limit": settings.memory_limit}
+            )
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower() or time.monotonic() >= deadline:
+                if "lock" in str(e).lower():
+                    raise WarehouseBusy(
+                        f"warehouse {path} is held by another process for more than "
+                        f"{timeout_s:.0f} s; retry later or raise the timeout"
+                    ) from None
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def _check_is_duckdb_file(path: Path) -> None:
+    """Refuse an existing file that is not a DuckDB database: DuckDB would otherwise attach
+    something else (or nothing) and a run would "load" into memory and lose it."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise AllianceWatchError(f"warehouse {path} is not a file")
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if head and head[8:12] != b"DUCK":
+        raise AllianceWatchError(
+            f"warehouse {path} is not a DuckDB database file; give a new or existing .duckdb path"
+        )
+
+
+def engine(threads: int = 1) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for queries over staged Parquet (no warehouse attached)."""
+    return duckdb.connect(config={"threads": threads})
+
+
+class EmbeddedBackend(Backend):
+    """The warehouse as one DuckDB file (`path`): keys, sequences and defaults in the file;
+    one writer at a time."""
+
+    name = "embedded"
+
+    def _file(self) -> Path:
+        if self.path is None:
+            raise AllianceWatchError("the embedded warehouse needs a file (--warehouse FILE)")
+        return self.path
+
+    def connect(
+        self, read_only: bool = False, timeout_s: float | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        return connect_file(self._file(), read_only=read_only, timeout_s=timeout_s)
+
+    def migrate(self, conn: duckdb.DuckDBPyConnection) -> list[str]:
+        applied = migrate_embedded(conn)
+        if applied:
+            # Fold the new schema into the file now. DuckDB 1.4 cannot replay a write-ahead log
+            # that holds a fresh warehouse's schema followed by a load ("GetDefaultDatabase with
+            # no default database set"), so a load killed in the same session would leave a file
+            # that no longer opens (tests/e2e/test_exactly_once.py kills one there).
+            conn.execute("checkpoint")
+        return applied
+
+    def exists(self) -> bool:
+        return self._file().is_file()
+
+    def retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        return attempt()  # one writer at a time: nothing to conflict with
+
+    def reader(self, snapshot: Path) -> duckdb.DuckDBPyConnection | None:
+        if not snapshot.exists():
+            return None
+        return duckdb.connect(str(snapshot), read_only=True)
+
+    def readable(self, snapshot: Path) -> bool:
+        return snapshot.is_file()
+
+    def publish_snapshot(self, snapshot: Path, per_clinic: bool | None = None) -> Path:
+        from pipelines.warehouse.snapshots import publish_file_snapshot
+
+        return publish_file_snapshot(self._file(), snapshot, per_clinic)
+
+    def erase(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        clinic_id: str,
+        client_id: str,
+        delete: Callable[[], dict[str, int]],
+        operator_note: str | None,
+    ) -> tuple[int, dict[str, int]]:
+        with transaction(conn):
+            removed = delete()
+            erasure_id = int(conn.execute("select nextval('erasure_id_seq')").fetchall()[0][0])
+            conn.execute(
+                "insert into erasures (erasure_id, clinic_id, rows_removed, operator_note) "
+                "values (?, ?, ?, ?)",
+                [erasure_id, clinic_id, json.dumps(removed, sort_keys=True), operator_note],
+            )
+        return erasure_id, removed
+
+    def after_erasure(self, snapshot: Path | None) -> list[str]:
+        """Deleted rows can survive in the file's free blocks: the file is rewritten, then the
+        snapshot (and its per-clinic copies) published again from it."""
+        self.rewrite()
+        if snapshot is None:
+            return []
+        self.publish_snapshot(snapshot)
+        return [str(snapshot)]
+
+    def rewrite(self) -> None:
+        """Copy the database into a fresh file and swap it in: free blocks of the old file
+        (which may still hold deleted rows) are not carried over."""
+        warehouse = self._file()
+        tmp = warehouse.with_name(f".{warehouse.name}.rewrite-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        conn = self.connect()  # holds the writer lock while copying
+        try:
+            conn.execute("checkpoint")
+            quoted = str(tmp).replace("'", "''")
+            conn.execute(f"attach '{quoted}' as fresh")
+            name = conn.execute("select current_database()").fetchall()[0][0]
+            conn.execute(f'copy from database "{name}" to fresh')
+            conn.execute("detach fresh")
+            os.replace(tmp, warehouse)
+        finally:
+            conn.close()
+        warehouse.with_name(warehouse.name + ".wal").unlink(missing_ok=True)
+        with self.open():
+            pass  # migrated
+
+    # --- the loader's steps
+
+    def before_load(self, conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
+        return None
+
+    def reserve_load_id(self, conn: duckdb.DuckDBPyConnection) -> int | None:
+        return None  # taken in the file's transaction
+
+    def load_id(self, conn: duckdb.DuckDBPyConnection, reserved: int | None) -> int:
+        return int(conn.execute("select nextval('load_id_seq')").fetchall()[0][0])
+
+    def serialize_clinic(self, conn: duckdb.DuckDBPyConnection, clinic_id: str) -> None:
+        return None  # the file lock already does
+
+    def attempt_copy(self, staged: StagedFile, result: FileResult) -> StagedFile:
+        # one attempt only: it may narrow the staged files in place
+        return StagedFile(
+            result, staged.valid_path, staged.quarantine_path, staged.keys_unique, staged.clients
+        )
+
+    def load_appointments(
+        self, conn: duckdb.DuckDBPyConnection, r: FileResult, src: str
+    ) -> tuple[int, list[str]]:
+        conn.execute(
+            """
+            insert or replace into appointments
+            select clinic_id, client_id, clinician_id, appointment_date, status,
+                   ? as source_file, source_line, ? as sha256, ? as load_id
+            from read_parquet(?)
+            """,
+            [r.file_name, r.sha256, r.load_id, src],
+        )
+        n = conn.execute("select count(*) from read_parquet(?)", [src]).fetchall()[0][0]
+        clients = [
+            c
+            for (c,) in conn.execute(
+                "select distinct client_id from read_parquet(?) order by 1", [src]
+            ).fetchall()
+        ]
+        return int(n), clients
+
+    def write_measurements(
+        self, conn: duckdb.DuckDBPyConnection, r: FileResult, src: str, counts: dict[str, int]
+    ) -> None:
+        """New keys: a plain insert; corrected keys: the current row's values updated in place."""
+        insert_measurements(conn, r, src, counts)
+        updates = ", ".join(f"{c} = b.{c}" for c in VALUE_COLUMNS)
+        conn.execute(
+            f"""
+            update measurements as m
+            set {updates}, source_file = ?, source_line = b.source_line, sha256 = ?,
+                load_id = ?, loaded_at = now()
+            from batch as b
+            where b.change_kind = 'changed' and {KEY_JOIN}
+            """,  # noqa: S608
+            [r.file_name, r.sha256, r.load_id],
+        )
