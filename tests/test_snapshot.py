@@ -120,8 +120,8 @@ def test_the_warehouse_stays_locked_while_its_snapshot_is_copied(
     open. So the lock is held from the checkpoint to the end of the copy."""
     import shutil
 
-    from pipelines.warehouse import snapshots as wh_module
     from pipelines.warehouse import open_warehouse
+    from pipelines.warehouse import snapshots as wh_module
 
     wh = tmp_path / "wh.duckdb"
     with open_warehouse(wh) as conn:

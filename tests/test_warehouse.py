@@ -317,11 +317,21 @@ def test_views_are_created_after_the_views_they_read(
     assert conn.execute("select n from a_total").fetchall() == [(1,)]
 
 
+def test_the_checked_in_ducklake_ddl_is_the_one_generated_from_the_embedded_migrations() -> None:
+    """sql/ducklake/ is generated from sql/schema/ (`python -m pipelines.warehouse.lake_ddl`):
+    a new embedded migration without its regenerated lake form fails here."""
+    from pipelines.warehouse import sql_dir
+    from pipelines.warehouse.lake_ddl import generate
+
+    folder = sql_dir() / "ducklake"
+    checked_in = {f.name: f.read_text(encoding="utf-8") for f in folder.glob("*.sql")}
+    assert checked_in == generate()
+
+
 def test_the_ducklake_ddl_restates_every_embedded_table_column_for_column() -> None:
-    """sql/ducklake/ restates the embedded schema without keys, sequences and defaults: a new
-    embedded migration needs its DuckLake counterpart by hand. This catches one forgotten (it
-    runs the DuckLake DDL in plain DuckDB, no extension needed). schema_migrations is created
-    in code there, and clinic_load_tokens exists only there (it serializes DuckLake writers)."""
+    """The lake form holds every embedded table, column for column (it runs the DuckLake DDL
+    in plain DuckDB, no extension needed). schema_migrations is created in code there, and
+    clinic_load_tokens exists only there (it serializes DuckLake writers)."""
     from pipelines.warehouse import migrate, sql_dir
 
     lake = duckdb.connect()
@@ -337,6 +347,32 @@ def test_the_ducklake_ddl_restates_every_embedded_table_column_for_column() -> N
     emb = {r for r in embedded.execute(columns).fetchall() if r[0] != "schema_migrations"}
     lk = {r for r in lake.execute(columns).fetchall() if r[0] != "clinic_load_tokens"}
     assert sorted(emb - lk) == [] and sorted(lk - emb) == []
+
+
+def test_the_lake_form_of_a_migration_keeps_its_data_and_fills_defaults() -> None:
+    """Keys, sequences and non-literal defaults are dropped; a new column's literal default
+    is written into the rows already there; renames stay renames; data statements stay."""
+    from pipelines.warehouse.lake_ddl import changes, read_catalog
+
+    conn = duckdb.connect()
+    conn.execute("create sequence s")
+    conn.execute(
+        "create table t (id bigint primary key default nextval('s'), ts timestamptz "
+        "default now(), n integer not null default 0)"
+    )
+    before = read_catalog(conn)
+    conn.execute("alter table t add column kind varchar default 'x'")
+    assert changes(before, read_catalog(conn)) == [
+        "alter table t add column kind varchar;\n",
+        "update t set kind = 'x' where kind is null;\n",
+    ]
+    before = read_catalog(conn)
+    conn.execute("alter table t rename to u")
+    assert changes(before, read_catalog(conn)) == ["alter table t rename to u;\n"]
+    assert changes({}, read_catalog(conn)) == [
+        "create table if not exists u (\n    id bigint not null,\n    ts timestamp with time "
+        "zone,\n    n integer not null default 0,\n    kind varchar default 'x'\n);\n"
+    ]
 
 
 WRITER_MID_TRANSACTION = textwrap.dedent(
