@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # generating 10M rows in one statement needs more than the 512MB ingest-time default
 os.environ.setdefault("ALLIANCE_WATCH_DUCKDB_MEMORY", "4GB")
-from pipelines.detect import detect  # noqa: E402
+from pipelines.detect.ruptures import detect  # noqa: E402
 from pipelines.warehouse import connect, migrate  # noqa: E402
 
 SESSIONS = 12  # per client; two measures (SRS, ORS) per session

@@ -100,7 +100,7 @@ def generate(conn: object, clinics: int, clinicians: int, seed: int = 11) -> tup
 
 def build(root: Path, clinics: int, clinicians: int) -> tuple[Path, Path, dict[str, object]]:
     """A detected warehouse and its configs under `root`; returns (warehouse, config, facts)."""
-    from pipelines.detect import detect
+    from pipelines.detect.ruptures import detect
     from pipelines.warehouse import open_warehouse
 
     config_dir = root / "config"
@@ -143,8 +143,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.workers is not None:
         os.environ["ALLIANCE_WATCH_DIGEST_WORKERS"] = str(args.workers)
-    from pipelines.digest import run_weekly_digest
-    from pipelines.mailer import SmtpSettings
+    from pipelines.deliver.digest import run_weekly_digest
+    from pipelines.deliver.mailer import SmtpSettings
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_digest_"))
     root.mkdir(parents=True, exist_ok=True)

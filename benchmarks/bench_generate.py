@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.exporters import write_dataset
-from pipelines.simulate import SimParams, default_clinics, simulate
+from pipelines.simulate.cohort import SimParams, default_clinics, simulate
+from pipelines.simulate.exporters import write_dataset
 
 
 def main() -> None:

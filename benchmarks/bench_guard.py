@@ -34,7 +34,7 @@ from guard_corpus import (  # noqa: E402
     judge,
 )
 
-from pipelines.deid import GUARD_VERSION  # noqa: E402
+from pipelines.ingest.guard import GUARD_VERSION  # noqa: E402
 
 # Shapes a phone number can take too, reported apart (not a family of the acceptance): with
 # the default pattern they may be held back; a declared client pattern lets them through.

@@ -26,10 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import deid, readers, validate
 from pipelines.config import ClinicConfig
-from pipelines.ingest import ingest_all
+from pipelines.ingest import guard as deid
+from pipelines.ingest import read as readers
+from pipelines.ingest.run import ingest_all
 from pipelines.registry import INSTRUMENTS
+from pipelines.validation import validate
 
 HEADER = (
     "client_id,clinician_id,session_date,session_number,instrument,"

@@ -19,10 +19,10 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.detect import DetectParams, detect  # noqa: E402
-from pipelines.evaluate import Scores, evaluate  # noqa: E402
-from pipelines.grid import insert_canonical  # noqa: E402
-from pipelines.simulate import (  # noqa: E402
+from pipelines.detect.evaluate import Scores, evaluate  # noqa: E402
+from pipelines.detect.grid import insert_canonical  # noqa: E402
+from pipelines.detect.ruptures import DetectParams, detect  # noqa: E402
+from pipelines.simulate.cohort import (  # noqa: E402
     SimParams,
     appointments_table,
     default_clinics,

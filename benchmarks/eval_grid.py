@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.detect import DetectParams  # noqa: E402
-from pipelines.grid import REPORT_SEEDS, format_grid, run_grid, summarize  # noqa: E402
+from pipelines.detect.grid import REPORT_SEEDS, format_grid, run_grid, summarize  # noqa: E402
+from pipelines.detect.ruptures import DetectParams  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

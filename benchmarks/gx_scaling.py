@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import great_expectations  # noqa: F401  (import cost not counted)
 
-    from pipelines import deid, readers, validate
     from pipelines.config import load_clinic_configs
+    from pipelines.ingest import guard as deid
+    from pipelines.ingest import read as readers
+    from pipelines.validation import validate
 
     sizes = [int(s) for s in args.sizes.split(",")]
     points = []

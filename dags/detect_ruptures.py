@@ -57,7 +57,7 @@ def detect_ruptures() -> None:
     # in the pool too: it reads the snapshot that the next detection run replaces
     @task(pool=WRITER_POOL, max_active_tis_per_dag=1)
     def notify_high_severity(summary: dict) -> dict:  # type: ignore[no-untyped-def]
-        from pipelines.alerts import notify_high_severity as notify
+        from pipelines.deliver.alerts import notify_high_severity as notify
         from pipelines.settings import paths_from_env
 
         clients = summary.get("clients")

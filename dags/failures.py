@@ -34,7 +34,7 @@ def notify_data_team(context: Any) -> None:
     operations address otherwise) with the task, the error and the log address; no data values.
     Never raises: a broken mail relay must not hide the original failure."""
     try:
-        from pipelines.notify import FailureFacts, notify_failure, safe_error_text
+        from pipelines.deliver.notify import FailureFacts, notify_failure, safe_error_text
         from pipelines.settings import paths_from_env
 
         ti = context["ti"]

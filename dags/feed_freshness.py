@@ -29,7 +29,7 @@ from assets import WRITER_POOL
 def feed_freshness() -> None:
     @task(pool=WRITER_POOL)  # reads the ingest ledger in the live warehouse
     def check() -> dict:
-        from pipelines.freshness import check_freshness
+        from pipelines.deliver.freshness import check_freshness
         from pipelines.settings import paths_from_env
 
         return check_freshness(paths_from_env())

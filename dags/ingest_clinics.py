@@ -63,7 +63,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
     def ingest() -> None:
         @task(pool=WRITER_POOL)
         def discover(params=None) -> list[dict]:  # type: ignore[no-untyped-def]
-            from pipelines.ingest import discover_new
+            from pipelines.ingest.run import discover_new
             from pipelines.settings import paths_from_env
 
             p = paths_from_env().ensure()
@@ -82,7 +82,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
                 "Great Expectations %s",
                 "preloaded by the worker" if warm else "not preloaded: imported by this task",
             )
-            from pipelines.ingest import prepare_item
+            from pipelines.ingest.run import prepare_item
             from pipelines.settings import paths_from_env, run_stage_dir
 
             p = paths_from_env().ensure()
@@ -92,7 +92,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
 
         @task(pool=WRITER_POOL, outlets=[WAREHOUSE_MEASUREMENTS])
         def load(staged: list[dict], outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
-            from pipelines.ingest import load_prepared
+            from pipelines.ingest.run import load_prepared
             from pipelines.settings import paths_from_env
 
             # index by length: iterating a lazy XCom sequence probes one offset past its end
@@ -110,7 +110,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             writer pool: it never opens the warehouse)."""
             import logging
 
-            from pipelines.notify import notify_internal_errors, notify_receipt
+            from pipelines.deliver.notify import notify_internal_errors, notify_receipt
             from pipelines.settings import paths_from_env
 
             log = logging.getLogger("alliance_watch.ingest")
@@ -129,7 +129,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
         @task
         def data_docs() -> str | None:
             """Render the GX Data Docs site once for this run's files (not per file)."""
-            from pipelines.ingest import publish_data_docs
+            from pipelines.ingest.run import publish_data_docs
             from pipelines.settings import paths_from_env
 
             return publish_data_docs(paths_from_env().data_docs)

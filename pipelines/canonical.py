@@ -56,7 +56,7 @@ APPOINTMENTS_SCHEMA = pa.schema(
 SCHEMAS: dict[str, pa.Schema] = {"measures": MEASURES_SCHEMA, "appointments": APPOINTMENTS_SCHEMA}
 
 # The simulator's ground truth (`truth.csv`, docs/architecture.md): written by
-# pipelines.simulate, read by pipelines.evaluate.
+# pipelines.simulate.cohort, read by pipelines.detect.evaluate.
 TRUTH_COLUMNS: tuple[str, ...] = (
     "kind",
     "clinic_id",

@@ -165,7 +165,7 @@ REMOVED_THRESHOLDS: dict[str, str] = {
 
 class Thresholds(_Strict):
     """Per-clinic overrides of detection parameters (docs/detection.md); None keeps the
-    default. Names match `pipelines.detect.DetectParams`."""
+    default. Names match `pipelines.detect.ruptures.DetectParams`."""
 
     srs_cutoff: float | None = Field(default=None, ge=0, le=40)
     wai_cutoff: float | None = Field(default=None, ge=1, le=5)
@@ -318,7 +318,7 @@ class ClinicConfig(_Strict):
     files: list[FileSpec] = Field(default_factory=list)
     # the shape of pseudonymous codes: `code_pattern` sets both columns, the two others one
     # each (and win over it); a declared pattern is authoritative for the values it matches
-    # (see pipelines.deid). None: the default.
+    # (see pipelines.ingest.guard). None: the default.
     code_pattern: str | None = None
     client_code_pattern: str | None = None
     clinician_code_pattern: str | None = None

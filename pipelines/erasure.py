@@ -8,7 +8,7 @@ rows whose delivered values name the client, and the client in `loads.client_ids
 can survive in a database file's free blocks, so the file is then rewritten (copied into a fresh
 file that replaces it) and the analyst snapshots are republished from it. Digests already
 written to the outbox that name the client are rendered again without the client (or removed
-when nobody is left to report): `pipelines.digest.erase_from_outbox`.
+when nobody is left to report): `pipelines.deliver.digest.erase_from_outbox`.
 
 How the deleted rows are made unrecoverable is the warehouse backend's part
 (`Backend.erase`, `Backend.after_erasure`): the file is rewritten and its snapshots published
@@ -126,7 +126,7 @@ def forget(
     result = _forget_in_warehouse(warehouse, clinic_id, client_id, operator_note, snapshot)
     if outbox is not None and (outbox / clinic_id).is_dir():
         from pipelines.config import load_clinic_configs
-        from pipelines.digest import erase_from_outbox
+        from pipelines.deliver.digest import erase_from_outbox
 
         configs = load_clinic_configs(config_dir)[0] if config_dir is not None else {}
         with open_warehouse(warehouse) as conn:
@@ -134,7 +134,7 @@ def forget(
         result.outbox_rendered_again = len(done.rendered_again)
         result.outbox_removed = len(done.removed)
     if notices is not None:
-        from pipelines.alerts import erase_from_notices
+        from pipelines.deliver.alerts import erase_from_notices
 
         result.notices_removed = erase_from_notices(notices, clinic_id, client_id)
     return result
@@ -211,7 +211,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not backend(args.warehouse).exists():
         raise AllianceWatchError(f"--warehouse {args.warehouse}: no such file")
-    from pipelines.alerts import notices_dir
+    from pipelines.deliver.alerts import notices_dir
 
     paths = paths_from_env()
     # The installation's defaults (ALLIANCE_WATCH_*) belong to its own warehouse: for another

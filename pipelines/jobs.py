@@ -14,7 +14,7 @@ from pipelines.warehouse import open_warehouse, publish_snapshot
 
 def _clinic_params(paths: Paths) -> dict[str, Any]:
     from pipelines.config import load_clinic_configs
-    from pipelines.detect import params_from_configs
+    from pipelines.detect.ruptures import params_from_configs
 
     configs, _errors = (
         load_clinic_configs(paths.config_dir) if paths.config_dir.is_dir() else ({}, [])
@@ -33,7 +33,7 @@ def run_detection(paths: Paths, clients: list[tuple[str, str]] | None) -> dict[s
     clients come with every client of their clinics whose open episode the clinic's newer data
     shows to have ended (`detect.with_open_episodes`). The pending-detection ledger is left as
     it is: `drain_detection` is what the DAG runs."""
-    from pipelines.detect import detect, with_open_episodes
+    from pipelines.detect.ruptures import detect, with_open_episodes
 
     clinic_params = _clinic_params(paths)
     with open_warehouse(paths.warehouse) as conn:
@@ -49,7 +49,7 @@ def run_detection(paths: Paths, clients: list[tuple[str, str]] | None) -> dict[s
 
 
 def drain_detection(paths: Paths, full: bool = False) -> dict[str, Any]:
-    """Detect every client the loads queued in the pending-detection ledger (`pipelines.pending`),
+    """Detect every client the loads queued in the pending-detection ledger (`pipelines.detect.pending`),
     whatever woke this run, plus the clients of their clinics whose open episode has ended
     (`detect.with_open_episodes`); with `full`, every client. Then publish the analyst snapshot
     and, last, delete the ledger rows this run read (rows queued meanwhile stay): a crash
@@ -58,8 +58,7 @@ def drain_detection(paths: Paths, full: bool = False) -> dict[str, Any]:
 
     Nothing pending (and not `full`): returns at once with `detected` False, having detected
     and published nothing. `clients`: the pairs the ledger named (None for `full`)."""
-    from pipelines import pending
-    from pipelines.detect import detect, with_open_episodes
+    from pipelines.detect.ruptures import detect, pending, with_open_episodes
 
     with open_warehouse(paths.warehouse) as conn:
         queued = pending.read(conn)
@@ -92,8 +91,8 @@ def run_digests(
     """Render and send the digests due on `as_of` (SMTP settings from the environment), for
     every clinic or only `clinic_ids`, all in this call (clinics in parallel processes), from
     the analyst snapshot; then record the deliveries in the warehouse ledger."""
-    from pipelines.digest import run_weekly_digest
-    from pipelines.mailer import smtp_settings_from_env
+    from pipelines.deliver.digest import run_weekly_digest
+    from pipelines.deliver.mailer import smtp_settings_from_env
 
     source = digest_source(paths)
     if source is None:
@@ -137,8 +136,8 @@ def run_clinic_digests(paths: Paths, as_of: dt.date, clinic_id: str) -> dict[str
     writer slot) and journaled beside the outbox; `record_digests` mirrors the journal into
     the warehouse ledger afterwards. Counts only (no addresses, no client codes)."""
     from pipelines.config import load_clinic_configs
-    from pipelines.digest import DigestRunSummary, Week, deliver_clinic
-    from pipelines.mailer import smtp_settings_from_env
+    from pipelines.deliver.digest import DigestRunSummary, Week, deliver_clinic
+    from pipelines.deliver.mailer import smtp_settings_from_env
 
     week = Week.before(as_of)
     source = digest_source(paths)
@@ -156,7 +155,7 @@ def record_digests(
 ) -> dict[str, Any]:
     """Mirror the week's delivery journals into the warehouse ledger (`digest_deliveries`): the
     one short step of a digest run that needs the writer."""
-    from pipelines.digest import Week, record_deliveries
+    from pipelines.deliver.digest import Week, record_deliveries
 
     week = Week.before(as_of)
     n = record_deliveries(paths.warehouse, paths.outbox, week.start, clinic_ids)

@@ -27,12 +27,12 @@ log = logging.getLogger(__name__)
 # What the task bodies of dags/ import, heaviest first.
 MODULES = (
     "great_expectations",
-    "pipelines.validate",
-    "pipelines.ingest",
+    "pipelines.validation.validate",
+    "pipelines.ingest.run",
     "pipelines.jobs",
-    "pipelines.digest",  # matplotlib and Jinja2, for the weekly digest's per-clinic tasks
-    "pipelines.alerts",
-    "pipelines.notify",
+    "pipelines.deliver.digest",  # matplotlib and Jinja2, for the weekly digest's per-clinic tasks
+    "pipelines.deliver.alerts",
+    "pipelines.deliver.notify",
     "pipelines.settings",
 )
 

@@ -127,12 +127,21 @@ def build_detected_warehouse(root: Path, seed: int, clinics: int) -> Path:
     `root`, ingested into `root/wh.duckdb` and detected: a realistic warehouse for tests."""
     import sys
 
-    from pipelines.detect import detect
-    from pipelines.ingest import ingest_all
+    from pipelines.detect.ruptures import detect
+    from pipelines.ingest.run import ingest_all
     from pipelines.warehouse import open_warehouse
 
     subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", str(seed)]
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli.app",
+            "generate",
+            "--out",
+            str(root),
+            "--seed",
+            str(seed),
+        ]
         + ["--clinics", str(clinics), "--clients", "40", "--period", "all"]
         + ["--as-of", "2026-06-01"],
         cwd=ROOT,

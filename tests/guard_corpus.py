@@ -463,8 +463,8 @@ def judge(values: list[str], kind: str, cfg: ClinicConfig) -> tuple[np.ndarray, 
     import pandas as pd
     import pyarrow as pa
 
-    from pipelines.deid import scan_values
-    from pipelines.ingest import _expected_shape
+    from pipelines.ingest.guard import scan_values
+    from pipelines.ingest.run import _expected_shape
 
     col = COLUMN_OF_KIND[kind]
     _, mask = scan_values(pa.table({col: pa.array(values, pa.string())}), cfg)

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.ingest import ingest_all
+from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import FileResult
 
 HEADER = (
@@ -425,7 +425,7 @@ def test_identifier_canaries_appear_nowhere(
         assert "[redacted]" in data
 
     # the weekly digests (clinicians and the clinic's data-team summary) of the same warehouse
-    from pipelines.digest import run_weekly_digest
+    from pipelines.deliver.digest import run_weekly_digest
 
     outbox = tmp_path / "outbox"
     run_weekly_digest(
@@ -434,7 +434,7 @@ def test_identifier_canaries_appear_nowhere(
     digests = [p for p in outbox.rglob("*") if p.is_file()]
     assert digests, "no digest or data-team summary was written"
 
-    from pipelines.notify import receipt_message
+    from pipelines.deliver.notify import receipt_message
 
     receipt = receipt_message(
         "ref_clinic", "run", [vars(r) for r in results.values()], "aw@example.org", ["t@x.org"]

@@ -371,7 +371,7 @@ def test_a_late_feed_gets_a_notice_to_its_data_team(
 ) -> None:
     import datetime as dt
 
-    from pipelines.freshness import check_freshness
+    from pipelines.deliver.freshness import check_freshness
     from pipelines.warehouse import open_warehouse
 
     p = _home(tmp_path, monkeypatch)
@@ -401,8 +401,8 @@ def test_a_late_feed_gets_a_notice_to_its_data_team(
 def test_failure_notices_quote_our_errors_and_only_name_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_env: Mailbox
 ) -> None:
+    from pipelines.deliver.notify import FailureFacts, notify_failure, safe_error_text
     from pipelines.errors import WarehouseBusy
-    from pipelines.notify import FailureFacts, notify_failure, safe_error_text
 
     p = _home(tmp_path, monkeypatch)
     assert safe_error_text(ValueError("client A001 scored 12")) == "ValueError (details in the log)"
@@ -432,7 +432,7 @@ def test_high_severity_episodes_are_announced_once(
     import datetime as dt
     import shutil
 
-    from pipelines.alerts import notify_high_severity
+    from pipelines.deliver.alerts import notify_high_severity
     from pipelines.warehouse import open_warehouse
 
     p = _home(tmp_path, monkeypatch)
@@ -461,8 +461,8 @@ def test_an_ingest_run_tells_its_data_team_what_was_accepted_and_why_not(
     """The receipt an ingest run sends (the `receipt` task calls exactly this with the load's
     summary): every file with its status, rows and reasons, rejected files first; no value
     from a file; only to the clinic's own data team, and not when it turned receipts off."""
-    from pipelines.ingest import discover_new, load_prepared, prepare_item
-    from pipelines.notify import notify_receipt
+    from pipelines.deliver.notify import notify_receipt
+    from pipelines.ingest.run import discover_new, load_prepared, prepare_item
 
     p = _home(tmp_path, monkeypatch)
     landing = p.landing / "late"
@@ -520,7 +520,7 @@ def test_a_file_held_back_by_our_fault_is_told_to_the_operators(
     """A file rejected as `internal_error` does not fail the run (its neighbours load), so no
     failure notice went out and only the clinic's data team heard of it, in its receipt. The
     operators, who own the fault, now get a notice; a run without such a file sends none."""
-    from pipelines.notify import notify_internal_errors
+    from pipelines.deliver.notify import notify_internal_errors
 
     files = [
         {"file_name": "measures_1.csv", "status": "loaded", "error": None},

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import ClinicConfig
-from pipelines.deid import (
+from pipelines.errors import FileRejected
+from pipelines.ingest.guard import (
     REDACTED,
     blank_cells,
     check_header,
@@ -17,7 +18,6 @@ from pipelines.deid import (
     redact_cells,
     scan_values,
 )
-from pipelines.errors import FileRejected
 
 CFG = ClinicConfig(clinic_id="riverside", timezone="Europe/Berlin", format="reference")
 COLUMNS = ("client_id", "clinician_id", "session_date", "session_number", "instrument", "total")

@@ -9,9 +9,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from pipelines.cli import main as cli_main
+from pipelines.cli.app import main as cli_main
 from pipelines.config import ClinicConfig, Thresholds
-from pipelines.detect import DetectError, DetectParams, detect, params_from_configs
+from pipelines.detect.ruptures import DetectError, DetectParams, detect, params_from_configs
 from pipelines.warehouse import connect, migrate
 
 START = dt.date(2025, 1, 6)
@@ -424,8 +424,8 @@ def test_a_load_of_the_newest_week_recomputes_only_its_clients(tmp_path: Path) -
 def test_alert_budget_sets_the_clinics_flag_rate(tmp_path: Path) -> None:
     """With `alert_budget`, each clinic's threshold is its own quantile of earlier flag scores:
     a quiet and a noisy clinic both get about the rate they chose."""
-    from pipelines.grid import load_world
-    from pipelines.worlds import World
+    from pipelines.detect.grid import load_world
+    from pipelines.detect.worlds import World
 
     stable = World(name="budget_stable", sd_median=0.5, sd_log_spread=0.3, n_clients=250)
     noisy = World(name="budget_noisy", sd_median=2.6, sd_log_spread=0.3, n_clients=250)

@@ -21,8 +21,8 @@ from aiosmtpd.controller import Controller
 
 from pipelines import registry
 from pipelines import warehouse as wh
-from pipelines.digest import Week, run_weekly_digest, suppress
-from pipelines.mailer import SmtpSettings
+from pipelines.deliver.digest import Week, run_weekly_digest, suppress
+from pipelines.deliver.mailer import SmtpSettings
 
 AS_OF = dt.date(2024, 5, 13)  # covers sessions 2024-05-06 .. 2024-05-12
 EVIL = "C<script>alert(1)</script>"
@@ -693,7 +693,7 @@ def test_cli_writes_the_outbox(
 ) -> None:
     import argparse
 
-    from pipelines import digest
+    from pipelines.deliver import digest
 
     monkeypatch.delenv("ALLIANCE_WATCH_SMTP_HOST", raising=False)
     parser = argparse.ArgumentParser()

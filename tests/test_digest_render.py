@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_digest import AS_OF, CLINIC, make_warehouse  # sibling test module (tests/ is on sys.path)
 
-from pipelines.digest import run_weekly_digest
+from pipelines.deliver.digest import run_weekly_digest
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.skipif(

@@ -15,8 +15,8 @@ import pytest
 
 from pipelines import jobs
 from pipelines import warehouse as wh
-from pipelines.digest import run_weekly_digest
-from pipelines.mailer import SmtpSettings
+from pipelines.deliver.digest import run_weekly_digest
+from pipelines.deliver.mailer import SmtpSettings
 from pipelines.settings import paths_from_env
 from tests.test_digest import (  # noqa: F401 - smtp_server is a fixture
     AS_OF,

@@ -23,7 +23,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipelines import detect, pending
+from pipelines.detect import pending
+from pipelines.detect.ruptures import ruptures as detect
 from pipelines.warehouse import FileResult, StagedFile
 from pipelines.warehouse import lake as ducklake
 from pipelines.warehouse import load as loader
@@ -31,7 +32,7 @@ from tests.conftest import reachable
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
 
-CLI = [sys.executable, "-m", "pipelines.cli"]
+CLI = [sys.executable, "-m", "pipelines.cli.app"]
 CLINIC_A, CLINIC_B = "pcoms_north", "wai_central"  # what `generate --seed 3 --clinics 2` names
 
 

@@ -24,10 +24,10 @@ import duckdb
 import pytest
 
 from pipelines import cli
-from pipelines.detect import detect
-from pipelines.digest import run_weekly_digest
-from pipelines.ingest import ingest_all
-from pipelines.mailer import SmtpSettings
+from pipelines.deliver.digest import run_weekly_digest
+from pipelines.deliver.mailer import SmtpSettings
+from pipelines.detect.ruptures import detect
+from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import lake as ducklake
 from tests.test_digest import AS_OF, Recorder, make_warehouse, smtp_server  # noqa: F401
 from tests.test_ducklake import lake  # noqa: F401 - the fixture
@@ -187,7 +187,16 @@ def test_forget_on_ducklake_leaves_no_row_file_or_catalog_value(
 ) -> None:
     catalog, data = lake
     subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(tmp_path), "--seed", "3"]
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli.app",
+            "generate",
+            "--out",
+            str(tmp_path),
+            "--seed",
+            "3",
+        ]
         + ["--clinics", "1", "--clients", "40", "--period", "all", "--as-of", "2026-06-01"],
         cwd=ROOT,
         check=True,
@@ -233,7 +242,7 @@ def test_forget_on_ducklake_leaves_no_row_file_or_catalog_value(
 
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(unused)]
+        [sys.executable, "-m", "pipelines.cli.app", "forget", "--warehouse", str(unused)]
         + ["--clinic", clinic, "--client", client, "--note", "ticket 481"],
         cwd=ROOT,
         capture_output=True,

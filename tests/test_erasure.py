@@ -19,7 +19,7 @@ import pytest
 
 from pipelines.erasure import forget
 from pipelines.errors import AllianceWatchError
-from pipelines.ingest import ingest_all
+from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import open_warehouse, publish_snapshot
 from tests.conftest import build_detected_warehouse
 
@@ -91,7 +91,7 @@ def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
             "select count(*) from measurements where client_id <> ?", [client]
         ).fetchone()
 
-    # the immediate-notice ledger (`pipelines.alerts`) holds the episodes already announced
+    # the immediate-notice ledger (`pipelines.deliver.alerts`) holds the episodes already announced
     with duckdb.connect(str(wh), read_only=True) as conn:
         episodes = [
             e for (e,) in conn.sql("select alert_episode_id from alert_episodes").fetchall()
@@ -108,7 +108,7 @@ def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
     ledger.write_text(json.dumps(sorted(episodes)), encoding="utf-8")
 
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(wh)]
+        [sys.executable, "-m", "pipelines.cli.app", "forget", "--warehouse", str(wh)]
         + ["--clinic", clinic, "--client", client, "--note", "ticket 481"],
         cwd=ROOT,
         capture_output=True,
@@ -165,7 +165,7 @@ def test_forget_renders_the_clients_digests_in_the_outbox_again_without_them(
     """A digest already written to the outbox names the client: after `forget` no outbox file
     names it, the clinician's digest still holds their other clients (same Message-ID as the
     ledger), and a digest left with nobody to report is removed."""
-    from pipelines.digest import run_weekly_digest
+    from pipelines.deliver.digest import run_weekly_digest
 
     wh = build_detected_warehouse(tmp_path, seed=4, clinics=1)
     with duckdb.connect(str(wh), read_only=True) as conn:
@@ -190,7 +190,7 @@ def test_forget_renders_the_clients_digests_in_the_outbox_again_without_them(
 
     def forget_cli(code: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(wh)]
+            [sys.executable, "-m", "pipelines.cli.app", "forget", "--warehouse", str(wh)]
             + ["--clinic", clinic, "--client", code, "--outbox", str(outbox)]
             + ["--config-dir", str(tmp_path / "config")],
             cwd=ROOT,
@@ -249,7 +249,7 @@ def test_without_the_clinics_config_the_digests_naming_the_client_are_removed(
 ) -> None:
     """No config to render a digest again with: rather than keep the client, the digest's files
     go; digests that never named the client stay as they were."""
-    from pipelines.digest import run_weekly_digest
+    from pipelines.deliver.digest import run_weekly_digest
 
     wh = build_detected_warehouse(tmp_path, seed=4, clinics=1)
     with duckdb.connect(str(wh), read_only=True) as conn:
@@ -295,7 +295,7 @@ def test_forget_republishes_the_snapshot_of_the_warehouse_it_was_given(tmp_path:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_WATCH_")}
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(other)]
+        [sys.executable, "-m", "pipelines.cli.app", "forget", "--warehouse", str(other)]
         + ["--clinic", "c1", "--client", "K77"],
         cwd=tmp_path,
         capture_output=True,

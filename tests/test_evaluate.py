@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.cli import main as cli_main
-from pipelines.detect import detect
-from pipelines.evaluate import SESSION_KEY, TruthError, evaluate, load_truth, score
+from pipelines.cli.app import main as cli_main
+from pipelines.detect.evaluate import SESSION_KEY, TruthError, evaluate, load_truth, score
+from pipelines.detect.ruptures import detect
 from pipelines.warehouse import connect, migrate
 
 TRUTH_HEADER = (
@@ -113,7 +113,7 @@ def test_evaluate_command_prints_detector_and_deployed_rules(
 
 
 def test_detector_beats_deployed_rules_on_a_simulated_cohort() -> None:
-    simulate = pytest.importorskip("pipelines.simulate")
+    simulate = pytest.importorskip("pipelines.simulate.cohort")
     import duckdb
 
     cohorts = simulate.simulate(

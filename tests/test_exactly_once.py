@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.ingest import ingest_all
+from pipelines.ingest.run import ingest_all
 from tests.conftest import reference_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from pipelines import ingest
+    from pipelines.ingest.run import run as ingest
     from pipelines.warehouse import load as warehouse
 
     where, nth = sys.argv[4], int(sys.argv[5])
@@ -171,7 +171,7 @@ def test_cli_killed_at_random_moments_then_rerun(
 ) -> None:
     """The real CLI, SIGKILLed after random delays (several times over the same warehouse)."""
     wh = tmp_path / "random.duckdb"
-    cli = [sys.executable, "-m", "pipelines.cli", "ingest", "--quiet"]
+    cli = [sys.executable, "-m", "pipelines.cli.app", "ingest", "--quiet"]
     cli += ["--config-dir", str(reference_config_dir), "--landing", str(tmp_path / "landing")]
     cli += ["--warehouse", str(wh)]
     rng = random.Random(5)
@@ -193,7 +193,7 @@ def test_a_retried_load_task_still_names_the_clients_it_loaded(
     """The Airflow `load` task commits a file, then dies (say while publishing the snapshot)
     and is retried: the retry finds the file already loaded, and its asset event must still
     name the file's clients, or incremental detection never looks at them."""
-    from pipelines.ingest import discover_new, load_prepared, prepare_item
+    from pipelines.ingest.run import discover_new, load_prepared, prepare_item
 
     deliveries(write_reference)
     wh = tmp_path / "wh.duckdb"

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from pipelines.cli import main as cli_main
-from pipelines.grid import CENTRAL, format_grid, grid_cells, run_grid, summarize
-from pipelines.worlds import World, WorldError, simulate_world
+from pipelines.cli.app import main as cli_main
+from pipelines.detect.grid import CENTRAL, format_grid, grid_cells, run_grid, summarize
+from pipelines.detect.worlds import World, WorldError, simulate_world
 
 
 def test_stable_clients_ruptures_are_caught() -> None:

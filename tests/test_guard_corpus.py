@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import ClinicConfig, parse_clinic_config
-from pipelines.deid import identifying_headers, scan_values
+from pipelines.ingest.guard import identifying_headers, scan_values
 
 N_CODES = 10_000  # per family; the benchmark draws 100,000
 N_IDENTIFIERS = 1_000  # per family and column kind
@@ -286,7 +286,7 @@ def test_every_shape_loads_completely_with_the_reference_config(tmp_path: Path) 
     default admits; the dotted shape's clinic declares its client pattern."""
     from conftest import REFERENCE_HEADER, reference_row
 
-    from pipelines.ingest import ingest_all
+    from pipelines.ingest.run import ingest_all
     from pipelines.warehouse import open_warehouse
 
     config, landing = tmp_path / "config", tmp_path / "landing"

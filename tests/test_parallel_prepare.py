@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import ingest
 from pipelines.config import load_clinic_configs
-from pipelines.ingest import ingest_all
+from pipelines.ingest.run import ingest_all
+from pipelines.ingest.run import run as ingest
 from tests.test_exactly_once import contents
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three sample clinics (wide CSV, Parquet, semicolon/latin-1), several files each."""
     root = tmp_path_factory.mktemp("parallel")
     subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "11"]
+        [sys.executable, "-m", "pipelines.cli.app", "generate", "--out", str(root), "--seed", "11"]
         + ["--clients", "30", "--period", "month", "--as-of", "2026-06-01"],
         cwd=ROOT,
         check=True,
@@ -179,7 +179,8 @@ def test_a_fault_of_ours_in_one_file_rejects_only_that_file_and_it_is_tried_agai
     must not hold back the files beside it, in this run or the next: that file is recorded as
     rejected with `internal_error` and its exception's type only (its message may quote
     values), and it is offered again on every run until it goes through."""
-    from pipelines import cli, readers
+    from pipelines import cli
+    from pipelines.ingest import read as readers
     from tests.test_exactly_once import srs
 
     for k in (1, 2, 3):
@@ -227,7 +228,7 @@ def test_a_clinic_config_named_yml_serves_the_airflow_tasks_too(
 ) -> None:
     """`clinics/<id>.yml` is read as a config (and gets its DAG), so the tasks that open the
     clinic's config by its id find it as well."""
-    from pipelines.ingest import discover_new, load_prepared, prepare_item
+    from pipelines.ingest.run import discover_new, load_prepared, prepare_item
     from tests.test_exactly_once import srs
 
     cfg = reference_config_dir / "clinics" / "ref_clinic.yaml"
@@ -249,7 +250,7 @@ def test_a_file_gone_or_changed_after_discovery_is_rejected_alone_and_offered_ag
     """Between `discover` and `prepare` a file is removed, or rewritten: that file is rejected
     with `changed_after_discovery` (the task does not fail, so the rest of the delivery
     loads), and it is offered again when it comes back."""
-    from pipelines.ingest import discover_new, load_prepared, prepare_item
+    from pipelines.ingest.run import discover_new, load_prepared, prepare_item
     from tests.test_exactly_once import srs
 
     gone = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
@@ -308,7 +309,7 @@ def test_a_same_size_rewrite_after_discovery_is_rejected_and_its_new_content_loa
     was loaded under the hash of content it no longer held (the size alone was compared): the
     ledger then claimed bytes the warehouse never saw. Now it is rejected as
     `changed_after_discovery`, and the new content is offered and loads on the next run."""
-    from pipelines.ingest import discover_new, load_prepared, prepare_item
+    from pipelines.ingest.run import discover_new, load_prepared, prepare_item
     from tests.test_exactly_once import srs
 
     rewritten = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
@@ -385,8 +386,8 @@ def test_a_large_file_rewritten_while_it_is_copied_into_parts_is_rejected(
 ) -> None:
     """A large file is copied into parts before it is read: a rewrite during the copy is
     caught once the copy is done, and no part is left behind."""
-    from pipelines import batching
     from pipelines.config import load_clinic_config
+    from pipelines.ingest import parts as batching
     from tests.test_exactly_once import srs
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
@@ -428,8 +429,9 @@ def test_a_file_that_cannot_be_read_after_discovery_is_rejected_for_that(
     """Removed, or made unreadable, between `discover` and its reading: a small file (read in
     place) was rejected as an `internal_error` of ours, and a large one (copied into parts)
     made the whole run fail. Each is now rejected alone with what happened."""
-    from pipelines import batching, readers
     from pipelines.config import load_clinic_config
+    from pipelines.ingest import parts as batching
+    from pipelines.ingest import read as readers
     from tests.test_exactly_once import srs
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")

@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.config import ClinicConfig, parse_clinic_config
 from pipelines.errors import FileRejected
-from pipelines.readers import canonicalize, read_raw
+from pipelines.ingest.read import canonicalize, read_raw
 
 WIDE: dict[str, Any] = {
     "clinic_id": "wide_clinic",

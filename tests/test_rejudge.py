@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 from conftest import REFERENCE_HEADER, reference_row
 
-from pipelines import deid
-from pipelines.ingest import ingest_all
+from pipelines.ingest import guard as deid
+from pipelines.ingest.run import ingest_all
 
 CASE = re.compile(r"^K-\d{4}-\d{5}$")
 
@@ -63,7 +63,7 @@ def old_guard(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
         return issues.reset_index(drop=True), mask.reset_index(drop=True)
 
     monkeypatch.setattr(deid, "scan_values", scan_values)
-    monkeypatch.setattr("pipelines.ingest.GUARD_VERSION", "1")
+    monkeypatch.setattr("pipelines.ingest.run.GUARD_VERSION", "1")
     return monkeypatch
 
 
@@ -129,7 +129,7 @@ def test_a_file_the_old_guard_held_back_entirely_loads_after_the_upgrade(
 
 
 def test_a_corrected_config_releases_rows_and_the_receipt_says_so(tmp_path: Path) -> None:
-    from pipelines.notify import receipt_message
+    from pipelines.deliver.notify import receipt_message
 
     config, landing = _clinic(tmp_path)
     wh = tmp_path / "wh.duckdb"

@@ -22,7 +22,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wh = build_detected_warehouse(root, seed=11, clinics=2)
     out = root / "out" / "report.html"
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "report", "--warehouse", str(wh)]
+        [sys.executable, "-m", "pipelines.cli.app", "report", "--warehouse", str(wh)]
         + ["--out", str(out)],
         cwd=ROOT,
         capture_output=True,
@@ -99,7 +99,7 @@ def one_client_warehouse(path: Path, sessions: int, flag_at: int | None = 5) -> 
 
 
 def test_small_cells_are_suppressed(tmp_path: Path) -> None:
-    from pipelines.report import render_report
+    from pipelines.deliver.report import render_report
 
     html = render_report(one_client_warehouse(tmp_path / "small.duckdb", sessions=5))
     assert "<td>&lt;10</td>" in html or "<td><10</td>" in html
@@ -110,7 +110,7 @@ def test_a_small_count_cannot_be_worked_out_from_the_figures_beside_it(tmp_path:
     beside the exact session count gave it away, and so did the total over all clinics; an
     exact episode total beside two exact outcome counts gave away the third. Such figures are
     now withheld."""
-    from pipelines.report import render_report, withhold_complements
+    from pipelines.deliver.report import render_report, withhold_complements
 
     html = render_report(one_client_warehouse(tmp_path / "small.duckdb", sessions=5))
     assert "20.0" not in html and "&ndash;" in html
@@ -135,7 +135,7 @@ def test_alliance_around_ruptures_needs_ten_clients_not_ten_ruptures(tmp_path: P
     """One client with ten ruptures made a cell of ten: the threshold counts clients."""
     import duckdb
 
-    from pipelines.report import AROUND_RUPTURES_SQL
+    from pipelines.deliver.report import AROUND_RUPTURES_SQL
 
     wh = one_client_warehouse(tmp_path / "one.duckdb", sessions=40, flag_at=None)
     with open_warehouse(wh) as conn:

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.ingest import ingest_all
+from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import publish_snapshot
 from tests.conftest import reference_row
 

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from pipelines import registry
-from pipelines.suites import (
+from pipelines.validation.suites import (
     DATASETS,
     EXPECTATIONS_DIR,
     build_suite_dict,
@@ -22,7 +22,7 @@ from pipelines.suites import (
 def test_committed_suite_equals_the_generated_one(dataset: str) -> None:
     committed = (EXPECTATIONS_DIR / f"{dataset}.json").read_text(encoding="utf-8")
     assert committed == render_suite(dataset), (
-        f"expectations/{dataset}.json is stale: run python -m pipelines.suites --write"
+        f"expectations/{dataset}.json is stale: run python -m pipelines.validation.suites --write"
     )
 
 
@@ -109,7 +109,7 @@ def test_every_expectation_has_a_reason_and_the_suite_lists_extra_checks(dataset
 def test_gx_accepts_the_suite(dataset: str) -> None:
     import great_expectations as gx
 
-    from pipelines.validate import _build_suite
+    from pipelines.validation.validate import _build_suite
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

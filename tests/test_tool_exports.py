@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines import simulate
 from pipelines.config import load_clinic_config
-from pipelines.tool_exports import TOOL_CLINICS, tool_config
+from pipelines.simulate.cohort import cohort as simulate
+from pipelines.simulate.tool_exports import TOOL_CLINICS, tool_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "config" / "examples"
@@ -49,7 +49,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _ingest_with_example(generated: Path, clinic_id: str, tmp_path: Path) -> Path:
     """Ingest one tool clinic's landing files with its config from config/examples/."""
-    from pipelines import ingest
+    from pipelines.ingest.run import run as ingest
 
     clinics = tmp_path / "config" / "clinics"
     clinics.mkdir(parents=True)
@@ -128,7 +128,7 @@ def test_pcoms_second_episode_is_a_new_series_and_paper_totals_load(generated: P
 def test_the_receipt_and_the_weekly_view_say_which_rows_were_filtered_and_why(
     generated: Path, tmp_path: Path
 ) -> None:
-    from pipelines.notify import receipt_message
+    from pipelines.deliver.notify import receipt_message
     from pipelines.warehouse import create_views, open_warehouse
 
     warehouse = _ingest_with_example(generated, "qualtrics_clinic", tmp_path)

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from pipelines.canonical import APPOINTMENTS_SCHEMA, MEASURES_SCHEMA
 from pipelines.config import ClinicConfig
-from pipelines.deid import scan_values
-from pipelines.validate import (
+from pipelines.ingest.guard import scan_values
+from pipelines.validation.validate import (
     DUPLICATE_ROW_REASON,
     reasons_by_row,
     split_rows,
@@ -302,8 +302,8 @@ def _random_table(seed: int, n: int) -> pa.Table:
 
 def _gx_inputs(seed: int, n: int) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """A random frame without exact copies (as GX sees it), the run's parameters, the suite."""
-    from pipelines.suites import load_suite_dict
-    from pipelines.validate import _to_frame
+    from pipelines.validation.suites import load_suite_dict
+    from pipelines.validation.validate import _to_frame
 
     frame = _to_frame(_random_table(seed, n), "measures")
     frame = frame.drop_duplicates(subset=[c for c in frame.columns if c != "source_line"])
@@ -333,7 +333,7 @@ def test_distinct_engine_equals_full_frame_gx_on_the_mixed_file() -> None:
 def test_distinct_engine_gives_the_same_data_docs_counts_as_full_gx() -> None:
     import numpy as np
 
-    from pipelines.validate import _run_full, judge
+    from pipelines.validation.validate import _run_full, judge
 
     frame, params, suite = _gx_inputs(11, 300)
     with warnings.catch_warnings():
@@ -356,7 +356,7 @@ def test_distinct_engine_equals_full_frame_gx_on_random_malformed_frames(seed: i
 
 
 def test_deferred_data_docs_are_rendered_once_per_run(tmp_path: Path) -> None:
-    from pipelines.validate import build_data_docs
+    from pipelines.validation.validate import build_data_docs
 
     pages = []
     with warnings.catch_warnings():
@@ -382,7 +382,7 @@ def test_deferred_data_docs_are_rendered_once_per_run(tmp_path: Path) -> None:
 def test_gx_is_given_no_rule_with_a_row_condition_the_planner_can_evaluate() -> None:
     """The planner selects the rows of a simple row condition itself: GX judges the rules
     without their condition, and the Data Docs results still name the condition."""
-    from pipelines import validate as v
+    from pipelines.validation import validate as v
 
     seen: list[dict[str, Any]] = []
 
@@ -406,7 +406,7 @@ def test_combinations_number_rows_as_pandas_groups_them(uniques: int) -> None:
     """Rows get the same number exactly when pandas groups them together (nulls alike)."""
     import numpy as np
 
-    from pipelines.validate import _combinations
+    from pipelines.validation.validate import _combinations
 
     rng = np.random.default_rng(uniques)
     n = 3000
@@ -430,8 +430,8 @@ def test_combinations_number_rows_as_pandas_groups_them(uniques: int) -> None:
 def test_copies_are_looked_for_only_among_repeated_keys_and_all_are_found(seed: int) -> None:
     """Comparing only the rows whose key repeats finds exactly the copies a comparison of
     every row finds, on raw strings and on typed values."""
-    from pipelines.suites import load_suite_dict
-    from pipelines.validate import (
+    from pipelines.validation.suites import load_suite_dict
+    from pipelines.validation.validate import (
         _copy_candidates,
         _duplicate_basis,
         _file_key,
@@ -458,7 +458,7 @@ def test_a_process_uses_the_verdicts_another_process_shared(tmp_path: Path) -> N
     has judged without asking GX again, and finds the same failing rows and counts."""
     import numpy as np
 
-    from pipelines import validate as v
+    from pipelines.validation import validate as v
 
     frame, params, suite = _gx_inputs(7, 200)
     asked: list[int] = []

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines import warehouse
-from pipelines.ingest import ingest_all
+from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import open_warehouse
 from tests.conftest import reference_row
 
@@ -270,7 +270,7 @@ def test_data_team_summary_counts_a_file_tried_again_once(tmp_path: Path) -> Non
     import datetime as dt
 
     from pipelines.config import load_clinic_config
-    from pipelines.digest import Week, build_data_team_summary
+    from pipelines.deliver.digest import Week, build_data_team_summary
 
     config = tmp_path / "ref_clinic.yaml"
     config.write_text("clinic_id: ref_clinic\ntimezone: Europe/Berlin\nformat: reference\n")

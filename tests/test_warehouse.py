@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from pipelines.errors import WarehouseBusy
-from pipelines.ingest import ingest_all
+from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import connect
 from tests.conftest import reference_row
 
@@ -183,7 +183,7 @@ def test_cli_says_busy_in_one_line(tmp_path: Path, reference_config_dir: Path) -
     duckdb.connect(str(wh)).close()
     holder = hold(wh, 60)
     try:
-        cli = [sys.executable, "-m", "pipelines.cli"]
+        cli = [sys.executable, "-m", "pipelines.cli.app"]
         args = ["ingest", "--config-dir", str(reference_config_dir)]
         args += ["--landing", str(tmp_path / "landing"), "--warehouse", str(wh)]
         done = subprocess.run(

@@ -321,7 +321,7 @@ def _attempt_copy(staged: StagedFile, r: FileResult) -> StagedFile:
 
 def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:
     """Give flags without a `detected_at` their time (DuckLake has no now() default); returns
-    the rows stamped. `pipelines.detect.detect` now stamps its own flags in its transaction, so
+    the rows stamped. `pipelines.detect.ruptures.detect` now stamps its own flags in its transaction, so
     this only mends flags written by an older version."""
 
     def once() -> int:

@@ -106,7 +106,7 @@ def notify_high_severity(paths: Paths, clients: list[tuple[str, str]] | None) ->
 def _notify(
     paths: Paths, opted: dict[str, ClinicConfig], clients: list[tuple[str, str]] | None
 ) -> dict[str, Any]:
-    from pipelines.mailer import send, smtp_settings_from_env
+    from pipelines.deliver.mailer import send, smtp_settings_from_env
     from pipelines.warehouse import backend
 
     con = backend(paths.warehouse).reader(paths.snapshot)

@@ -30,7 +30,7 @@ import pandas as pd
 from pipelines import registry
 from pipelines.canonical import TRUTH_COLUMNS
 from pipelines.errors import AllianceWatchError
-from pipelines.simulate import Cohort, score_total
+from pipelines.simulate.cohort import Cohort, score_total
 
 SHAPES: tuple[str, ...] = ("dip", "decline", "sustained")
 RUPTURE_PARTS: tuple[str, ...] = ("bond", "goal_task", "all")

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from pipelines import registry
 from pipelines.canonical import TRUTH_COLUMNS
-from pipelines.cli import iso_date
+from pipelines.cli.app import iso_date
 from pipelines.errors import AllianceWatchError
 
 CANONICAL_MEASURE_COLUMNS: tuple[str, ...] = (
@@ -622,12 +622,12 @@ def params_from_args(args: argparse.Namespace) -> SimParams:
 
 def run(args: argparse.Namespace) -> int:
     """`alliance-watch generate`: write configs, landing files, truth.csv and canonical rows."""
-    from pipelines.exporters import write_dataset
+    from pipelines.simulate.exporters import write_dataset
 
     params = params_from_args(args)
     specs = default_clinics(args.clinics)
     if getattr(args, "tool_exports", False):
-        from pipelines.tool_exports import TOOL_CLINICS
+        from pipelines.simulate.tool_exports import TOOL_CLINICS
 
         specs += list(TOOL_CLINICS)
     cohorts = simulate(specs, params, args.seed)

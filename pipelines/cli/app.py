@@ -16,12 +16,18 @@ from pipelines.errors import AllianceWatchError
 
 # name -> (module, one-line help). Modules are imported only for the command that runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "ingest": ("pipelines.ingest", "ingest every new file of every configured clinic"),
-    "detect": ("pipelines.detect", "(re)compute rupture flags over all loaded sessions"),
-    "digest": ("pipelines.digest", "render (and send) the weekly digests due on a date"),
-    "generate": ("pipelines.simulate", "write a synthetic multi-clinic dataset with ground truth"),
-    "evaluate": ("pipelines.evaluate", "score the flags against the simulator's ground truth"),
-    "report": ("pipelines.report", "write a self-contained HTML report for analysts"),
+    "ingest": ("pipelines.ingest.run", "ingest every new file of every configured clinic"),
+    "detect": ("pipelines.detect.ruptures", "(re)compute rupture flags over all loaded sessions"),
+    "digest": ("pipelines.deliver.digest", "render (and send) the weekly digests due on a date"),
+    "generate": (
+        "pipelines.simulate.cohort",
+        "write a synthetic multi-clinic dataset with ground truth",
+    ),
+    "evaluate": (
+        "pipelines.detect.evaluate",
+        "score the flags against the simulator's ground truth",
+    ),
+    "report": ("pipelines.deliver.report", "write a self-contained HTML report for analysts"),
     "forget": ("pipelines.erasure", "erase every trace of one client (right to erasure)"),
 }
 

@@ -31,10 +31,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import batching, readers, settings
+from pipelines import settings
 from pipelines.config import ClinicConfig, config_fingerprint, load_clinic_configs
-from pipelines.deid import GUARD_VERSION
 from pipelines.errors import AllianceWatchError, ConfigError, FileRejected
+from pipelines.ingest import parts as batching
+from pipelines.ingest import read as readers
+from pipelines.ingest.guard import GUARD_VERSION
 from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
 from pipelines.warehouse import (
     CHANGED_AFTER_DISCOVERY,
@@ -54,7 +56,7 @@ from pipelines.warehouse import (
 )
 
 if TYPE_CHECKING:
-    from pipelines.validate import Verdicts
+    from pipelines.validation.validate import Verdicts
 
 log = logging.getLogger(__name__)
 REDACTED = "[redacted]"
@@ -97,7 +99,7 @@ def judge_fingerprint(cfg: ClinicConfig) -> str:
 
 
 def _suites_digest() -> str:
-    from pipelines.suites import EXPECTATIONS_DIR
+    from pipelines.validation.suites import EXPECTATIONS_DIR
 
     h = hashlib.sha256()
     for path in sorted(EXPECTATIONS_DIR.glob("*.json")):
@@ -497,7 +499,7 @@ def prepare_file(
     except FileRejected as e:
         return assemble(delivery, cfg, stage_dir, [], [PartOutcome(error=str(e))])
     if verdicts is None:
-        from pipelines.validate import Verdicts
+        from pipelines.validation.validate import Verdicts
 
         verdicts = Verdicts()  # one memory for the parts of this file
     outcomes: list[PartOutcome] = []
@@ -523,7 +525,8 @@ def _prepare_part(
     verdicts: Verdicts | None = None,
 ) -> PartOutcome:
     """Read, guard, canonicalize and validate one part; append its rows to the staged files."""
-    from pipelines import deid, validate
+    from pipelines.ingest import guard as deid
+    from pipelines.validation import validate
 
     dataset = str(delivery.dataset)
     cfg = reading_config(delivery, cfg)
@@ -840,7 +843,7 @@ def _init_worker(parent: int, ranks: Any, workers: int, verdicts: Path) -> None:
     import ctypes
     import signal
 
-    from pipelines.validate import Sharing, Verdicts
+    from pipelines.validation.validate import Sharing, Verdicts
 
     with ranks.get_lock():
         rank = int(ranks.value)
@@ -902,7 +905,7 @@ def _prepared_in_order(
     cancelled."""
     workers = prepare_workers([d for d, _ in jobs])
     if workers == 1:
-        from pipelines.validate import Verdicts
+        from pipelines.validation.validate import Verdicts
 
         verdicts = Verdicts()  # one memory for the run's files
         for i, (d, cfg) in enumerate(jobs, 1):
@@ -914,7 +917,7 @@ def _prepared_in_order(
         progress(f"preparing {len(jobs)} files in {workers} processes")
     import gc
 
-    from pipelines import validate  # noqa: F401 - GX imported once, shared by the workers
+    from pipelines.validation import validate  # noqa: F401 - GX imported once, shared by the workers
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     # Objects that exist now are never collected in the workers: the collector then does not
@@ -1051,7 +1054,7 @@ def publish_data_docs(docs_dir: Path | None) -> str | None:
     """Render the GX Data Docs site once for everything validated into `docs_dir`."""
     if docs_dir is None or not (Path(docs_dir) / "sanitized_results").exists():
         return None
-    from pipelines import validate
+    from pipelines.validation import validate
 
     return str(validate.build_data_docs(Path(docs_dir)))
 

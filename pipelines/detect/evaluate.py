@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from pipelines.canonical import TRUTH_COLUMNS
-from pipelines.detect import DetectParams, build_relations, drop_relations
+from pipelines.detect.ruptures import DetectParams, build_relations, drop_relations
 from pipelines.errors import AllianceWatchError
 from pipelines.registry import ALLIANCE_INSTRUMENTS
 
@@ -224,7 +224,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`alliance-watch evaluate`: print the detector's and the deployed rules' scores."""
     if args.grid:
-        from pipelines.grid import REPORT_SEEDS, format_grid, run_grid
+        from pipelines.detect.grid import REPORT_SEEDS, format_grid, run_grid
 
         params = DetectParams(alert_budget=args.alert_budget)
         grid = run_grid(seeds=args.seeds or REPORT_SEEDS, params=params)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 import duckdb
 import pandas as pd
 
-from pipelines.detect import DetectParams, detect
-from pipelines.evaluate import METHODS, Scores, alliance_sessions, flagged_sessions, score
-from pipelines.worlds import World, simulate_world
+from pipelines.detect.evaluate import METHODS, Scores, alliance_sessions, flagged_sessions, score
+from pipelines.detect.ruptures import DetectParams, detect
+from pipelines.detect.worlds import World, simulate_world
 
 TUNING_SEEDS: tuple[int, ...] = (101, 102)
 REPORT_SEEDS: tuple[int, ...] = (201, 202, 203)

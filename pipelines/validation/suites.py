@@ -2,7 +2,7 @@
 
 Every range, item count and allowed set in ``expectations/*.json`` comes from
 ``pipelines.registry``; the committed JSON is the reviewed form of what this module builds, and a
-test fails when the two disagree. Regenerate with ``python -m pipelines.suites --write``.
+test fails when the two disagree. Regenerate with ``python -m pipelines.validation.suites --write``.
 
 Each expectation carries ``meta.reason`` (a stable reason code) and ``meta.explanation`` (a short
 text without data values); together they become the row-level reason
@@ -13,7 +13,7 @@ clinic's code patterns, `ClinicConfig.code_pattern_for`),
 
 Some rules are cheaper in plain pyarrow/numpy than as GX expectations (they need several columns
 at once, or must see the rows GX is not shown). They are listed in the suite's
-``meta.extra_checks`` so that the suite documents every rule; ``pipelines.validate`` implements
+``meta.extra_checks`` so that the suite documents every rule; ``pipelines.validation.validate`` implements
 each as a function of the same name.
 
 This module does not import Great Expectations: building the dicts is plain Python.
@@ -37,7 +37,7 @@ from pipelines.registry import (
 )
 
 DATASETS: tuple[str, ...] = ("measures", "appointments")
-EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 
 # Suite parameters filled in per run (GX "$PARAMETER" syntax).
 CODE_PATTERN = {
@@ -47,36 +47,36 @@ CODE_PATTERN = {
 MIN_DATE = {"$PARAMETER": "min_date"}
 MAX_DATE = {"$PARAMETER": "max_date"}
 
-# Rules implemented outside GX (pipelines.validate / pipelines.deid), by function name.
+# Rules implemented outside GX (pipelines.validation.validate / pipelines.ingest.guard), by function name.
 MEASURE_EXTRA_CHECKS: dict[str, dict[str, str]] = {
     "check_identifying_values": {
         "reason": "identifier_in_field",
-        "where": "pipelines.deid.scan_values (runs before GX; the values never reach GX)",
+        "where": "pipelines.ingest.guard.scan_values (runs before GX; the values never reach GX)",
         "rule": "emails, phone numbers, SSN-like numbers, URLs, IP addresses, and person names "
         "in a code column quarantine the row; the cell is stored as [redacted]",
     },
     "check_formula_or_markup": {
         "reason": "formula_or_markup",
-        "where": "pipelines.validate",
+        "where": "pipelines.validation.validate",
         "rule": "a code or text cell starting with =, +, -, @ (spreadsheet formula) or holding "
         "HTML markup is rejected even when a clinic's code pattern would allow it",
     },
     "check_exact_duplicates": {
         "reason": "duplicate_row",
-        "where": "pipelines.validate",
+        "where": "pipelines.validation.validate",
         "rule": "a row identical to an earlier row of the same file is counted as a duplicate "
         "(rows_duplicate), not loaded twice and not quarantined; the first copy is validated "
         "like any other row",
     },
     "check_total_consistency": {
         "reason": "total_inconsistent",
-        "where": "pipelines.validate",
+        "where": "pipelines.validation.validate",
         "rule": "a delivered total differs from the registry scoring of the items (sum, or mean "
         "for WAI-SR) by more than Instrument.total_tolerance",
     },
     "check_item_step": {
         "reason": "item_off_step",
-        "where": "pipelines.validate",
+        "where": "pipelines.validation.validate",
         "rule": "an item is not a multiple of the instrument's smallest step (SRS/ORS 0.1, "
         "others whole numbers)",
     },
@@ -282,7 +282,7 @@ def _measures() -> dict[str, Any]:
         "name": "measures",
         "expectations": expectations,
         "meta": {
-            "generated_by": "python -m pipelines.suites --write (from pipelines.registry)",
+            "generated_by": "python -m pipelines.validation.suites --write (from pipelines.registry)",
             "dataset": "measures",
             "parameters": {
                 "client_code_pattern": "the clinic config's client_code_pattern (or code_pattern)",
@@ -328,7 +328,7 @@ def _appointments() -> dict[str, Any]:
         "name": "appointments",
         "expectations": expectations,
         "meta": {
-            "generated_by": "python -m pipelines.suites --write (from pipelines.registry)",
+            "generated_by": "python -m pipelines.validation.suites --write (from pipelines.registry)",
             "dataset": "appointments",
             "parameters": {
                 "client_code_pattern": "the clinic config's client_code_pattern (or code_pattern)",
@@ -379,7 +379,7 @@ def write_suites(directory: Path = EXPECTATIONS_DIR) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.suites",
+        prog="python -m pipelines.validation.suites",
         description="Generate the GX suites in expectations/ from the instrument registry.",
     )
     parser.add_argument("--write", action="store_true", help="rewrite expectations/*.json")
@@ -396,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         or suite_path(d).read_text(encoding="utf-8") != render_suite(d)
     ]
     for d in stale:
-        print(f"{suite_path(d)} is stale; run python -m pipelines.suites --write", file=sys.stderr)
+        print(
+            f"{suite_path(d)} is stale; run python -m pipelines.validation.suites --write",
+            file=sys.stderr,
+        )
     return 1 if stale else 0
 
 

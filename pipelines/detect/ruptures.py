@@ -25,7 +25,7 @@ from pipelines.config import ClinicConfig, Thresholds
 from pipelines.errors import AllianceWatchError
 from pipelines.registry import ALLIANCE_INSTRUMENTS, INSTRUMENTS, MAX_ITEMS, SYMPTOM_INSTRUMENTS
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "detect"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "detect"
 
 # Relations in dependency order; each file `<name>.sql` becomes the temp relation `detect_<name>`.
 RELATIONS: tuple[str, ...] = (
@@ -793,7 +793,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not ducklake.selected() and not args.warehouse.exists():
         raise DetectError(f"{args.warehouse}: warehouse file does not exist; run ingest first")
-    from pipelines.pending import detect_all
+    from pipelines.detect.pending import detect_all
 
     conn = connect(args.warehouse)
     try:

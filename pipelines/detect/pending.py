@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from pipelines.detect import DetectParams, DetectSummary, detect
+from pipelines.detect.ruptures import DetectParams, DetectSummary, detect
 from pipelines.warehouse import retrying
 
 

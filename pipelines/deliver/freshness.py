@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from pipelines.notify import StaleFeed, deliver, freshness_message, recipients_for
+from pipelines.deliver.notify import StaleFeed, deliver, freshness_message, recipients_for
 from pipelines.settings import Paths
 
 
@@ -56,7 +56,7 @@ def stale_feeds(
 def check_freshness(paths: Paths, now: dt.datetime | None = None) -> dict[str, Any]:
     """Find late feeds and notify each clinic's data team; return a JSON-able summary."""
     from pipelines.config import load_clinic_configs
-    from pipelines.mailer import DEFAULT_SENDER, smtp_settings_from_env
+    from pipelines.deliver.mailer import DEFAULT_SENDER, smtp_settings_from_env
 
     settings = smtp_settings_from_env()
     sender = settings.sender if settings else DEFAULT_SENDER

@@ -6,7 +6,7 @@ A run for date D covers sessions dated D-7 .. D-1 (``Week``). For each configure
 * selects, per clinician, only that clinician's clients flagged in the week (``new`` when the
   alert episode opened that week, else ``ongoing``) and the episodes repaired that week;
 * explains each flag in plain words with the numbers, draws a small trajectory chart and adds
-  at most two repair-conversation prompts (``pipelines.guidance``);
+  at most two repair-conversation prompts (``pipelines.deliver.guidance``);
 * renders an email (plain text + HTML with the chart inline by Content-ID) and writes
   ``OUT/<clinic_id>/<week_start>/<clinician_id>.{html,txt,eml}`` (the .html file embeds the
   chart as a data URI so it opens anywhere);
@@ -46,13 +46,13 @@ import jinja2
 import pandas as pd
 
 from pipelines import registry, settings
-from pipelines.charts import Chart, Series, format_total, trajectory_chart
-from pipelines.cli import iso_date
+from pipelines.cli.app import iso_date
 from pipelines.config import ClinicConfig, load_clinic_configs
-from pipelines.deliveries import Entry, Journal, ledger_state, merge, read_journals, record
+from pipelines.deliver.charts import Chart, Series, format_total, trajectory_chart
+from pipelines.deliver.deliveries import Entry, Journal, ledger_state, merge, read_journals, record
+from pipelines.deliver.guidance import Guidance, categories_for, guidance_for
+from pipelines.deliver.mailer import DEFAULT_SENDER, SmtpSettings, send
 from pipelines.errors import AllianceWatchError
-from pipelines.guidance import Guidance, categories_for, guidance_for
-from pipelines.mailer import DEFAULT_SENDER, SmtpSettings, send
 
 SMALL_CELL = 5  # counts 1..SMALL_CELL-1 are shown as "<5" in summaries
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
@@ -982,7 +982,7 @@ def deliver_clinic(
 ) -> list[Delivery]:
     """Every digest of one clinic's week: selected from `source` (read-only: the analyst
     snapshot, the warehouse, or the lake) with one query per relation for the whole clinic,
-    then rendered, written, sent and journaled (`pipelines.deliveries`) with the source closed.
+    then rendered, written, sent and journaled (`pipelines.deliver.deliveries`) with the source closed.
     The week's journal is locked meanwhile, so a second run of the same week waits and then
     finds every digest this one sent."""
     from pipelines import warehouse as wh

@@ -40,8 +40,8 @@ from pipelines.canonical import (
     SCHEMAS,
 )
 from pipelines.config import WIDE_KEYS, ClinicConfig, parse_condition
-from pipelines.deid import shown_header
 from pipelines.errors import FileRejected
+from pipelines.ingest.guard import shown_header
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+from pipelines.deliver.mailer import (
+    DEFAULT_SENDER,
+    SendResult,
+    SmtpSettings,
+    send,
+    smtp_settings_from_env,
+)
 from pipelines.errors import AllianceWatchError
-from pipelines.mailer import DEFAULT_SENDER, SendResult, SmtpSettings, send, smtp_settings_from_env
 
 OPS_EMAIL_ENV = "ALLIANCE_WATCH_OPS_EMAIL"
 

@@ -1,7 +1,7 @@
 """Row-level validation of a typed canonical table with Great Expectations.
 
 ``validate`` runs the reviewed suite (``expectations/<dataset>.json``, generated from the
-registry by ``pipelines.suites``) through GX 1.x on a pandas frame built from the Arrow table,
+registry by ``pipelines.validation.suites``) through GX 1.x on a pandas frame built from the Arrow table,
 and returns every failing row with every reason (``RowIssues``), plus the path of a Data Docs page
 for the file when ``docs_dir`` is given. GX runs on the distinct value combinations each rule
 reads, not on every row, and remembers its verdicts per process (see ``judge`` and
@@ -45,9 +45,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.config import ClinicConfig
-from pipelines.deid import blank_cells, cell_masks, empty_issues
+from pipelines.ingest.guard import blank_cells, cell_masks, empty_issues
 from pipelines.registry import INSTRUMENTS, ITEM_COLUMNS
-from pipelines.suites import DATASETS, EXPECTATIONS_DIR, load_suite_dict
+from pipelines.validation.suites import DATASETS, EXPECTATIONS_DIR, load_suite_dict
 
 log = logging.getLogger(__name__)
 

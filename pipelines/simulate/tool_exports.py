@@ -43,9 +43,9 @@ import pyarrow.parquet as pq
 import yaml
 
 from pipelines import registry
-from pipelines.exporters import PCOMS_BLOCKS, PCOMS_COLUMNS
-from pipelines.readers import BLANK_ROW
-from pipelines.simulate import ClinicSpec, Cohort
+from pipelines.ingest.read import BLANK_ROW
+from pipelines.simulate.cohort import ClinicSpec, Cohort
+from pipelines.simulate.exporters import PCOMS_BLOCKS, PCOMS_COLUMNS
 
 TOOL_STYLES: tuple[str, ...] = ("excel_de", "pcoms_fit", "redcap", "qualtrics", "per_instrument")
 TOOL_CLINICS: tuple[ClinicSpec, ...] = (
@@ -59,7 +59,7 @@ ITEMS = list(registry.ITEM_COLUMNS)
 
 
 def filtered_reason(condition: str, where: str = "keep_rows") -> str:
-    """The reason ingest counts a row a condition excludes under (pipelines.readers)."""
+    """The reason ingest counts a row a condition excludes under (pipelines.ingest.read)."""
     return f"filtered: {where} {condition!r} not met"
 
 

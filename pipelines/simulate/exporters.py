@@ -8,7 +8,7 @@ Four styles, one per sample clinic (docs/clinic-onboarding.md shows their config
 * ``euro_csv``: semicolon, decimal comma, latin-1, DD.MM.YYYY, German headers.
 
 The exports of the tools clinics use (Excel, PCOMS/FIT, REDCap, Qualtrics, one file per
-instrument) are written by `pipelines.tool_exports` (`write_dataset` dispatches to it).
+instrument) are written by `pipelines.simulate.tool_exports` (`write_dataset` dispatches to it).
 
 Values are formatted vectorized (pyarrow casts give the shortest text that parses back to the
 same double), so a reader that follows the config reproduces the canonical rows exactly.
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from pipelines import registry
-from pipelines.simulate import (
+from pipelines.simulate.cohort import (
     TRUTH_COLUMNS,
     ClinicSpec,
     Cohort,
@@ -401,7 +401,7 @@ def write_dataset(
     out: Path, specs: list[ClinicSpec], cohorts: dict[str, Cohort], period: str = "month"
 ) -> ExportSummary:
     """Every clinic's config and files, `out/truth.csv` and `out/canonical/*.parquet`."""
-    from pipelines.tool_exports import TOOL_STYLES, write_tool_clinic
+    from pipelines.simulate.tool_exports import TOOL_STYLES, write_tool_clinic
 
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
