@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines import validation
 from pipelines.config import ClinicConfig
 from pipelines.ingest import guard as deid
 from pipelines.ingest import read as readers
 from pipelines.ingest.run import ingest_all
 from pipelines.registry import INSTRUMENTS
-from pipelines.validation import validate
 
 HEADER = (
     "client_id,clinician_id,session_date,session_number,instrument,"
@@ -119,7 +119,7 @@ def main() -> None:
         typed, _ = timed("canonicalize", readers.canonicalize, raw, cfg)
         issues, _ = timed(
             "validate (cold process, no Data Docs)",
-            validate.validate,
+            validation.validate,
             typed,
             "measures",
             cfg,
@@ -129,7 +129,7 @@ def main() -> None:
         )
         timed(
             "validate (warm, + Data Docs)",
-            validate.validate,
+            validation.validate,
             typed,
             "measures",
             cfg,
@@ -140,7 +140,7 @@ def main() -> None:
         if args.compare_full:
             timed(
                 "validate (plain full-frame GX)",
-                validate.validate,
+                validation.validate,
                 typed,
                 "measures",
                 cfg,
@@ -157,12 +157,12 @@ def main() -> None:
         fixed: dict[str, float] = {}
         for label in ("small file, + Data Docs (1st)", "small file, + Data Docs (2nd)"):
             s0 = time.perf_counter()
-            validate.validate(
+            validation.validate(
                 small_typed, "measures", cfg, root / "docs3", raw=small_raw.table, file_name=label
             )
             fixed[label] = time.perf_counter() - s0
         s0 = time.perf_counter()
-        validate.validate(
+        validation.validate(
             small_typed,
             "measures",
             cfg,
@@ -173,7 +173,7 @@ def main() -> None:
         )
         fixed["small file, Data Docs deferred"] = time.perf_counter() - s0
         s0 = time.perf_counter()
-        validate.build_data_docs(root / "docs3")
+        validation.build_data_docs(root / "docs3")
         fixed["build_data_docs (3 pages)"] = time.perf_counter() - s0
         (root / "wh").mkdir()
         results = timed(

@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import great_expectations  # noqa: F401  (import cost not counted)
 
+    from pipelines import validation
     from pipelines.config import load_clinic_configs
     from pipelines.ingest import guard as deid
     from pipelines.ingest import read as readers
-    from pipelines.validation import validate
 
     sizes = [int(s) for s in args.sizes.split(",")]
     points = []
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             t2 = time.process_time()
             typed, _ = readers.canonicalize(raw, cfg)
             t3 = time.process_time()
-            validate.validate(typed, "measures", cfg, redaction=redact, raw=raw.table)
+            validation.validate(typed, "measures", cfg, redaction=redact, raw=raw.table)
             t4 = time.process_time()
             if i == 0:
                 continue  # the warm-up: GX loads its expectation classes on first use

@@ -58,7 +58,8 @@ def drain_detection(paths: Paths, full: bool = False) -> dict[str, Any]:
 
     Nothing pending (and not `full`): returns at once with `detected` False, having detected
     and published nothing. `clients`: the pairs the ledger named (None for `full`)."""
-    from pipelines.detect.ruptures import detect, pending, with_open_episodes
+    from pipelines.detect import pending
+    from pipelines.detect.ruptures import detect, with_open_episodes
 
     with open_warehouse(paths.warehouse) as conn:
         queued = pending.read(conn)

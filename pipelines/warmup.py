@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # What the task bodies of dags/ import, heaviest first.
 MODULES = (
     "great_expectations",
-    "pipelines.validation.validate",
+    "pipelines.validation",
     "pipelines.ingest.run",
     "pipelines.jobs",
     "pipelines.deliver.digest",  # matplotlib and Jinja2, for the weekly digest's per-clinic tasks

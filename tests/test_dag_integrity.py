@@ -133,7 +133,7 @@ def test_worker_warm_up_imports_gx_and_no_airflow_and_starts_no_thread() -> None
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert {
         "great_expectations",
-        "pipelines.validation.validate",
+        "pipelines.validation",
         "pipelines.ingest.run",
         "pipelines.jobs",
     } <= set(got["preloaded"])

@@ -24,7 +24,7 @@ import duckdb
 import pytest
 
 from pipelines.detect import pending
-from pipelines.detect.ruptures import ruptures as detect
+from pipelines.detect import ruptures as detect
 from pipelines.warehouse import FileResult, StagedFile
 from pipelines.warehouse import lake as ducklake
 from pipelines.warehouse import load as loader

@@ -75,7 +75,7 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from pipelines.ingest.run import run as ingest
+    from pipelines.ingest import run as ingest
     from pipelines.warehouse import load as warehouse
 
     where, nth = sys.argv[4], int(sys.argv[5])

@@ -12,8 +12,8 @@ import pytest
 
 from pipelines.config import parse_clinic_config
 from pipelines.errors import ConfigError, FileRejected
+from pipelines.ingest import run as ingest
 from pipelines.ingest.read import SESSION_ORDER_TIE, canonicalize, read_raw
-from pipelines.ingest.run import run as ingest
 
 BASE: dict[str, Any] = {"clinic_id": "tools", "timezone": "Europe/Berlin", "format": "custom"}
 LONG = {

@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from pipelines.config import load_clinic_configs
+from pipelines.ingest import run as ingest
 from pipelines.ingest.run import ingest_all
-from pipelines.ingest.run import run as ingest
 from tests.test_exactly_once import contents
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.config import load_clinic_configs
 from pipelines.ingest.read import canonicalize, read_raw
-from pipelines.simulate.cohort import cohort as simulate
+from pipelines.simulate import cohort as simulate
 
 MEASURE_KEY = ["clinic_id", "client_id", "session_number", "instrument"]
 APPT_KEY = ["clinic_id", "client_id", "appointment_date"]
@@ -62,7 +62,7 @@ def test_every_sample_clinic_reads_back_exactly(generated: Path) -> None:
 
 
 def test_ingest_loads_exactly_the_simulated_rows(generated: Path, tmp_path: Path) -> None:
-    from pipelines.ingest.run import run as ingest
+    from pipelines.ingest import run as ingest
 
     warehouse = tmp_path / "wh.duckdb"
     results = ingest.ingest_all(generated / "config", generated / "landing", warehouse)

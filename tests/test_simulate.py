@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from pipelines import registry
+from pipelines.simulate import cohort as simulate
 from pipelines.simulate.cohort import SimParams, default_clinics
-from pipelines.simulate.cohort import cohort as simulate
 
 AS_OF = dt.date(2025, 11, 20)
 PARAMS = SimParams(start_date=dt.date(2025, 5, 22), end_date=AS_OF)

@@ -109,7 +109,7 @@ def test_every_expectation_has_a_reason_and_the_suite_lists_extra_checks(dataset
 def test_gx_accepts_the_suite(dataset: str) -> None:
     import great_expectations as gx
 
-    from pipelines.validation.validate import _build_suite
+    from pipelines.validation.engine import _build_suite
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from pipelines.config import load_clinic_config
-from pipelines.simulate.cohort import cohort as simulate
+from pipelines.simulate import cohort as simulate
 from pipelines.simulate.tool_exports import TOOL_CLINICS, tool_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _ingest_with_example(generated: Path, clinic_id: str, tmp_path: Path) -> Path:
     """Ingest one tool clinic's landing files with its config from config/examples/."""
-    from pipelines.ingest.run import run as ingest
+    from pipelines.ingest import run as ingest
 
     clinics = tmp_path / "config" / "clinics"
     clinics.mkdir(parents=True)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pipelines.canonical import APPOINTMENTS_SCHEMA, MEASURES_SCHEMA
 from pipelines.config import ClinicConfig
 from pipelines.ingest.guard import scan_values
-from pipelines.validation.validate import (
+from pipelines.validation import (
     DUPLICATE_ROW_REASON,
     reasons_by_row,
     split_rows,
@@ -302,10 +302,10 @@ def _random_table(seed: int, n: int) -> pa.Table:
 
 def _gx_inputs(seed: int, n: int) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
     """A random frame without exact copies (as GX sees it), the run's parameters, the suite."""
+    from pipelines.validation import to_frame
     from pipelines.validation.suites import load_suite_dict
-    from pipelines.validation.validate import _to_frame
 
-    frame = _to_frame(_random_table(seed, n), "measures")
+    frame = to_frame(_random_table(seed, n), "measures")
     frame = frame.drop_duplicates(subset=[c for c in frame.columns if c != "source_line"])
     params = {
         "client_code_pattern": CFG.code_pattern_for("client_id"),
@@ -333,13 +333,13 @@ def test_distinct_engine_equals_full_frame_gx_on_the_mixed_file() -> None:
 def test_distinct_engine_gives_the_same_data_docs_counts_as_full_gx() -> None:
     import numpy as np
 
-    from pipelines.validation.validate import _run_full, judge
+    from pipelines.validation import judge, run_full
 
     frame, params, suite = _gx_inputs(11, 300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fast_rows, fast = judge(frame, suite, params)
-        full_rows, full = _run_full(frame, suite, params)
+        full_rows, full = run_full(frame, suite, params)
     for e, a, b, ra, rb in zip(
         suite["expectations"], fast, full, fast_rows, full_rows, strict=True
     ):
@@ -356,7 +356,7 @@ def test_distinct_engine_equals_full_frame_gx_on_random_malformed_frames(seed: i
 
 
 def test_deferred_data_docs_are_rendered_once_per_run(tmp_path: Path) -> None:
-    from pipelines.validation.validate import build_data_docs
+    from pipelines.validation import build_data_docs
 
     pages = []
     with warnings.catch_warnings():
@@ -382,7 +382,7 @@ def test_deferred_data_docs_are_rendered_once_per_run(tmp_path: Path) -> None:
 def test_gx_is_given_no_rule_with_a_row_condition_the_planner_can_evaluate() -> None:
     """The planner selects the rows of a simple row condition itself: GX judges the rules
     without their condition, and the Data Docs results still name the condition."""
-    from pipelines.validation import validate as v
+    from pipelines import validation as v
 
     seen: list[dict[str, Any]] = []
 
@@ -406,7 +406,7 @@ def test_combinations_number_rows_as_pandas_groups_them(uniques: int) -> None:
     """Rows get the same number exactly when pandas groups them together (nulls alike)."""
     import numpy as np
 
-    from pipelines.validation.validate import _combinations
+    from pipelines.validation import combinations
 
     rng = np.random.default_rng(uniques)
     n = 3000
@@ -419,7 +419,7 @@ def test_combinations_number_rows_as_pandas_groups_them(uniques: int) -> None:
     )
     frame.loc[rng.random(n) < 0.1, "a"] = np.nan
     frame.loc[rng.random(n) < 0.1, "b"] = None
-    number, n_combos = _combinations(frame, ("a", "b", "c"), {})
+    number, n_combos = combinations(frame, ("a", "b", "c"), {})
     expected = frame.groupby(["a", "b", "c"], dropna=False, sort=False).ngroup().to_numpy()
     assert n_combos == expected.max() + 1
     pairs = set(zip(number.tolist(), expected.tolist(), strict=True))
@@ -430,25 +430,25 @@ def test_combinations_number_rows_as_pandas_groups_them(uniques: int) -> None:
 def test_copies_are_looked_for_only_among_repeated_keys_and_all_are_found(seed: int) -> None:
     """Comparing only the rows whose key repeats finds exactly the copies a comparison of
     every row finds, on raw strings and on typed values."""
-    from pipelines.validation.suites import load_suite_dict
-    from pipelines.validation.validate import (
-        _copy_candidates,
-        _duplicate_basis,
-        _file_key,
-        _to_frame,
+    from pipelines.validation import (
         check_exact_duplicates,
+        copy_candidates,
+        duplicate_basis,
+        file_key,
+        to_frame,
     )
+    from pipelines.validation.suites import load_suite_dict
 
     typed = _random_table(seed, 120)
     raw = pa.table({c: typed.column(c).cast(pa.string()) for c in typed.column_names})
-    frame = _to_frame(typed, "measures")
-    key = _file_key(load_suite_dict("measures"))
+    frame = to_frame(typed, "measures")
+    key = file_key(load_suite_dict("measures"))
     assert key == ("client_id", "episode_id", "session_number", "instrument")
-    rows = _copy_candidates(frame, key, {})
+    rows = copy_candidates(frame, key, {})
     assert 0 < len(rows) < len(frame)
     for basis_raw in (raw, None):
-        every = check_exact_duplicates(_duplicate_basis(typed, frame, basis_raw, None))
-        some = check_exact_duplicates(_duplicate_basis(typed, frame, basis_raw, None, rows))
+        every = check_exact_duplicates(duplicate_basis(typed, frame, basis_raw, None))
+        some = check_exact_duplicates(duplicate_basis(typed, frame, basis_raw, None, rows))
         assert len(every) > 0
         pd.testing.assert_frame_equal(every, some)
 
@@ -458,7 +458,7 @@ def test_a_process_uses_the_verdicts_another_process_shared(tmp_path: Path) -> N
     has judged without asking GX again, and finds the same failing rows and counts."""
     import numpy as np
 
-    from pipelines.validation import validate as v
+    from pipelines import validation as v
 
     frame, params, suite = _gx_inputs(7, 200)
     asked: list[int] = []

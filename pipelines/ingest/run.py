@@ -56,7 +56,7 @@ from pipelines.warehouse import (
 )
 
 if TYPE_CHECKING:
-    from pipelines.validation.validate import Verdicts
+    from pipelines.validation import Verdicts
 
 log = logging.getLogger(__name__)
 REDACTED = "[redacted]"
@@ -360,7 +360,7 @@ def prepare_part(
     """Read, guard, canonicalize and validate one part of a file; stage its valid and
     quarantined rows as that part's Parquet files. Parts of one file may be prepared in any
     order and in different processes. A file-level problem becomes the outcome's `error`.
-    ``verdicts``: the GX verdicts already given in this run (see ``validate.Verdicts``)."""
+    ``verdicts``: the GX verdicts already given in this run (see ``pipelines.validation.Verdicts``)."""
     valid_dir, quarantine_dir = stage_folders(delivery, cfg, stage_dir)
     name = f"p{part.index:05d}.parquet"
     writers: dict[str, pq.ParquetWriter] = {}
@@ -499,7 +499,7 @@ def prepare_file(
     except FileRejected as e:
         return assemble(delivery, cfg, stage_dir, [], [PartOutcome(error=str(e))])
     if verdicts is None:
-        from pipelines.validation.validate import Verdicts
+        from pipelines.validation import Verdicts
 
         verdicts = Verdicts()  # one memory for the parts of this file
     outcomes: list[PartOutcome] = []
@@ -559,7 +559,7 @@ def _prepare_part(
     )
     label = delivery.path.name if n_parts == 1 else f"{delivery.path.name}.part{part.index + 1}"
     # validate blanks the redacted cells itself and compares copies as delivered (raw)
-    gx_issues, docs_path = validate.validate(
+    gx_issues, docs_path = validate(
         typed,
         dataset,
         cfg,
@@ -843,7 +843,7 @@ def _init_worker(parent: int, ranks: Any, workers: int, verdicts: Path) -> None:
     import ctypes
     import signal
 
-    from pipelines.validation.validate import Sharing, Verdicts
+    from pipelines.validation import Sharing, Verdicts
 
     with ranks.get_lock():
         rank = int(ranks.value)
@@ -905,7 +905,7 @@ def _prepared_in_order(
     cancelled."""
     workers = prepare_workers([d for d, _ in jobs])
     if workers == 1:
-        from pipelines.validation.validate import Verdicts
+        from pipelines.validation import Verdicts
 
         verdicts = Verdicts()  # one memory for the run's files
         for i, (d, cfg) in enumerate(jobs, 1):
@@ -917,7 +917,7 @@ def _prepared_in_order(
         progress(f"preparing {len(jobs)} files in {workers} processes")
     import gc
 
-    from pipelines.validation import validate  # noqa: F401 - GX imported once, shared by the workers
+    import pipelines.validation  # noqa: F401 - imported once, shared by the forked workers
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     # Objects that exist now are never collected in the workers: the collector then does not
@@ -1054,9 +1054,9 @@ def publish_data_docs(docs_dir: Path | None) -> str | None:
     """Render the GX Data Docs site once for everything validated into `docs_dir`."""
     if docs_dir is None or not (Path(docs_dir) / "sanitized_results").exists():
         return None
-    from pipelines.validation import validate
+    from pipelines.validation import build_data_docs
 
-    return str(validate.build_data_docs(Path(docs_dir)))
+    return str(build_data_docs(Path(docs_dir)))
 
 
 def ingest_all(

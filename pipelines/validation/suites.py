@@ -13,7 +13,7 @@ clinic's code patterns, `ClinicConfig.code_pattern_for`),
 
 Some rules are cheaper in plain pyarrow/numpy than as GX expectations (they need several columns
 at once, or must see the rows GX is not shown). They are listed in the suite's
-``meta.extra_checks`` so that the suite documents every rule; ``pipelines.validation.validate`` implements
+``meta.extra_checks`` so that the suite documents every rule; ``pipelines.validation.rows`` implements
 each as a function of the same name.
 
 This module does not import Great Expectations: building the dicts is plain Python.
@@ -47,7 +47,7 @@ CODE_PATTERN = {
 MIN_DATE = {"$PARAMETER": "min_date"}
 MAX_DATE = {"$PARAMETER": "max_date"}
 
-# Rules implemented outside GX (pipelines.validation.validate / pipelines.ingest.guard), by function name.
+# Rules implemented outside GX (pipelines.validation.rows / pipelines.ingest.guard), by function name.
 MEASURE_EXTRA_CHECKS: dict[str, dict[str, str]] = {
     "check_identifying_values": {
         "reason": "identifier_in_field",
@@ -57,26 +57,26 @@ MEASURE_EXTRA_CHECKS: dict[str, dict[str, str]] = {
     },
     "check_formula_or_markup": {
         "reason": "formula_or_markup",
-        "where": "pipelines.validation.validate",
+        "where": "pipelines.validation.rows",
         "rule": "a code or text cell starting with =, +, -, @ (spreadsheet formula) or holding "
         "HTML markup is rejected even when a clinic's code pattern would allow it",
     },
     "check_exact_duplicates": {
         "reason": "duplicate_row",
-        "where": "pipelines.validation.validate",
+        "where": "pipelines.validation.rows",
         "rule": "a row identical to an earlier row of the same file is counted as a duplicate "
         "(rows_duplicate), not loaded twice and not quarantined; the first copy is validated "
         "like any other row",
     },
     "check_total_consistency": {
         "reason": "total_inconsistent",
-        "where": "pipelines.validation.validate",
+        "where": "pipelines.validation.rows",
         "rule": "a delivered total differs from the registry scoring of the items (sum, or mean "
         "for WAI-SR) by more than Instrument.total_tolerance",
     },
     "check_item_step": {
         "reason": "item_off_step",
-        "where": "pipelines.validation.validate",
+        "where": "pipelines.validation.rows",
         "rule": "an item is not a multiple of the instrument's smallest step (SRS/ORS 0.1, "
         "others whole numbers)",
     },

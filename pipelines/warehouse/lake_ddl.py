@@ -4,8 +4,8 @@ DuckLake has no primary keys, unique constraints, sequences, indexes or non-lite
 So the lake's migrations (sql/ducklake/, applied by `pipelines.warehouse.lake.migrate`) are not
 written by hand: each embedded migration of sql/schema/ is applied to an in-memory DuckDB one
 statement at a time, the catalog is read after each, and what changed is written in the form
-a lake takes: a new table as `create table` with its columns, types, `not null` and literal
-defaults (timestamps are written explicitly by the code); a new column as `add column` followed
+a lake takes: a new table as `create table` with its columns, types, `not null` (but where the
+embedded file computes the value) and literal defaults (timestamps are written explicitly by the code); a new column as `add column` followed
 by an update that gives the rows already there its default (what the embedded file's default
 does); dropped and renamed tables and columns alike; data statements (insert, update, delete)
 as they are. Sequences, indexes and views are left out (load and erasure ids come from
@@ -76,7 +76,12 @@ def read_catalog(conn: duckdb.DuckDBPyConnection) -> Catalog:
     catalog: dict[str, list[Column]] = {}
     for table, name, type_, not_null, default in rows:
         literal = default if default is not None and _LITERAL.match(str(default)) else None
-        catalog.setdefault(table, []).append(Column(name, type_, bool(not_null), literal))
+        # a value the embedded file computes (now(), a sequence) is written by the code on a
+        # lake, at times after the row (`lake.stamp_detected`): no `not null` there
+        computed = default is not None and literal is None
+        catalog.setdefault(table, []).append(
+            Column(name, type_, bool(not_null) and not computed, literal)
+        )
     return {t: tuple(c) for t, c in catalog.items()}
 
 
