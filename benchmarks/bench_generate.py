@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from pipelines.simulate.cohort import SimParams, default_clinics, simulate
-from pipelines.simulate.exporters import write_dataset
+from pipelines.simulate.dataset import write_dataset
 
 
 def main() -> None:

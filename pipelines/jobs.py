@@ -111,9 +111,9 @@ def run_digests(
 
 
 def digest_source(paths: Paths) -> Path | None:
-    """What digests are rendered from: the analyst snapshot (read-only; no writer slot), or
-    the lake itself under DuckLake; None when no snapshot has been published yet (nothing was
-    ever detected, so there is nothing to report)."""
+    """What digests are rendered from: what analysts read (`Backend.reader`, read-only; no
+    writer slot); None when there is nothing to read yet (nothing was ever detected, so there is
+    nothing to report)."""
     from pipelines.warehouse import backend
 
     if backend(paths.warehouse).readable(paths.snapshot):

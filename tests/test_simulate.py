@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from pipelines import registry
+from pipelines.cli import generate as generate_cli
 from pipelines.simulate import cohort as simulate
 from pipelines.simulate.cohort import SimParams, default_clinics
 
@@ -25,11 +26,11 @@ def cohorts() -> dict[str, simulate.Cohort]:
 
 def _generate(out: Path, *extra: str) -> int:
     parser = argparse.ArgumentParser()
-    simulate.add_arguments(parser)
+    generate_cli.add_arguments(parser)
     args = parser.parse_args(
         ["--out", str(out), "--seed", "3", "--as-of", AS_OF.isoformat(), *extra]
     )
-    return simulate.run(args)
+    return generate_cli.run(args)
 
 
 def test_same_seed_same_files_other_seed_other_rows(tmp_path: Path) -> None:

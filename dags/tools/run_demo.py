@@ -66,12 +66,11 @@ def run_dags(as_of: dt.date) -> dict[str, str]:
 
 
 def summary(home: Path, as_of: dt.date) -> str:
-    import duckdb
-
     from pipelines.settings import paths_from_env
+    from pipelines.warehouse import connect
 
     p = paths_from_env()
-    con = duckdb.connect(str(p.warehouse), read_only=True)
+    con = connect(p.warehouse, read_only=True)
     lines = ["", "Alliance Watch demo summary", "=" * 27]
     per = con.execute(
         """

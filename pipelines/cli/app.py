@@ -1,10 +1,9 @@
-"""`alliance-watch`: the command line. Each command lives in the module that does the work;
-this file only lists them. Errors the user can fix print as one line and exit 2."""
+"""`alliance-watch`: the command line. Each command's arguments and output live in its own module
+of this package (the only place that parses arguments); this file only lists them. Errors the user can fix print as one line and exit 2."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib
 import logging
 import sys
@@ -16,28 +15,20 @@ from pipelines.errors import AllianceWatchError
 
 # name -> (module, one-line help). Modules are imported only for the command that runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "ingest": ("pipelines.ingest.run", "ingest every new file of every configured clinic"),
+    "ingest": ("pipelines.cli.ingest", "ingest every new file of every configured clinic"),
     "detect": ("pipelines.detect.ruptures", "(re)compute rupture flags over all loaded sessions"),
-    "digest": ("pipelines.deliver.digest", "render (and send) the weekly digests due on a date"),
+    "digest": ("pipelines.cli.digest", "render (and send) the weekly digests due on a date"),
     "generate": (
-        "pipelines.simulate.cohort",
+        "pipelines.cli.generate",
         "write a synthetic multi-clinic dataset with ground truth",
     ),
     "evaluate": (
         "pipelines.detect.evaluate",
         "score the flags against the simulator's ground truth",
     ),
-    "report": ("pipelines.deliver.report", "write a self-contained HTML report for analysts"),
-    "forget": ("pipelines.erasure", "erase every trace of one client (right to erasure)"),
+    "report": ("pipelines.cli.report", "write a self-contained HTML report for analysts"),
+    "forget": ("pipelines.cli.forget", "erase every trace of one client (right to erasure)"),
 }
-
-
-def iso_date(text: str) -> dt.date:
-    """An argparse type: a date as YYYY-MM-DD, or the one-line usage error."""
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a date as YYYY-MM-DD") from None
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,7 +19,6 @@ counts in the data-team summary below ``SMALL_CELL`` are shown as "<5".
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import email
@@ -31,7 +30,6 @@ import math
 import multiprocessing
 import os
 import re
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -46,23 +44,25 @@ import jinja2
 import pandas as pd
 
 from pipelines import registry, settings
-from pipelines.cli.app import iso_date
 from pipelines.config import ClinicConfig, load_clinic_configs
 from pipelines.deliver.charts import Chart, Series, format_total, trajectory_chart
 from pipelines.deliver.deliveries import Entry, Journal, ledger_state, merge, read_journals, record
 from pipelines.deliver.guidance import Guidance, categories_for, guidance_for
 from pipelines.deliver.mailer import DEFAULT_SENDER, SmtpSettings, send
-from pipelines.errors import AllianceWatchError
 
 SMALL_CELL = 5  # counts 1..SMALL_CELL-1 are shown as "<5" in summaries
+
+
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
+
+
 DATA_TEAM = ""  # clinician_id of the data-team summary in the ledger
+
+
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-
-# --------------------------------------------------------------------------------------------
-# records
 
 
 @dataclass(frozen=True)
@@ -225,10 +225,6 @@ class DigestRunSummary:
             f"{len(self.deliveries)} due, {self.sent} sent, {self.written} written only, "
             f"{self.failed} failed, {self.already_sent} already sent"
         )
-
-
-# --------------------------------------------------------------------------------------------
-# selection
 
 
 def suppress(n: int) -> str:
@@ -799,10 +795,6 @@ def build_data_team_summary(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# rendering
-
-
 def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
     loader = jinja2.FileSystemLoader(_TEMPLATES)
     html = jinja2.Environment(
@@ -820,6 +812,8 @@ def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
 
 
 _HTML_ENV, _TEXT_ENV = _environments()
+
+
 # RFC 5322 allows 998 characters on a header line (78 is a recommendation)
 _HEADERS_UNFOLDED = email.policy.default.clone(max_line_length=998)
 
@@ -885,10 +879,6 @@ def build_message(r: Rendered, sender: str, recipient: str | None) -> EmailMessa
     # right after "Subject:", which readers then show with a leading space
     msg.policy = _HEADERS_UNFOLDED
     return msg
-
-
-# --------------------------------------------------------------------------------------------
-# delivery
 
 
 def _file_stem(code: str) -> str:
@@ -1122,9 +1112,6 @@ def run_weekly_digest(
     return summary
 
 
-# --------------------------------------------------------------------------------------------
-# erasure: digests already in the outbox
-
 OUTBOX_SUFFIXES = (".html", ".txt", ".eml")
 
 
@@ -1227,41 +1214,3 @@ def erase_from_outbox(
             )
             done.rendered_again.append(folder / stem)
     return done
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warehouse", type=Path, required=True, help="the DuckDB warehouse file")
-    parser.add_argument(
-        "--config-dir", type=Path, required=True, help="folder holding clinics/<clinic_id>.yaml"
-    )
-    parser.add_argument(
-        "--date",
-        type=iso_date,
-        required=True,
-        help="run date YYYY-MM-DD; covers sessions dated in the seven days before it",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="outbox folder for the digests")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Write (and send, when ALLIANCE_WATCH_SMTP_HOST is set) the digests; 1 if a send failed."""
-    from pipelines import warehouse as wh
-
-    if not wh.backend(args.warehouse).exists():
-        raise AllianceWatchError(f"warehouse {args.warehouse} does not exist; run ingest first")
-    smtp = SmtpSettings.from_env()
-    summary = run_weekly_digest(args.warehouse, args.config_dir, args.date, args.out, smtp)
-    for err in summary.config_errors:
-        print(f"config error (clinic skipped): {err}", file=sys.stderr)
-    for clinic_id in summary.unconfigured_clinics:
-        print(
-            f"clinic {clinic_id} has flags this week but no valid config; no digest written",
-            file=sys.stderr,
-        )
-    print(summary.line())
-    print(f"outbox: {args.out}")
-    return 1 if summary.failed else 0

@@ -10,7 +10,6 @@ with the published r ~ .28 (Flückiger et al. 2018) drawn for reference. Small c
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import io
@@ -23,10 +22,10 @@ import jinja2
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipelines.errors import AllianceWatchError
 from pipelines.warehouse import connect
 
 PUBLISHED_R = 0.28
+
 
 AROUND_RUPTURES_SQL = """
 with around as (
@@ -57,6 +56,7 @@ group by instrument, session_offset
 having count(distinct (clinic_id, client_id)) >= 10
 order by instrument, session_offset
 """
+
 
 FLAG_RATES_SQL = """
 with sessions as (
@@ -314,16 +314,3 @@ def write_report(warehouse: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     return out
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--warehouse", type=Path, required=True, help="warehouse or snapshot file")
-    p.add_argument("--out", type=Path, required=True, help="the HTML file to write")
-
-
-def run(args: argparse.Namespace) -> int:
-    if not args.warehouse.is_file():
-        raise AllianceWatchError(f"--warehouse {args.warehouse}: no such file")
-    out = write_report(args.warehouse, args.out)
-    print(f"report: {out}")
-    return 0

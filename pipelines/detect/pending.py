@@ -46,7 +46,7 @@ def read(conn: duckdb.DuckDBPyConnection) -> Pending:
 
 def clear(conn: duckdb.DuckDBPyConnection, pending: Pending) -> int:
     """Delete exactly the rows of `pending` (rows queued since it was read stay), in one
-    statement (retried on a conflict with another writer of a DuckLake warehouse); returns the
+    statement (retried on a conflict with another writer, where the warehouse has several); returns the
     rows deleted."""
     if not pending:
         return 0

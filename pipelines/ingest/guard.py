@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from pipelines.canonical import REFERENCE_APPOINTMENT_COLUMNS, REFERENCE_MEASURE_COLUMNS
 from pipelines.config import ClinicConfig
 from pipelines.errors import FileRejected
+from pipelines.issues import _replace_cells, empty_issues
 from pipelines.registry import ITEM_COLUMNS
 
 REDACTED = "[redacted]"
@@ -338,44 +339,9 @@ def empty_mask() -> pd.DataFrame:
     )
 
 
-def cell_masks(mask: pd.DataFrame, n_rows: int) -> dict[str, np.ndarray]:
-    """The redaction mask as column -> one bool per table row."""
-    out: dict[str, np.ndarray] = {}
-    for col, rows in mask.groupby("column")["row"]:
-        hit = np.zeros(n_rows, dtype=bool)
-        hit[rows.to_numpy(dtype="int64")] = True
-        out[str(col)] = hit
-    return out
-
-
-def _replace_cells(table: pa.Table, mask: pd.DataFrame, string_value: str | None) -> pa.Table:
-    for col, hit in cell_masks(mask, table.num_rows).items():
-        if col not in table.column_names:
-            continue
-        idx = table.column_names.index(col)
-        column = table.column(idx)
-        if string_value is not None and pa.types.is_string(column.type):
-            fill = pa.scalar(string_value, pa.string())
-        else:
-            fill = pa.scalar(None, column.type)
-        table = table.set_column(idx, table.field(idx), pc.if_else(pa.array(hit), fill, column))
-    return table
-
-
 def redact_cells(table: pa.Table, mask: pd.DataFrame) -> pa.Table:
     """The table with every masked cell replaced by ``[redacted]`` (null if not text)."""
     return _replace_cells(table, mask, REDACTED)
-
-
-def blank_cells(table: pa.Table, mask: pd.DataFrame) -> pa.Table:
-    """The table with every masked cell set to null (what GX may see)."""
-    return _replace_cells(table, mask, None)
-
-
-def empty_issues() -> pd.DataFrame:
-    return pd.DataFrame(
-        {"row": pd.Series([], dtype="int64"), "reason": pd.Series([], dtype="object")}
-    )
 
 
 def _as_bool(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:

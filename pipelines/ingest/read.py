@@ -42,6 +42,7 @@ from pipelines.canonical import (
 from pipelines.config import WIDE_KEYS, ClinicConfig, parse_condition
 from pipelines.errors import FileRejected
 from pipelines.ingest.guard import shown_header
+from pipelines.issues import empty_issues
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -76,10 +77,6 @@ class RawFile:
     # row issues found while reading (a session number that cannot be derived); rows index
     # into `table`
     issues: pd.DataFrame | None = None
-
-
-def empty_issues() -> pd.DataFrame:
-    return pd.DataFrame({"row": pd.Series(dtype="int64"), "reason": pd.Series(dtype="object")})
 
 
 def _issues(rows: np.ndarray, reason: str) -> pd.DataFrame:

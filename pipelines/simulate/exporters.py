@@ -31,14 +31,12 @@ import yaml
 
 from pipelines import registry
 from pipelines.simulate.cohort import (
-    TRUTH_COLUMNS,
     ClinicSpec,
     Cohort,
-    appointments_table,
-    measures_table,
 )
 
 STYLES: tuple[str, ...] = ("reference", "pcoms_wide", "parquet_long", "euro_csv")
+
 
 # The clinic's header for each canonical column, per style (reference uses canonical names).
 PCOMS_COLUMNS = {
@@ -47,6 +45,8 @@ PCOMS_COLUMNS = {
     "session_date": "Session Date",
     "session_number": "Session #",
 }
+
+
 PCOMS_BLOCKS = {
     "SRS": (
         ["SRS Relationship", "SRS Goals and Topics", "SRS Approach or Method", "SRS Overall"],
@@ -57,18 +57,24 @@ PCOMS_BLOCKS = {
         "ORS Total",
     ),
 }
+
+
 PCOMS_APPT_COLUMNS = {
     "client_id": "Client ID",
     "clinician_id": "Clinician",
     "appointment_date": "Appt Date",
     "status": "Status",
 }
+
+
 PCOMS_STATUS = {
     "Show": "attended",
     "Cancelled": "cancelled",
     "No Show": "no_show",
     "Clinic Cancelled": "cancelled_by_clinic",
 }
+
+
 PARQUET_COLUMNS = {
     "client_id": "client_code",
     "clinician_id": "therapist_code",
@@ -78,19 +84,27 @@ PARQUET_COLUMNS = {
     **{f"item_{i}": f"q{i}" for i in range(1, 13)},
     "total": "score",
 }
+
+
 PARQUET_INSTRUMENTS = {"WAISR": "WAI-SR", "PHQ9": "PHQ-9", "GAD7": "GAD-7"}
+
+
 PARQUET_APPT_COLUMNS = {
     "client_id": "client_code",
     "clinician_id": "therapist_code",
     "appointment_date": "visit_date",
     "status": "visit_status",
 }
+
+
 PARQUET_STATUS = {
     "attended": "attended",
     "cancelled": "cancelled",
     "no-show": "no_show",
     "clinic-cancelled": "cancelled_by_clinic",
 }
+
+
 EURO_COLUMNS = {
     "client_id": "Klienten-Kürzel",
     "clinician_id": "Behandler-Kürzel",
@@ -100,12 +114,16 @@ EURO_COLUMNS = {
     **{f"item_{i}": f"Item {i}" for i in range(1, 5)},
     "total": "Summe",
 }
+
+
 EURO_APPT_COLUMNS = {
     "client_id": "Klienten-Kürzel",
     "clinician_id": "Behandler-Kürzel",
     "appointment_date": "Termin",
     "status": "Status",
 }
+
+
 EURO_STATUS = {
     "erschienen": "attended",
     "abgesagt": "cancelled",
@@ -395,27 +413,3 @@ def write_clinic(spec: ClinicSpec, cohort: Cohort, out: Path, period: str = "mon
     landing = out / "landing" / spec.clinic_id
     landing.mkdir(parents=True, exist_ok=True)
     return WRITERS[spec.style](spec, cohort, landing, period)
-
-
-def write_dataset(
-    out: Path, specs: list[ClinicSpec], cohorts: dict[str, Cohort], period: str = "month"
-) -> ExportSummary:
-    """Every clinic's config and files, `out/truth.csv` and `out/canonical/*.parquet`."""
-    from pipelines.simulate.tool_exports import TOOL_STYLES, write_tool_clinic
-
-    out.mkdir(parents=True, exist_ok=True)
-    files: list[Path] = []
-    for spec in specs:
-        if spec.style in TOOL_STYLES:
-            # the tools' exports: canonical/<clinic>.measures.parquet and .filtered.json
-            files += write_tool_clinic(spec, cohorts[spec.clinic_id], out, period).files
-        else:
-            files += write_clinic(spec, cohorts[spec.clinic_id], out, period)
-    truth = pd.concat([c.truth for c in cohorts.values()], ignore_index=True)
-    truth.reindex(columns=list(TRUTH_COLUMNS)).to_csv(out / "truth.csv", index=False)
-    canon = out / "canonical"
-    canon.mkdir(exist_ok=True)
-    own = {s.clinic_id: cohorts[s.clinic_id] for s in specs if s.style not in TOOL_STYLES}
-    pq.write_table(measures_table(own), canon / "measures.parquet")
-    pq.write_table(appointments_table(own), canon / "appointments.parquet")
-    return ExportSummary(n_files=len(files), files=files)

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.ingest.guard import cell_masks, empty_issues
+from pipelines.issues import cell_masks, empty_issues
 from pipelines.registry import INSTRUMENTS, ITEM_COLUMNS
 from pipelines.validation.frames import PROVENANCE, combinations
 

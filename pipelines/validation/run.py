@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.config import ClinicConfig
-from pipelines.ingest.guard import blank_cells, empty_issues
+from pipelines.issues import blank_cells, empty_issues
 from pipelines.validation.docs import safe_name, suite_result, write_docs
 from pipelines.validation.engine import Verdicts, judge, run_full
 from pipelines.validation.frames import to_frame

@@ -10,13 +10,8 @@ from pathlib import Path
 import duckdb
 
 from pipelines.settings import warehouse_settings
+from pipelines.warehouse.files import connect_file
 from pipelines.warehouse.schema import create_views
-
-
-def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    from pipelines.warehouse.embedded import connect_file
-
-    return connect_file(path, read_only=read_only)
 
 
 def clinic_snapshots_wanted(snapshot: Path) -> bool:
@@ -38,7 +33,7 @@ def publish_file_snapshot(warehouse: Path, snapshot: Path, per_clinic: bool | No
     tmp = snapshot.with_name(f".{snapshot.name}.tmp-{os.getpid()}")
     # the connection holds the file's lock until the copy is done: a writer in another
     # process (a CLI run beside the Airflow pool) waits instead of tearing the copy
-    conn = _connect(warehouse)
+    conn = connect_file(warehouse)
     try:
         conn.execute("checkpoint")
         try:
@@ -62,7 +57,7 @@ def publish_clinic_snapshots(warehouse: Path, out_dir: Path) -> dict[str, Path]:
     column is filtered; reference tables such as `instruments` are copied whole) and the
     analyst views; each published atomically. Returns clinic_id -> path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    src = _connect(warehouse, read_only=True)
+    src = connect_file(warehouse, read_only=True)
     try:
         clinics = [
             c
