@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.errors import AllianceWatchError
-from pipelines.warehouse import backend, open_warehouse
+from pipelines.warehouse import Erasure, backend, open_warehouse
 
 
 @dataclass
@@ -146,13 +146,10 @@ def _forget_in_warehouse(
 ) -> ErasureResult:
     store = backend(warehouse)
     with store.open() as conn:
-        erasure_id, removed = store.erase(
-            conn,
-            clinic_id,
-            client_id,
-            lambda: _delete_client(conn, clinic_id, client_id),
-            operator_note,
+        erasure = Erasure(
+            clinic_id, client_id, lambda: _delete_client(conn, clinic_id, client_id), operator_note
         )
+        erasure_id, removed = store.erase(conn, erasure)
     result = ErasureResult(clinic_id, erasure_id, removed)
     # the file rewritten and its snapshots published again, where the backend keeps any
     result.snapshots = store.after_erasure(snapshot)

@@ -131,3 +131,27 @@ def prepare_nice(env: Mapping[str, str] | None = None) -> int:
     """How much a prepare worker lowers its priority (ALLIANCE_WATCH_PREPARE_NICE, else 5)."""
     e = os.environ if env is None else env
     return int(e.get("ALLIANCE_WATCH_PREPARE_NICE", "5"))
+
+
+# ---- mail ----------------------------------------------------------------------------------
+SMTP_PREFIX = "ALLIANCE_WATCH_SMTP_"
+OPS_EMAIL_ENV = "ALLIANCE_WATCH_OPS_EMAIL"
+
+
+def smtp_values(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ALLIANCE_WATCH_SMTP_* settings by name without the prefix (HOST, PORT, USER, ...);
+    `pipelines.deliver.mailer.SmtpSettings.from_env` checks and types them."""
+    e = os.environ if env is None else env
+    return {k.removeprefix(SMTP_PREFIX): v for k, v in e.items() if k.startswith(SMTP_PREFIX)}
+
+
+def ops_email(env: Mapping[str, str] | None = None) -> str:
+    """The operations address (ALLIANCE_WATCH_OPS_EMAIL), or empty."""
+    e = os.environ if env is None else env
+    return e.get(OPS_EMAIL_ENV, "").strip()
+
+
+def detect_memory(env: Mapping[str, str] | None = None) -> str:
+    """DuckDB's memory cap while detection runs (ALLIANCE_WATCH_DETECT_MEMORY, else 4GB)."""
+    e = os.environ if env is None else env
+    return e.get("ALLIANCE_WATCH_DETECT_MEMORY", "4GB")

@@ -1,8 +1,9 @@
 """Import the heavy modules of the tasks once per worker instead of once per task.
 
 Every Airflow task runs in a process forked from its worker (the task SDK supervisor forks),
-so whatever the worker imported before the fork costs the task nothing. Great Expectations
-alone takes ~5 s to import; every ``prepare`` and ``data_docs`` task paid that before.
+so whatever the worker imported before the fork costs the task nothing: Great Expectations is
+imported once per worker, not once per ``prepare`` and ``data_docs`` task (its import time is
+in benchmarks/README.md).
 
 Importing this module is the warm-up (it has no other use):
 - LocalExecutor (``make up``): ``[scheduler] mp_start_method = forkserver`` and

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,3 +190,79 @@ def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(chosen) if chosen else tmp_path_factory.mktemp("artifacts")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# ------------------------------------------------------------------ one SMTP server for every test
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps every message (with its recipients) and can refuse the
+    first `fail` ones with a temporary error."""
+
+    def __init__(self, fail: int = 0) -> None:
+        import threading
+
+        self.fail = fail
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def emails(self) -> list[EmailMessage]:
+        with self.lock:
+            return [m for _, m in self.messages]
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802 - aiosmtpd API
+        import email
+        import email.policy
+
+        with self.lock:
+            if self.fail > 0:
+                self.fail -= 1
+                return "451 4.3.0 try again later"
+            msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            self.messages.append((list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+@contextlib.contextmanager
+def smtp_controller(mailbox: Mailbox, **options: Any) -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 delivering into `mailbox`, stopped on exit;
+    `options` go to aiosmtpd's Controller (TLS, authentication)."""
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), **options)
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Mailbox, Any]]:
+    """(the mailbox, the SmtpSettings that reach it) for one test."""
+    from pipelines.deliver.mailer import SmtpSettings
+
+    mailbox = Mailbox()
+    with smtp_controller(mailbox) as controller:
+        yield (
+            mailbox,
+            SmtpSettings(
+                host="127.0.0.1",
+                port=controller.port,
+                sender="digest@alliance.example",
+                starttls=False,
+                attempts=3,
+                backoff_s=0.01,
+                timeout_s=5,
+            ),
+        )

@@ -6,8 +6,8 @@ thing in words, for screen readers and for mail clients that block images.
 
 Speed (a Monday run draws one chart per flagged client, thousands across a network): each
 thread keeps one figure per panel count and redraws it with the new data, with fixed margins
-instead of `tight_layout`. Building a figure, its axes and ticks and fitting the layout was
-~85 % of a chart's ~0.1 s; a redraw costs ~15 ms (benchmarks/bench_digest.py).
+instead of `tight_layout`, since building a figure and fitting its layout is most of a chart's
+cost (figures in benchmarks/README.md, from benchmarks/bench_digest.py).
 """
 
 from __future__ import annotations

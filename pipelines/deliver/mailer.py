@@ -8,7 +8,6 @@ address or message content.
 
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
 import time
@@ -18,6 +17,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from pipelines.errors import AllianceWatchError
+from pipelines.settings import smtp_values
 
 ENV_PREFIX = "ALLIANCE_WATCH_SMTP_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -48,7 +48,7 @@ class SmtpSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SmtpSettings | None:
         """Settings from ALLIANCE_WATCH_SMTP_HOST/PORT/USER/PASSWORD/STARTTLS/SSL/FROM/CAFILE, or
         None when no host is set (then digests are only written to the outbox)."""
-        env = os.environ if environ is None else environ
+        env = {ENV_PREFIX + k: v for k, v in smtp_values(environ).items()}
         host = env.get(ENV_PREFIX + "HOST", "").strip()
         if not host:
             return None

@@ -9,7 +9,6 @@ anything else is named by its type alone, and the log address says where the res
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -23,6 +22,7 @@ from pipelines.deliver.mailer import (
     smtp_settings_from_env,
 )
 from pipelines.errors import AllianceWatchError
+from pipelines.settings import ops_email
 
 OPS_EMAIL_ENV = "ALLIANCE_WATCH_OPS_EMAIL"
 
@@ -57,8 +57,7 @@ def clinic_of_dag(dag_id: str) -> str | None:
 
 def ops_recipients(environ: Mapping[str, str] | None = None) -> list[str]:
     """The operations address (ALLIANCE_WATCH_OPS_EMAIL), if set."""
-    env = os.environ if environ is None else environ
-    return [a for a in [env.get(OPS_EMAIL_ENV, "").strip()] if a]
+    return [a for a in [ops_email(environ)] if a]
 
 
 def recipients_for(

@@ -161,7 +161,7 @@ class Verdicts:
     @property
     def engine(self) -> _Engine:
         if self._engine is None:
-            self._engine = _Engine()  # creating a GX context costs ~0.1 s: once per object
+            self._engine = _Engine()  # a GX context is costly to create: once per object
         return self._engine
 
     def run(

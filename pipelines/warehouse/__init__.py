@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import duckdb
 
-from pipelines.warehouse.backend import Backend, transaction
+from pipelines.warehouse.backend import Backend, Erasure, transaction
 from pipelines.warehouse.batch import FILE_KEY
 from pipelines.warehouse.embedded import engine
 from pipelines.warehouse.load import (
@@ -60,6 +60,7 @@ __all__ = [
     "UNREADABLE",
     "VALUE_COLUMNS",
     "Backend",
+    "Erasure",
     "FileResult",
     "PriorVerdict",
     "StagedFile",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +30,17 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
         with contextlib.suppress(duckdb.Error):
             conn.execute("rollback")
         raise
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """One client's erasure: `delete()` removes its rows (in the erasure's transaction) and
+    returns the rows removed per relation; `operator_note` never names the client."""
+
+    clinic_id: str
+    client_id: str
+    delete: Callable[[], dict[str, int]]
+    operator_note: str | None
 
 
 class Backend(abc.ABC):
@@ -93,14 +105,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def erase(
-        self,
-        conn: duckdb.DuckDBPyConnection,
-        clinic_id: str,
-        client_id: str,
-        delete: Callable[[], dict[str, int]],
-        operator_note: str | None,
+        self, conn: duckdb.DuckDBPyConnection, erasure: Erasure
     ) -> tuple[int, dict[str, int]]:
-        """Run `delete()` and record the erasure (no client code) in one transaction, and
+        """Run `erasure.delete()` and record the erasure (no client code) in one transaction, and
         make the deleted rows unrecoverable from the backend's own storage where that can be
         done on `conn`; (erasure id, rows removed per relation)."""
 

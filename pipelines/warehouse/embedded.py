@@ -17,7 +17,7 @@ from typing import TypeVar
 import duckdb
 
 from pipelines.errors import AllianceWatchError
-from pipelines.warehouse.backend import Backend, transaction
+from pipelines.warehouse.backend import Backend, Erasure, transaction
 from pipelines.warehouse.batch import KEY_JOIN, insert_measurements
 from pipelines.warehouse.files import connect_file
 from pipelines.warehouse.records import FileResult, StagedFile
@@ -76,20 +76,20 @@ class EmbeddedBackend(Backend):
         return publish_file_snapshot(self._file(), snapshot, per_clinic)
 
     def erase(
-        self,
-        conn: duckdb.DuckDBPyConnection,
-        clinic_id: str,
-        client_id: str,
-        delete: Callable[[], dict[str, int]],
-        operator_note: str | None,
+        self, conn: duckdb.DuckDBPyConnection, erasure: Erasure
     ) -> tuple[int, dict[str, int]]:
         with transaction(conn):
-            removed = delete()
+            removed = erasure.delete()
             erasure_id = int(conn.execute("select nextval('erasure_id_seq')").fetchall()[0][0])
             conn.execute(
                 "insert into erasures (erasure_id, clinic_id, rows_removed, operator_note) "
                 "values (?, ?, ?, ?)",
-                [erasure_id, clinic_id, json.dumps(removed, sort_keys=True), operator_note],
+                [
+                    erasure_id,
+                    erasure.clinic_id,
+                    json.dumps(removed, sort_keys=True),
+                    erasure.operator_note,
+                ],
             )
         return erasure_id, removed
 

@@ -45,7 +45,7 @@ from pipelines.settings import (
     WarehouseSettings,
     warehouse_settings,
 )
-from pipelines.warehouse.backend import transaction
+from pipelines.warehouse.backend import Erasure, transaction
 from pipelines.warehouse.batch import KEY_JOIN, insert_measurements
 from pipelines.warehouse.embedded import EmbeddedBackend
 from pipelines.warehouse.records import FileResult, StagedFile, remove_staged
@@ -466,12 +466,7 @@ class LakeBackend(EmbeddedBackend):
         return snapshot
 
     def erase(
-        self,
-        conn: duckdb.DuckDBPyConnection,
-        clinic_id: str,
-        client_id: str,
-        delete: Callable[[], dict[str, int]],
-        operator_note: str | None,
+        self, conn: duckdb.DuckDBPyConnection, erasure: Erasure
     ) -> tuple[int, dict[str, int]]:
         """Delete and audit in one transaction (retried on a conflict with another writer),
         then purge the deleted rows from the Parquet files."""
@@ -482,20 +477,25 @@ class LakeBackend(EmbeddedBackend):
                 # a load of this clinic in flight now conflicts and is retried after the erasure
                 conn.execute(
                     "update clinic_load_tokens set loads = loads + 1 where clinic_id = ?",
-                    [clinic_id],
+                    [erasure.clinic_id],
                 )
-                removed = delete()
+                removed = erasure.delete()
                 conn.execute(
                     "insert into erasures (erasure_id, clinic_id, erased_at, rows_removed, "
                     "operator_note) values (?, ?, now(), ?, ?)",
-                    [erasure_id, clinic_id, json.dumps(removed, sort_keys=True), operator_note],
+                    [
+                        erasure_id,
+                        erasure.clinic_id,
+                        json.dumps(removed, sort_keys=True),
+                        erasure.operator_note,
+                    ],
                 )
             row = conn.execute("select now()").fetchone()
             assert row is not None
             return removed, row[0]
 
-        removed, committed_at = retrying(f"erasure in clinic {clinic_id}", once)
-        purge_erased(conn, client_id, committed_at)
+        removed, committed_at = retrying(f"erasure in clinic {erasure.clinic_id}", once)
+        purge_erased(conn, erasure.client_id, committed_at)
         return erasure_id, removed
 
     def after_erasure(self, snapshot: Path | None) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import build_detected_warehouse
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "warehouse.md"
 
 

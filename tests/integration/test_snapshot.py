@@ -15,7 +15,7 @@ from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import publish_snapshot
 from tests.conftest import reference_row
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 ANALYST = textwrap.dedent(
     """

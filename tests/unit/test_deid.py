@@ -12,12 +12,12 @@ from pipelines.config import ClinicConfig
 from pipelines.errors import FileRejected
 from pipelines.ingest.guard import (
     REDACTED,
-    blank_cells,
     check_header,
     identifying_headers,
     redact_cells,
     scan_values,
 )
+from pipelines.issues import blank_cells
 
 CFG = ClinicConfig(clinic_id="riverside", timezone="Europe/Berlin", format="reference")
 COLUMNS = ("client_id", "clinician_id", "session_date", "session_number", "instrument", "total")

@@ -29,12 +29,13 @@ from pipelines.deliver.mailer import SmtpSettings
 from pipelines.detect.ruptures import detect
 from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import lake as ducklake
-from tests.test_digest import AS_OF, Recorder, make_warehouse, smtp_server  # noqa: F401
-from tests.test_ducklake import lake  # noqa: F401 - the fixture
+from tests.conftest import Mailbox
+from tests.e2e.test_ducklake import lake  # noqa: F401 - the fixture
+from tests.integration.test_digest import AS_OF, make_warehouse
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAKE_ENV = (ducklake.BACKEND_ENV, ducklake.CATALOG_ENV, ducklake.DATA_ENV)
 
 
@@ -72,7 +73,7 @@ def test_digest_on_ducklake_sends_once_and_retries_a_refused_send(
     lake: tuple[str, Path],  # noqa: F811 - the fixture imported above
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    smtp_server: tuple[Recorder, SmtpSettings],  # noqa: F811 - the fixture imported above
+    smtp_server: tuple[Mailbox, SmtpSettings],  # noqa: F811 - the fixture imported above
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     catalog, data = lake

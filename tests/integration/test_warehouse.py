@@ -17,7 +17,7 @@ from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import connect
 from tests.conftest import reference_row
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def srs(client: str, session: int, score: float, date: str | None = None) -> str:

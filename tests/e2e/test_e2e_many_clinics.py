@@ -22,9 +22,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.test_e2e_airflow import SCRIPT, contextlib_closing
+from tests.e2e.test_e2e_airflow import SCRIPT, contextlib_closing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLAGS = "select * exclude (detected_at) from flags order by all"
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 from pipelines.config import ClinicConfig, load_clinic_configs, parse_clinic_config
 from pipelines.errors import ConfigError
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "config"
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "config"
 
 
 def _write(d: Path, name: str, text: str) -> Path:

@@ -18,17 +18,15 @@ from pipelines import warehouse as wh
 from pipelines.deliver.digest import run_weekly_digest
 from pipelines.deliver.mailer import SmtpSettings
 from pipelines.settings import paths_from_env
-from tests.test_digest import (  # noqa: F401 - smtp_server is a fixture
+from tests.conftest import Mailbox, free_port
+from tests.integration.test_digest import (  # noqa: F401 - smtp_server is a fixture
     AS_OF,
     CLINIC,
     DATA_TEAM,
     EMAILS,
     Fixture,
-    Recorder,
-    _free_port,
     _ledger,
     make_warehouse,
-    smtp_server,
 )
 
 OTHER = "lakeside"  # the same clinicians, also working at a second clinic
@@ -70,13 +68,13 @@ def _env(monkeypatch: pytest.MonkeyPatch, fx: Fixture, tmp: Path) -> None:
 
 def test_clinics_in_parallel_exactly_once_across_an_smtp_outage_and_a_rerun(
     tmp_path: Path,
-    smtp_server: tuple[Recorder, SmtpSettings],  # noqa: F811 - the fixture imported above
+    smtp_server: tuple[Mailbox, SmtpSettings],  # noqa: F811 - the fixture imported above
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recorder, settings = smtp_server
     fx = two_clinics(tmp_path)
     monkeypatch.setenv("ALLIANCE_WATCH_DIGEST_WORKERS", "2")  # one process per clinic
-    down = SmtpSettings(**{**settings.__dict__, "port": _free_port(), "attempts": 1})
+    down = SmtpSettings(**{**settings.__dict__, "port": free_port(), "attempts": 1})
 
     outage = run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, down)
     assert outage.failed == 6 and outage.sent == 0 and outage.written == 2
@@ -103,7 +101,7 @@ def test_clinics_in_parallel_exactly_once_across_an_smtp_outage_and_a_rerun(
 
 def test_digests_render_from_the_snapshot_while_a_writer_holds_the_warehouse(
     tmp_path: Path,
-    smtp_server: tuple[Recorder, SmtpSettings],  # noqa: F811 - the fixture imported above
+    smtp_server: tuple[Mailbox, SmtpSettings],  # noqa: F811 - the fixture imported above
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The per-clinic task needs no writer slot: a load holding the live file does not stop
@@ -157,7 +155,7 @@ def test_digests_render_from_the_snapshot_while_a_writer_holds_the_warehouse(
 
 def test_two_runs_of_one_week_at_once_send_each_digest_once(
     tmp_path: Path,
-    smtp_server: tuple[Recorder, SmtpSettings],  # noqa: F811 - the fixture imported above
+    smtp_server: tuple[Mailbox, SmtpSettings],  # noqa: F811 - the fixture imported above
 ) -> None:
     """The timezone DAG and a run by hand of the same week: the week's journal lock makes one
     wait for the other, which then finds every digest sent."""
@@ -183,7 +181,7 @@ def test_two_runs_of_one_week_at_once_send_each_digest_once(
 
 def test_a_sent_row_in_the_ledger_is_final_even_without_its_journal(
     tmp_path: Path,
-    smtp_server: tuple[Recorder, SmtpSettings],  # noqa: F811 - the fixture imported above
+    smtp_server: tuple[Mailbox, SmtpSettings],  # noqa: F811 - the fixture imported above
 ) -> None:
     """A week sent before the journal existed (or with the outbox moved): the ledger row read
     from the source still stops a resend."""

@@ -14,9 +14,9 @@ import pytest
 from pipelines.config import load_clinic_configs
 from pipelines.ingest import run as ingest
 from pipelines.ingest.run import ingest_all
-from tests.test_exactly_once import contents
+from tests.e2e.test_exactly_once import contents
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_the_same_bytes_under_two_names_are_staged_apart(
     """A re-delivery (same bytes, another name) prepared beside the original in the same run
     gets its own stage folders: one worker never writes, nor the loader deletes, the other's
     files. The second is recorded as a duplicate with nothing loaded."""
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     configs, _ = load_clinic_configs(reference_config_dir)
     cfg = configs["ref_clinic"]
@@ -143,7 +143,7 @@ def test_a_retried_preparation_stages_only_its_own_parts(
     import pyarrow.parquet as pq
 
     from tests.conftest import reference_row
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     cfg = load_clinic_configs(reference_config_dir)[0]["ref_clinic"]
     bad = reference_row("C999", "T01", "2026-03-01", 1, "SRS", [11, 1, 1, 1])
@@ -181,7 +181,7 @@ def test_a_fault_of_ours_in_one_file_rejects_only_that_file_and_it_is_tried_agai
     values), and it is offered again on every run until it goes through."""
     from pipelines import cli
     from pipelines.ingest import read as readers
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     for k in (1, 2, 3):
         write_reference(f"measures_{k}.csv", [srs(f"C{k}{i:02d}", 1, 7.0) for i in range(10)])
@@ -229,7 +229,7 @@ def test_a_clinic_config_named_yml_serves_the_airflow_tasks_too(
     """`clinics/<id>.yml` is read as a config (and gets its DAG), so the tasks that open the
     clinic's config by its id find it as well."""
     from pipelines.ingest.run import discover_new, load_prepared, prepare_item
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     cfg = reference_config_dir / "clinics" / "ref_clinic.yaml"
     cfg.rename(cfg.with_suffix(".yml"))
@@ -251,7 +251,7 @@ def test_a_file_gone_or_changed_after_discovery_is_rejected_alone_and_offered_ag
     with `changed_after_discovery` (the task does not fail, so the rest of the delivery
     loads), and it is offered again when it comes back."""
     from pipelines.ingest.run import discover_new, load_prepared, prepare_item
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     gone = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
     grown = write_reference("measures_2.csv", [srs("C2", 1, 9.0)])
@@ -310,7 +310,7 @@ def test_a_same_size_rewrite_after_discovery_is_rejected_and_its_new_content_loa
     ledger then claimed bytes the warehouse never saw. Now it is rejected as
     `changed_after_discovery`, and the new content is offered and loads on the next run."""
     from pipelines.ingest.run import discover_new, load_prepared, prepare_item
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     rewritten = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
     write_reference("measures_2.csv", [srs("C2", 1, 9.0)])
@@ -355,7 +355,7 @@ def test_a_file_rewritten_while_it_is_read_is_rejected_and_its_neighbours_load(
     """A small file is read from the landing folder by its part's preparation (in a worker
     process when there are several): a rewrite while it is read is caught right after the
     read, where it happened, and the rest of the delivery loads."""
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     path = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
     write_reference("measures_2.csv", [srs("C2", 1, 9.0)])
@@ -388,7 +388,7 @@ def test_a_large_file_rewritten_while_it_is_copied_into_parts_is_rejected(
     caught once the copy is done, and no part is left behind."""
     from pipelines.config import load_clinic_config
     from pipelines.ingest import parts as batching
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
     path = write_reference("measures_1.csv", [srs(f"C{i}", 1, 9.0) for i in range(1, 40)])
@@ -432,7 +432,7 @@ def test_a_file_that_cannot_be_read_after_discovery_is_rejected_for_that(
     from pipelines.config import load_clinic_config
     from pipelines.ingest import parts as batching
     from pipelines.ingest import read as readers
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
     rows = 40 if size == "large" else 1
@@ -463,7 +463,7 @@ def test_discovery_skips_a_file_gone_before_hashing_and_reports_an_unreadable_on
     was ingested. Now the vanished one is simply not there, the unreadable one is rejected
     alone with `unreadable` (offered again once readable), and the others load."""
     from pipelines.config import load_clinic_config
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
     vanishing = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
@@ -512,7 +512,7 @@ def test_a_file_removed_once_read_in_full_still_loads(
     """A clinic's tool may clear the landing folder as soon as the run has read it: rows read
     in full from the hashed bytes are kept, not rejected for the file being gone."""
     from pipelines.config import load_clinic_config
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
     path = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])

@@ -49,5 +49,5 @@ def test_unknown_instrument_names_the_allowed_codes() -> None:
 def test_docs_instruments_table_is_current() -> None:
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "instruments.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "instruments.md").read_text()
     assert registry.markdown_table() in doc, "regenerate the table in docs/instruments.md"

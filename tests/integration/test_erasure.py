@@ -23,7 +23,7 @@ from pipelines.ingest.run import ingest_all
 from pipelines.warehouse import open_warehouse, publish_snapshot
 from tests.conftest import build_detected_warehouse
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def every_value_mentioning(db: Path, code: str) -> list[tuple[str, str]]:

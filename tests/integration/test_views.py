@@ -322,7 +322,7 @@ def test_data_quality_judges_each_clinic_by_its_own_cadence_and_timezone(
     the view reads them."""
     import datetime as dt
 
-    from tests.test_exactly_once import srs
+    from tests.e2e.test_exactly_once import srs
 
     write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
     wh_path = tmp_path / "wh.duckdb"

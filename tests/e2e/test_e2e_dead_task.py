@@ -17,10 +17,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.test_e2e_airflow import SCRIPT
-from tests.test_e2e_many_clinics import Stack, wait
+from tests.e2e.test_e2e_airflow import SCRIPT
+from tests.e2e.test_e2e_many_clinics import Stack, wait
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 HOLDER = textwrap.dedent(

@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "pipelines"
 
 # Bottom to top. A package (or top-level module) may import what is on a lower floor only.
@@ -169,4 +169,16 @@ def test_only_the_warehouse_package_opens_duckdb_or_names_a_backend() -> None:
             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 if BACKEND_WORDS.search(line):
                     found.append(f"{rel}:{n}: {line.strip()}")
+    assert found == []
+
+
+def test_the_environment_is_read_in_settings_only() -> None:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == "pipelines/settings.py" or rel in PENDING_DETECTION_EDITS:
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"\bos\.environ\b|\bos\.getenv\b|\bgetenv\(", line):
+                found.append(f"{rel}:{n}: {line.strip()}")
     assert found == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,9 +21,9 @@ import duckdb
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.conftest import reachable
+from tests.conftest import free_port, reachable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REDIS_DB = 11  # not the default db 0 that other users of the local Redis may use
 HEADER = (
@@ -34,12 +33,6 @@ HEADER = (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _admin_sql(sql: str) -> None:
@@ -80,7 +73,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "\n".join([HEADER, *rows]) + "\n", encoding="utf-8"
     )
     (home / "inbox").mkdir()
-    api = _free_port()
+    api = free_port()
     pg = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ALLIANCE"))},
@@ -100,8 +93,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "AIRFLOW__API__PORT": str(api),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api}/execution/",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         # as docker-compose.yml: quick hand-offs, workers that import GX once before forking
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",

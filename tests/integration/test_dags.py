@@ -7,17 +7,18 @@ prints one JSON line of what happened; the tests assert on that."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import Mailbox, smtp_controller
+
+ROOT = Path(__file__).resolve().parents[2]
 HEADER = (
     "client_id,clinician_id,session_date,session_number,instrument,"
     + ",".join(f"item_{i}" for i in range(1, 13))
@@ -86,27 +87,8 @@ def srs_rows(client: str, scores: list[float], first: int = 1) -> list[str]:
     return rows
 
 
-@dataclass
-class Mailbox:
-    messages: list = field(default_factory=list)
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
-        from email import message_from_bytes, policy
-
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from aiosmtpd.controller import Controller
-
     home = tmp_path_factory.mktemp("aw_dags")
     clinics = home / "config" / "clinics"
     clinics.mkdir(parents=True)
@@ -155,8 +137,8 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict:
         capture_output=True,
     )
     mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
-    smtp.start()
+    servers = contextlib.ExitStack()
+    smtp = servers.enter_context(smtp_controller(mailbox))
     env |= {
         "ALLIANCE_WATCH_SMTP_HOST": "127.0.0.1",
         "ALLIANCE_WATCH_SMTP_PORT": str(smtp.port),
@@ -171,12 +153,12 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict:
             timeout=400,
         )
     finally:
-        smtp.stop()
+        servers.close()
     assert out.returncode == 0, out.stderr[-4000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["mail"] = [
         {"to": m["To"], "subject": m["Subject"], "body": m.get_content().replace("\r\n", "\n")}
-        for m in mailbox.messages
+        for m in mailbox.emails
     ]
     result["home"] = str(home)
     return result
@@ -334,17 +316,15 @@ def test_lock_errors_keep_their_retries_contract_errors_do_not() -> None:
 
 @pytest.fixture
 def smtp_env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from aiosmtpd.controller import Controller
-
     mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
-    smtp.start()
+    servers = contextlib.ExitStack()
+    smtp = servers.enter_context(smtp_controller(mailbox))
     monkeypatch.setenv("ALLIANCE_WATCH_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("ALLIANCE_WATCH_SMTP_PORT", str(smtp.port))
     monkeypatch.setenv("ALLIANCE_WATCH_SMTP_STARTTLS", "false")
     monkeypatch.setenv("ALLIANCE_WATCH_OPS_EMAIL", "ops@example.org")
     yield mailbox
-    smtp.stop()
+    servers.close()
 
 
 def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]

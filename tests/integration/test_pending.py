@@ -19,7 +19,7 @@ from pipelines.settings import Paths, paths_from_env
 from pipelines.warehouse import open_warehouse
 from tests.conftest import reference_row
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLAGS = "select * exclude (detected_at) from flags order by all"
 EPISODES = "select * from alert_episodes order by all"
 

@@ -4,12 +4,7 @@ server (aiosmtpd on 127.0.0.1), the delivery ledger."""
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import json
-import socket
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,12 +12,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from aiosmtpd.controller import Controller
 
 from pipelines import registry
 from pipelines import warehouse as wh
 from pipelines.deliver.digest import Week, run_weekly_digest, suppress
 from pipelines.deliver.mailer import SmtpSettings
+from tests.conftest import Mailbox, free_port, smtp_controller
 
 AS_OF = dt.date(2024, 5, 13)  # covers sessions 2024-05-06 .. 2024-05-12
 EVIL = "C<script>alert(1)</script>"
@@ -397,51 +392,6 @@ def make_warehouse(tmp: Path, send_all_clear: bool = False) -> Fixture:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Recorder:
-    """An aiosmtpd handler that keeps every message and can refuse the first `fail` ones."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.fail = fail
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd API
-        with self.lock:
-            if self.fail > 0:
-                self.fail -= 1
-                return "451 4.3.0 try again later"
-            msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-            self.messages.append((list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Recorder, SmtpSettings]]:
-    recorder = Recorder()
-    port = _free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings = SmtpSettings(
-        host="127.0.0.1",
-        port=port,
-        sender="digest@alliance.example",
-        starttls=False,
-        attempts=3,
-        backoff_s=0.01,
-        timeout_s=5,
-    )
-    try:
-        yield recorder, settings
-    finally:
-        controller.stop()
-
-
 @pytest.fixture
 def fx(tmp_path: Path) -> Fixture:
     return make_warehouse(tmp_path)
@@ -455,7 +405,7 @@ def _ledger(path: Path) -> pd.DataFrame:
         conn.close()
 
 
-def _by_recipient(recorder: Recorder) -> dict[str, EmailMessage]:
+def _by_recipient(recorder: Mailbox) -> dict[str, EmailMessage]:
     out: dict[str, EmailMessage] = {}
     for rcpts, msg in recorder.messages:
         assert len(rcpts) == 1
@@ -485,7 +435,7 @@ def test_small_cells_are_suppressed() -> None:
 
 
 def test_digest_over_smtp_one_message_per_clinician_with_both_parts_and_chart(
-    fx: Fixture, smtp_server: tuple[Recorder, SmtpSettings]
+    fx: Fixture, smtp_server: tuple[Mailbox, SmtpSettings]
 ) -> None:
     recorder, settings = smtp_server
     summary = run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, settings)
@@ -585,7 +535,7 @@ def test_every_value_is_html_escaped(fx: Fixture) -> None:
     assert "WAI-SR fell from 4.10 to 3.10" in text and "the bond items fell most" in text
 
 
-def test_rerun_does_not_resend(fx: Fixture, smtp_server: tuple[Recorder, SmtpSettings]) -> None:
+def test_rerun_does_not_resend(fx: Fixture, smtp_server: tuple[Mailbox, SmtpSettings]) -> None:
     recorder, settings = smtp_server
     run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, settings)
     first = len(recorder.messages)
@@ -601,7 +551,7 @@ def test_rerun_does_not_resend(fx: Fixture, smtp_server: tuple[Recorder, SmtpSet
 
 
 def test_transient_failures_are_retried_within_the_run(
-    fx: Fixture, smtp_server: tuple[Recorder, SmtpSettings]
+    fx: Fixture, smtp_server: tuple[Mailbox, SmtpSettings]
 ) -> None:
     recorder, settings = smtp_server
     recorder.fail = 2  # the first message is refused twice, then accepted
@@ -612,7 +562,7 @@ def test_transient_failures_are_retried_within_the_run(
 
 
 def test_failed_send_is_recorded_and_retried_on_the_next_run(
-    fx: Fixture, smtp_server: tuple[Recorder, SmtpSettings]
+    fx: Fixture, smtp_server: tuple[Mailbox, SmtpSettings]
 ) -> None:
     recorder, settings = smtp_server
     once = SmtpSettings(**{**settings.__dict__, "attempts": 1})
@@ -633,7 +583,7 @@ def test_failed_send_is_recorded_and_retried_on_the_next_run(
 
 def test_unreachable_server_is_recorded_as_failed(fx: Fixture) -> None:
     dead = SmtpSettings(
-        host="127.0.0.1", port=_free_port(), starttls=False, attempts=2, backoff_s=0.01, timeout_s=2
+        host="127.0.0.1", port=free_port(), starttls=False, attempts=2, backoff_s=0.01, timeout_s=2
     )
     summary = run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, dead)
     assert summary.failed == 3 and summary.written == 1
@@ -774,22 +724,17 @@ def test_starttls_and_login(fx: Fixture, tmp_path: Path) -> None:
             logins.append(auth_data.login.decode())
         return AuthResult(success=ok, handled=False)  # failure: let the server answer 535
 
-    recorder = Recorder()
-    port = _free_port()
-    controller = Controller(
+    recorder = Mailbox()
+    with smtp_controller(
         recorder,
-        hostname="127.0.0.1",
-        port=port,
         tls_context=server_ctx,
         require_starttls=True,
         authenticator=authenticator,
         auth_require_tls=True,
-    )
-    controller.start()
-    try:
+    ) as controller:
         env = {
             "ALLIANCE_WATCH_SMTP_HOST": "127.0.0.1",
-            "ALLIANCE_WATCH_SMTP_PORT": str(port),
+            "ALLIANCE_WATCH_SMTP_PORT": str(controller.port),
             "ALLIANCE_WATCH_SMTP_USER": "digest-bot",
             "ALLIANCE_WATCH_SMTP_PASSWORD": "s3cret",
             "ALLIANCE_WATCH_SMTP_CAFILE": str(cert),
@@ -809,8 +754,6 @@ def test_starttls_and_login(fx: Fixture, tmp_path: Path) -> None:
         ledger = _ledger(fx2.warehouse)
         assert set(ledger[ledger.status == "failed"].error) == {"SMTPAuthenticationError 535"}
         assert set(ledger[ledger.status == "failed"].attempts) == {1}
-    finally:
-        controller.stop()
 
 
 def test_summary_as_dict_has_counts_only(fx: Fixture) -> None:

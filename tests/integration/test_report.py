@@ -13,7 +13,7 @@ import pytest
 from pipelines.warehouse import open_warehouse
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, build_detected_warehouse
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

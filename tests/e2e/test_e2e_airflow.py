@@ -5,21 +5,23 @@ free ports. Clinics' data teams drop files and markers; everything after that ha
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import Mailbox, smtp_controller
+
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "dags" / "tools" / "standalone.sh"
 HEADER = (
     "client_id,clinician_id,session_date,session_number,instrument,"
@@ -48,23 +50,6 @@ def write_export(path: Path, rows: list[str]) -> None:
     tmp = path.with_suffix(".part")  # a data team writes, then renames, then drops the marker
     tmp.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
     tmp.rename(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Mailbox:
-    messages: list = field(default_factory=list)
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
-        from email import message_from_bytes, policy
-
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
 
 
 @dataclass
@@ -156,8 +141,6 @@ def contextlib_closing(c: sqlite3.Connection):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from aiosmtpd.controller import Controller
-
     home = tmp_path_factory.mktemp("aw_e2e")
     clinics = home / "config" / "clinics"
     clinics.mkdir(parents=True)
@@ -179,8 +162,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         srs_rows("B001", [9.5] * 5 + [6]) + srs_rows("B002", [9.5] * 6),
     )
     mailbox = Mailbox()
-    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
+    servers = contextlib.ExitStack()
+    smtp = servers.enter_context(smtp_controller(mailbox))
     env = {
         **os.environ,
         "ALLIANCE_WATCH_HOME": str(home),
@@ -231,7 +214,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=90)
-        smtp.stop()
+        servers.close()
 
 
 def test_two_markers_at_once_ingest_both_and_detect_within_target(stack: Stack) -> None:
@@ -322,10 +305,10 @@ def test_clinic_with_a_config_error_shows_it_and_fails_fast(stack: Stack) -> Non
     # the other clinics kept running
     assert all(st == "success" for _, st in stack.runs("ingest_alpha"))
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not stack.mailbox.messages:
+    while time.monotonic() < deadline and not stack.mailbox.emails:
         time.sleep(0.5)
-    notices = [m for m in stack.mailbox.messages if "ingest_gamma.discover" in m["Subject"]]
-    assert notices, [m["Subject"] for m in stack.mailbox.messages]
+    notices = [m for m in stack.mailbox.emails if "ingest_gamma.discover" in m["Subject"]]
+    assert notices, [m["Subject"] for m in stack.mailbox.emails]
     body = notices[0].get_content()
     assert "ConfigError" in body and "gamma.yaml" in body and "Log:" in body
     assert notices[0]["To"] == "ops@example.org"

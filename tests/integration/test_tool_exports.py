@@ -21,7 +21,7 @@ from pipelines.config import load_clinic_config
 from pipelines.simulate import cohort as simulate
 from pipelines.simulate.tool_exports import TOOL_CLINICS, tool_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "config" / "examples"
 KEY = ["clinic_id", "client_id", "episode_id", "session_number", "instrument"]
 COLUMNS = [
