@@ -138,7 +138,7 @@ def build_detected_warehouse(root: Path, seed: int, clinics: int) -> Path:
         [
             sys.executable,
             "-m",
-            "pipelines.cli.app",
+            "pipelines.cli",
             "generate",
             "--out",
             str(root),

@@ -5,6 +5,7 @@ an explicit `Verdicts` object (see docs/validation.md).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import pickle
@@ -104,6 +105,13 @@ class _Engine:
         return _in_suite_order(results, expectations)
 
 
+@functools.cache
+def _process_engine() -> _Engine:
+    """The GX context of this process, shared by every `Verdicts` (creating one is costly; it
+    holds no verdicts, only GX's data source and the suites built for the rule groups)."""
+    return _Engine()
+
+
 def _in_suite_order(results: list[Any], expectations: list[dict[str, Any]]) -> list[Any]:
     by_rule = {_result_key(r): r for r in results}
     out = []
@@ -161,7 +169,7 @@ class Verdicts:
     @property
     def engine(self) -> _Engine:
         if self._engine is None:
-            self._engine = _Engine()  # a GX context is costly to create: once per object
+            self._engine = _process_engine()
         return self._engine
 
     def run(

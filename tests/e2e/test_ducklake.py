@@ -32,7 +32,7 @@ from tests.conftest import reachable
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]
 
-CLI = [sys.executable, "-m", "pipelines.cli.app"]
+CLI = [sys.executable, "-m", "pipelines.cli"]
 CLINIC_A, CLINIC_B = "pcoms_north", "wai_central"  # what `generate --seed 3 --clinics 2` names
 
 

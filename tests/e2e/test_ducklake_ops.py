@@ -191,7 +191,7 @@ def test_forget_on_ducklake_leaves_no_row_file_or_catalog_value(
         [
             sys.executable,
             "-m",
-            "pipelines.cli.app",
+            "pipelines.cli",
             "generate",
             "--out",
             str(tmp_path),
@@ -243,7 +243,7 @@ def test_forget_on_ducklake_leaves_no_row_file_or_catalog_value(
 
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.app", "forget", "--warehouse", str(unused)]
+        [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(unused)]
         + ["--clinic", clinic, "--client", client, "--note", "ticket 481"],
         cwd=ROOT,
         capture_output=True,

@@ -75,7 +75,7 @@ def test_a_killed_load_frees_the_slot_within_a_minute_and_down_stops_everything(
 ) -> None:
     home = tmp_path / "home"
     subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.app", "generate", "--out", str(home), "--seed", "5"]
+        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(home), "--seed", "5"]
         + ["--clinics", "1", "--clients", "60", "--period", "quarter", "--as-of", "2026-06-01"],
         cwd=ROOT,
         check=True,

@@ -87,7 +87,7 @@ def wait(what: str, ok, timeout: float, every: float = 0.5) -> None:  # type: ig
 def test_ten_clinics_at_once_every_load_is_detected(tmp_path: Path) -> None:
     home = tmp_path / "home"
     subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.app", "generate", "--out", str(home), "--seed", "11"]
+        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(home), "--seed", "11"]
         + ["--clinics", "10", "--clients", "40", "--period", "all", "--as-of", "2026-06-01"],
         cwd=ROOT,
         check=True,
@@ -155,7 +155,7 @@ def test_ten_clinics_at_once_every_load_is_detected(tmp_path: Path) -> None:
         )
         assert live == [(0,)], "every queued client was drained"
         done_full = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli.app", "detect", "--warehouse", str(full)]
+            [sys.executable, "-m", "pipelines.cli", "detect", "--warehouse", str(full)]
             + ["--config-dir", str(home / "config")],
             cwd=ROOT,
             capture_output=True,

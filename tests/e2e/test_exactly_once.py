@@ -171,7 +171,7 @@ def test_cli_killed_at_random_moments_then_rerun(
 ) -> None:
     """The real CLI, SIGKILLed after random delays (several times over the same warehouse)."""
     wh = tmp_path / "random.duckdb"
-    cli = [sys.executable, "-m", "pipelines.cli.app", "ingest", "--quiet"]
+    cli = [sys.executable, "-m", "pipelines.cli", "ingest", "--quiet"]
     cli += ["--config-dir", str(reference_config_dir), "--landing", str(tmp_path / "landing")]
     cli += ["--warehouse", str(wh)]
     rng = random.Random(5)

@@ -373,8 +373,8 @@ def test_a_late_feed_gets_a_notice_to_its_data_team(
             "select clinic_id, cadence_days from clinic_data_quality_weekly order by 1"
         ).fetchall() == [("late", 7), ("ontime", 14)]
     assert summary["unknown_markers"] == ["nobody.ready"]
-    assert [m["To"] for m in smtp_env.messages] == ["data@late.example"]
-    body = smtp_env.messages[0].get_content()
+    assert [m["To"] for m in smtp_env.emails] == ["data@late.example"]
+    body = smtp_env.emails[0].get_content()
     assert "late" in body and "7 days" in body and "3.0 days past" in body
 
 
@@ -400,7 +400,7 @@ def test_failure_notices_quote_our_errors_and_only_name_others(
         "detect_ruptures", "detect", "r", 1, 4, "KeyError (details in the log)", None
     )
     assert notify_failure(shared, p.config_dir).ok
-    first, second = smtp_env.messages
+    first, second = smtp_env.emails
     assert first["To"] == "data@late.example" and "ingest_late.load" in first["Subject"]
     assert "WarehouseBusy: held" in first.get_content() and "http://x/log" in first.get_content()
     assert second["To"] == "ops@example.org"
@@ -431,7 +431,7 @@ def test_high_severity_episodes_are_announced_once(
         "late": {"announced": 1, "not_sent": 0}
     }
     assert notify_high_severity(p, None) == {"late": {"announced": 0, "not_sent": 0}}
-    (msg,) = smtp_env.messages  # ontime did not opt in; the rerun sent nothing
+    (msg,) = smtp_env.emails  # ontime did not opt in; the rerun sent nothing
     assert msg["To"] == "t01@late.example" and "client C9: SRS, session 6" in msg.get_content()
 
 
@@ -462,7 +462,7 @@ def test_an_ingest_run_tells_its_data_team_what_was_accepted_and_why_not(
 
     sent = notify_receipt("late", "manual__2026-06-15", files, p.config_dir)
     assert sent.ok, sent.error
-    (msg,) = smtp_env.messages
+    (msg,) = smtp_env.emails
     assert msg["To"] == "data@late.example"
     assert msg["Subject"] == "[Alliance Watch] late: 3 files received, 1 rejected, 1 row held back"
     body = msg.get_content().replace("\r\n", "\n")  # as it came over SMTP
@@ -491,7 +491,7 @@ def test_an_ingest_run_tells_its_data_team_what_was_accepted_and_why_not(
     # a config broken after the load: the loaded run does not fail for its receipt
     cfg.write_text(cfg.read_text() + "bogus_key: 1\n")
     assert "clinic config unreadable" in str(notify_receipt("late", "r", files, p.config_dir).error)
-    assert len(smtp_env.messages) == 1
+    assert len(smtp_env.emails) == 1
 
 
 def test_a_file_held_back_by_our_fault_is_told_to_the_operators(
@@ -514,7 +514,7 @@ def test_a_file_held_back_by_our_fault_is_told_to_the_operators(
     assert notify_internal_errors("late", "r", files[:1]) is None
     sent = notify_internal_errors("late", "manual__1", files)
     assert sent is not None and sent.ok, sent
-    (msg,) = smtp_env.messages
+    (msg,) = smtp_env.emails
     assert msg["To"] == "ops@example.org"
     assert msg["Subject"] == "[Alliance Watch] late: 1 file held back by a fault in Alliance Watch"
     body = msg.get_content()

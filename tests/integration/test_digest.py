@@ -643,7 +643,7 @@ def test_cli_writes_the_outbox(
 ) -> None:
     import argparse
 
-    from pipelines.deliver import digest
+    from pipelines.cli import digest
 
     monkeypatch.delenv("ALLIANCE_WATCH_SMTP_HOST", raising=False)
     parser = argparse.ArgumentParser()

@@ -17,6 +17,7 @@ from pipelines import jobs
 from pipelines import warehouse as wh
 from pipelines.deliver.digest import run_weekly_digest
 from pipelines.deliver.mailer import SmtpSettings
+from pipelines.errors import WarehouseBusy
 from pipelines.settings import paths_from_env
 from tests.conftest import Mailbox, free_port
 from tests.integration.test_digest import (  # noqa: F401 - smtp_server is a fixture
@@ -132,7 +133,7 @@ def test_digests_render_from_the_snapshot_while_a_writer_holds_the_warehouse(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         monkeypatch.setenv("ALLIANCE_WATCH_LOCK_TIMEOUT_S", "1")
-        with pytest.raises(wh.WarehouseBusy):  # the live file is taken ...
+        with pytest.raises(WarehouseBusy):  # the live file is taken ...
             wh.connect(paths.warehouse, read_only=True)
         assert jobs.digest_clinics(paths, None) == [OTHER, CLINIC]
         # ... and the digests go out all the same

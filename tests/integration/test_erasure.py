@@ -108,7 +108,7 @@ def test_forget_removes_every_trace(landscape: dict[str, object]) -> None:
     ledger.write_text(json.dumps(sorted(episodes)), encoding="utf-8")
 
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.app", "forget", "--warehouse", str(wh)]
+        [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(wh)]
         + ["--clinic", clinic, "--client", client, "--note", "ticket 481"],
         cwd=ROOT,
         capture_output=True,
@@ -190,7 +190,7 @@ def test_forget_renders_the_clients_digests_in_the_outbox_again_without_them(
 
     def forget_cli(code: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli.app", "forget", "--warehouse", str(wh)]
+            [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(wh)]
             + ["--clinic", clinic, "--client", code, "--outbox", str(outbox)]
             + ["--config-dir", str(tmp_path / "config")],
             cwd=ROOT,
@@ -295,7 +295,7 @@ def test_forget_republishes_the_snapshot_of_the_warehouse_it_was_given(tmp_path:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALLIANCE_WATCH_")}
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.app", "forget", "--warehouse", str(other)]
+        [sys.executable, "-m", "pipelines.cli", "forget", "--warehouse", str(other)]
         + ["--clinic", "c1", "--client", "K77"],
         cwd=tmp_path,
         capture_output=True,

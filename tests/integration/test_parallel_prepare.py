@@ -24,7 +24,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three sample clinics (wide CSV, Parquet, semicolon/latin-1), several files each."""
     root = tmp_path_factory.mktemp("parallel")
     subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.app", "generate", "--out", str(root), "--seed", "11"]
+        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "11"]
         + ["--clients", "30", "--period", "month", "--as-of", "2026-06-01"],
         cwd=ROOT,
         check=True,

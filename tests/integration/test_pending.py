@@ -121,7 +121,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two generated clinics (30 clients each), ingested but never detected."""
     root = tmp_path_factory.mktemp("pending")
     subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.app", "generate", "--out", str(root), "--seed", "7"]
+        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "7"]
         + ["--clinics", "2", "--clients", "30", "--period", "all", "--as-of", "2026-06-01"],
         cwd=ROOT,
         check=True,
@@ -158,7 +158,7 @@ def test_the_drain_detects_every_queued_load_as_a_full_recompute_does(
 
     # `alliance-watch detect` (a full recompute) gives the same rows and clears the ledger too
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.app", "detect", "--warehouse", str(full)]
+        [sys.executable, "-m", "pipelines.cli", "detect", "--warehouse", str(full)]
         + ["--config-dir", str(generated / "config")],
         cwd=ROOT,
         capture_output=True,

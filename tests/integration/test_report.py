@@ -22,7 +22,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wh = build_detected_warehouse(root, seed=11, clinics=2)
     out = root / "out" / "report.html"
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.app", "report", "--warehouse", str(wh)]
+        [sys.executable, "-m", "pipelines.cli", "report", "--warehouse", str(wh)]
         + ["--out", str(out)],
         cwd=ROOT,
         capture_output=True,

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.cli import generate as generate_cli
 from pipelines.config import load_clinic_configs
 from pipelines.ingest.read import canonicalize, read_raw
-from pipelines.simulate import cohort as simulate
 
 MEASURE_KEY = ["clinic_id", "client_id", "session_number", "instrument"]
 APPT_KEY = ["clinic_id", "client_id", "appointment_date"]
@@ -24,12 +24,12 @@ APPT_KEY = ["clinic_id", "client_id", "appointment_date"]
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gen")
     parser = argparse.ArgumentParser()
-    simulate.add_arguments(parser)
+    generate_cli.add_arguments(parser)
     args = parser.parse_args(
         ["--out", str(out), "--seed", "42", "--clients", "25", "--as-of", "2025-11-20"]
         + ["--start-date", "2025-07-01", "--period", "quarter"]
     )
-    assert simulate.run(args) == 0
+    assert generate_cli.run(args) == 0
     return out
 
 

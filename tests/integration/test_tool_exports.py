@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from pipelines.cli import generate as generate_cli
 from pipelines.config import load_clinic_config
-from pipelines.simulate import cohort as simulate
 from pipelines.simulate.tool_exports import TOOL_CLINICS, tool_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,13 +37,13 @@ COLUMNS = [
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tools")
     parser = argparse.ArgumentParser()
-    simulate.add_arguments(parser)
+    generate_cli.add_arguments(parser)
     args = parser.parse_args(
         ["--out", str(out), "--seed", "17", "--clients", "24", "--as-of", "2025-11-20"]
         + ["--start-date", "2025-06-01", "--period", "quarter", "--tool-exports"]
         + ["--clinics", "1"]
     )
-    assert simulate.run(args) == 0
+    assert generate_cli.run(args) == 0
     return out
 
 

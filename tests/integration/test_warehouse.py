@@ -183,7 +183,7 @@ def test_cli_says_busy_in_one_line(tmp_path: Path, reference_config_dir: Path) -
     duckdb.connect(str(wh)).close()
     holder = hold(wh, 60)
     try:
-        cli = [sys.executable, "-m", "pipelines.cli.app"]
+        cli = [sys.executable, "-m", "pipelines.cli"]
         args = ["ingest", "--config-dir", str(reference_config_dir)]
         args += ["--landing", str(tmp_path / "landing"), "--warehouse", str(wh)]
         done = subprocess.run(
