@@ -27,9 +27,10 @@ from pipelines.warehouse.snapshots import publish_file_snapshot
 T = TypeVar("T")
 
 
-def engine(threads: int = 1) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for queries over staged Parquet (no warehouse attached)."""
-    return duckdb.connect(config={"threads": threads})
+def engine(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB (no warehouse file attached): for queries over staged Parquet, or
+    an in-memory warehouse (`migrate` it). `threads`: DuckDB's default when None."""
+    return duckdb.connect(config={} if threads is None else {"threads": threads})
 
 
 class EmbeddedBackend(Backend):

@@ -141,10 +141,10 @@ def test_no_module_imports_itself_through_others() -> None:
 
 def test_the_checks_find_a_cycle_and_an_upward_import() -> None:
     graph = {
-        "pipelines.registry": {"pipelines.cli"},
-        "pipelines.cli": {"pipelines.registry"},
+        "pipelines.registry": {"pipelines.cli.app"},
+        "pipelines.cli.app": {"pipelines.registry"},
     }
-    assert cycles(graph) == [["pipelines.cli", "pipelines.registry"]]
+    assert cycles(graph) == [["pipelines.cli.app", "pipelines.registry"]]
     assert upward_imports(graph) == ["pipelines.registry -> pipelines.cli.app"]
 
 
