@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_digest import AS_OF, CLINIC, make_warehouse  # sibling test module (tests/ is on sys.path)
 
 from pipelines.deliver.digest import run_weekly_digest
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.test_digest import AS_OF, CLINIC, make_warehouse
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install -y chromium)"
