@@ -344,22 +344,25 @@ def _judge_distinct(
         columns[col] = _Column(
             at, codes, present, weight, rep, keys, memo, failed, np.flatnonzero(~known)
         )
-    unjudged = any(len(c.new) for c in columns.values())
-    if unjudged or any(c.memo not in verdicts.memory for c in columns.values()):
-        # one GX run for the group: each column holds its values not judged yet, repeated to
-        # the longest column's length (a repeat's verdict is its value's and is not read)
-        length = max((len(c.new) for c in columns.values()), default=0)
+    # GX is asked only about the columns with values it has not judged (or no Data Docs
+    # template yet), in one run: each such column holds its values not judged yet, repeated
+    # to the longest column's length (a repeat's verdict is its value's and is not read)
+    asked = {col: c for col, c in columns.items() if len(c.new) or c.memo not in verdicts.memory}
+    if asked:
+        length = max(len(c.new) for c in asked.values())
         data = {}
-        for col, c in columns.items():
+        for col, c in asked.items():
             chosen = c.present[c.new] if len(c.new) else c.present[:1]
             data[col] = frame[col].iloc[c.rep[np.resize(chosen, length)]].reset_index(drop=True)
-        results = verdicts.run(pd.DataFrame(data), given, parameters)
-        for c in columns.values():
+        positions = [j for c in asked.values() for j in c.rules]
+        answers = verdicts.run(pd.DataFrame(data), [given[j] for j in positions], parameters)
+        result_of = dict(zip(positions, answers, strict=True))
+        for c in asked.values():
             for jj, j in enumerate(c.rules):
-                unexpected = _index_list(results[j])
+                unexpected = _index_list(result_of[j])
                 unexpected = unexpected[unexpected < len(c.new)]
                 c.failed[c.new[unexpected], jj] = True
-            templates = [_sanitized_copy(results[j], rules[j]) for j in c.rules]
+            templates = [_sanitized_copy(result_of[j], rules[j]) for j in c.rules]
             mem = verdicts.memory.get(c.memo)
             if mem is None or len(mem.index) + len(c.new) > _MAX_REMEMBERED:
                 mem = _Memory({}, np.zeros((0, len(c.rules)), dtype=bool), templates)
