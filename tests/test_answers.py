@@ -303,9 +303,22 @@ def _write_clinic(root: Path, rows: list[str]) -> None:
     )
 
 
-def _clinic_rows() -> list[str]:
+def _clinic_rows(shift_days: int = 0) -> list[str]:
     """C0046 (T01): steady near 39 for seven weekly sessions, a drop to 28 on 25 Nov 2026, then
-    36.1 and 37.4. C1xx (T01) and C2xx (T02): twelve more clients with one drop each."""
+    36.1 and 37.4. C1xx (T01) and C2xx (T02): twelve more clients with one drop each. Every
+    date moved by `shift_days` (a multiple of 7 keeps the weekdays)."""
+    shifted = dt.timedelta(days=shift_days)
+    rows = [_shifted_row(r, shifted) for r in _clinic_rows_fixed()]
+    return rows
+
+
+def _shifted_row(row: str, by: dt.timedelta) -> str:
+    cells = row.split(",")
+    cells[2] = (dt.date.fromisoformat(cells[2]) + by).isoformat()
+    return ",".join(cells)
+
+
+def _clinic_rows_fixed() -> list[str]:
     start = dt.date(2026, 10, 7)
     steady = [39.0, 39.2, 38.8, 39.0, 39.1, 38.9, 39.0]
     rows = [_srs_row("C0046", "T01", start + dt.timedelta(days=7 * i), i + 1, s)
