@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,8 +104,10 @@ def pending(answers: Path) -> list[InboxAnswer]:
 def remove(answers: Path, done: list[InboxAnswer]) -> None:
     """Remove answers already committed to the warehouse (a crash before this only means the
     next load finds them already there and skips them)."""
-    for a in done:
-        a.path.unlink(missing_ok=True)
+    # unlinks in parallel: on a filesystem that discards freed blocks each one waits ~2 ms,
+    # and they overlap (benchmarks/bench_answers.py: 25x faster with 16 threads)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda a: a.path.unlink(missing_ok=True), done))
     if done:
         _fsync_dir(new_dir(answers))
 
