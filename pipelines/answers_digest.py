@@ -42,12 +42,14 @@ def links_for(
     )
 
 
-def _has_answers(conn: duckdb.DuckDBPyConnection) -> bool:
-    # a snapshot published before migration 019 has no answers yet
+def has_relation(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether `conn` has the table or view `name` (a snapshot published before migration 019
+    has no answers yet)."""
     return bool(
         conn.execute(
             "select count(*) from information_schema.tables "
-            "where table_name = 'alert_feedback' and table_schema = 'main'"
+            "where table_name = ? and table_schema = 'main'",
+            [name],
         ).fetchall()[0][0]
     )
 
@@ -147,7 +149,7 @@ def followups(
 ) -> dict[str, tuple[AnswerFollowup, ...]]:
     """clinician_id -> the answers they gave from `week_start` (the last digest's run date)
     through `week_end` (this one's), the last answer of each episode, in the clinic's dates."""
-    if not _has_answers(conn):
+    if not has_relation(conn, "alert_feedback"):
         return {}
     rows = conn.execute(
         _FOLLOWUPS_SQL,

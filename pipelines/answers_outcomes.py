@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import jinja2
 
+from pipelines.answers_digest import has_relation
 from pipelines.errors import AllianceWatchError
 
 MIN_ANSWERS = 10  # small cells: fewer answers than this give no rate (report and view agree)
@@ -37,12 +38,7 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def _has_answers(conn: duckdb.DuckDBPyConnection) -> bool:
-    return bool(
-        conn.execute(
-            "select count(*) from information_schema.tables "
-            "where table_name = 'alert_answer_rates' and table_schema = 'main'"
-        ).fetchall()[0][0]
-    )
+    return has_relation(conn, "alert_answer_rates")
 
 
 def _rows(conn: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:

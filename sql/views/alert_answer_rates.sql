@@ -5,11 +5,12 @@
 -- confirmed rupture not talked about yet. Small cells: a rate whose denominator is under 10 is
 -- null and is_suppressed is true (the counts stay, for analysts inside the warehouse).
 create or replace view alert_answer_rates as
-with per_clinic as (
+with counts as (
+    -- one row per clinic (its clinicians rolled up) and one per clinician
     select
-        'clinic' as grain,
+        case when grouping(clinician_id) = 1 then 'clinic' else 'clinician' end as grain,
         clinic_id,
-        '' as clinician_id,
+        case when grouping(clinician_id) = 1 then '' else clinician_id end as clinician_id,
         count(*) as n_alerts,
         count(*) filter (where is_answered) as n_answered,
         count(*) filter (where is_rupture_confirmed) as n_rupture,
@@ -19,30 +20,7 @@ with per_clinic as (
         count(*) filter (where answer = 'rupture_not_yet' and is_recovered)
             as n_not_talked_recovered
     from alert_outcomes
-    group by clinic_id
-),
-
-per_clinician as (
-    select
-        'clinician' as grain,
-        clinic_id,
-        clinician_id,
-        count(*) as n_alerts,
-        count(*) filter (where is_answered) as n_answered,
-        count(*) filter (where is_rupture_confirmed) as n_rupture,
-        count(*) filter (where is_conversation_held) as n_talked,
-        count(*) filter (where is_conversation_held and is_recovered) as n_talked_recovered,
-        count(*) filter (where answer = 'rupture_not_yet') as n_not_talked,
-        count(*) filter (where answer = 'rupture_not_yet' and is_recovered)
-            as n_not_talked_recovered
-    from alert_outcomes
-    group by clinic_id, clinician_id
-),
-
-counts as (
-    select * from per_clinic
-    union all
-    select * from per_clinician
+    group by grouping sets ((clinic_id), (clinic_id, clinician_id))
 ),
 
 wilson as (
