@@ -618,3 +618,43 @@ def test_the_report_shows_answer_rate_and_precision(home) -> None:  # type: igno
     assert "Clinicians&#39; answers to the alerts" in html or "Clinicians' answers" in html
     assert "92%" in html  # 12 of 13 alerts answered
     assert "0.75 (0.47 to 0.91)" in html
+
+
+# ------------------------------------------------------------------------------- DuckLake
+
+from tests import test_ducklake  # noqa: E402 - its throwaway-lake fixture, shared
+
+lake = test_ducklake.lake
+
+
+def test_answers_load_exactly_once_on_a_ducklake_warehouse(
+    lake: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The same load on the production backend (catalog in PostgreSQL, migration 019's
+    DuckLake twin): one transaction, refusals recorded, nothing loaded twice."""
+    from pipelines import ducklake
+
+    catalog, data = lake
+    answers = tmp_path / "answers"
+    with ducklake.open_warehouse(catalog, data) as conn:
+        conn.execute(
+            "insert into alert_episodes (alert_episode_id, clinic_id, client_id, clinician_id, "
+            "instrument, opened_session, opened_date, last_flag_session, max_severity, status, "
+            "episode_id) values (?, 'ref_clinic', 'C0046', 'T01', 'SRS', 8, date '2026-11-25', "
+            "8, 'high', 'ongoing', '')",
+            [EPISODE],
+        )
+        answers_inbox.append(answers, claim(Answer.TALKED))
+        answers_inbox.append(answers, claim(Answer.NOT_YET, clinician="T02"))
+        waiting = answers_inbox.pending(answers)
+        first = load_into(conn, waiting)
+        assert (first["loaded"], first["refused_not_their_client"]) == (1, 1)
+        again = load_into(conn, waiting)  # a crash before the files were removed
+        assert (again["loaded"], again["refused"], again["already_loaded"]) == (0, 0, 2)
+        assert conn.execute(
+            "select client_id, clinician_id, answer from alert_feedback"
+        ).fetchall() == [("C0046", "T01", "rupture_talked")]
+        assert conn.execute(
+            "select answer, answer_count from alert_outcomes where alert_episode_id = ?",
+            [EPISODE],
+        ).fetchall() == [("rupture_talked", 1)]
