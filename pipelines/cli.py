@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("pipelines.evaluate", "score the flags against the simulator's ground truth"),
     "report": ("pipelines.report", "write a self-contained HTML report for analysts"),
     "forget": ("pipelines.erasure", "erase every trace of one client (right to erasure)"),
+    "calibrate": (
+        "pipelines.answers_outcomes",
+        "suggest a clinic's alert_budget from its clinicians' answers (changes nothing)",
+    ),
 }
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.answers_load import erase_refused
 from pipelines.errors import AllianceWatchError
 from pipelines.settings import paths_from_env
 from pipelines.warehouse import connect, migrate, open_warehouse, publish_snapshot
@@ -45,6 +46,7 @@ class ErasureResult:
     outbox_rendered_again: int = 0  # digests in the outbox that named the client
     outbox_removed: int = 0
     notices_removed: int = 0  # announced episodes in the immediate-notice ledger
+    answers_inbox_removed: int = 0  # clinicians' answers not loaded yet
 
     @property
     def total(self) -> int:
@@ -95,6 +97,7 @@ def _delete_client(
             [clinic_id, client_id],
         ).fetchall()[0][0]
     )
+    removed["alert_feedback_refused"] = erase_refused(conn, clinic_id, client_id)
     removed["loads.client_ids"] = int(
         conn.execute(
             """
@@ -152,6 +155,7 @@ def forget(
     outbox: Path | None = None,
     config_dir: Path | None = None,
     notices: Path | None = None,
+    answers: Path | None = None,
 ) -> ErasureResult:
     """Erase one client of one clinic everywhere in the warehouse (one transaction), rewrite the
     file so no deleted block keeps the data, republish `snapshot` (and its per-clinic copies if
@@ -159,13 +163,21 @@ def forget(
     used) the lake's files are purged instead. Then the clinic's digests in `outbox` that name
     the client are rendered again from the warehouse with the clinic's config from
     `config_dir` (removed when that cannot be done), and the client's episodes leave the
-    immediate-notice ledger in `notices`. Raises AllianceWatchError when the note names the
+    immediate-notice ledger in `notices`, and their answers not loaded yet leave the answers
+    inbox `answers`. Raises AllianceWatchError when the note names the
     client."""
     if operator_note and client_id in operator_note:
         raise AllianceWatchError(
             "--note must not contain the client code: the audit row would keep what was erased"
         )
+    # the answers not loaded yet go first: a load after the erasure finds none of theirs
+    inbox_removed = 0
+    if answers is not None:
+        from pipelines.answers_inbox import erase as erase_from_answers_inbox
+
+        inbox_removed = erase_from_answers_inbox(answers, clinic_id, client_id)
     result = _forget_in_warehouse(warehouse, clinic_id, client_id, operator_note, snapshot)
+    result.answers_inbox_removed = inbox_removed
     if outbox is not None and (outbox / clinic_id).is_dir():
         from pipelines.config import load_clinic_configs
         from pipelines.digest import erase_from_outbox
@@ -317,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
         outbox if outbox is not None and outbox.is_dir() else None,
         config_dir if config_dir is not None and config_dir.is_dir() else None,
         notices_dir(paths) if own else None,
+        paths.answers if own else None,
     )
     parts = ", ".join(f"{k} {v}" for k, v in sorted(r.rows_removed.items()) if v)
     print(
@@ -327,6 +340,10 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"outbox {outbox}: of the digests that named the client, "
             f"{r.outbox_rendered_again} rendered again without them, {r.outbox_removed} removed"
+        )
+    if r.answers_inbox_removed:
+        print(
+            f"answers inbox: {r.answers_inbox_removed} answers of the client not loaded yet removed"
         )
     if r.notices_removed:
         print(
