@@ -129,7 +129,7 @@ class DetectParams:
     deflection_sd: float = 2.0
     # flag when the strongest direction of the drop (the whole, or the whole with the part that
     # fell against the rest, on the client's shrunk scale, as normal deviates) reaches this
-    flag_evidence: float = 2.3
+    flag_evidence: float = 2.35
     # ... and the drop from the baseline is at least this many of the clinic's pooled
     # within-client SDs (so a client with a very flat history is not flagged for a dip the
     # clinic's measurement noise makes)
