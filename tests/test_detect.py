@@ -108,6 +108,21 @@ def test_ceiling_client_bond_drop_is_flagged_with_evidence(wh: duckdb.DuckDBPyCo
     assert f["baseline_total"] == pytest.approx(39.15)  # mean of the four earlier sessions
 
 
+def test_a_drop_that_holds_for_two_sessions_is_flagged_at_the_second(
+    wh: duckdb.DuckDBPyConnection,
+) -> None:
+    # eight sessions around 36.4 (SD ~0.5), then two sessions ~2.2 points down on every item:
+    # neither session alone reaches the flag evidence (the second is judged against a baseline
+    # the first already lowered), their mean against the eight before does (z_pair)
+    history = [36.0, 37.0, 35.6, 36.8, 36.2, 37.0, 35.8, 36.6, 34.2, 34.0, 36.5]
+    add_srs(wh, "pair", [(t / 4, t / 4, t / 4, t / 4) for t in history])
+    detect(wh)
+    (f,) = flags(wh, "pair")
+    assert f["session_number"] == 10
+    assert "sustained_decline" in f["reasons"]
+    assert "deflection" not in f["reasons"]
+
+
 def test_chronically_low_client_is_not_flagged(wh: duckdb.DuckDBPyConnection) -> None:
     # always around 30 (below the cutoff of 36): not newly at risk, no alert
     series = [(7.5, 7.6, 7.4, 7.5), (7.4, 7.5, 7.5, 7.4), (7.6, 7.5, 7.3, 7.5)] * 3

@@ -68,6 +68,8 @@ decided as (
         *,
         is_candidate and alert_score >= flag_threshold as is_flag,
         is_candidate and cusum * flag_evidence / cusum_h >= flag_threshold as is_cusum,
+        -- two sessions running fell below the level before them (a sustained decline reason)
+        coalesce(is_candidate and z_pair >= flag_threshold, false) as is_pair_drop,
         is_reliable_drop_previous or is_reliable_drop_baseline as is_reliable_drop,
         case
             when is_bond_drop and not is_goal_task_drop then 'bond'
