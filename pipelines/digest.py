@@ -508,6 +508,10 @@ def explain(flag: pd.Series, client_hist: pd.DataFrame, with_symptoms: bool = Tr
             if isinstance(sds, int | float)
             else "a sharp dip against the client's own history"
         )
+    if "calibrated_drop" in reasons:
+        clauses.append(
+            "a drop larger than this client's usual ups and downs from session to session"
+        )
     if "sustained_decline" in reasons:
         n = evidence.get("decline_sessions")
         clauses.append(

@@ -485,3 +485,34 @@ def test_a_second_treatment_episode_is_its_own_series(wh: duckdb.DuckDBPyConnect
     before = wh.execute("select * exclude (detected_at) from flags order by all").fetchall()
     detect(wh, clients=[("c1", "e")])
     assert wh.execute("select * exclude (detected_at) from flags order by all").fetchall() == before
+
+
+def test_every_flag_says_why_it_was_raised() -> None:
+    """A clinician reads the reasons: a flag decided by the calibrated score alone (the whole
+    and a part falling together, neither past its own rule) still names what it rests on."""
+    from pipelines.grid import grid_cells, load_world
+
+    world = next(w for w in grid_cells() if w.name == "level_ceiling")
+    conn, _ = load_world(world, [101])
+    try:
+        detect(conn)
+        decisive = [
+            "deflection",
+            "reliable_drop_previous",
+            "reliable_drop_baseline",
+            "sustained_decline",
+            "bond_drop",
+            "goal_task_drop",
+            "still_below_baseline",
+            "calibrated_drop",
+        ]
+        n, unexplained, calibrated = conn.execute(
+            "select count(*), count(*) filter (where not list_has_any(reasons, ?)), "
+            "count(*) filter (where list_contains(reasons, 'calibrated_drop')) from flags",
+            [decisive],
+        ).fetchone()  # type: ignore[misc]
+    finally:
+        conn.close()
+    assert n > 50
+    assert unexplained == 0
+    assert 0 < calibrated < n

@@ -119,6 +119,7 @@ flag_rows as (
                 case when s.is_sustained_decline then 'sustained_decline' end,
                 case when s.is_bond_drop then 'bond_drop' end,
                 case when s.is_goal_task_drop then 'goal_task_drop' end,
+                case when s.is_calibrated_drop then 'calibrated_drop' end,
                 case when s.is_disengagement then 'disengagement' end,
                 case when s.is_symptom_deterioration then 'symptom_deterioration' end,
                 case when s.is_ongoing then 'still_below_baseline' end
