@@ -19,7 +19,7 @@ import sys
 import tempfile
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -1194,13 +1194,138 @@ def prepare_item(
     }
 
 
+def discover_from_snapshot(
+    clinic_id: str,
+    config_dir: Path,
+    landing: Path,
+    warehouse: Path,
+    snapshot: Path,
+    names: list[str] | None = None,
+) -> list[dict[str, object]]:
+    """`discover_new` without the writer slot: the ledger is read from the analyst snapshot,
+    which every load and every detection republishes (DuckLake: from the lake, read-only).
+
+    The snapshot can only lag the ledger (a load that died after its commit, before it
+    republished): a file it does not show yet is prepared again and `load_staged`, which looks
+    in the live ledger inside the load's transaction, loads nothing twice. No snapshot, or one
+    that cannot be read: the live warehouse read-only (it waits for the writer's lock, as
+    every connection does); no warehouse at all: every file is new. The clinic's settings
+    (`clinic_settings`) are recorded by the load."""
+    import duckdb
+
+    from pipelines import ducklake
+
+    cfg = _config_for(config_dir, clinic_id)
+    fingerprint = judge_fingerprint(cfg)
+    known: dict[str, list[str]] | None = None
+    if ducklake.selected():
+        with open_warehouse(warehouse, read_only=True) as conn:
+            known = known_hashes(conn, clinic_id, fingerprint)
+    elif snapshot.exists():
+        try:
+            with duckdb.connect(str(snapshot), read_only=True) as conn:
+                known = known_hashes(conn, clinic_id, fingerprint)
+        except duckdb.Error as e:
+            log.warning(
+                "analyst snapshot unreadable (%s); reading the ledger live", type(e).__name__
+            )
+    if known is None:
+        if warehouse.exists():
+            with open_warehouse(warehouse, read_only=True) as conn:
+                known = known_hashes(conn, clinic_id, fingerprint)
+        else:
+            known = {}
+    return _discovered_items(*discover(cfg, landing, known, names))
+
+
+def _discovered_items(found: list[Delivery], rejected: list[FileResult]) -> list[dict[str, object]]:
+    items: list[dict[str, object]] = [
+        {
+            "kind": "delivery",
+            "path": str(d.path),
+            "dataset": d.dataset,
+            "sha256": d.sha256,
+            "bytes": d.bytes,
+            "stamp": d.stamp,
+        }
+        for d in found
+    ]
+    return items + [{"kind": "rejected", "result": asdict(r)} for r in rejected]
+
+
+def _delivery_of(item: dict[str, object], clinic_id: str) -> Delivery:
+    dataset = item["dataset"]
+    return Delivery(
+        clinic_id,
+        Path(str(item["path"])),
+        str(dataset) if dataset else None,
+        str(item["sha256"]),
+        int(str(item["bytes"])),
+        str(item["stamp"]) if item.get("stamp") else None,
+    )
+
+
+def _staged_item(s: StagedFile) -> dict[str, object]:
+    return {
+        "result": asdict(s.result),
+        "valid_path": str(s.valid_path) if s.valid_path else None,
+        "quarantine_path": str(s.quarantine_path) if s.quarantine_path else None,
+    }
+
+
+def prepare_items(
+    items: list[dict[str, object]],
+    clinic_id: str,
+    config_dir: Path,
+    stage_dir: Path,
+    docs_dir: Path | None,
+) -> list[dict[str, object]]:
+    """Prepare several discovered items in one call (one Airflow task): two or more files are
+    prepared side by side in worker processes (`prepare_workers`), as `alliance-watch ingest`
+    does. Returns one staged item per item, in the order given, each keeping the input's
+    other keys (such as its place in discovery order)."""
+    cfg = _config_for(config_dir, clinic_id)
+    out: list[dict[str, object] | None] = [None] * len(items)
+    jobs: list[tuple[Delivery, ClinicConfig]] = []
+    where: list[int] = []
+    for i, item in enumerate(items):
+        extra = {k: v for k, v in item.items() if k not in _ITEM_KEYS}
+        if item["kind"] == "rejected":
+            staged_nothing = {"valid_path": None, "quarantine_path": None}
+            out[i] = {**extra, "result": item["result"], **staged_nothing}
+            continue
+        jobs.append((_delivery_of(item, clinic_id), cfg))
+        where.append(i)
+    if jobs:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        prepared = _prepared_in_order(jobs, stage_dir, docs_dir, None)
+        try:
+            for i, staged in zip(where, prepared, strict=True):
+                extra = {k: v for k, v in items[i].items() if k not in _ITEM_KEYS}
+                out[i] = {**extra, **_staged_item(staged)}
+        finally:
+            prepared.close()
+    return [o for o in out if o is not None]
+
+
+_ITEM_KEYS = frozenset({"kind", "path", "dataset", "sha256", "bytes", "stamp", "result"})
+
+
 def load_prepared(
-    staged: list[dict[str, object]], warehouse: Path, snapshot: Path | None = None
+    staged: list[dict[str, object]],
+    warehouse: Path,
+    snapshot: Path | None = None,
+    settings_of: ClinicConfig | None = None,
 ) -> dict[str, object]:
     """Load prepared files one transaction each; return the warehouse asset event's extra.
-    With `snapshot`, republish the analyst snapshot when anything was loaded."""
+    With `snapshot`, republish the analyst snapshot when anything was loaded. With
+    `settings_of`, first record that clinic's settings (when `discover` ran without the
+    writer slot)."""
     results: list[FileResult] = []
     with open_warehouse(warehouse) as conn:
+        if settings_of is not None:
+            c = settings_of
+            record_clinic_settings(conn, c.clinic_id, c.timezone, c.cadence_days)
         for s in staged:
             sf = StagedFile(
                 result=FileResult(**s["result"]),  # type: ignore[arg-type]
@@ -1240,3 +1365,19 @@ def load_prepared(
         "rows": sum(r.rows_loaded for r in results),
         "clients": sorted({(r.clinic_id, c) for r in results for c in r.clients_touched}),
     }
+
+
+def load_batches(
+    batches: Sequence[Sequence[dict[str, object]]],
+    clinic_id: str,
+    config_dir: Path,
+    warehouse: Path,
+    snapshot: Path | None = None,
+) -> dict[str, object]:
+    """The `load` of an ingest run whose files were prepared in batches
+    (`prepare_batches.plan`): the clinic's settings, then every file in discovery order, one
+    transaction each (`load_prepared`)."""
+    from pipelines.prepare_batches import in_discovery_order
+
+    cfg = _config_for(config_dir, clinic_id)
+    return load_prepared(in_discovery_order(batches), warehouse, snapshot, settings_of=cfg)

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.errors import AllianceWatchError
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -51,3 +53,23 @@ def paths_from_env(env: dict[str, str] | None = None) -> Paths:
 def run_stage_dir(paths: Paths, clinic_id: str, run_id: str) -> Path:
     """Where one ingest run of a clinic stages its Parquet (removed when the run ends)."""
     return paths.stage / clinic_id / str(run_id).replace(":", "_").replace("+", "_")
+
+
+# An ingest run prepares a clinic's files below this size together in one task (its worker
+# processes share them) and gives each larger file a task of its own (docs/operations.md).
+DEFAULT_PREPARE_FANOUT_BYTES = 16 * 2**20
+
+
+def prepare_fanout_bytes(env: dict[str, str] | None = None) -> int:
+    """`ALLIANCE_WATCH_PREPARE_FANOUT_BYTES` (default 16 MB): the size from which a delivered
+    file is prepared in an Airflow task of its own rather than with the clinic's other files.
+    A positive whole number of bytes; anything else is refused by name."""
+    e = os.environ if env is None else env
+    raw = e.get("ALLIANCE_WATCH_PREPARE_FANOUT_BYTES", "").strip()
+    if not raw:
+        return DEFAULT_PREPARE_FANOUT_BYTES
+    if not raw.isdigit() or int(raw) <= 0:
+        raise AllianceWatchError(
+            f"ALLIANCE_WATCH_PREPARE_FANOUT_BYTES must be a positive number of bytes, not {raw!r}"
+        )
+    return int(raw)
