@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import logging
 import multiprocessing
@@ -39,6 +40,7 @@ from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
 from pipelines.warehouse import (
     CHANGED_AFTER_DISCOVERY,
     INTERNAL_ERROR,
+    STAGE_FULL,
     UNREADABLE,
     FileResult,
     StagedFile,
@@ -196,6 +198,30 @@ def _read_fault(e: BaseException, delivery: Delivery) -> FileRejected | None:
     return FileRejected(UNREADABLE, _unreadable_text(e))
 
 
+def _stage_full(e: BaseException, delivery: Delivery) -> FileRejected | None:
+    """The rejection for a stage disk that ran out of space (or quota) while this file was
+    staged: not the file's fault, nothing of it is loaded, and it is offered again. Arrow
+    reports it as an OSError without errno, naming the cause in its message only."""
+    if not isinstance(e, OSError):
+        return None
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT) or any(
+        text in str(e) for text in ("No space left on device", "Disk quota exceeded")
+    )
+    if not full:
+        return None
+    log.warning(
+        "[%s] %s: the stage disk is full; the file is held back and offered again",
+        delivery.clinic_id,
+        delivery.path.name,
+    )
+    return FileRejected(
+        STAGE_FULL,
+        "no space left on the pipeline's stage disk while staging this file (a fault on our "
+        "side, not in the file; the operators free space or move ALLIANCE_WATCH_STAGE); "
+        "nothing of it was loaded, and it is offered again on the next run",
+    )
+
+
 def _rejected_entry(
     cfg: ClinicConfig, p: Path, sha: str, error: str, dataset: str | None = None
 ) -> FileResult:
@@ -330,7 +356,7 @@ def split_delivery(
             header_lines=1 + reading.header_rows,
         )
     except OSError as e:
-        fault = _read_fault(e, delivery)
+        fault = _read_fault(e, delivery) or _stage_full(e, delivery)
         if fault is None:
             raise
         clear_stage()
@@ -381,7 +407,7 @@ def prepare_part(
         writers.clear()
         for folder in (valid_dir, quarantine_dir):
             (folder / name).unlink(missing_ok=True)
-        e = _read_fault(e, delivery) or e
+        e = _stage_full(e, delivery) or _read_fault(e, delivery) or e
         already = isinstance(e, FileRejected) and e.code == CHANGED_AFTER_DISCOVERY
         if part.path == delivery.path and not already:
             # a file changed while it was read: the change, not what it did to the reading,
