@@ -1135,14 +1135,21 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    results = ingest_clinics(
-        list(configs.values()),
-        args.landing,
-        args.warehouse,
-        args.docs_dir,
-        progress=progress,
-        snapshot=args.snapshot,
-    )
+    try:
+        results = ingest_clinics(
+            list(configs.values()),
+            args.landing,
+            args.warehouse,
+            args.docs_dir,
+            progress=progress,
+            snapshot=args.snapshot,
+        )
+    except Exception as e:
+        from pipelines import ducklake
+
+        if not ducklake.is_catalog_lost(e):
+            raise
+        raise ducklake.catalog_unavailable("ingest") from None  # the files committed stay
     if results:
         print(format_table(results))
     else:

@@ -79,18 +79,23 @@ def test_catalog_restarted_during_a_load_loses_nothing_and_doubles_nothing(
     try:
         for _ in range(3):  # a few tries under fire, as Airflow's retries would
             runs.append(subprocess.run(ingest, env=env, capture_output=True, text=True))
-            if runs[-1].returncode != 0:
+            if runs[-1].returncode == 0:
                 break
     finally:
         restarts.stop.set()
         restarts.join(timeout=10)
     assert restarts.cut > 0, "the catalog's connections were cut during the load"
-    failed = [r for r in runs if r.returncode != 0]
-    assert failed, "a load with its catalog cut under it must not pass as done"
-    err = failed[0].stderr.strip().splitlines()
-    print("\nwhat the failed run said:", err[-1] if err else "(nothing)")
-    assert err and "Traceback" not in failed[0].stderr, failed[0].stderr[-2000:]
-    assert "catalog" in err[-1].lower() and "retry" in err[-1].lower(), err[-1]
+    said = "\n".join(r.stderr for r in runs)
+    print(f"\n{restarts.cut} catalog connections cut; runs: {[r.returncode for r in runs]}")
+    for r in runs:
+        if r.returncode != 0:  # told in words, with what to do; no traceback, no generic error
+            last = r.stderr.strip().splitlines()[-1]
+            print("a run under fire said:", last)
+            assert "Traceback" not in r.stderr and "internal error" not in last, r.stderr[-2000:]
+            assert "DuckLake catalog" in last and "retry once it answers again" in last, last
+    assert "the catalog's connection was lost; trying again" in said or any(
+        r.returncode != 0 for r in runs
+    ), said[-2000:]
 
     # the catalog is back: the rerun loads what had not committed, once
     time.sleep(0.5)
