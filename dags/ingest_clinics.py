@@ -136,11 +136,14 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
 
         @task
         def data_docs() -> str | None:
-            """Render the GX Data Docs site once for this run's files (not per file)."""
+            """Render the GX Data Docs site once for this run's files (not per file); while
+            another run's build is running, that build renders once more instead."""
+            from pipelines.data_docs import build_when_wanted
             from pipelines.ingest import publish_data_docs
             from pipelines.settings import paths_from_env
 
-            return publish_data_docs(paths_from_env().data_docs)
+            docs = paths_from_env().data_docs
+            return build_when_wanted(docs, lambda: publish_data_docs(docs))
 
         @task(trigger_rule="all_done")
         def clean_stage(run_id=None) -> None:  # type: ignore[no-untyped-def]

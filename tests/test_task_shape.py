@@ -166,3 +166,35 @@ def test_discovery_needs_no_writer_and_a_lagging_snapshot_loads_nothing_twice(
     assert contents(wh) == before, "nothing doubled"
     # the republished snapshot now shows the ledger: nothing is offered again
     assert discover_from_snapshot(clinic, cfg, generated / "landing", wh, snap) == []
+
+
+def test_data_docs_builds_coalesce_and_none_is_lost(tmp_path: Path) -> None:
+    """Many runs asking for a Data Docs build while one is running: one more build, not one
+    each, and every request made before a build starts is in a build."""
+    import threading
+
+    from pipelines.data_docs import build_when_wanted
+
+    builds: list[int] = []  # requests seen by each build
+    requests: list[int] = []
+    started = threading.Event()
+
+    def slow_build() -> str:
+        started.set()
+        seen = len(requests)
+        time.sleep(0.6)
+        builds.append(seen)
+        return "index.html"
+
+    def ask() -> str | None:
+        requests.append(1)
+        return build_when_wanted(tmp_path, slow_build)
+
+    first = threading.Thread(target=ask)
+    first.start()
+    started.wait(5)
+    others = [ask() for _ in range(5)]  # all while the first build runs
+    first.join()
+    assert others == [None] * 5  # taken over by the running build
+    assert len(builds) == 2 and builds[-1] == 6, builds  # the second saw every request
+    assert build_when_wanted(tmp_path, slow_build) == "index.html"  # idle: builds at once
