@@ -1236,7 +1236,7 @@ def discover_from_snapshot(
     names: list[str] | None = None,
 ) -> list[dict[str, object]]:
     """`discover_new` without the writer slot: the ledger is read from the analyst snapshot,
-    which every load and every detection republishes (DuckLake: from the lake, read-only).
+    which every load and every detection republishes (DuckLake: from the lake itself).
 
     The snapshot can only lag the ledger (a load that died after its commit, before it
     republished): a file it does not show yet is prepared again and `load_staged`, which looks
@@ -1251,8 +1251,8 @@ def discover_from_snapshot(
     cfg = _config_for(config_dir, clinic_id)
     fingerprint = judge_fingerprint(cfg)
     known: dict[str, list[str]] | None = None
-    if ducklake.selected():
-        with open_warehouse(warehouse, read_only=True) as conn:
+    if ducklake.selected():  # no writer slot to spare there; migrated, as a new lake needs
+        with open_warehouse(warehouse) as conn:
             known = known_hashes(conn, clinic_id, fingerprint)
     elif snapshot.exists():
         try:

@@ -136,3 +136,23 @@ def test_catalog_restarted_during_a_load_loses_nothing_and_doubles_nothing(
             if table != "detection_pending":  # one row per load there: the loads differ
                 assert n_lake == n_emb, f"{table}: doubled or lost rows"
     _admin_sql("select 1")  # the machine's Postgres itself never went away
+
+
+def test_discovery_on_a_new_lake_finds_every_file(
+    lake: tuple[str, Path],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Airflow `discover` under DuckLake reads the lake's ledger; on a lake nobody has
+    written yet it creates the tables first instead of failing on a missing `ingest_files`."""
+    from pipelines.ingest import discover_from_snapshot
+
+    catalog, data = lake
+    for key, value in _lake_env(catalog, data).items():
+        if key.startswith("ALLIANCE_WATCH"):
+            monkeypatch.setenv(key, value)
+    gen = _generate(tmp_path)
+    items = discover_from_snapshot(
+        CLINIC, gen / "config", gen / "landing", tmp_path / "unused.duckdb", tmp_path / "snap"
+    )
+    assert len(items) == len(list((gen / "landing" / CLINIC).iterdir()))
