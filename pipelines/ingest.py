@@ -896,6 +896,7 @@ def _prepared_in_order(
     stage_dir: Path,
     docs_dir: Path | None,
     progress: ProgressFn | None,
+    workers: int | None = None,
 ) -> Generator[StagedFile, None, None]:
     """Each job's staged file, in the order given, prepared `prepare_workers` at a time.
 
@@ -905,7 +906,7 @@ def _prepared_in_order(
     worker busy. Files are cut into parts here, a few files ahead of the one being loaded. A
     worker's exception is raised here, in order, and the parts not yet prepared are
     cancelled."""
-    workers = prepare_workers([d for d, _ in jobs])
+    workers = workers or prepare_workers([d for d, _ in jobs])
     if workers == 1:
         for i, (d, cfg) in enumerate(jobs, 1):
             if progress:
@@ -1331,7 +1332,13 @@ def prepare_items(
         where.append(i)
     if jobs:
         stage_dir.mkdir(parents=True, exist_ok=True)
-        prepared = _prepared_in_order(jobs, stage_dir, docs_dir, None)
+        # a daemonic process (a Celery prefork child: Airflow's task forks from it) may not
+        # start worker processes; there the files are prepared one after the other, and the
+        # parallelism is Celery's own (concurrency x workers)
+        daemonic = multiprocessing.current_process().daemon
+        if daemonic and len(jobs) > 1:
+            log.info("preparing %d files in this process (a daemonic worker process)", len(jobs))
+        prepared = _prepared_in_order(jobs, stage_dir, docs_dir, None, 1 if daemonic else None)
         try:
             for i, staged in zip(where, prepared, strict=True):
                 extra = {k: v for k, v in items[i].items() if k not in _ITEM_KEYS}

@@ -74,12 +74,26 @@ def test_ten_clinics_at_once_on_celery_with_two_workers(tmp_path: Path) -> None:
             if not seen or seen[-1][1] != digest(flags):
                 seen.append((time.monotonic() - t0, digest(flags)))
             failed = _pg_rows(db, "select dag_id, run_id from dag_run where state = 'failed'")
-            assert failed == [], failed
+            assert failed == [], why(failed)
             ok = _pg_rows(
                 db,
                 "select count(*) from dag_run where dag_id like 'ingest_%' and state = 'success'",
             )
             return ok == [(10,)] and idle()
+
+        def why(failed: list[tuple]) -> str:
+            """The failed runs' task states and the last error lines of their logs."""
+            out = [repr(failed)]
+            for dag_id, run_id in failed:
+                where = f"where dag_id = '{dag_id}' and run_id = '{run_id}'"
+                query = f"select task_id, map_index, state, try_number, hostname from task_instance {where}"  # noqa: S608, E501
+                out.append(repr(_pg_rows(db, query)))
+                for log in (home / "airflow" / "logs" / f"dag_id={dag_id}").rglob("*.log"):
+                    lines = log.read_text(errors="replace").splitlines()
+                    bad = [x for x in lines if "error" in x.lower() or "Traceback" in x]
+                    if bad:
+                        out.append(f"{log.relative_to(home)}: " + "\n".join(bad[-6:])[-1500:])
+            return "\n".join(out)
 
         wait("ten ingests and their detection", done, 900)
         time.sleep(3)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -198,3 +199,30 @@ def test_data_docs_builds_coalesce_and_none_is_lost(tmp_path: Path) -> None:
     assert others == [None] * 5  # taken over by the running build
     assert len(builds) == 2 and builds[-1] == 6, builds  # the second saw every request
     assert build_when_wanted(tmp_path, slow_build) == "index.html"  # idle: builds at once
+
+
+def _prepare_in_a_daemon(generated: Path, stage: Path, out: Any) -> None:
+    clinic = clinics(generated)[0]
+    items = discover_from_snapshot(
+        clinic, generated / "config", generated / "landing", stage / "no.duckdb", stage / "s"
+    )
+    staged = prepare_items(items, clinic, generated / "config", stage / "st", None)
+    out.put([s["result"]["status"] for s in staged])
+
+
+def test_a_celery_worker_process_prepares_its_batch_without_forking_a_pool(
+    generated: Path, tmp_path: Path
+) -> None:
+    """Celery runs tasks in daemonic processes, which may not start children ('daemonic
+    processes are not allowed to have children' failed a batch on the Celery stack): the
+    batch is then prepared in the task's own process."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    p = ctx.Process(target=_prepare_in_a_daemon, args=(generated, tmp_path, out), daemon=True)
+    p.start()
+    statuses = out.get(timeout=300)
+    p.join(60)
+    assert p.exitcode == 0
+    assert len(statuses) >= 4 and set(statuses) <= {"loaded", "loaded_with_quarantine"}
