@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.errors import AllianceWatchError
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -135,3 +137,23 @@ def answer_settings_from_env(env: Mapping[str, str] | None = None) -> AnswerSett
         base_url=base.rstrip("/") or None,
         link_days=int(days_text) if days_text else ANSWER_LINK_DAYS,
     )
+
+
+# An ingest run prepares a clinic's files below this size together in one task (its worker
+# processes share them) and gives each larger file a task of its own (docs/operations.md).
+DEFAULT_PREPARE_FANOUT_BYTES = 16 * 2**20
+
+
+def prepare_fanout_bytes(env: dict[str, str] | None = None) -> int:
+    """`ALLIANCE_WATCH_PREPARE_FANOUT_BYTES` (default 16 MB): the size from which a delivered
+    file is prepared in an Airflow task of its own rather than with the clinic's other files.
+    A positive whole number of bytes; anything else is refused by name."""
+    e = os.environ if env is None else env
+    raw = e.get("ALLIANCE_WATCH_PREPARE_FANOUT_BYTES", "").strip()
+    if not raw:
+        return DEFAULT_PREPARE_FANOUT_BYTES
+    if not raw.isdigit() or int(raw) <= 0:
+        raise AllianceWatchError(
+            f"ALLIANCE_WATCH_PREPARE_FANOUT_BYTES must be a positive number of bytes, not {raw!r}"
+        )
+    return int(raw)
