@@ -32,6 +32,9 @@ out = {
             "max_active_runs": d.max_active_runs,
             "max_active_tis_per_dag": {t.task_id: t.max_active_tis_per_dag for t in d.tasks},
             "catchup": d.catchup,
+            "return_value_logged": sorted(
+                t.task_id for t in d.tasks if getattr(t, "show_return_value_in_logs", False)
+            ),
         }
         for d in bag.dags.values()
     },
@@ -140,3 +143,12 @@ def test_worker_warm_up_imports_gx_and_no_airflow_and_starts_no_thread() -> None
     } <= set(got["preloaded"])
     assert got["airflow"] == []
     assert got["threads"] == ["MainThread"]
+
+
+def test_no_task_writes_its_return_value_into_the_log(dagbag: dict) -> None:
+    """Return values carry client codes (prepared files, load and detection summaries); the
+    task log must not echo them."""
+    logged = {
+        d: v["return_value_logged"] for d, v in dagbag["dags"].items() if v["return_value_logged"]
+    }
+    assert logged == {}
