@@ -53,6 +53,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "guard": ["benchmarks/bench_guard.py"],
     "digest": ["-m", "benchmarks.bench_digest", "--smtp", "--out", str(RESULTS / "digest.json")],
     "detect_grid": ["benchmarks/eval_grid.py"],
+    "detect_independent": ["benchmarks/independent_cohort.py"],
+    "answers": ["-m", "benchmarks.bench_answers", "--out", str(RESULTS / "answers.json")],
 }
 QUICK = {
     "ingest_quick": [

@@ -39,3 +39,19 @@ def clinic_inbox_asset(clinic_id: str, inbox: str):  # type: ignore[no-untyped-d
         uri=f"file://{inbox}/{clinic_id}.ready",
         watchers=[AssetWatcher(name=f"inbox_{clinic_id}_watcher", trigger=trigger)],
     )
+
+
+def answers_inbox_asset(answers: str):  # type: ignore[no-untyped-def]
+    """The clinicians' answers inbox: `answers/answers.ready`, raised by the answer endpoint
+    after each answer and consumed when it fires (`ingest_feedback`)."""
+    from airflow.providers.standard.triggers.file import DirectoryFileDeleteTrigger
+    from airflow.sdk import AssetWatcher
+
+    trigger = DirectoryFileDeleteTrigger(
+        directory=answers, filename="answers.ready", poke_interval=1.0
+    )
+    return Asset(
+        name="answers.inbox",
+        uri=f"file://{answers}/answers.ready",
+        watchers=[AssetWatcher(name="answers_inbox_watcher", trigger=trigger)],
+    )

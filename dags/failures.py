@@ -61,4 +61,8 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": True,
     "max_retry_delay": dt.timedelta(minutes=10),
     "on_failure_callback": notify_data_team,
+    # A task's return value travels as XCom (prepared files carry their clients, a load its
+    # summary); the operator would also write it into the task log, and pseudonymous client
+    # codes are never logged.
+    "show_return_value_in_logs": False,
 }

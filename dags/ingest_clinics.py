@@ -5,11 +5,13 @@ One DAG per clinic config (`config/clinics/<clinic_id>.yaml`): adding a YAML add
 Triggered when the clinic's data team writes the marker `inbox/<clinic_id>.ready` after its
 files (the trigger consumes the marker), or manually with `{"files": ["name.csv", ...]}`.
 
-discover (ledger by sha256) -> prepare each file in parallel (read, de-identification guard,
-Great Expectations, split valid/quarantined, stage Parquet) -> load in the single-writer pool,
-one transaction per file -> event on `warehouse.measurements` with the clients touched;
-a receipt to the clinic's data team (each file: loaded, rows held back, rejected and why);
-the run's staged Parquet is removed at the end, whatever happened.
+discover (ledger by sha256, read from the analyst snapshot: no writer slot) -> prepare (read,
+de-identification guard, Great Expectations, split valid/quarantined, stage Parquet): the
+clinic's small files together in one task, side by side in its worker processes, each file of
+`ALLIANCE_WATCH_PREPARE_FANOUT_BYTES` (16 MB) or more in a task of its own -> load in the
+single-writer pool, one transaction per file -> event on `warehouse.measurements` with the
+clients touched; a receipt to the clinic's data team (each file: loaded, rows held back,
+rejected and why); the run's staged Parquet is removed at the end, whatever happened.
 
 A config with an error still gets its DAG: the description and the `config-error` tag show the
 error, and `discover` fails with it at once (no retries), which emails the data team.
@@ -61,44 +63,50 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
         params={"files": None},
     )
     def ingest() -> None:
-        @task(pool=WRITER_POOL)
-        def discover(params=None) -> list[dict]:  # type: ignore[no-untyped-def]
-            from pipelines.ingest.run import discover_new
-            from pipelines.settings import paths_from_env
+        @task
+        def discover(params=None) -> list[list[dict]]:  # type: ignore[no-untyped-def]
+            """New files, in batches for `prepare` (`pipelines/prepare_batches.py`)."""
+            from pipelines.ingest import discover_from_snapshot
+            from pipelines.prepare_batches import plan
+            from pipelines.settings import paths_from_env, prepare_fanout_bytes
 
             p = paths_from_env().ensure()
             names = (params or {}).get("files")
             with contract_errors_fail_fast():
-                return discover_new(clinic_id, p.config_dir, p.landing, p.warehouse, names)
+                items = discover_from_snapshot(
+                    clinic_id, p.config_dir, p.landing, p.warehouse, p.snapshot, names
+                )
+                return plan(items, prepare_fanout_bytes())
 
         @task
-        def prepare(item: dict, run_id=None) -> dict:  # type: ignore[no-untyped-def]
+        def prepare(batch: list[dict], run_id=None) -> list[dict]:  # type: ignore[no-untyped-def]
             import logging
             import sys
 
             # the worker should have imported GX before forking this task (pipelines/warmup.py)
             warm = "great_expectations" in sys.modules
             logging.getLogger("alliance_watch.ingest").info(
-                "Great Expectations %s",
+                "Great Expectations %s; %d files in this task",
                 "preloaded by the worker" if warm else "not preloaded: imported by this task",
+                len(batch),
             )
-            from pipelines.ingest.run import prepare_item
+            from pipelines.ingest import prepare_items
             from pipelines.settings import paths_from_env, run_stage_dir
 
             p = paths_from_env().ensure()
             stage = run_stage_dir(p, clinic_id, run_id)
             with contract_errors_fail_fast():
-                return prepare_item(item, clinic_id, p.config_dir, stage, p.data_docs)
+                return prepare_items(batch, clinic_id, p.config_dir, stage, p.data_docs)
 
         @task(pool=WRITER_POOL, outlets=[WAREHOUSE_MEASUREMENTS])
-        def load(staged: list[dict], outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
-            from pipelines.ingest.run import load_prepared
+        def load(staged: list[list[dict]], outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
+            from pipelines.ingest import load_batches
             from pipelines.settings import paths_from_env
 
             # index by length: iterating a lazy XCom sequence probes one offset past its end
-            items = [staged[i] for i in range(len(staged))]
+            batches = [staged[i] for i in range(len(staged))]
             p = paths_from_env()
-            summary = load_prepared(items, p.warehouse, snapshot=p.snapshot)
+            summary = load_batches(batches, clinic_id, p.config_dir, p.warehouse, p.snapshot)
             summary["clients"] = [list(c) for c in summary["clients"]]
             outlet_events[WAREHOUSE_MEASUREMENTS].extra = summary
             return summary
@@ -110,7 +118,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             writer pool: it never opens the warehouse)."""
             import logging
 
-            from pipelines.deliver.notify import notify_internal_errors, notify_receipt
+            from pipelines.notify import notify_internal_errors, notify_receipt
             from pipelines.settings import paths_from_env
 
             log = logging.getLogger("alliance_watch.ingest")
@@ -128,11 +136,14 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
 
         @task
         def data_docs() -> str | None:
-            """Render the GX Data Docs site once for this run's files (not per file)."""
-            from pipelines.ingest.run import publish_data_docs
+            """Render the GX Data Docs site once for this run's files (not per file); while
+            another run's build is running, that build renders once more instead."""
+            from pipelines.data_docs import build_when_wanted
+            from pipelines.ingest import publish_data_docs
             from pipelines.settings import paths_from_env
 
-            return publish_data_docs(paths_from_env().data_docs)
+            docs = paths_from_env().data_docs
+            return build_when_wanted(docs, lambda: publish_data_docs(docs))
 
         @task(trigger_rule="all_done")
         def clean_stage(run_id=None) -> None:  # type: ignore[no-untyped-def]
@@ -144,7 +155,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
 
             shutil.rmtree(run_stage_dir(paths_from_env(), clinic_id, run_id), ignore_errors=True)
 
-        loaded = load(prepare.expand(item=discover()))
+        loaded = load(prepare.expand(batch=discover()))
         receipt(loaded)
         loaded >> data_docs()  # a leaf that fails with the load, so the run does too
         loaded >> clean_stage()

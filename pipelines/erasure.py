@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.answers_load import erase_refused
 from pipelines.errors import AllianceWatchError
 from pipelines.warehouse import Erasure, backend, open_warehouse
 
@@ -37,6 +38,7 @@ class ErasureResult:
     outbox_rendered_again: int = 0  # digests in the outbox that named the client
     outbox_removed: int = 0
     notices_removed: int = 0  # announced episodes in the immediate-notice ledger
+    answers_inbox_removed: int = 0  # clinicians' answers not loaded yet
 
     @property
     def total(self) -> int:
@@ -87,6 +89,7 @@ def _delete_client(
             [clinic_id, client_id],
         ).fetchall()[0][0]
     )
+    removed["alert_feedback_refused"] = erase_refused(conn, clinic_id, client_id)
     removed["loads.client_ids"] = int(
         conn.execute(
             """
@@ -108,19 +111,28 @@ def forget(
     outbox: Path | None = None,
     config_dir: Path | None = None,
     notices: Path | None = None,
+    answers: Path | None = None,
 ) -> ErasureResult:
     """Erase one client of one clinic everywhere in the warehouse (one transaction) and make
     the deleted rows unrecoverable from its storage (the backend's part: for a warehouse file,
     the file is rewritten and `snapshot`, with its per-clinic copies, published again). Then the clinic's digests in `outbox` that name
     the client are rendered again from the warehouse with the clinic's config from
     `config_dir` (removed when that cannot be done), and the client's episodes leave the
-    immediate-notice ledger in `notices`. Raises AllianceWatchError when the note names the
+    immediate-notice ledger in `notices`, and their answers not loaded yet leave the answers
+    inbox `answers`. Raises AllianceWatchError when the note names the
     client."""
     if operator_note and client_id in operator_note:
         raise AllianceWatchError(
             "--note must not contain the client code: the audit row would keep what was erased"
         )
+    # the answers not loaded yet go first: a load after the erasure finds none of theirs
+    inbox_removed = 0
+    if answers is not None:
+        from pipelines.answers_inbox import erase as erase_from_answers_inbox
+
+        inbox_removed = erase_from_answers_inbox(answers, clinic_id, client_id)
     result = _forget_in_warehouse(warehouse, clinic_id, client_id, operator_note, snapshot)
+    result.answers_inbox_removed = inbox_removed
     if outbox is not None and (outbox / clinic_id).is_dir():
         from pipelines.config import load_clinic_configs
         from pipelines.deliver.digest import erase_from_outbox

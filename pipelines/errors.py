@@ -32,3 +32,8 @@ class FileRejected(AllianceWatchError):
 
 class WarehouseBusy(AllianceWatchError):
     """Another process holds the warehouse file; retried with a bounded wait, then raised."""
+
+
+class CatalogUnavailable(AllianceWatchError):
+    """The DuckLake catalog's PostgreSQL dropped or refused the connection (restarted, failed
+    over, unreachable). Whatever was in flight did not commit; a retry once it is back is safe."""

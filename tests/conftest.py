@@ -22,6 +22,7 @@ _TOOL_FOLDERS = frozenset(
 # fall back to ./demo in the repository, or to a developer's own installation.
 _PATH_VARIABLES = (
     "CONFIG_DIR", "LANDING", "INBOX", "WAREHOUSE", "SNAPSHOT", "OUTBOX", "DATA_DOCS", "STAGE",
+    "ANSWERS",
 )  # fmt: skip
 
 

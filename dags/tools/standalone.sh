@@ -33,6 +33,9 @@ export PATH="$BIN:\$PATH"
 export ALLIANCE_WATCH_HOME="$ALLIANCE_WATCH_HOME"
 export AIRFLOW_HOME="$AIRFLOW_HOME"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+# the API server's plugin that serves the clinicians' answer links at /answers
+export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/dags/plugins"
+export ALLIANCE_WATCH_ANSWER_SECRET_FILE="${ALLIANCE_WATCH_ANSWER_SECRET_FILE:-$AIRFLOW_HOME/answer_link.secret}"
 export PYTHONPATH="$ROOT/dags\${PYTHONPATH:+:\$PYTHONPATH}"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
@@ -74,6 +77,11 @@ up() {
   write_env
   # shellcheck disable=SC1090
   source "$STATE"
+  # the secret that signs answer links: made once, kept with the installation (rotate: see
+  # docs/deploy.md); never printed
+  if [[ ! -s "$ALLIANCE_WATCH_ANSWER_SECRET_FILE" && -z "${ALLIANCE_WATCH_ANSWER_SECRET:-}" ]]; then
+    (umask 077; "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(32))' > "$ALLIANCE_WATCH_ANSWER_SECRET_FILE")
+  fi
   # one interpreter for the metadata DB, the pool and the SMTP connection (each `airflow`
   # command pays the full import cost again)
   "$BIN/python" - <<'PY'
@@ -129,6 +137,7 @@ banner() {
   echo "Login:          user 'admin', password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
   echo "                (simple auth manager; the file appears when the api-server first starts)"
   echo "Drop files in:  $ALLIANCE_WATCH_HOME/landing/<clinic_id>/ then touch $ALLIANCE_WATCH_HOME/inbox/<clinic_id>.ready"
+  echo "Answer links:   http://127.0.0.1:$AIRFLOW__API__PORT/answers/a/<token> (in the digests)"
   echo "Airflow env:    source $STATE   (then e.g. 'airflow dags list')"
   echo "Log:            $LOG;  stop with 'make down'"
 }

@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "report": ("pipelines.cli.report", "write a self-contained HTML report for analysts"),
     "forget": ("pipelines.cli.forget", "erase every trace of one client (right to erasure)"),
+    "calibrate": (
+        "pipelines.cli.calibrate",
+        "suggest a clinic's alert_budget from its clinicians' answers (changes nothing)",
+    ),
 }
 
 

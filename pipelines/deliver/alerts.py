@@ -10,6 +10,7 @@ the erased client's episodes from it.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
@@ -18,7 +19,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.settings import Paths
+from pipelines.settings import AnswerSettings, Paths, answer_settings_from_env
 
 if TYPE_CHECKING:
     from pipelines.config import ClinicConfig
@@ -73,18 +74,32 @@ def erase_from_notices(folder: Path, clinic_id: str, client_id: str) -> int:
 
 
 def high_severity_message(
-    clinic_id: str, episodes: list[dict[str, Any]], sender: str, to: str
+    clinic_id: str,
+    episodes: list[dict[str, Any]],
+    sender: str,
+    to: str,
+    answer_settings: AnswerSettings | None = None,
 ) -> EmailMessage:
-    """One message per clinician: pseudonymous client codes, instrument, session; no scores."""
+    """One message per clinician: pseudonymous client codes, instrument, session; no scores;
+    under each client the three one-click answer links when `answer_settings` sets them up."""
+    from pipelines.answers_digest import links_for
+
+    today = dt.datetime.now(dt.UTC).date()
     msg = EmailMessage()
     msg["Subject"] = f"[Alliance Watch] {len(episodes)} new high-severity alliance flag(s)"
     msg["From"] = sender
     msg["To"] = to
     lines = [f"Clinic {clinic_id}: new high-severity flags for clients in your caseload:", ""]
-    lines += [
-        f"  client {e['client_id']}: {e['instrument']}, session {e['opened_session']}"
-        for e in episodes
-    ]
+    for e in episodes:
+        lines.append(f"  client {e['client_id']}: {e['instrument']}, session {e['opened_session']}")
+        links = (
+            links_for(answer_settings, str(e["alert_episode_id"]), str(e["clinician_id"]), today)
+            if answer_settings is not None
+            else ()
+        )
+        if links:
+            lines.append("    Was this a rupture? One click answers (never required):")
+            lines += [f"    - {label}: {url}" for label, url in links]
     lines += ["", "The evidence and repair guidance follow in your weekly digest."]
     msg.set_content("\n".join(lines))
     return msg
@@ -146,6 +161,7 @@ def _notify(
                 [{str(k): v for k, v in r.items()} for r in rows.to_dict("records")],
                 settings.sender,
                 to,
+                answer_settings_from_env(),
             )
             if send(settings, msg, [to]).ok:
                 done |= set(rows.alert_episode_id)

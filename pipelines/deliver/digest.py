@@ -49,6 +49,10 @@ from pipelines.deliver.charts import Chart, Series, format_total, trajectory_cha
 from pipelines.deliver.deliveries import Entry, Journal, ledger_state, merge, read_journals, record
 from pipelines.deliver.guidance import Guidance, categories_for, guidance_for
 from pipelines.deliver.mailer import DEFAULT_SENDER, SmtpSettings, send
+from pipelines.deliver.answer_links import AnswerFollowup, followups, links_for
+from pipelines.deliver.outcomes import answer_rate_text
+from pipelines.errors import AllianceWatchError
+from pipelines.settings import AnswerSettings, answer_settings_from_env
 
 SMALL_CELL = 5  # counts 1..SMALL_CELL-1 are shown as "<5" in summaries
 
@@ -96,6 +100,9 @@ class FlaggedClient:
     guidance: tuple[Guidance, ...]
     chart: Chart | None
     last_session: int
+    # (label, URL) of the three one-click answers (pipelines.answers_digest); () when not set up
+    answer_links: tuple[tuple[str, str], ...] = ()
+    alert_episode_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,7 @@ class ClinicianDigest:
     week: Week
     flagged: tuple[FlaggedClient, ...]
     repaired: tuple[RepairedClient, ...]
+    answers: tuple[AnswerFollowup, ...] = ()  # answers given since the last digest
 
     @property
     def new(self) -> tuple[FlaggedClient, ...]:
@@ -129,7 +137,7 @@ class ClinicianDigest:
 
     @property
     def is_all_clear(self) -> bool:
-        return not self.flagged and not self.repaired
+        return not self.flagged and not self.repaired and not self.answers
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ class DataTeamSummary:
     stale_feeds: tuple[str, ...]
     clients_newly_flagged: str
     config_note: str | None = None
+    answer_rate: str | None = None  # clinicians' answers to the last four weeks' alerts
 
 
 @dataclass(frozen=True)
@@ -496,6 +505,10 @@ def explain(flag: pd.Series, client_hist: pd.DataFrame, with_symptoms: bool = Tr
             if isinstance(sds, int | float)
             else "a sharp dip against the client's own history"
         )
+    if "calibrated_drop" in reasons:
+        clauses.append(
+            "a drop larger than this client's usual ups and downs from session to session"
+        )
     if "sustained_decline" in reasons:
         n = evidence.get("decline_sessions")
         clauses.append(
@@ -591,6 +604,7 @@ def _flagged_client(
         guidance=tuple(guidance_for(cats)),
         chart=_chart_for(hist, all_flags, alliance_code),
         last_session=int(rows.session_number.max()),
+        alert_episode_id=str(lead.alert_episode_id),
     )
 
 
@@ -613,12 +627,17 @@ def select_clinician_digests(
     cfg: ClinicConfig,
     week: Week,
     skip: frozenset[str] = frozenset(),
+    answer_settings: AnswerSettings | None = None,
 ) -> list[ClinicianDigest]:
     """One digest per clinician of the clinic who has a client flagged or repaired in the week,
     plus an all-clear digest for every other known clinician when the clinic asks for it;
     none for the clinicians in `skip` (their digest was sent: nothing to draw again).
 
-    A clinician's digest holds only clients flagged at a session of theirs in the week."""
+    A clinician's digest holds only clients flagged at a session of theirs in the week, each
+    with the three answer links (`answer_settings`, default from the environment; none when
+    not set up), and the answers they gave since the last digest with what followed."""
+    links = answer_settings if answer_settings is not None else answer_settings_from_env()
+    answered = followups(conn, cfg.clinic_id, cfg.timezone, week.start, week.end)
     flags = _week_flags(conn, cfg.clinic_id, week)
     repairs = _week_repairs(conn, cfg.clinic_id, week)
     clients = sorted(set(flags.client_id) | set(repairs.client_id))
@@ -628,7 +647,7 @@ def select_clinician_digests(
     empty_hist = hist.iloc[0:0]
     empty_flags = all_flags.iloc[0:0]
 
-    clinicians = set(flags.clinician_id) | set(repairs.clinician_id)
+    clinicians = set(flags.clinician_id) | set(repairs.clinician_id) | set(answered)
     if cfg.notifications.send_all_clear:
         seen = conn.execute(
             "select distinct clinician_id from measurements "
@@ -649,6 +668,10 @@ def select_clinician_digests(
             )
             for client, rows in mine.groupby("client_id", sort=True)
         ]
+        flagged = [
+            dc_replace(c, answer_links=links_for(links, c.alert_episode_id, clinician, week.end))
+            for c in flagged
+        ]
         flagged.sort(
             key=lambda c: (SEVERITY_RANK.get(c.severity, 3), c.status != "new", c.client_id)
         )
@@ -662,6 +685,7 @@ def select_clinician_digests(
             week=week,
             flagged=tuple(flagged),
             repaired=tuple(repaired),
+            answers=answered.get(str(clinician), ()),
         )
         if digest.is_all_clear and not cfg.notifications.send_all_clear:
             continue
@@ -792,6 +816,9 @@ def build_data_team_summary(
         quarantined_by_reason=tuple((str(r), suppress(int(n))) for r, n in quarantine),
         stale_feeds=tuple(stale),
         clients_newly_flagged=suppress(int(n_new)),
+        answer_rate=answer_rate_text(
+            conn, cfg.clinic_id, week.end - dt.timedelta(days=28), week.end
+        ),
     )
 
 
@@ -827,6 +854,8 @@ def _subject(d: ClinicianDigest) -> str:
     parts = [f"{len(d.new)} new", f"{len(d.ongoing)} ongoing"]
     if d.repaired:
         parts.append(f"{len(d.repaired)} repaired")
+    if d.answers:
+        parts.append(f"{len(d.answers)} answered")
     return f"{head}: {', '.join(parts)} (week of {d.week.start.isoformat()})"
 
 
@@ -1129,9 +1158,15 @@ def _client_patterns(client_id: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
     `Client <code></strong>`. Matching only these, not any occurrence of the code, keeps a
     short code such as `12` from matching a session number, a score or an image's bytes."""
     code = re.escape(client_id)
+    html_code = re.escape(escape_html(client_id))
+    # an answer given since the last digest (`answers_digest.followup_text`): a line `  > ...`
+    # that names the client as "with <code> on" or "marked <code>'s"
     return (
-        re.compile(rf"^(?:  \* )?Client {code}(?: - |: )", re.MULTILINE),
-        re.compile(rf"Client {re.escape(escape_html(client_id))}</strong>"),
+        re.compile(
+            rf"^(?:  \* )?Client {code}(?: - |: )|^  > .*?(?:with|marked) {code}(?: on|'s)",
+            re.MULTILINE,
+        ),
+        re.compile(rf"Client {html_code}</strong>|(?:with|marked) <strong>{html_code}</strong>"),
     )
 
 

@@ -28,6 +28,7 @@ _DROP_REASONS = frozenset(
         "sustained_decline",
         "bond_drop",
         "goal_task_drop",
+        "calibrated_drop",
     }
 )
 

@@ -22,6 +22,8 @@ import jinja2
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pipelines.deliver.outcomes import report_section
+from pipelines.errors import AllianceWatchError
 from pipelines.warehouse import connect
 
 PUBLISHED_R = 0.28
@@ -226,6 +228,7 @@ r = .28 (Flückiger, Del Re, Wampold &amp; Horvath, 2018, Psychotherapy 55(4), 3
 <table><tr><th>clinic</th><th>repaired</th><th>ongoing</th><th>ended in dropout</th></tr>
 {% for r in episodes %}<tr><td>{{ r.clinic_id }}</td><td>{{ small(r.repaired) }}</td>
 <td>{{ small(r.ongoing) }}</td><td>{{ small(r.ended_in_dropout) }}</td></tr>{% endfor %}</table>
+{{ answers_section|safe }}
 </body></html>
 """
 )
@@ -259,6 +262,7 @@ def render_report(warehouse: Path) -> str:
             from measurements
             """,
         )
+        answers_section = report_section(conn, suppress_small)
     finally:
         conn.close()
     withhold_complements(rates, episodes, totals)
@@ -276,6 +280,7 @@ def render_report(warehouse: Path) -> str:
         outcome=outcome,
         episodes=episodes,
         small=suppress_small,
+        answers_section=answers_section,
     )
 
 

@@ -129,7 +129,7 @@ class DetectParams:
     deflection_sd: float = 2.0
     # flag when the strongest direction of the drop (the whole, or the whole with the part that
     # fell against the rest, on the client's shrunk scale, as normal deviates) reaches this
-    flag_evidence: float = 2.3
+    flag_evidence: float = 2.35
     # ... and the drop from the baseline is at least this many of the clinic's pooled
     # within-client SDs (so a client with a very flat history is not flagged for a dip the
     # clinic's measurement noise makes)
@@ -390,6 +390,29 @@ def _scope_signals(conn: duckdb.DuckDBPyConnection, scoped: bool) -> None:
     )
 
 
+def _flagged_signals(conn: duckdb.DuckDBPyConnection) -> None:
+    """`detect_flagged_signals`: the signals of the flagged sessions only, for `flags`.
+
+    rupture_scores and rupture_signals are per-session arithmetic (no window), so the same SQL
+    over the features of the ~10 % of sessions that are flag rows gives the same values; reading
+    the view over every session again cost `flags` more than all its own work."""
+    conn.execute(
+        "create or replace temp table detect_flagged_features as select f.* "
+        "from detect_alliance_features as f semi join "
+        "(select series_key, session_number from detect_episode_sessions where is_flagged) as e "
+        "on f.series_key = e.series_key and f.session_number = e.session_number"
+    )
+    for name, source, target in (
+        ("rupture_scores", "detect_alliance_features", "detect_flagged_features"),
+        ("rupture_signals", "detect_rupture_scores", "detect_flagged_scores"),
+    ):
+        sql = _relation_sql(name)
+        if sql.count(source) != 1:
+            raise DetectError(f"{name}.sql must read {source} exactly once")
+        view = "detect_flagged_scores" if name == "rupture_scores" else "detect_flagged_signals"
+        conn.execute(f"create or replace temp view {view} as {sql.replace(source, target)}")
+
+
 def _prepare(
     conn: duckdb.DuckDBPyConnection,
     clients: list[tuple[str, str]] | None,
@@ -434,6 +457,8 @@ def build_relations(
     """
     _prepare(conn, clients, params, clinic_params)
     for name in relations:
+        if name == "flags":
+            _flagged_signals(conn)
         _create(conn, (name,))
         if name == "rupture_signals":
             _scope_signals(conn, scoped=clients is not None)
@@ -511,6 +536,9 @@ def _calibration_moved(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]
 def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
     """Drop every temp relation build_relations() may have created."""
     conn.execute("drop view if exists detect_scoped_signals")
+    conn.execute("drop view if exists detect_flagged_signals")
+    conn.execute("drop view if exists detect_flagged_scores")
+    conn.execute("drop table if exists detect_flagged_features")
     for name in (*reversed(RELATIONS), "baseline_rules"):
         kind = "table" if name in MATERIALIZED else "view"
         conn.execute(f"drop {kind} if exists detect_{name}")
@@ -703,7 +731,9 @@ def _detect(
         if moved:
             _set_scope_clients(conn, sorted(set(clients) | set(moved)))
     _scope_signals(conn, scoped=clients is not None)
-    _create(conn, RELATIONS[len(CLINIC_WIDE) :])
+    _create(conn, ("episode_sessions",))
+    _flagged_signals(conn)
+    _create(conn, ("flags", "alert_episodes"))
     _check_series_keys(conn)
 
     scoped = clients is not None

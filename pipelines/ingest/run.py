@@ -8,6 +8,7 @@ DAG runs it for many files in parallel.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import multiprocessing
@@ -17,7 +18,7 @@ import stat
 import tempfile
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from pipelines.registry import APPOINTMENT_STATUSES, INSTRUMENTS, ITEM_COLUMNS
 from pipelines.warehouse import (
     CHANGED_AFTER_DISCOVERY,
     INTERNAL_ERROR,
+    STAGE_FULL,
     UNREADABLE,
     FileResult,
     StagedFile,
@@ -203,6 +205,30 @@ def _read_fault(e: BaseException, delivery: Delivery) -> FileRejected | None:
     return FileRejected(UNREADABLE, _unreadable_text(e))
 
 
+def _stage_full(e: BaseException, delivery: Delivery) -> FileRejected | None:
+    """The rejection for a stage disk that ran out of space (or quota) while this file was
+    staged: not the file's fault, nothing of it is loaded, and it is offered again. Arrow
+    reports it as an OSError without errno, naming the cause in its message only."""
+    if not isinstance(e, OSError):
+        return None
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT) or any(
+        text in str(e) for text in ("No space left on device", "Disk quota exceeded")
+    )
+    if not full:
+        return None
+    log.warning(
+        "[%s] %s: the stage disk is full; the file is held back and offered again",
+        delivery.clinic_id,
+        delivery.path.name,
+    )
+    return FileRejected(
+        STAGE_FULL,
+        "no space left on the pipeline's stage disk while staging this file (a fault on our "
+        "side, not in the file; the operators free space or move ALLIANCE_WATCH_STAGE); "
+        "nothing of it was loaded, and it is offered again on the next run",
+    )
+
+
 def _rejected_entry(
     cfg: ClinicConfig, p: Path, sha: str, error: str, dataset: str | None = None
 ) -> FileResult:
@@ -337,7 +363,7 @@ def split_delivery(
             header_lines=1 + reading.header_rows,
         )
     except OSError as e:
-        fault = _read_fault(e, delivery)
+        fault = _read_fault(e, delivery) or _stage_full(e, delivery)
         if fault is None:
             raise
         clear_stage()
@@ -391,7 +417,7 @@ def prepare_part(
         writers.clear()
         for folder in (valid_dir, quarantine_dir):
             (folder / name).unlink(missing_ok=True)
-        e = _read_fault(e, delivery) or e
+        e = _stage_full(e, delivery) or _read_fault(e, delivery) or e
         already = isinstance(e, FileRejected) and e.code == CHANGED_AFTER_DISCOVERY
         if part.path == delivery.path and not already:
             # a file changed while it was read: the change, not what it did to the reading,
@@ -901,6 +927,7 @@ def _prepared_in_order(
     stage_dir: Path,
     docs_dir: Path | None,
     progress: ProgressFn | None,
+    workers: int | None = None,
 ) -> Generator[StagedFile, None, None]:
     """Each job's staged file, in the order given, prepared `prepare_workers` at a time.
 
@@ -910,7 +937,7 @@ def _prepared_in_order(
     worker busy. Files are cut into parts here, a few files ahead of the one being loaded. A
     worker's exception is raised here, in order, and the parts not yet prepared are
     cancelled."""
-    workers = prepare_workers([d for d, _ in jobs])
+    workers = workers or prepare_workers([d for d, _ in jobs])
     if workers == 1:
         from pipelines.validation import Verdicts
 
@@ -1085,6 +1112,10 @@ def ingest_all(
     )
 
 
+# ----------------------------------------------------------------------------- task-facing API
+# JSON-friendly wrappers the Airflow tasks call (results travel through XCom as dicts).
+
+
 def _config_for(config_dir: Path, clinic_id: str) -> ClinicConfig:
     from pipelines.config import config_path, load_clinic_config
 
@@ -1143,13 +1174,144 @@ def prepare_item(
     }
 
 
+def discover_from_snapshot(
+    clinic_id: str,
+    config_dir: Path,
+    landing: Path,
+    warehouse: Path,
+    snapshot: Path,
+    names: list[str] | None = None,
+) -> list[dict[str, object]]:
+    """`discover_new` without the writer slot: the ledger is read from the analyst snapshot,
+    which every load and every detection republishes (DuckLake: from the lake itself).
+
+    The snapshot can only lag the ledger (a load that died after its commit, before it
+    republished): a file it does not show yet is prepared again and `load_staged`, which looks
+    in the live ledger inside the load's transaction, loads nothing twice. No snapshot, or one
+    that cannot be read: the live warehouse read-only (it waits for the writer's lock, as
+    every connection does); no warehouse at all: every file is new. The clinic's settings
+    (`clinic_settings`) are recorded by the load."""
+    import duckdb
+
+    from pipelines import ducklake
+
+    cfg = _config_for(config_dir, clinic_id)
+    fingerprint = judge_fingerprint(cfg)
+    known: dict[str, list[str]] | None = None
+    if ducklake.selected():  # no writer slot to spare there; migrated, as a new lake needs
+        with open_warehouse(warehouse) as conn:
+            known = known_hashes(conn, clinic_id, fingerprint)
+    elif snapshot.exists():
+        try:
+            with duckdb.connect(str(snapshot), read_only=True) as conn:
+                known = known_hashes(conn, clinic_id, fingerprint)
+        except duckdb.Error as e:
+            log.warning(
+                "analyst snapshot unreadable (%s); reading the ledger live", type(e).__name__
+            )
+    if known is None:
+        if warehouse.exists():
+            with open_warehouse(warehouse, read_only=True) as conn:
+                known = known_hashes(conn, clinic_id, fingerprint)
+        else:
+            known = {}
+    return _discovered_items(*discover(cfg, landing, known, names))
+
+
+def _discovered_items(found: list[Delivery], rejected: list[FileResult]) -> list[dict[str, object]]:
+    items: list[dict[str, object]] = [
+        {
+            "kind": "delivery",
+            "path": str(d.path),
+            "dataset": d.dataset,
+            "sha256": d.sha256,
+            "bytes": d.bytes,
+            "stamp": d.stamp,
+        }
+        for d in found
+    ]
+    return items + [{"kind": "rejected", "result": asdict(r)} for r in rejected]
+
+
+def _delivery_of(item: dict[str, object], clinic_id: str) -> Delivery:
+    dataset = item["dataset"]
+    return Delivery(
+        clinic_id,
+        Path(str(item["path"])),
+        str(dataset) if dataset else None,
+        str(item["sha256"]),
+        int(str(item["bytes"])),
+        str(item["stamp"]) if item.get("stamp") else None,
+    )
+
+
+def _staged_item(s: StagedFile) -> dict[str, object]:
+    return {
+        "result": asdict(s.result),
+        "valid_path": str(s.valid_path) if s.valid_path else None,
+        "quarantine_path": str(s.quarantine_path) if s.quarantine_path else None,
+    }
+
+
+def prepare_items(
+    items: list[dict[str, object]],
+    clinic_id: str,
+    config_dir: Path,
+    stage_dir: Path,
+    docs_dir: Path | None,
+) -> list[dict[str, object]]:
+    """Prepare several discovered items in one call (one Airflow task): two or more files are
+    prepared side by side in worker processes (`prepare_workers`), as `alliance-watch ingest`
+    does. Returns one staged item per item, in the order given, each keeping the input's
+    other keys (such as its place in discovery order)."""
+    cfg = _config_for(config_dir, clinic_id)
+    out: list[dict[str, object] | None] = [None] * len(items)
+    jobs: list[tuple[Delivery, ClinicConfig]] = []
+    where: list[int] = []
+    for i, item in enumerate(items):
+        extra = {k: v for k, v in item.items() if k not in _ITEM_KEYS}
+        if item["kind"] == "rejected":
+            staged_nothing = {"valid_path": None, "quarantine_path": None}
+            out[i] = {**extra, "result": item["result"], **staged_nothing}
+            continue
+        jobs.append((_delivery_of(item, clinic_id), cfg))
+        where.append(i)
+    if jobs:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        # a daemonic process (a Celery prefork child: Airflow's task forks from it) may not
+        # start worker processes; there the files are prepared one after the other, and the
+        # parallelism is Celery's own (concurrency x workers)
+        daemonic = multiprocessing.current_process().daemon
+        if daemonic and len(jobs) > 1:
+            log.info("preparing %d files in this process (a daemonic worker process)", len(jobs))
+        prepared = _prepared_in_order(jobs, stage_dir, docs_dir, None, 1 if daemonic else None)
+        try:
+            for i, staged in zip(where, prepared, strict=True):
+                extra = {k: v for k, v in items[i].items() if k not in _ITEM_KEYS}
+                out[i] = {**extra, **_staged_item(staged)}
+        finally:
+            prepared.close()
+    return [o for o in out if o is not None]
+
+
+_ITEM_KEYS = frozenset({"kind", "path", "dataset", "sha256", "bytes", "stamp", "result"})
+
+
 def load_prepared(
-    staged: list[dict[str, object]], warehouse: Path, snapshot: Path | None = None
+    staged: list[dict[str, object]],
+    warehouse: Path,
+    snapshot: Path | None = None,
+    settings_of: ClinicConfig | None = None,
 ) -> dict[str, object]:
     """Load prepared files one transaction each; return the warehouse asset event's extra.
-    With `snapshot`, republish the analyst snapshot when anything was loaded."""
+    With `snapshot`, republish the analyst snapshot when anything was loaded. With
+    `settings_of`, first record that clinic's settings (when `discover` ran without the
+    writer slot)."""
     results: list[FileResult] = []
     with open_warehouse(warehouse) as conn:
+        if settings_of is not None:
+            c = settings_of
+            record_clinic_settings(conn, c.clinic_id, c.timezone, c.cadence_days)
         for s in staged:
             sf = StagedFile(
                 result=FileResult(**s["result"]),  # type: ignore[arg-type]
@@ -1189,3 +1351,19 @@ def load_prepared(
         "rows": sum(r.rows_loaded for r in results),
         "clients": sorted({(r.clinic_id, c) for r in results for c in r.clients_touched}),
     }
+
+
+def load_batches(
+    batches: Sequence[Sequence[dict[str, object]]],
+    clinic_id: str,
+    config_dir: Path,
+    warehouse: Path,
+    snapshot: Path | None = None,
+) -> dict[str, object]:
+    """The `load` of an ingest run whose files were prepared in batches
+    (`prepare_batches.plan`): the clinic's settings, then every file in discovery order, one
+    transaction each (`load_prepared`)."""
+    from pipelines.prepare_batches import in_discovery_order
+
+    cfg = _config_for(config_dir, clinic_id)
+    return load_prepared(in_discovery_order(batches), warehouse, snapshot, settings_of=cfg)

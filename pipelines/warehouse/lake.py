@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import time
@@ -37,7 +38,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from pipelines.errors import AllianceWatchError, WarehouseBusy
+from pipelines.errors import AllianceWatchError, CatalogUnavailable, WarehouseBusy
 from pipelines.settings import (
     BACKEND_ENV,
     CATALOG_ENV,
@@ -53,6 +54,7 @@ from pipelines.warehouse.schema import create_views, load_registry, sql_dir
 
 __all__ = ["BACKEND_ENV", "CATALOG_ENV", "DATA_ENV", "LakeBackend"]
 
+log = logging.getLogger(__name__)
 ALIAS = "wh"  # the attached lake; `use wh` makes the unqualified relation names resolve to it
 LOAD_ID_SEQUENCE = "alliance_watch_load_id_seq"  # in the catalog's PostgreSQL database
 ERASURE_ID_SEQUENCE = "alliance_watch_erasure_id_seq"  # likewise (`erasures.erasure_id`)
@@ -177,16 +179,50 @@ def _is_conflict(e: duckdb.Error) -> bool:
     return isinstance(e, duckdb.TransactionException) or "conflict" in text
 
 
+# what libpq says when the catalog's server went away under a connection or refuses new ones
+_CATALOG_LOST = (
+    "server closed the connection",
+    "terminating connection",
+    "connection to server",
+    "could not connect to server",
+    "no connection to the server",
+    "connection refused",
+    "ssl syscall error",
+    "the database system is starting up",
+    "the database system is shutting down",
+)
+
+
+def is_catalog_lost(e: BaseException) -> bool:
+    """Whether a DuckDB error is the catalog's PostgreSQL gone (restarted, unreachable)."""
+    return isinstance(e, duckdb.Error) and any(t in str(e).lower() for t in _CATALOG_LOST)
+
+
+def catalog_unavailable(what: str) -> CatalogUnavailable:
+    return CatalogUnavailable(
+        f"{what}: the DuckLake catalog (PostgreSQL, {CATALOG_ENV}) dropped or refused the "
+        "connection: restarted or unreachable; nothing in flight was committed, so retry "
+        "once it answers again"
+    )
+
+
 def retrying(what: str, attempt_fn: Callable[[], T]) -> T:
     """Run `attempt_fn()` (one whole transaction) up to MAX_ATTEMPTS times while it fails on a
-    write-write conflict with another process, pausing a little longer each time."""
+    write-write conflict with another process, or on the catalog's connection lost (a restart
+    of its PostgreSQL: the transaction did not commit, and the postgres extension connects
+    again), pausing a little longer each time; then WarehouseBusy or CatalogUnavailable."""
     delay = 0.05
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             return attempt_fn()
         except duckdb.Error as e:
-            if not _is_conflict(e):
+            lost = is_catalog_lost(e)
+            if not lost and not _is_conflict(e):
                 raise
+            if lost:
+                log.warning("%s: the catalog's connection was lost; trying again", what)
+                if attempt == MAX_ATTEMPTS:
+                    raise catalog_unavailable(what) from None
             if attempt == MAX_ATTEMPTS:
                 raise WarehouseBusy(
                     f"{what}: conflicted with other writers {MAX_ATTEMPTS} times; retry later"

@@ -12,8 +12,10 @@ INTERNAL_ERROR = "internal_error"
 CHANGED_AFTER_DISCOVERY = "changed_after_discovery"
 # the reason of a file that could not be opened or read (permissions, I/O): offered again
 UNREADABLE = "unreadable"
+# the reason of a file that could not be staged because the stage disk was full: offered again
+STAGE_FULL = "stage_full"
 # rejections that judged nothing of the file's content
-NOT_JUDGED = (INTERNAL_ERROR, CHANGED_AFTER_DISCOVERY, UNREADABLE)
+NOT_JUDGED = (INTERNAL_ERROR, CHANGED_AFTER_DISCOVERY, UNREADABLE, STAGE_FULL)
 
 
 @dataclass

@@ -44,7 +44,7 @@ signals as (
         e.is_opening,
         e.is_escalation,
         e.is_ongoing
-    from detect_rupture_signals as s
+    from detect_flagged_signals as s
     inner join episodes as e
         on s.series_key = e.series_key
         and s.session_number = e.session_number
@@ -79,8 +79,10 @@ declined as (
             and -r.decline_slope * (s.decline_sessions - 1) >= s.decline_min_drop,
             false
         )
-        -- or the CUSUM of the standardized drops crossed its decision interval
-        or s.is_cusum as is_sustained_decline
+        -- or the CUSUM of the standardized drops crossed its decision interval, or the mean
+        -- of the last two sessions fell below the level before them
+        or s.is_cusum
+        or s.is_pair_drop as is_sustained_decline
     from signals as s
     inner join (
         select
@@ -117,6 +119,7 @@ flag_rows as (
                 case when s.is_sustained_decline then 'sustained_decline' end,
                 case when s.is_bond_drop then 'bond_drop' end,
                 case when s.is_goal_task_drop then 'goal_task_drop' end,
+                case when s.is_calibrated_drop then 'calibrated_drop' end,
                 case when s.is_disengagement then 'disengagement' end,
                 case when s.is_symptom_deterioration then 'symptom_deterioration' end,
                 case when s.is_ongoing then 'still_below_baseline' end

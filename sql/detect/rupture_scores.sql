@@ -74,6 +74,19 @@ measured as (
             c.prior_df_goal_task * c.pooled_var_goal_task
             + (f.n_prior - 1) * coalesce(f.baseline_goal_task_contrast_sd ^ 2, 0)
         ) / (c.prior_df_goal_task + f.n_prior - 1) as shrunk_var_goal_task_contrast,
+        -- the two latest sessions against the sessions before them (the running baseline and
+        -- SD one session back, recovered from this row's: mean m1 = (n base - prev) / (n - 1),
+        -- sum of squares by Welford's update run backwards), so a drop that holds for two
+        -- sessions is judged on their mean and not against a baseline the first of them lowered
+        (f.n_prior * f.baseline_total - f.previous_total) / nullif(f.n_prior - 1, 0)
+            as pair_baseline,
+        greatest(
+            (f.n_prior - 1) * f.baseline_sd ^ 2
+            - (f.previous_total - (f.n_prior * f.baseline_total - f.previous_total)
+                / nullif(f.n_prior - 1, 0))
+            * (f.previous_total - f.baseline_total),
+            0
+        ) as pair_baseline_ss,
         sqrt(c.pooled_var_total) as clinic_sd,
         sqrt(c.pooled_var_bond) as clinic_bond_contrast_sd,
         sqrt(c.pooled_var_goal_task) as clinic_goal_task_contrast_sd
@@ -88,9 +101,22 @@ measured as (
         and f.session_number = s.session_number
 ),
 
+paired as (
+    select
+        * exclude (pair_baseline_ss),
+        pair_baseline - (previous_total + total) / 2 as delta_pair,
+        -- the shrunk variance one session back (n - 2 degrees of freedom of the client's own)
+        case when n_prior >= 3 then
+            (prior_df_total * pooled_var_total + pair_baseline_ss) / (prior_df_total + n_prior - 2)
+        end as shrunk_var_pair
+    from measured
+),
+
 scaled as (
     select
         *,
+        -- the mean of two new sessions against a mean of n - 1
+        sqrt(shrunk_var_pair * (1 / 2 + 1 / (n_prior - 1))) as pair_scale,
         -- the deviation of one new session from a mean of n: predictive scale
         case when n_prior >= 1 then sqrt(shrunk_var_total * (1 + 1 / n_prior)) end
             as deflection_scale,
@@ -98,7 +124,7 @@ scaled as (
             as bond_contrast_scale,
         case when n_prior >= 1 then sqrt(shrunk_var_goal_task_contrast * (1 + 1 / n_prior)) end
             as goal_task_contrast_scale
-    from measured
+    from paired
 ),
 
 moderated as (
@@ -109,6 +135,8 @@ moderated as (
         delta_baseline / nullif(deflection_scale, 0) as t_total,
         delta_bond_contrast / nullif(bond_contrast_scale, 0) as t_bond_contrast,
         delta_goal_task_contrast / nullif(goal_task_contrast_scale, 0) as t_goal_task_contrast,
+        delta_pair / nullif(pair_scale, 0) as t_pair,
+        prior_df_total + n_prior - 2 as df_pair,
         prior_df_total + n_prior - 1 as df_total,
         prior_df_bond + n_prior - 1 as df_bond_contrast,
         prior_df_goal_task + n_prior - 1 as df_goal_task_contrast
@@ -129,8 +157,23 @@ deflections as (
         sign(t_goal_task_contrast)
         * sqrt(df_goal_task_contrast * ln(1 + t_goal_task_contrast ^ 2 / df_goal_task_contrast))
         * (8 * df_goal_task_contrast + 1) / (8 * df_goal_task_contrast + 3)
-            as z_goal_task_contrast
+            as z_goal_task_contrast,
+        sign(t_pair) * sqrt(df_pair * ln(1 + t_pair ^ 2 / df_pair))
+        * (8 * df_pair + 1) / (8 * df_pair + 3) as z_pair_raw
     from moderated
+),
+
+pair_gated as (
+    -- the pair counts only when both sessions fell below the earlier level by the clinic's
+    -- minimum drop (a dip followed by a return is the single-session statistic's to judge)
+    select
+        *,
+        case
+            when pair_baseline - previous_total >= min_drop_sd * clinic_sd
+                and pair_baseline - total >= min_drop_sd * clinic_sd
+                then z_pair_raw
+        end as z_pair
+    from deflections
 ),
 
 scored as (
@@ -145,10 +188,14 @@ scored as (
         greatest(
             z_total,
             (z_total + z_bond_contrast) / sqrt(2),
-            (z_total + z_goal_task_contrast) / sqrt(2)
+            (z_total + z_goal_task_contrast) / sqrt(2),
+            z_pair
         ) as flag_score,
-        coalesce(n_prior >= min_history and delta_baseline >= min_drop_sd * clinic_sd, false)
-            as is_candidate,
+        coalesce(
+            n_prior >= min_history
+            and (delta_baseline >= min_drop_sd * clinic_sd or z_pair is not null),
+            false
+        ) as is_candidate,
         -- the stage of the course an alert budget is judged within (alert_thresholds): sessions
         -- before this one 0-2, 3-4, 5-7, 8-11, 12+
         case
@@ -158,7 +205,7 @@ scored as (
             when n_prior < 12 then 3
             else 4
         end as course_stage
-    from deflections
+    from pair_gated
 )
 
 select * from scored

@@ -68,7 +68,27 @@ decided as (
         *,
         is_candidate and alert_score >= flag_threshold as is_flag,
         is_candidate and cusum * flag_evidence / cusum_h >= flag_threshold as is_cusum,
+        -- two sessions running fell below the level before them (a sustained decline reason)
+        coalesce(is_candidate and z_pair >= flag_threshold, false) as is_pair_drop,
         is_reliable_drop_previous or is_reliable_drop_baseline as is_reliable_drop,
+        -- the flag rests on the calibrated score alone (the whole and the part that fell
+        -- most, together, on the client's shrunk scale; or a budget threshold below the
+        -- rules'): no single rule above reached its own bar, and the reasons must still say
+        -- why the session was flagged
+        coalesce(
+            is_candidate
+            and alert_score >= flag_threshold
+            and not (
+                is_deflection
+                or is_reliable_drop_previous
+                or is_reliable_drop_baseline
+                or is_bond_drop
+                or is_goal_task_drop
+                or cusum * flag_evidence / cusum_h >= flag_threshold
+                or coalesce(z_pair >= flag_threshold, false)
+            ),
+            false
+        ) as is_calibrated_drop,
         case
             when is_bond_drop and not is_goal_task_drop then 'bond'
             when is_goal_task_drop and not is_bond_drop then 'goal_task'

@@ -5,8 +5,9 @@
 -- both are offered again, and once a later attempt at the same file name exists such a row is
 -- `retried` and counts as no file of its own. Any other row is never retried: a file judged
 -- and rejected (a corrected config may judge it again, under the same row), and an
--- 'internal_error', whose row the next attempt at the same bytes replaces (when the bytes
--- never come back, it stays a file received and not loaded).
+-- 'internal_error' or 'stage_full' (the stage disk was full), whose row the next attempt at
+-- the same bytes replaces (when the bytes never come back, it stays a file received and not
+-- loaded).
 create or replace view ingest_attempts as
 with attempts as (
     select

@@ -8,6 +8,7 @@ a throwaway database and Redis db 11 are used and removed afterwards."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -45,15 +46,6 @@ def _admin_sql(sql: str) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    if not reachable(5432):
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432 (run `make services`)")
-    if not reachable(6379):
-        pytest.skip("Redis not reachable on 127.0.0.1:6379 (run `make services`)")
-    try:
-        db = f"aw_prod_{uuid.uuid4().hex[:10]}"
-        _admin_sql(f"create database {db}")
-    except Exception as e:  # noqa: BLE001 - the reason is in the skip message
-        pytest.skip(f"cannot create a database on the local PostgreSQL: {type(e).__name__}")
     home = tmp_path_factory.mktemp("aw_prod")
     (home / "config" / "clinics").mkdir(parents=True)
     (home / "config" / "clinics" / "north.yaml").write_text(
@@ -73,6 +65,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "\n".join([HEADER, *rows]) + "\n", encoding="utf-8"
     )
     (home / "inbox").mkdir()
+    with celery_stack(home) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def celery_stack(home: Path, workers: int = 1) -> Iterator[dict]:
+    """The production configuration over `home` (config/, landing/, inbox/ made by the
+    caller): a throwaway metadata database, the components, and `workers` Celery workers of
+    two processes each; everything stopped and removed afterwards."""
+    if not reachable(5432):
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432 (run `make services`)")
+    if not reachable(6379):
+        pytest.skip("Redis not reachable on 127.0.0.1:6379 (run `make services`)")
+    try:
+        db = f"aw_prod_{uuid.uuid4().hex[:10]}"
+        _admin_sql(f"create database {db}")
+    except Exception as e:  # noqa: BLE001 - the reason is in the skip message
+        pytest.skip(f"cannot create a database on the local PostgreSQL: {type(e).__name__}")
     api = free_port()
     pg = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
     env = {
@@ -82,6 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "ALLIANCE_WATCH_HOME": str(home),
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "dags" / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -120,7 +131,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "scheduler": ["scheduler"],
         "dag-processor": ["dag-processor"],
         "triggerer": ["triggerer"],
-        "worker": ["celery", "worker", "--concurrency", "2"],
+        **{
+            f"worker{'' if i == 0 else i + 1}": ["celery", "worker", "--concurrency", "2"]
+            # a second worker on this machine: its own name and pid file, no second log server
+            + (
+                []
+                if i == 0
+                else ["--celery-hostname", f"worker{i + 1}@%h", "--skip-serve-logs"]
+                + ["--pid", str(home / f"worker{i + 1}.pid")]
+            )
+            for i in range(workers)
+        },
     }
     try:
         for name, cmd in commands.items():

@@ -108,6 +108,21 @@ def test_ceiling_client_bond_drop_is_flagged_with_evidence(wh: duckdb.DuckDBPyCo
     assert f["baseline_total"] == pytest.approx(39.15)  # mean of the four earlier sessions
 
 
+def test_a_drop_that_holds_for_two_sessions_is_flagged_at_the_second(
+    wh: duckdb.DuckDBPyConnection,
+) -> None:
+    # eight sessions around 36.4 (SD ~0.5), then two sessions ~2.2 points down on every item:
+    # neither session alone reaches the flag evidence (the second is judged against a baseline
+    # the first already lowered), their mean against the eight before does (z_pair)
+    history = [36.0, 37.0, 35.6, 36.8, 36.2, 37.0, 35.8, 36.6, 34.2, 34.0, 36.5]
+    add_srs(wh, "pair", [(t / 4, t / 4, t / 4, t / 4) for t in history])
+    detect(wh)
+    (f,) = flags(wh, "pair")
+    assert f["session_number"] == 10
+    assert "sustained_decline" in f["reasons"]
+    assert "deflection" not in f["reasons"]
+
+
 def test_chronically_low_client_is_not_flagged(wh: duckdb.DuckDBPyConnection) -> None:
     # always around 30 (below the cutoff of 36): not newly at risk, no alert
     series = [(7.5, 7.6, 7.4, 7.5), (7.4, 7.5, 7.5, 7.4), (7.6, 7.5, 7.3, 7.5)] * 3
@@ -470,3 +485,34 @@ def test_a_second_treatment_episode_is_its_own_series(wh: duckdb.DuckDBPyConnect
     before = wh.execute("select * exclude (detected_at) from flags order by all").fetchall()
     detect(wh, clients=[("c1", "e")])
     assert wh.execute("select * exclude (detected_at) from flags order by all").fetchall() == before
+
+
+def test_every_flag_says_why_it_was_raised() -> None:
+    """A clinician reads the reasons: a flag decided by the calibrated score alone (the whole
+    and a part falling together, neither past its own rule) still names what it rests on."""
+    from pipelines.grid import grid_cells, load_world
+
+    world = next(w for w in grid_cells() if w.name == "level_ceiling")
+    conn, _ = load_world(world, [101])
+    try:
+        detect(conn)
+        decisive = [
+            "deflection",
+            "reliable_drop_previous",
+            "reliable_drop_baseline",
+            "sustained_decline",
+            "bond_drop",
+            "goal_task_drop",
+            "still_below_baseline",
+            "calibrated_drop",
+        ]
+        n, unexplained, calibrated = conn.execute(
+            "select count(*), count(*) filter (where not list_has_any(reasons, ?)), "
+            "count(*) filter (where list_contains(reasons, 'calibrated_drop')) from flags",
+            [decisive],
+        ).fetchone()  # type: ignore[misc]
+    finally:
+        conn.close()
+    assert n > 50
+    assert unexplained == 0
+    assert 0 < calibrated < n

@@ -196,3 +196,72 @@ def test_a_sent_row_in_the_ledger_is_final_even_without_its_journal(
     assert dt.date.fromisoformat(str(_ledger(fx.warehouse).week_start.iloc[0])[:10]) == (
         AS_OF - dt.timedelta(days=7)
     )
+
+
+class GoesDown(Recorder):
+    """A recorder whose server stops (connections refused) once it has accepted `accept`
+    messages: SMTP goes down in the middle of the digest run."""
+
+    def __init__(self, accept: int) -> None:
+        super().__init__()
+        self.accept = accept
+        self.controller = None  # set once the server runs
+        self.stopping: threading.Timer | None = None
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+        with self.lock:
+            if len(self.messages) >= self.accept:  # going down: refuse, then stop listening
+                if self.controller is not None:
+                    self.stopping = threading.Timer(0.5, self.controller.stop)
+                    self.stopping.start()
+                    self.controller = None
+                return "421 4.3.2 service shutting down"
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.slow
+def test_smtp_down_in_the_middle_of_the_run_then_back_sends_each_digest_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #20 item 5: the relay accepts three digests and goes away mid-run; the rest fail
+    with the reason in the delivery ledger; once it is back, the rerun sends only those, and a
+    third run sends nothing."""
+    from aiosmtpd.controller import Controller
+
+    fx = two_clinics(tmp_path)
+    monkeypatch.setenv("ALLIANCE_WATCH_DIGEST_WORKERS", "1")  # one clinic after the other
+    port = _free_port()
+    flaky = GoesDown(accept=3)
+    controller = Controller(flaky, hostname="127.0.0.1", port=port)
+    flaky.controller = controller
+    controller.start()
+    settings = SmtpSettings(
+        host="127.0.0.1", port=port, starttls=False, attempts=1, backoff_s=0.01, timeout_s=5
+    )
+    during = run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, settings)
+    assert len(flaky.messages) == 3
+    assert during.sent == 3 and during.failed == 3, during
+    ledger = _ledger(fx.warehouse)
+    failed = ledger[ledger.status == "failed"]
+    assert len(failed) == 3
+    # the operator reads why: the relay could not be reached, in words, never content
+    assert all(isinstance(e, str) and e for e in failed.error), failed.error.tolist()
+    print("\nledger error of a digest the outage held back:", failed.error.iloc[0])
+
+    assert flaky.stopping is not None
+    flaky.stopping.join(timeout=30)  # the relay is down for good; now it comes back
+    back = Recorder()
+    again = Controller(back, hostname="127.0.0.1", port=port)
+    again.start()
+    try:
+        rerun = run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, settings)
+        third = run_weekly_digest(fx.warehouse, fx.config_dir, AS_OF, fx.out, settings)
+    finally:
+        again.stop()
+    assert rerun.sent == 3 and rerun.already_sent == 3 and rerun.failed == 0, rerun
+    assert third.sent == 0 and third.already_sent == 6
+    # exactly once across the outage: six digests, each received by one server once
+    received = [(tuple(r), str(m["Subject"])) for r, m in flaky.messages + back.messages]
+    assert len(received) == 6 and len(set(received)) == 6, received
+    final = _ledger(fx.warehouse)
+    assert sorted(final.status.value_counts().items()) == [("sent", 6), ("written", 2)]

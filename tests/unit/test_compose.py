@@ -119,3 +119,22 @@ def test_celery_workers_import_the_warm_up_before_forking(compose: dict, tmp_pat
     imports, keys = json.loads(out.stdout.strip().splitlines()[-1])
     assert "pipelines.warmup" in imports
     assert {"broker_url", "result_backend", "task_acks_late"} <= set(keys)  # Airflow's defaults
+
+
+def test_every_component_has_the_answers_inbox_the_plugin_and_the_link_secret(
+    compose: dict,
+) -> None:
+    """Issue 19: the API server serves answer links (plugin in dags/plugins), writes the answers
+    inbox that the triggerer watches and a worker loads; the signing secret is required."""
+    assert "answers" in compose["volumes"]
+    for name in AIRFLOW_SERVICES:
+        svc = compose["services"][name]
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
+        env = svc["environment"]
+        assert mounts[env["ALLIANCE_WATCH_ANSWERS"]] == "answers", name
+        assert (
+            env["AIRFLOW__CORE__PLUGINS_FOLDER"] == env["AIRFLOW__CORE__DAGS_FOLDER"] + "/plugins"
+        )
+        assert env["ALLIANCE_WATCH_ANSWER_SECRET"].startswith("${ALLIANCE_WATCH_ANSWER_SECRET:?")
+    assert (ROOT / "dags" / "plugins" / "answers_plugin.py").is_file()
+    assert "plugins/" in (ROOT / "dags" / ".airflowignore").read_text(encoding="utf-8").split()

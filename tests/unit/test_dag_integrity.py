@@ -32,6 +32,9 @@ out = {
             "max_active_runs": d.max_active_runs,
             "max_active_tis_per_dag": {t.task_id: t.max_active_tis_per_dag for t in d.tasks},
             "catchup": d.catchup,
+            "return_value_logged": sorted(
+                t.task_id for t in d.tasks if getattr(t, "show_return_value_in_logs", False)
+            ),
         }
         for d in bag.dags.values()
     },
@@ -88,9 +91,10 @@ def test_tags_retries_and_no_catchup(dagbag: dict) -> None:
 def test_every_task_that_opens_the_warehouse_is_in_the_writer_pool(dagbag: dict) -> None:
     for dag_id, d in dagbag["dags"].items():
         for task_id, pool in d["pools"].items():
-            # no warehouse: the ingest's file work, and the digest's planning and per-clinic
+            # no warehouse: the ingest's file work and its discovery (the ledger read from the
+            # analyst snapshot, issue #20 item 2), and the digest's planning and per-clinic
             # rendering (from the read-only analyst snapshot, issue #20 item 4)
-            if task_id in ("prepare", "data_docs", "clean_stage", "receipt"):
+            if task_id in ("discover", "prepare", "data_docs", "clean_stage", "receipt"):
                 continue
             if dag_id.startswith("weekly_digest"):
                 expected = "duckdb_writer" if task_id == "record_deliveries" else "default_pool"
@@ -139,3 +143,12 @@ def test_worker_warm_up_imports_gx_and_no_airflow_and_starts_no_thread() -> None
     } <= set(got["preloaded"])
     assert got["airflow"] == []
     assert got["threads"] == ["MainThread"]
+
+
+def test_no_task_writes_its_return_value_into_the_log(dagbag: dict) -> None:
+    """Return values carry client codes (prepared files, load and detection summaries); the
+    task log must not echo them."""
+    logged = {
+        d: v["return_value_logged"] for d, v in dagbag["dags"].items() if v["return_value_logged"]
+    }
+    assert logged == {}
