@@ -52,7 +52,7 @@ def _rss_mb(pid: int) -> float:
 def bench_clicks(n: int, clients: int, tmp: Path) -> dict:
     import httpx
 
-    from pipelines.answers_tokens import Answer, AnswerClaim, sign
+    from pipelines.answers.tokens import Answer, AnswerClaim, sign
 
     port = _free_port()
     answers = tmp / "answers-clicks"
@@ -62,7 +62,7 @@ def bench_clicks(n: int, clients: int, tmp: Path) -> dict:
         "ALLIANCE_WATCH_ANSWERS": str(answers),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "pipelines.answers_app:create_app"]
+        [sys.executable, "-m", "uvicorn", "--factory", "pipelines.answers.app:create_app"]
         + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT,
         env=env,
@@ -162,9 +162,9 @@ def _warehouse(path: Path, episodes: int) -> list[tuple[str, str]]:
 
 
 def bench_load(n: int, episodes: int, tmp: Path) -> dict:
-    from pipelines import answers_inbox
-    from pipelines.answers_load import load_answers
-    from pipelines.answers_tokens import Answer, AnswerClaim
+    from pipelines.answers import inbox as answers_inbox
+    from pipelines.answers.load import load_answers
+    from pipelines.answers.tokens import Answer, AnswerClaim
     from pipelines.settings import paths_from_env
 
     os.environ["ALLIANCE_WATCH_HOME"] = str(tmp / "home")

@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.test_e2e_airflow import SCRIPT  # noqa: E402
-from tests.test_e2e_many_clinics import FLAGS, Stack, clinic_ids, digest, wait  # noqa: E402
+from tests.e2e.test_e2e_airflow import SCRIPT  # noqa: E402
+from tests.e2e.test_e2e_many_clinics import FLAGS, Stack, clinic_ids, digest, wait  # noqa: E402
 
 
 def _ts(value: str | None) -> float | None:

@@ -1,4 +1,4 @@
-"""Detection scored over the grid of worlds (pipelines/grid.py): the table in docs/detection.md.
+"""Detection scored over the grid of worlds (pipelines/detect/grid.py): the table in docs/detection.md.
 
 Parameters were chosen on the tuning seeds (grid.TUNING_SEEDS); this reports the other seeds,
 with the default settings and with `alert_budget: 0.05`, and writes the figures to

@@ -1,6 +1,6 @@
 """An independent cohort: detection scored on data from a model it was never tuned on.
 
-The grid (pipelines/worlds.py) and the sample clinics (pipelines/simulate.py) share the project's
+The grid (pipelines/detect/worlds.py) and the sample clinics (pipelines/simulate/cohort.py) share the project's
 own ideas of what alliance data looks like. This generator shares no code with either and is
 never used for tuning; it answers "does the detector hold on someone else's model?"
 (issue 15). Its model, per client:
@@ -21,7 +21,7 @@ never used for tuning; it answers "does the detector hold on someone else's mode
 Noise levels multiply the within-client variation (AR innovation and item noise) by 0.6, 1.0
 and 1.6 with the ruptures' depth on the total fixed: at x0.6 the same ruptures are larger in the
 client's own SDs, at x1.6 smaller. Each level is scored on seeds 31-33 with default settings
-against the deployed rules (pipelines.evaluate: recall at onset or next session, precision of
+against the deployed rules (pipelines.detect.evaluate: recall at onset or next session, precision of
 flagged sessions inside an active rupture, burden), and the detector with alert_budget 0.05.
 
     .venv/bin/python benchmarks/independent_cohort.py [--seeds 31 32 33]
@@ -46,8 +46,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipelines.detect import DetectParams, detect  # noqa: E402
-from pipelines.evaluate import METHODS, alliance_sessions, flagged_sessions, score  # noqa: E402
+from pipelines.detect.evaluate import METHODS, alliance_sessions, flagged_sessions, score  # noqa: E402
+from pipelines.detect.ruptures import DetectParams, detect  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOISE_LEVELS: tuple[float, ...] = (0.6, 1.0, 1.6)
@@ -113,7 +113,7 @@ class _Responses:
 
 
 def cohort(code: str, seed: int, noise: float, clinic_id: str) -> tuple[pd.DataFrame, ...]:
-    """One clinic: measurements, appointments, truth (pipelines.evaluate's truth format)."""
+    """One clinic: measurements, appointments, truth (pipelines.detect.evaluate's truth format)."""
     rng = np.random.default_rng([seed, 7 if code == "SRS" else 11])
     n, t = N_CLIENTS, 24
     k = 4 if code == "SRS" else 12

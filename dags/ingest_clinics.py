@@ -65,9 +65,9 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
     def ingest() -> None:
         @task
         def discover(params=None) -> list[list[dict]]:  # type: ignore[no-untyped-def]
-            """New files, in batches for `prepare` (`pipelines/prepare_batches.py`)."""
-            from pipelines.ingest import discover_from_snapshot
-            from pipelines.prepare_batches import plan
+            """New files, in batches for `prepare` (`pipelines/ingest/batches.py`)."""
+            from pipelines.ingest.batches import plan
+            from pipelines.ingest.run import discover_from_snapshot
             from pipelines.settings import paths_from_env, prepare_fanout_bytes
 
             p = paths_from_env().ensure()
@@ -90,7 +90,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
                 "preloaded by the worker" if warm else "not preloaded: imported by this task",
                 len(batch),
             )
-            from pipelines.ingest import prepare_items
+            from pipelines.ingest.run import prepare_items
             from pipelines.settings import paths_from_env, run_stage_dir
 
             p = paths_from_env().ensure()
@@ -100,7 +100,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
 
         @task(pool=WRITER_POOL, outlets=[WAREHOUSE_MEASUREMENTS])
         def load(staged: list[list[dict]], outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
-            from pipelines.ingest import load_batches
+            from pipelines.ingest.run import load_batches
             from pipelines.settings import paths_from_env
 
             # index by length: iterating a lazy XCom sequence probes one offset past its end
@@ -118,7 +118,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             writer pool: it never opens the warehouse)."""
             import logging
 
-            from pipelines.notify import notify_internal_errors, notify_receipt
+            from pipelines.deliver.notify import notify_internal_errors, notify_receipt
             from pipelines.settings import paths_from_env
 
             log = logging.getLogger("alliance_watch.ingest")
@@ -138,8 +138,8 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
         def data_docs() -> str | None:
             """Render the GX Data Docs site once for this run's files (not per file); while
             another run's build is running, that build renders once more instead."""
-            from pipelines.data_docs import build_when_wanted
-            from pipelines.ingest import publish_data_docs
+            from pipelines.ingest.data_docs import build_when_wanted
+            from pipelines.ingest.run import publish_data_docs
             from pipelines.settings import paths_from_env
 
             docs = paths_from_env().data_docs

@@ -2,7 +2,7 @@
 ### Load clinicians' answers to their alerts
 
 Each answer link a clinician clicks in a digest or notice lands in the answers inbox (the
-`/answers` endpoint of the API server; `pipelines/answers_app.py`) and raises the marker
+`/answers` endpoint of the API server; `pipelines/answers/app.py`) and raises the marker
 `answers/answers.ready`; the watcher consumes the marker and starts this DAG.
 
 `load_answers` (the single-writer pool) loads every answer waiting, exactly once, into
@@ -41,7 +41,7 @@ def _answers_dir() -> str:
 def ingest_feedback() -> None:
     @task(pool=WRITER_POOL)
     def load_answers() -> dict:
-        from pipelines.answers_load import load_answers as load
+        from pipelines.answers.load import load_answers as load
         from pipelines.settings import paths_from_env
 
         return load(paths_from_env().ensure())

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.answers_load import erase_refused
+from pipelines.answers.load import erase_refused
 from pipelines.errors import AllianceWatchError
 from pipelines.warehouse import Erasure, backend, open_warehouse
 
@@ -128,7 +128,7 @@ def forget(
     # the answers not loaded yet go first: a load after the erasure finds none of theirs
     inbox_removed = 0
     if answers is not None:
-        from pipelines.answers_inbox import erase as erase_from_answers_inbox
+        from pipelines.answers.inbox import erase as erase_from_answers_inbox
 
         inbox_removed = erase_from_answers_inbox(answers, clinic_id, client_id)
     result = _forget_in_warehouse(warehouse, clinic_id, client_id, operator_note, snapshot)

@@ -35,5 +35,5 @@ class WarehouseBusy(AllianceWatchError):
 
 
 class CatalogUnavailable(AllianceWatchError):
-    """The DuckLake catalog's PostgreSQL dropped or refused the connection (restarted, failed
+    """The warehouse catalog's PostgreSQL dropped or refused the connection (restarted, failed
     over, unreachable). Whatever was in flight did not commit; a retry once it is back is safe."""

@@ -160,6 +160,7 @@ def detect_memory(env: Mapping[str, str] | None = None) -> str:
     e = os.environ if env is None else env
     return e.get("ALLIANCE_WATCH_DETECT_MEMORY", "4GB")
 
+
 # --------------------------------------------------------------------------------------------
 # answer links (issue 19): the signing secrets, where a link points, how long it holds
 

@@ -4,7 +4,7 @@ identifier families it must stop, in every kind of column (codes, dates, scores,
 Every value is synthetic and obviously fake (example.org domains, 555 and reserved numbering
 ranges or random digits, documentation IP ranges, invented names). The generators are
 vectorized numpy, so the benchmark (`benchmarks/bench_guard.py`) draws 100,000 codes per family
-in seconds; `tests/test_guard_corpus.py` draws a smaller sample and adds hypothesis strategies
+in seconds; `tests/integration/test_guard_corpus.py` draws a smaller sample and adds hypothesis strategies
 over the same families.
 """
 

@@ -1,4 +1,4 @@
-"""Airflow plugin: serves the clinicians' answer links (`pipelines.answers_app`) from the API
+"""Airflow plugin: serves the clinicians' answer links (`pipelines.answers.app`) from the API
 server at `/answers`, so `make up` and the compose stack need no process of their own.
 
 Airflow does not put its own authentication in front of plugin FastAPI apps: the app's only
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from pipelines.answers_app import create_app
+from pipelines.answers.app import create_app
 
 
 class AnswersPlugin(AirflowPlugin):

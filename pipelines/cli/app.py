@@ -16,14 +16,14 @@ from pipelines.errors import AllianceWatchError
 # name -> (module, one-line help). Modules are imported only for the command that runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("pipelines.cli.ingest", "ingest every new file of every configured clinic"),
-    "detect": ("pipelines.detect.ruptures", "(re)compute rupture flags over all loaded sessions"),
+    "detect": ("pipelines.cli.detect", "(re)compute rupture flags over all loaded sessions"),
     "digest": ("pipelines.cli.digest", "render (and send) the weekly digests due on a date"),
     "generate": (
         "pipelines.cli.generate",
         "write a synthetic multi-clinic dataset with ground truth",
     ),
     "evaluate": (
-        "pipelines.detect.evaluate",
+        "pipelines.cli.evaluate",
         "score the flags against the simulator's ground truth",
     ),
     "report": ("pipelines.cli.report", "write a self-contained HTML report for analysts"),

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         outbox if outbox is not None and outbox.is_dir() else None,
         config_dir if config_dir is not None and config_dir.is_dir() else None,
         notices_dir(paths) if own else None,
+        paths.answers if own else None,
     )
     parts = ", ".join(f"{k} {v}" for k, v in sorted(r.rows_removed.items()) if v)
     print(

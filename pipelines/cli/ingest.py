@@ -13,6 +13,7 @@ from pipelines.ingest.run import ingest_clinics
 from pipelines.warehouse import (
     INTERNAL_ERROR,
     FileResult,
+    backend,
 )
 
 
@@ -72,14 +73,20 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    results = ingest_clinics(
-        list(configs.values()),
-        args.landing,
-        args.warehouse,
-        args.docs_dir,
-        progress=progress,
-        snapshot=args.snapshot,
-    )
+    try:
+        results = ingest_clinics(
+            list(configs.values()),
+            args.landing,
+            args.warehouse,
+            args.docs_dir,
+            progress=progress,
+            snapshot=args.snapshot,
+        )
+    except Exception as e:
+        explained = backend(args.warehouse).explain(e, "ingest")
+        if explained is None:
+            raise
+        raise explained from None  # the files committed stay
     if results:
         print(format_table(results))
     else:

@@ -82,7 +82,7 @@ def high_severity_message(
 ) -> EmailMessage:
     """One message per clinician: pseudonymous client codes, instrument, session; no scores;
     under each client the three one-click answer links when `answer_settings` sets them up."""
-    from pipelines.answers_digest import links_for
+    from pipelines.deliver.answer_links import links_for
 
     today = dt.datetime.now(dt.UTC).date()
     msg = EmailMessage()

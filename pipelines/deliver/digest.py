@@ -45,17 +45,14 @@ import pandas as pd
 
 from pipelines import registry, settings
 from pipelines.config import ClinicConfig, load_clinic_configs
+from pipelines.deliver.answer_links import AnswerFollowup, followups, links_for
+from pipelines.deliver.cells import SMALL_CELL, suppress
 from pipelines.deliver.charts import Chart, Series, format_total, trajectory_chart
 from pipelines.deliver.deliveries import Entry, Journal, ledger_state, merge, read_journals, record
 from pipelines.deliver.guidance import Guidance, categories_for, guidance_for
 from pipelines.deliver.mailer import DEFAULT_SENDER, SmtpSettings, send
-from pipelines.deliver.answer_links import AnswerFollowup, followups, links_for
 from pipelines.deliver.outcomes import answer_rate_text
-from pipelines.errors import AllianceWatchError
 from pipelines.settings import AnswerSettings, answer_settings_from_env
-
-SMALL_CELL = 5  # counts 1..SMALL_CELL-1 are shown as "<5" in summaries
-
 
 SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 
@@ -100,7 +97,7 @@ class FlaggedClient:
     guidance: tuple[Guidance, ...]
     chart: Chart | None
     last_session: int
-    # (label, URL) of the three one-click answers (pipelines.answers_digest); () when not set up
+    # (label, URL) of the three one-click answers (pipelines.deliver.answer_links); () when not set up
     answer_links: tuple[tuple[str, str], ...] = ()
     alert_episode_id: str = ""
 
@@ -234,13 +231,6 @@ class DigestRunSummary:
             f"{len(self.deliveries)} due, {self.sent} sent, {self.written} written only, "
             f"{self.failed} failed, {self.already_sent} already sent"
         )
-
-
-def suppress(n: int) -> str:
-    """A count for a summary, with small cells (1..SMALL_CELL-1) shown as '<5'."""
-    if n == 0:
-        return "0"
-    return f"<{SMALL_CELL}" if n < SMALL_CELL else str(n)
 
 
 def _present(value: Any) -> bool:

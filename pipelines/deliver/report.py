@@ -23,7 +23,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipelines.deliver.outcomes import report_section
-from pipelines.errors import AllianceWatchError
 from pipelines.warehouse import connect
 
 PUBLISHED_R = 0.28

@@ -14,7 +14,6 @@ cutoff only; cutoff or any 1-point drop (PCOMS/OpenFIT); 2-SD deflection (Stiles
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from pipelines.errors import AllianceWatchError
 from pipelines.registry import ALLIANCE_INSTRUMENTS
 
 SESSION_KEY: list[str] = ["clinic_id", "client_id", "instrument", "session_number"]
+
 
 # method name -> column of baseline_rules (None: the detector's own `flags`)
 METHODS: dict[str, str | None] = {
@@ -196,51 +196,3 @@ def format_table(results: dict[str, Scores]) -> str:
             f"{first.n_alliance_sessions} alliance sessions)"
         )
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warehouse", type=Path, help="DuckDB warehouse file")
-    parser.add_argument("--truth", type=Path, help="the simulator's truth.csv")
-    parser.add_argument(
-        "--grid",
-        action="store_true",
-        help="score detection over the grid of simulated worlds instead (docs/detection.md)",
-    )
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=None,
-        help="with --grid: the seeds (default: the report seeds, not the tuning ones)",
-    )
-    parser.add_argument(
-        "--alert-budget",
-        type=float,
-        default=None,
-        help="with --grid: score with this alert budget (e.g. 0.05)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """`alliance-watch evaluate`: print the detector's and the deployed rules' scores."""
-    if args.grid:
-        from pipelines.detect.grid import REPORT_SEEDS, format_grid, run_grid
-
-        params = DetectParams(alert_budget=args.alert_budget)
-        grid = run_grid(seeds=args.seeds or REPORT_SEEDS, params=params)
-        print(format_grid(grid))
-        return 0
-    if args.warehouse is None or args.truth is None:
-        raise TruthError("give --warehouse FILE and --truth FILE (or --grid)")
-    from pipelines.warehouse import connect
-
-    truth = load_truth(args.truth)
-    if not args.warehouse.exists():
-        raise TruthError(f"{args.warehouse}: warehouse file does not exist; run ingest first")
-    conn = connect(args.warehouse)
-    try:
-        results = evaluate(conn, truth)
-    finally:
-        conn.close()
-    print(format_table(results))
-    return 0

@@ -112,10 +112,10 @@ def load_world(
     truth. Each seed is its own clinic, so each is calibrated on its own data, and the scores
     pool the seeds' ruptures and flags (a small clinic's few ruptures make per-seed ratios
     jumpy)."""
-    from pipelines.warehouse import migrate
+    from pipelines.warehouse import engine, migrate
 
     cohorts = [simulate_world(world, seed, f"w_{world.name}_{seed}") for seed in seeds]
-    conn = duckdb.connect(":memory:")
+    conn = engine()
     migrate(conn)
     insert_canonical(
         conn,

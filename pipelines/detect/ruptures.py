@@ -10,22 +10,19 @@ See docs/detection.md for the signals, their evidence and the evaluation.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from pipelines import settings
 from pipelines.config import ClinicConfig, Thresholds
 from pipelines.errors import AllianceWatchError
 from pipelines.registry import ALLIANCE_INSTRUMENTS, INSTRUMENTS, MAX_ITEMS, SYMPTOM_INSTRUMENTS
-
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "detect"
+from pipelines.warehouse import sql_text
 
 # Relations in dependency order; each file `<name>.sql` becomes the temp relation `detect_<name>`.
 RELATIONS: tuple[str, ...] = (
@@ -41,6 +38,8 @@ RELATIONS: tuple[str, ...] = (
     "flags",
     "alert_episodes",
 )
+
+
 # Relations read more than once (or small and read by several) are materialized; the rest stay
 # views DuckDB can fuse. rupture_signals stays a view: it is arithmetic on alliance_features, and
 # materializing its ~60 columns for every session cost more than computing them twice.
@@ -56,12 +55,14 @@ MATERIALIZED: frozenset[str] = frozenset(
     }
 )
 
+
 # Which registry subscales make up the two parts of the alliance a repair conversation addresses:
 # the bond (relational repair) and agreement on goals and tasks (renegotiation).
 PART_SUBSCALES: dict[str, tuple[str, ...]] = {
     "bond": ("relationship", "bond"),
     "goal_task": ("goals", "approach", "goal", "task"),
 }
+
 
 FLAG_COLUMNS: tuple[str, ...] = (
     "clinic_id",
@@ -86,6 +87,8 @@ FLAG_COLUMNS: tuple[str, ...] = (
     "fallen_part",
     "evidence",
 )
+
+
 FLAG_KEY: tuple[str, ...] = (
     "clinic_id",
     "client_id",
@@ -93,6 +96,8 @@ FLAG_KEY: tuple[str, ...] = (
     "session_number",
     "instrument",
 )
+
+
 EPISODE_COLUMNS: tuple[str, ...] = (
     "alert_episode_id",
     "clinic_id",
@@ -304,7 +309,7 @@ def _symptom_params_frame() -> pd.DataFrame:
 
 
 def _relation_sql(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    return sql_text(f"detect/{name}.sql")
 
 
 # trigamma(x) for x >= 0.5: six steps of the recurrence trigamma(x) = trigamma(x + 1) + 1 / x^2,
@@ -318,9 +323,12 @@ create or replace temp macro aw_trigamma(x) as
     + 1 / (42 * (x + 6) ^ 7)
 """
 
+
 # Relations computed for every client of the clinics in scope: the clinic's calibration and
 # budget threshold rest on all its sessions. The rest are computed for the clients in scope.
 CLINIC_WIDE: tuple[str, ...] = RELATIONS[: RELATIONS.index("rupture_signals") + 1]
+
+
 CALIBRATION_COLUMNS: tuple[str, ...] = (
     "clinic_id",
     "instrument",
@@ -695,7 +703,7 @@ def detect_memory_limit() -> str:
 
     The warehouse connection's cap (512MB, for ingest) would make the per-session features of a
     10M-row warehouse (~0.6 GB) spill to disk, which more than doubled a full recompute."""
-    return os.environ.get("ALLIANCE_WATCH_DETECT_MEMORY", "4GB")
+    return settings.detect_memory()
 
 
 @contextlib.contextmanager
@@ -741,8 +749,8 @@ def _detect(
     try:
         _replace_rows(conn, "flags", FLAG_KEY, FLAG_COLUMNS, scoped=scoped)
         _replace_rows(conn, "alert_episodes", ("alert_episode_id",), EPISODE_COLUMNS, scoped=scoped)
-        # a DuckLake table has no now() default: new flags get their time here, in the same
-        # transaction (a no-op on the embedded file, whose default already set it)
+        # a warehouse without non-literal defaults (a lake) leaves detected_at empty: new flags
+        # get their time here, in the same transaction (a no-op where the default set it)
         conn.execute("update flags set detected_at = now() where detected_at is null")
         conn.execute(
             "delete from detect_calibration"  # noqa: S608
@@ -795,46 +803,3 @@ def _detect(
         episodes={str(k): int(v) for k, v in episodes.items()},
         seconds=time.perf_counter() - start,
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warehouse", required=True, type=Path, help="DuckDB warehouse file")
-    parser.add_argument(
-        "--config-dir",
-        type=Path,
-        default=None,
-        help="folder holding clinics/<clinic_id>.yaml (their `thresholds:` override the defaults)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """`alliance-watch detect`: full recompute of flags and alert episodes (clearing the
-    pending-detection ledger); prints a summary."""
-    from pipelines.config import load_clinic_configs
-    from pipelines.warehouse import connect, migrate
-
-    clinic_params: dict[str, DetectParams] = {}
-    if args.config_dir is not None:
-        configs, errors = load_clinic_configs(args.config_dir)
-        for err in errors:
-            print(f"config skipped (defaults used for its clinic): {err}")
-        clinic_params = params_from_configs(configs)
-    from pipelines.warehouse import lake as ducklake
-
-    if not ducklake.selected() and not args.warehouse.exists():
-        raise DetectError(f"{args.warehouse}: warehouse file does not exist; run ingest first")
-    from pipelines.detect.pending import detect_all
-
-    conn = connect(args.warehouse)
-    try:
-        migrate(conn)
-        summary = detect_all(conn, clinic_params)  # and clears the pending-detection ledger
-    finally:
-        conn.close()
-    episodes = ", ".join(f"{n} {k}" for k, n in sorted(summary.episodes.items())) or "none"
-    print(
-        f"detect: {summary.clients} clients, {summary.sessions} alliance sessions, "
-        f"{summary.flags} flags ({summary.new_flags} new, {summary.escalations} escalations), episodes: {episodes} "
-        f"in {summary.seconds:.1f} s"
-    )
-    return 0

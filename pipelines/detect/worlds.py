@@ -1,6 +1,6 @@
 """Worlds for scoring detection: clinics whose every property can be moved, with ground truth.
 
-The sample clinics of `pipelines.simulate` are one world. Detection has to hold in clinics it was
+The sample clinics of `pipelines.simulate.cohort` are one world. Detection has to hold in clinics it was
 never tuned on, so the evaluation grid (`pipelines.evaluate_grid`, docs/detection.md) varies each
 dimension the literature gives a plausible range for (DOMAIN.md, "Calibrating detection"):
 within-client noise (log-normal across clients, so a clinic mixes stable and noisy clients),
@@ -15,7 +15,7 @@ rupture: its deficit (size x the client's own SD, on the observed scale) falls o
 instrument or on all items, with a shape (a one-session dip, a decline over 2-4 sessions or a
 sustained drop) and a repair (back to the client's level within 1-2 sessions, or never).
 Unrepaired ruptures end in dropout with a given probability. The output has the same form as
-`pipelines.simulate`: canonical measures and appointments, and truth (TRUTH_COLUMNS).
+`pipelines.simulate.cohort`: canonical measures and appointments, and truth (TRUTH_COLUMNS).
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def simulate_world(world: World, seed: int, clinic_id: str | None = None) -> Coh
     n_sess = end
     truth_rows = []
     # chronically low: a level below the cutoff by a reliable change (their flags are left out
-    # of precision, as in pipelines.evaluate)
+    # of precision, as in pipelines.detect.evaluate)
     chronic = level < ins.cutoff - ins.reliable_change
     for i in np.flatnonzero(has_r):
         truth_rows.append(

@@ -44,6 +44,7 @@ from pipelines.warehouse import (
     UNREADABLE,
     FileResult,
     StagedFile,
+    backend,
     clients_of_earlier_load,
     engine,
     known_hashes,
@@ -1183,39 +1184,20 @@ def discover_from_snapshot(
     names: list[str] | None = None,
 ) -> list[dict[str, object]]:
     """`discover_new` without the writer slot: the ledger is read from the analyst snapshot,
-    which every load and every detection republishes (DuckLake: from the lake itself).
+    which every load and every detection republishes (or the live warehouse, where analysts
+    read it: `Backend.read_published`).
 
     The snapshot can only lag the ledger (a load that died after its commit, before it
     republished): a file it does not show yet is prepared again and `load_staged`, which looks
     in the live ledger inside the load's transaction, loads nothing twice. No snapshot, or one
-    that cannot be read: the live warehouse read-only (it waits for the writer's lock, as
-    every connection does); no warehouse at all: every file is new. The clinic's settings
-    (`clinic_settings`) are recorded by the load."""
-    import duckdb
-
-    from pipelines import ducklake
-
+    that cannot be read: the live warehouse read-only; no warehouse at all: every file is new.
+    The clinic's settings (`clinic_settings`) are recorded by the load."""
     cfg = _config_for(config_dir, clinic_id)
     fingerprint = judge_fingerprint(cfg)
-    known: dict[str, list[str]] | None = None
-    if ducklake.selected():  # no writer slot to spare there; migrated, as a new lake needs
-        with open_warehouse(warehouse) as conn:
-            known = known_hashes(conn, clinic_id, fingerprint)
-    elif snapshot.exists():
-        try:
-            with duckdb.connect(str(snapshot), read_only=True) as conn:
-                known = known_hashes(conn, clinic_id, fingerprint)
-        except duckdb.Error as e:
-            log.warning(
-                "analyst snapshot unreadable (%s); reading the ledger live", type(e).__name__
-            )
-    if known is None:
-        if warehouse.exists():
-            with open_warehouse(warehouse, read_only=True) as conn:
-                known = known_hashes(conn, clinic_id, fingerprint)
-        else:
-            known = {}
-    return _discovered_items(*discover(cfg, landing, known, names))
+    known = backend(warehouse).read_published(
+        snapshot, lambda conn: known_hashes(conn, clinic_id, fingerprint)
+    )
+    return _discovered_items(*discover(cfg, landing, known or {}, names))
 
 
 def _discovered_items(found: list[Delivery], rejected: list[FileResult]) -> list[dict[str, object]]:
@@ -1246,11 +1228,7 @@ def _delivery_of(item: dict[str, object], clinic_id: str) -> Delivery:
 
 
 def _staged_item(s: StagedFile) -> dict[str, object]:
-    return {
-        "result": asdict(s.result),
-        "valid_path": str(s.valid_path) if s.valid_path else None,
-        "quarantine_path": str(s.quarantine_path) if s.quarantine_path else None,
-    }
+    return s.to_item()
 
 
 def prepare_items(
@@ -1313,11 +1291,7 @@ def load_prepared(
             c = settings_of
             record_clinic_settings(conn, c.clinic_id, c.timezone, c.cadence_days)
         for s in staged:
-            sf = StagedFile(
-                result=FileResult(**s["result"]),  # type: ignore[arg-type]
-                valid_path=Path(str(s["valid_path"])) if s["valid_path"] else None,
-                quarantine_path=Path(str(s["quarantine_path"])) if s["quarantine_path"] else None,
-            )
+            sf = StagedFile.from_item(s)
             r = load_staged(conn, sf)
             if r.status == "already_loaded":
                 # a retry of this task after the file committed: its clients still go to
@@ -1363,7 +1337,7 @@ def load_batches(
     """The `load` of an ingest run whose files were prepared in batches
     (`prepare_batches.plan`): the clinic's settings, then every file in discovery order, one
     transaction each (`load_prepared`)."""
-    from pipelines.prepare_batches import in_discovery_order
+    from pipelines.ingest.batches import in_discovery_order
 
     cfg = _config_for(config_dir, clinic_id)
     return load_prepared(in_discovery_order(batches), warehouse, snapshot, settings_of=cfg)

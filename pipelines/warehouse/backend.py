@@ -100,6 +100,19 @@ class Backend(abc.ABC):
         """Whether `reader(snapshot)` has something to read."""
 
     @abc.abstractmethod
+    def read_published(
+        self, snapshot: Path, read: Callable[[duckdb.DuckDBPyConnection], T]
+    ) -> T | None:
+        """`read(conn)` on what analysts read (the snapshot; the live warehouse when there is
+        none, or it cannot be read), without taking the writer's turn where the backend has
+        one; None when there is no warehouse yet."""
+
+    def explain(self, error: BaseException, what: str) -> Exception | None:
+        """The error to show the user for `error` when the backend itself failed (a lost
+        catalog connection), else None."""
+        return None
+
+    @abc.abstractmethod
     def publish_snapshot(self, snapshot: Path, per_clinic: bool | None = None) -> Path:
         """Publish what analysts read; call it with no open connection to the warehouse."""
 

@@ -9,6 +9,7 @@ read a snapshot (`publish_snapshot`), never the live file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from pipelines.warehouse.schema import VALUE_COLUMNS, migrate_embedded
 from pipelines.warehouse.snapshots import publish_file_snapshot
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def engine(threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -72,6 +74,22 @@ class EmbeddedBackend(Backend):
 
     def readable(self, snapshot: Path) -> bool:
         return snapshot.is_file()
+
+    def read_published(
+        self, snapshot: Path, read: Callable[[duckdb.DuckDBPyConnection], T]
+    ) -> T | None:
+        if snapshot.exists():
+            try:
+                with duckdb.connect(str(snapshot), read_only=True) as conn:
+                    return read(conn)
+            except duckdb.Error as e:
+                log.warning(
+                    "analyst snapshot unreadable (%s); reading the live warehouse", type(e).__name__
+                )
+        if not self.exists():
+            return None
+        with self.open(read_only=True) as conn:
+            return read(conn)
 
     def publish_snapshot(self, snapshot: Path, per_clinic: bool | None = None) -> Path:
         return publish_file_snapshot(self._file(), snapshot, per_clinic)

@@ -496,6 +496,16 @@ class LakeBackend(EmbeddedBackend):
     def readable(self, snapshot: Path) -> bool:
         return True
 
+    def read_published(
+        self, snapshot: Path, read: Callable[[duckdb.DuckDBPyConnection], T]
+    ) -> T | None:
+        """The lake itself (no writer slot to spare there; migrated, as a new lake needs)."""
+        with self.open() as conn:
+            return read(conn)
+
+    def explain(self, error: BaseException, what: str) -> Exception | None:
+        return catalog_unavailable(what) if is_catalog_lost(error) else None
+
     def publish_snapshot(self, snapshot: Path, per_clinic: bool | None = None) -> Path:
         """Nothing to copy: analysts read the lake itself (snapshot-isolated, concurrent with
         loads)."""

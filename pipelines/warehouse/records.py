@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # the reason of a file rejected for a fault in Alliance Watch, not in the file: offered again
@@ -63,6 +63,31 @@ class StagedFile:
     # works it out): no key twice, and the sorted distinct clients.
     keys_unique: bool = False
     clients: list[str] | None = None
+
+    def to_item(self) -> dict[str, object]:
+        """The staged file as JSON-able values (an Airflow task hands it on through XCom):
+        everything the loader reads, so `from_item` gives the loader what the CLI path does."""
+        return {
+            "result": asdict(self.result),
+            "valid_path": str(self.valid_path) if self.valid_path else None,
+            "quarantine_path": str(self.quarantine_path) if self.quarantine_path else None,
+            "keys_unique": self.keys_unique,
+            "clients": list(self.clients) if self.clients is not None else None,
+        }
+
+    @classmethod
+    def from_item(cls, item: dict[str, object]) -> StagedFile:
+        """The staged file `to_item` described."""
+        clients = item.get("clients")
+        return cls(
+            result=FileResult(**item["result"]),  # type: ignore[arg-type]
+            valid_path=Path(str(item["valid_path"])) if item.get("valid_path") else None,
+            quarantine_path=(
+                Path(str(item["quarantine_path"])) if item.get("quarantine_path") else None
+            ),
+            keys_unique=bool(item.get("keys_unique", False)),
+            clients=[str(c) for c in clients] if isinstance(clients, list) else None,
+        )
 
 
 def parquet_source(path: Path) -> str:

@@ -1,6 +1,6 @@
 -- Clinicians' answers to their alerts (issue 19): one row per click on an answer link in a
 -- digest or notice, loaded exactly once from the answers inbox by `ingest_feedback`
--- (pipelines/answers_load.py). The last answer of a clinician for an episode counts
+-- (pipelines/answers/load.py). The last answer of a clinician for an episode counts
 -- (`alert_outcomes`); the token is never stored. clinic_id and client_id come from the episode
 -- (for per-clinic snapshots and `forget`).
 create table if not exists alert_feedback (

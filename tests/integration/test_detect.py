@@ -490,7 +490,7 @@ def test_a_second_treatment_episode_is_its_own_series(wh: duckdb.DuckDBPyConnect
 def test_every_flag_says_why_it_was_raised() -> None:
     """A clinician reads the reasons: a flag decided by the calibrated score alone (the whole
     and a part falling together, neither past its own rule) still names what it rests on."""
-    from pipelines.grid import grid_cells, load_world
+    from pipelines.detect.grid import grid_cells, load_world
 
     world = next(w for w in grid_cells() if w.name == "level_ceiling")
     conn, _ = load_world(world, [101])

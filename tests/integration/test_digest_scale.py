@@ -198,7 +198,7 @@ def test_a_sent_row_in_the_ledger_is_final_even_without_its_journal(
     )
 
 
-class GoesDown(Recorder):
+class GoesDown(Mailbox):
     """A recorder whose server stops (connections refused) once it has accepted `accept`
     messages: SMTP goes down in the middle of the digest run."""
 
@@ -230,7 +230,7 @@ def test_smtp_down_in_the_middle_of_the_run_then_back_sends_each_digest_once(
 
     fx = two_clinics(tmp_path)
     monkeypatch.setenv("ALLIANCE_WATCH_DIGEST_WORKERS", "1")  # one clinic after the other
-    port = _free_port()
+    port = free_port()
     flaky = GoesDown(accept=3)
     controller = Controller(flaky, hostname="127.0.0.1", port=port)
     flaky.controller = controller
@@ -250,7 +250,7 @@ def test_smtp_down_in_the_middle_of_the_run_then_back_sends_each_digest_once(
 
     assert flaky.stopping is not None
     flaky.stopping.join(timeout=30)  # the relay is down for good; now it comes back
-    back = Recorder()
+    back = Mailbox()
     again = Controller(back, hostname="127.0.0.1", port=port)
     again.start()
     try:

@@ -3,7 +3,7 @@
 serving it with uvicorn alone.
 
 `GET /answers/a/<token>`: a valid token's answer goes to the answers inbox
-(`pipelines.answers_inbox`) and the clinician sees a confirmation page with the two other
+(`pipelines.answers.inbox`) and the clinician sees a confirmation page with the two other
 answers as links (the last answer counts). A tampered, foreign or expired token gets a plain
 refusal page that says nothing about any client. The app never opens the warehouse, never
 stores or logs a token, and logs no client or clinic code: the URL itself is opaque.
@@ -19,8 +19,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from pipelines import answers_inbox
-from pipelines.answers_tokens import Answer, AnswerClaim, TokenRefused, sign, verify
+from pipelines.answers import inbox as answers_inbox
+from pipelines.answers.tokens import Answer, AnswerClaim, TokenRefused, sign, verify
 from pipelines.settings import answer_settings_from_env, paths_from_env
 
 log = logging.getLogger("alliance_watch.answers")

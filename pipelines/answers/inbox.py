@@ -1,12 +1,12 @@
 """The answers inbox: one file per answer, written atomically and durably, then a marker.
 
-The endpoint (`pipelines.answers_app`) never opens the warehouse; it drops each answer here:
+The endpoint (`pipelines.answers.app`) never opens the warehouse; it drops each answer here:
 
     <answers>/new/<time_ns>-<answer_id>.json    one answer (written to a temporary name, fsynced,
                                                  renamed, and the folder fsynced)
     <answers>/answers.ready                      the marker the `ingest_feedback` watcher consumes
 
-`pipelines.answers_load` reads `new/`, loads what it found in one transaction and only then
+`pipelines.answers.load` reads `new/`, loads what it found in one transaction and only then
 removes those files, so an answer is loaded exactly once however often the marker fires.
 """
 
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.answers_tokens import AnswerClaim
+from pipelines.answers.tokens import AnswerClaim
 
 MARKER = "answers.ready"
 

@@ -4,9 +4,9 @@ the owner told in words they can act on.
 * The disk full while staging: the stage folder on a 2 MB tmpfs (`mount -t tmpfs`, needs root;
   skipped otherwise) filled almost to the brim.
 
-The scheduler killed mid-run is `tests/test_e2e_faults.py`; SMTP down during the digest is
-`tests/test_digest_scale.py`; the DuckLake catalog's Postgres restarted during a load is
-`tests/test_ducklake_faults.py`."""
+The scheduler killed mid-run is `tests/e2e/test_e2e_faults.py`; SMTP down during the digest is
+`tests/integration/test_digest_scale.py`; the DuckLake catalog's Postgres restarted during a load is
+`tests/e2e/test_ducklake_faults.py`."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.ingest import discover_from_snapshot, load_batches, prepare_items
-from pipelines.notify import receipt_message
-from pipelines.prepare_batches import plan
-from tests.test_exactly_once import contents
+from pipelines.deliver.notify import receipt_message
+from pipelines.ingest.batches import plan
+from pipelines.ingest.run import discover_from_snapshot, load_batches, prepare_items
+from tests.e2e.test_exactly_once import contents
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -71,7 +71,7 @@ def test_the_disk_full_while_staging_holds_files_back_in_words_and_the_rerun_loa
     cfg, landing = gen / "config", gen / "landing"
     wh, snap = tmp_path / "wh.duckdb", tmp_path / "snap" / "snapshot.duckdb"
     # what the files make on a disk with room
-    from pipelines.ingest import ingest_all
+    from pipelines.ingest.run import ingest_all
 
     ingest_all(cfg, landing, tmp_path / "roomy.duckdb")
     expected = contents(tmp_path / "roomy.duckdb")

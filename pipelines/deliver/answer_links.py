@@ -1,7 +1,7 @@
 """What the answers add to a clinician's digest and notice: the three answer links of each
 flagged client, and the answers given since the last digest with the scores that followed
 ("You held a repair conversation with C0046 on 2 Dec; SRS since: 36.1, 37.4 (back to their
-usual)"). `pipelines.digest` and `pipelines.alerts` call these; they only read.
+usual)"). `pipelines.deliver.digest` and `pipelines.deliver.alerts` call these; they only read.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.answers_tokens import Answer, answer_links
-from pipelines.charts import format_total
+from pipelines.answers.tokens import Answer, answer_links
+from pipelines.deliver.charts import format_total
 from pipelines.settings import AnswerSettings
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_e2e_many_clinics import FLAGS, Stack, clinic_ids, digest
-from tests.test_production_stack import _pg_rows, celery_stack
+from tests.e2e.test_e2e_many_clinics import FLAGS, Stack, clinic_ids, digest
+from tests.e2e.test_production_stack import _pg_rows, celery_stack
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.production]
 
 

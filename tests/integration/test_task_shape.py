@@ -17,16 +17,16 @@ import pytest
 
 from pipelines import settings
 from pipelines.errors import AllianceWatchError
-from pipelines.ingest import (
+from pipelines.ingest.batches import SEQ, in_discovery_order, plan
+from pipelines.ingest.run import (
     discover_from_snapshot,
     ingest_all,
     load_batches,
     prepare_items,
 )
-from pipelines.prepare_batches import SEQ, in_discovery_order, plan
-from tests.test_exactly_once import contents
+from tests.e2e.test_exactly_once import contents
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_data_docs_builds_coalesce_and_none_is_lost(tmp_path: Path) -> None:
     each, and every request made before a build starts is in a build."""
     import threading
 
-    from pipelines.data_docs import build_when_wanted
+    from pipelines.ingest.data_docs import build_when_wanted
 
     builds: list[int] = []  # requests seen by each build
     requests: list[int] = []

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_e2e_airflow import SCRIPT, Mailbox, free_port
-from tests.test_e2e_dead_task import HOLDER, alive, session_of
-from tests.test_e2e_many_clinics import Stack, clinic_ids, wait
-from tests.test_exactly_once import contents
+from tests.conftest import Mailbox, free_port
+from tests.e2e.test_e2e_airflow import SCRIPT
+from tests.e2e.test_e2e_dead_task import HOLDER, alive, session_of
+from tests.e2e.test_e2e_many_clinics import Stack, clinic_ids, wait
+from tests.e2e.test_exactly_once import contents
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -68,7 +69,7 @@ def test_the_scheduler_killed_mid_run_then_restarted_loads_every_file_once(
 
     from aiosmtpd.controller import Controller
 
-    from pipelines.ingest import ingest_all
+    from pipelines.ingest.run import ingest_all
 
     home = tmp_path / "home"
     subprocess.run(
@@ -195,7 +196,7 @@ def test_the_scheduler_killed_mid_run_then_restarted_loads_every_file_once(
         pending = s.read(wh, "select count(*) from detection_pending")
         assert pending == [(0,)], "detection drained every load"
         # the data teams were told, once each, about every file
-        receipts = [m for m in mailbox.messages if "files received" in str(m["Subject"])]
+        receipts = [m for m in mailbox.emails if "files received" in str(m["Subject"])]
         assert len(receipts) == len(clinics), [str(m["Subject"]) for m in receipts]
         for clinic in clinics:
             (mail,) = [m for m in receipts if f"{clinic}:" in str(m["Subject"])]

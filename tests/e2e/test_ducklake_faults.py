@@ -5,7 +5,7 @@ files. The run stops with a one-line error naming the catalog; no file is half-l
 rerun (Airflow's retry) loads what did not commit, once; the lake ends equal to the embedded
 warehouse loaded from the same files.
 
-Needs PostgreSQL on 127.0.0.1:5432 and the production extra, as tests/test_ducklake.py."""
+Needs PostgreSQL on 127.0.0.1:5432 and the production extra, as tests/e2e/test_ducklake.py."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import ducklake
-from tests.test_ducklake import (
+from pipelines.warehouse import lake as ducklake
+from tests.e2e.test_ducklake import (
     CLI,
     _admin_sql,
     _embedded_env,
@@ -145,7 +145,7 @@ def test_discovery_on_a_new_lake_finds_every_file(
 ) -> None:
     """The Airflow `discover` under DuckLake reads the lake's ledger; on a lake nobody has
     written yet it creates the tables first instead of failing on a missing `ingest_files`."""
-    from pipelines.ingest import discover_from_snapshot
+    from pipelines.ingest.run import discover_from_snapshot
 
     catalog, data = lake
     for key, value in _lake_env(catalog, data).items():

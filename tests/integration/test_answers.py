@@ -15,7 +15,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -27,15 +26,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import answers_inbox
-from pipelines.answers_digest import followup_text, links_for
-from pipelines.answers_load import load_answers, load_into
-from pipelines.answers_outcomes import suggest_budget, wilson
-from pipelines.answers_tokens import Answer, AnswerClaim, TokenRefused, answer_links, sign, verify
+from pipelines.answers import inbox as answers_inbox
+from pipelines.answers.load import load_answers, load_into
+from pipelines.answers.tokens import Answer, AnswerClaim, TokenRefused, answer_links, sign, verify
+from pipelines.deliver.answer_links import followup_text, links_for
+from pipelines.deliver.outcomes import suggest_budget, wilson
 from pipelines.errors import ConfigError
 from pipelines.settings import AnswerSettings, answer_settings_from_env, paths_from_env
+from tests.conftest import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"test-secret-0123456789abcdef"
 OLD_SECRET = b"old-secret-0123456789abcdefgh"
 OTHER_SECRET = b"another-installation-secret-xyz"
@@ -130,12 +130,6 @@ def test_answer_settings_from_files_and_clear_errors(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the endpoint
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Served:
     def __init__(self, proc: subprocess.Popen[str], base: str, answers: Path, log: Path) -> None:
         self.proc, self.base, self.answers, self.log = proc, base, answers, log
@@ -147,7 +141,7 @@ class Served:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     """The answer app served by uvicorn (its own process, access log on) on 127.0.0.1."""
-    port = _free_port()
+    port = free_port()
     answers = tmp_path / "answers"
     log = tmp_path / "uvicorn.log"
     env = {
@@ -158,7 +152,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     }
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "pipelines.answers_app:create_app"]
+            [sys.executable, "-m", "uvicorn", "--factory", "pipelines.answers.app:create_app"]
             + ["--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
             cwd=ROOT,
             env=env,
@@ -341,8 +335,8 @@ def _clinic_rows_fixed() -> list[str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clinic ingested and detected (real CSV, real GX, real DuckDB), built once."""
-    from pipelines.detect import detect
-    from pipelines.ingest import ingest_all
+    from pipelines.detect.ruptures import detect
+    from pipelines.ingest.run import ingest_all
     from pipelines.warehouse import open_warehouse
 
     root = tmp_path_factory.mktemp("answers-clinic")
@@ -515,7 +509,7 @@ def test_forget_removes_the_clients_answers_everywhere(home) -> None:  # type: i
 
 def test_the_digest_carries_three_links_and_next_week_shows_the_answer(home) -> None:  # type: ignore[no-untyped-def]
     from pipelines.config import load_clinic_configs
-    from pipelines.digest import (
+    from pipelines.deliver.digest import (
         Week,
         build_data_team_summary,
         render_clinician_digest,
@@ -584,7 +578,7 @@ def test_followup_sentences() -> None:
 
 
 def test_the_immediate_notice_carries_the_three_links() -> None:
-    from pipelines.alerts import high_severity_message
+    from pipelines.deliver.alerts import high_severity_message
 
     s = AnswerSettings(secrets=(SECRET,), base_url="http://127.0.0.1:9/answers")
     ep = {"alert_episode_id": EPISODE, "client_id": "C0046", "clinician_id": "T01",
@@ -607,7 +601,7 @@ def test_the_immediate_notice_carries_the_three_links() -> None:
 
 
 def test_the_report_shows_answer_rate_and_precision(home) -> None:  # type: ignore[no-untyped-def]
-    from pipelines.report import render_report
+    from pipelines.deliver.report import render_report
 
     owner = dict(_q(home, "select alert_episode_id, clinician_id from alert_episodes"))
     plan = [Answer.TALKED] * 6 + [Answer.NOT_YET] * 3 + [Answer.NO_RUPTURE] * 3
@@ -622,7 +616,7 @@ def test_the_report_shows_answer_rate_and_precision(home) -> None:  # type: igno
 
 # ------------------------------------------------------------------------------- DuckLake
 
-from tests import test_ducklake  # noqa: E402 - its throwaway-lake fixture, shared
+from tests.e2e import test_ducklake  # noqa: E402 - its throwaway-lake fixture, shared
 
 lake = test_ducklake.lake
 
@@ -632,7 +626,7 @@ def test_answers_load_exactly_once_on_a_ducklake_warehouse(
 ) -> None:
     """The same load on the production backend (catalog in PostgreSQL, migration 019's
     DuckLake twin): one transaction, refusals recorded, nothing loaded twice."""
-    from pipelines import ducklake
+    from pipelines.warehouse import lake as ducklake
 
     catalog, data = lake
     answers = tmp_path / "answers"

@@ -16,8 +16,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from pipelines import answers_inbox
-from pipelines.answers_tokens import Answer
+from pipelines.answers import inbox as answers_inbox
+from pipelines.answers.tokens import Answer
 from pipelines.settings import Paths
 
 log = logging.getLogger("alliance_watch.answers")

@@ -24,9 +24,9 @@ import duckdb
 import pytest
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.test_answers import _clinic_rows, _write_clinic
+from tests.integration.test_answers import _clinic_rows, _write_clinic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "dags" / "tools" / "standalone.sh"
 FIXED_MONDAY = dt.date(2026, 11, 30)  # the digest that first shows the drops in _clinic_rows
 
@@ -229,7 +229,7 @@ def test_click_confirm_load_and_see_it_next_week(
     assert f"> You held a repair conversation with C0046 on {today.day} {today:%b};" in nxt
 
     # the report: answer rate and clinician-confirmed precision with its interval
-    from pipelines.report import render_report
+    from pipelines.deliver.report import render_report
 
     snap = stack.home / "warehouse" / "snapshot" / "alliance_snapshot.duckdb"
     html = render_report(snap)

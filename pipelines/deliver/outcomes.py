@@ -9,22 +9,26 @@ Everything reads the views `alert_outcomes` and `alert_answer_rates` (sql/views/
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import jinja2
 
-from pipelines.answers_digest import has_relation
+from pipelines.deliver.answer_links import has_relation
 from pipelines.errors import AllianceWatchError
 
 MIN_ANSWERS = 10  # small cells: fewer answers than this give no rate (report and view agree)
+
+
 TARGET_PRECISION = 0.5  # a flag should be right at least as often as it is wrong
+
+
 BUDGET_FLOOR, BUDGET_CEILING = 0.01, 0.10  # DOMAIN: alert burden about 10 % at most
+
+
 Z95 = 1.959963984540054
 
 
@@ -46,9 +50,6 @@ def _rows(conn: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list
     names = [d[0] for d in cur.description or []]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
-
-# --------------------------------------------------------------------------------------------
-# the analyst report's section
 
 _SECTION = jinja2.Environment(autoescape=True).from_string(
     """<h2>Clinicians' answers to the alerts</h2>
@@ -84,16 +85,12 @@ def report_section(conn: duckdb.DuckDBPyConnection, small: Any) -> str:
     )
 
 
-# --------------------------------------------------------------------------------------------
-# the data-team summary
-
-
 def answer_rate_text(
     conn: duckdb.DuckDBPyConnection, clinic_id: str, start: dt.date, end: dt.date
 ) -> str | None:
     """ "Clinicians answered N of M alerts opened from start to end (R%)", counts suppressed
     below 5 as the summary does elsewhere; None before any alert of that window."""
-    from pipelines.digest import SMALL_CELL, suppress
+    from pipelines.deliver.cells import SMALL_CELL, suppress
 
     if not _has_answers(conn):
         return None
@@ -114,10 +111,6 @@ def answer_rate_text(
     if n_answered >= SMALL_CELL and n_alerts >= SMALL_CELL:
         text += f" ({100 * n_answered / n_alerts:.0f}%)"
     return text
-
-
-# --------------------------------------------------------------------------------------------
-# `alliance-watch calibrate`
 
 
 @dataclass(frozen=True)
@@ -239,44 +232,3 @@ def calibrate(
         None if share is None else float(share),
         suggested,
     )
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--clinic", required=True, help="clinic_id")
-    p.add_argument(
-        "--warehouse",
-        type=Path,
-        default=None,
-        help="warehouse or snapshot file, opened read-only (default: the analyst snapshot, "
-        "ALLIANCE_WATCH_SNAPSHOT or under ALLIANCE_WATCH_HOME)",
-    )
-    p.add_argument(
-        "--config-dir",
-        type=Path,
-        default=None,
-        help="clinic configs, for the clinic's current alert_budget (default: "
-        "ALLIANCE_WATCH_CONFIG_DIR or ALLIANCE_WATCH_HOME/config)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    from pipelines.config import load_clinic_config
-    from pipelines.settings import paths_from_env
-    from pipelines.warehouse import connect
-
-    paths = paths_from_env()
-    source = args.warehouse or paths.snapshot
-    if not source.is_file():
-        raise AllianceWatchError(f"--warehouse {source}: no such file")
-    config_dir = args.config_dir or paths.config_dir
-    config_file = config_dir / "clinics" / f"{args.clinic}.yaml"
-    budget = None
-    if config_file.is_file():
-        budget = load_clinic_config(config_file).thresholds.alert_budget
-    conn = connect(source, read_only=True)
-    try:
-        result = calibrate(conn, args.clinic, budget)
-    finally:
-        conn.close()
-    print("\n".join(result.lines()))
-    return 0

@@ -1,0 +1,52 @@
+"""`alliance-watch calibrate`: suggest a clinic's alert_budget from its clinicians' answers
+(changes nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipelines.deliver.outcomes import calibrate
+from pipelines.errors import AllianceWatchError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clinic", required=True, help="clinic_id")
+    p.add_argument(
+        "--warehouse",
+        type=Path,
+        default=None,
+        help="warehouse or snapshot file, opened read-only (default: the analyst snapshot, "
+        "ALLIANCE_WATCH_SNAPSHOT or under ALLIANCE_WATCH_HOME)",
+    )
+    p.add_argument(
+        "--config-dir",
+        type=Path,
+        default=None,
+        help="clinic configs, for the clinic's current alert_budget (default: "
+        "ALLIANCE_WATCH_CONFIG_DIR or ALLIANCE_WATCH_HOME/config)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.config import load_clinic_config
+    from pipelines.settings import paths_from_env
+    from pipelines.warehouse import connect
+
+    paths = paths_from_env()
+    source = args.warehouse or paths.snapshot
+    if not source.is_file():
+        raise AllianceWatchError(f"--warehouse {source}: no such file")
+    config_dir = args.config_dir or paths.config_dir
+    config_file = config_dir / "clinics" / f"{args.clinic}.yaml"
+    budget = None
+    if config_file.is_file():
+        budget = load_clinic_config(config_file).thresholds.alert_budget
+    conn = connect(source, read_only=True)
+    try:
+        result = calibrate(conn, args.clinic, budget)
+    finally:
+        conn.close()
+    print("\n".join(result.lines()))
+    return 0
