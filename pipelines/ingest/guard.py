@@ -274,7 +274,7 @@ _PHONE_TEMPLATES = (
     rf"|^[6-9]\d{{4}}[{_DASH}.]\d{{5}}$"
     rf"|^[6-9]\d{{2}}[{_DASH}.]\d{{3}}[{_DASH}.]\d{{3}}$"
     rf"|^[6-9]\d{{2}}([{_DASH}.]\d{{2}}){{3}}$"
-    rf"|^3\d{{2}}[{_DASH}.]\d{{6,7}}$"
+    rf"|^3\d{{2}}[{_DASH}.]\d{{7}}$"
 )
 # Bare digits with an international "00" prefix, long enough for a country code and number.
 _PHONE_BARE_INTL = r"^\s*00[1-9]\d{10,13}\s*$"
