@@ -1131,20 +1131,7 @@ def discover_new(
     with open_warehouse(warehouse) as conn:
         record_clinic_settings(conn, clinic_id, cfg.timezone, cfg.cadence_days)
         known = known_hashes(conn, clinic_id, judge_fingerprint(cfg))
-    found, rejected = discover(cfg, landing, known, names)
-    items: list[dict[str, object]] = [
-        {
-            "kind": "delivery",
-            "path": str(d.path),
-            "dataset": d.dataset,
-            "sha256": d.sha256,
-            "bytes": d.bytes,
-            "stamp": d.stamp,
-        }
-        for d in found
-    ]
-    items += [{"kind": "rejected", "result": asdict(r)} for r in rejected]
-    return items
+    return _discovered_items(*discover(cfg, landing, known, names))
 
 
 def prepare_item(
@@ -1167,12 +1154,7 @@ def prepare_item(
         int(str(item["bytes"])),
         str(item["stamp"]) if item.get("stamp") else None,
     )
-    s = prepare_file(d, cfg, stage_dir, docs_dir, build_docs=False)
-    return {
-        "result": asdict(s.result),
-        "valid_path": str(s.valid_path) if s.valid_path else None,
-        "quarantine_path": str(s.quarantine_path) if s.quarantine_path else None,
-    }
+    return prepare_file(d, cfg, stage_dir, docs_dir, build_docs=False).to_item()
 
 
 def discover_from_snapshot(
