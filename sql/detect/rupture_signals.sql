@@ -84,8 +84,8 @@ decided as (
                 or is_reliable_drop_baseline
                 or is_bond_drop
                 or is_goal_task_drop
-                or cusum * flag_evidence / cusum_h >= flag_threshold
-                or coalesce(z_pair >= flag_threshold, false)
+                or is_cusum
+                or is_pair_drop
             ),
             false
         ) as is_calibrated_drop,
