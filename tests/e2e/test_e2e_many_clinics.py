@@ -84,16 +84,40 @@ def wait(what: str, ok, timeout: float, every: float = 0.5) -> None:  # type: ig
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_ten_clinics_at_once_every_load_is_detected(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def generate_clinics(home: Path, clinics: int = 10, clients: int = 40) -> list[str]:
+    """The generator's clinics (seed 11, every period, as of 2026-06-01) under `home`; their ids."""
     subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(home), "--seed", "11"]
-        + ["--clinics", "10", "--clients", "40", "--period", "all", "--as-of", "2026-06-01"],
+        + ["--clinics", str(clinics), "--clients", str(clients), "--period", "all"]
+        + ["--as-of", "2026-06-01"],
         cwd=ROOT,
         check=True,
         capture_output=True,
     )
-    clinics = clinic_ids(home)
+    return clinic_ids(home)
+
+
+def full_recompute_flags(
+    s: Stack, home: Path, full: Path, env: dict[str, str] | None = None
+) -> list[tuple]:
+    """The flags of a full `alliance-watch detect` on a copy (`full`) of the idle live
+    warehouse: what the event-driven runs must have reached."""
+    shutil.copyfile(home / "warehouse" / "alliance.duckdb", full)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "detect", "--warehouse", str(full)]
+        + ["--config-dir", str(home / "config")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return s.read(full, FLAGS)
+
+
+def test_ten_clinics_at_once_every_load_is_detected(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    clinics = generate_clinics(home)
     assert len(clinics) == 10
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ALLIANCE"))}
     env["ALLIANCE_WATCH_HOME"] = str(home)
@@ -148,22 +172,11 @@ def test_ten_clinics_at_once_every_load_is_detected(tmp_path: Path) -> None:
         record()
 
         # the live warehouse, idle now, against a full recompute of a copy of it
-        full = tmp_path / "full.duckdb"
-        shutil.copyfile(home / "warehouse" / "alliance.duckdb", full)
         live = s.read(
             home / "warehouse" / "alliance.duckdb", "select count(*) from detection_pending"
         )
         assert live == [(0,)], "every queued client was drained"
-        done_full = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "detect", "--warehouse", str(full)]
-            + ["--config-dir", str(home / "config")],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        assert done_full.returncode == 0, done_full.stderr
-        expected = s.read(full, FLAGS)
+        expected = full_recompute_flags(s, home, tmp_path / "full.duckdb", env)
         final = s.snapshot_flags()
         assert {r[0] for r in expected} == set(clinics), "every clinic has flags to find"
         missing = {r[0] for r in expected} - {r[0] for r in final}

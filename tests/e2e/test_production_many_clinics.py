@@ -7,32 +7,21 @@ Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (`make services`)
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_e2e_many_clinics import FLAGS, Stack, clinic_ids, digest
+from tests.e2e.test_e2e_many_clinics import Stack, digest, full_recompute_flags, generate_clinics
 from tests.e2e.test_production_stack import _pg_rows, celery_stack
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.production]
 
 
 def test_ten_clinics_at_once_on_celery_with_two_workers(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(home), "--seed", "11"]
-        + ["--clinics", "10", "--clients", "40", "--period", "all", "--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    clinics = generate_clinics(home)
     (home / "inbox").mkdir(exist_ok=True)
-    clinics = clinic_ids(home)
     s = Stack(home)  # its snapshot reader; the metadata DB is PostgreSQL here
     with celery_stack(home, workers=2) as st:
         db = st["db"]
@@ -100,16 +89,7 @@ def test_ten_clinics_at_once_on_celery_with_two_workers(tmp_path: Path) -> None:
         wait("an idle stack", idle, 120)
         done()
 
-        full = tmp_path / "full.duckdb"
-        shutil.copyfile(home / "warehouse" / "alliance.duckdb", full)
-        subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "detect", "--warehouse", str(full)]
-            + ["--config-dir", str(home / "config")],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
-        expected = s.read(full, FLAGS)
+        expected = full_recompute_flags(s, home, tmp_path / "full.duckdb")
         assert {r[0] for r in expected} == set(clinics)
         assert s.snapshot_flags() == expected
         reached = next(t for t, d in seen if d == digest(expected))
