@@ -10,6 +10,9 @@ WAREHOUSE_MEASUREMENTS = Asset(
     name="warehouse.measurements", uri="alliance-watch://warehouse/measurements"
 )
 WAREHOUSE_FLAGS = Asset(name="warehouse.flags", uri="alliance-watch://warehouse/flags")
+# New Great Expectations validation results (an ingest run's files): the Data Docs site is
+# rendered again from them (`publish_data_docs`), once for a burst of runs.
+VALIDATION_RESULTS = Asset(name="validation.results", uri="alliance-watch://validation/results")
 
 # The single DuckDB writer: every task that opens the embedded warehouse file runs in this pool.
 EMBEDDED_WRITER_POOL = "duckdb_writer"

@@ -54,7 +54,7 @@ export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME=0.25
 # the executor's workers fork from a server that imported Great Expectations and the pipeline
 # modules once (pipelines/warmup.py), so each task starts warm instead of paying ~5 s of imports
 export AIRFLOW__SCHEDULER__MP_START_METHOD=forkserver
-export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=airflow.executors.local_executor,airflow.sdk.execution_time.supervisor,pipelines.warmup
+export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=airflow.executors.local_executor,airflow.sdk.execution_time.supervisor,worker_warmup
 export AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=300
 # a task whose process died without a word (SIGKILL of the task and its supervisor, the OOM
 # killer) holds its pool slot, the single DuckDB writer, until the scheduler notices that its
