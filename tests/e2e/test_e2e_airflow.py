@@ -300,14 +300,14 @@ def test_clinic_with_a_config_error_shows_it_and_fails_fast(stack: Stack) -> Non
     (stack.home / "inbox" / "gamma.ready").touch()
     runs = stack.wait_runs("ingest_gamma", 1)
     assert runs[-1][1] == "failed"
-    discover = [t for t in stack.task_instances() if t[:2] == ("ingest_gamma", "discover")]
-    assert discover and discover[0][2] == "failed" and discover[0][3] == 1  # no retry
+    prepare = [t for t in stack.task_instances() if t[:2] == ("ingest_gamma", "prepare")]
+    assert prepare and prepare[0][2] == "failed" and prepare[0][3] == 1  # no retry
     # the other clinics kept running
     assert all(st == "success" for _, st in stack.runs("ingest_alpha"))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not stack.mailbox.emails:
         time.sleep(0.5)
-    notices = [m for m in stack.mailbox.emails if "ingest_gamma.discover" in m["Subject"]]
+    notices = [m for m in stack.mailbox.emails if "ingest_gamma.prepare" in m["Subject"]]
     assert notices, [m["Subject"] for m in stack.mailbox.emails]
     body = notices[0].get_content()
     assert "ConfigError" in body and "gamma.yaml" in body and "Log:" in body

@@ -230,7 +230,7 @@ def test_one_clinic_end_to_end_on_celery_and_postgres(stack: dict) -> None:
     print(f"\nCelery/Postgres: marker -> flags {latency:.1f} s")
     # measured 8-9 s (13 s before the workers preloaded GX); see docs/operations.md
     assert latency <= 30, latency
-    # the ingest run ends with its data_docs task, which may still run after detection
+    # the ingest run ends with its `finish` task, which may still run after detection
     _wait(
         lambda: (
             _pg_rows(
