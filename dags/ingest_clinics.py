@@ -78,6 +78,15 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             each. One task where there were two: a task's fixed cost is most of a small
             clinic's ingest (issue #20). Returns the large files' batches (what
             `prepare_large` maps over); the prepared small files go to `load` as XCom `staged`."""
+            import logging
+            import sys
+
+            # the worker should have imported GX before forking this task (worker_warmup.py)
+            warm = "great_expectations" in sys.modules
+            logging.getLogger("alliance_watch.ingest").info(
+                "Great Expectations %s",
+                "preloaded by the worker" if warm else "not preloaded: imported by this task",
+            )
             from pipelines.ingest.batches import split_small_large
             from pipelines.ingest.run import discover_from_snapshot, prepare_items
             from pipelines.settings import paths_from_env, prepare_fanout_bytes, run_stage_dir
