@@ -30,7 +30,15 @@ from failures import (
     notify_unless_reported,
 )
 
-from assets import VALIDATION_RESULTS, WAREHOUSE_MEASUREMENTS, WRITER_POOL, clinic_inbox_asset
+from assets import (
+    BATCH,
+    PREPARE_POOL,
+    URGENT,
+    VALIDATION_RESULTS,
+    WAREHOUSE_MEASUREMENTS,
+    WRITER_POOL,
+    clinic_inbox_asset,
+)
 
 
 def _clinic_configs(config_dir: Path, only: str | None = None) -> dict[str, str | None]:
@@ -70,7 +78,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
         params={"files": None},
     )
     def ingest() -> None:
-        @task
+        @task(pool=PREPARE_POOL, **BATCH)
         def prepare(params=None, run_id=None, ti=None) -> list[list[dict]]:  # type: ignore[no-untyped-def]
             """Discover the new files (the ledger read from the analyst snapshot: no writer
             slot) and prepare the small ones here, side by side in worker processes; files of
@@ -103,7 +111,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             ti.xcom_push(key="staged", value=staged)
             return large
 
-        @task
+        @task(pool=PREPARE_POOL, **BATCH)
         def prepare_large(batch: list[dict], run_id=None) -> list[dict]:  # type: ignore[no-untyped-def]
             """One large file (`prepare`'s fan-out), in parts, in its own task."""
             from pipelines.ingest.run import prepare_items
@@ -114,7 +122,12 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             with contract_errors_fail_fast():
                 return prepare_items(batch, clinic_id, p.config_dir, stage, p.data_docs)
 
-        @task(pool=WRITER_POOL, outlets=[WAREHOUSE_MEASUREMENTS], trigger_rule="none_failed")
+        @task(
+            pool=WRITER_POOL,
+            outlets=[WAREHOUSE_MEASUREMENTS],
+            trigger_rule="none_failed",
+            **URGENT,
+        )
         def load(large: list[list[dict]], ti=None, outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
             from airflow.sdk.exceptions import AirflowSkipException
 
@@ -138,6 +151,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             retries=0,
             on_failure_callback=notify_unless_reported,
             outlets=[VALIDATION_RESULTS],
+            **URGENT,
         )
         def finish(run_id=None, ti=None) -> dict:  # type: ignore[no-untyped-def]
             """Whatever happened: remove the run's staged Parquet (clinical rows; a rerun

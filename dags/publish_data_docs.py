@@ -18,7 +18,7 @@ import datetime as dt
 from airflow.sdk import dag, task
 from failures import DEFAULT_ARGS
 
-from assets import VALIDATION_RESULTS
+from assets import BATCH, VALIDATION_RESULTS
 
 
 @dag(
@@ -32,7 +32,7 @@ from assets import VALIDATION_RESULTS
     doc_md=__doc__,
 )
 def publish_data_docs() -> None:
-    @task(priority_weight=1, weight_rule="absolute")
+    @task(**BATCH)
     def data_docs() -> str | None:
         import os
 

@@ -40,7 +40,7 @@ export PYTHONPATH="$ROOT/dags\${PYTHONPATH:+:\$PYTHONPATH}"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
-export AIRFLOW__CORE__PARALLELISM=4
+export AIRFLOW__CORE__PARALLELISM=8
 export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
 export AIRFLOW__API__HOST=127.0.0.1
@@ -91,7 +91,12 @@ from airflow.models import Connection, Pool
 from airflow.utils.session import create_session
 
 initdb()
+from pipelines.settings import prepare_slots
+
 Pool.create_or_update_pool("duckdb_writer", 1, "single DuckDB writer (embedded warehouse)", False)
+Pool.create_or_update_pool(
+    "ingest_prepare", prepare_slots(), "file preparation (CPU-bound): one per core", False
+)
 host = os.environ.get("ALLIANCE_WATCH_SMTP_HOST", "").strip()
 if host:
     with create_session() as s:

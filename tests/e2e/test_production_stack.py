@@ -120,7 +120,8 @@ def celery_stack(home: Path, workers: int = 1) -> Iterator[dict]:
     }
     setup = (
         "from airflow.utils.db import initdb; from airflow.models import Pool; initdb(); "
-        "Pool.create_or_update_pool('duckdb_writer', 1, 'single DuckDB writer', False)"
+        "Pool.create_or_update_pool('duckdb_writer', 1, 'single DuckDB writer', False); "
+        "Pool.create_or_update_pool('ingest_prepare', 4, 'file preparation', False)"
     )
     subprocess.run([str(BIN / "python"), "-c", setup], env=env, check=True, capture_output=True)
     logs = home / "logs"

@@ -19,6 +19,17 @@ t0 = time.monotonic()
 from airflow.dag_processing.dagbag import DagBag
 t_airflow = time.monotonic()
 bag = DagBag(dag_folder=sys.argv[1])
+
+
+def weight(t):
+    # the task's effective priority weight, as the scheduler computes it
+    rule = str(getattr(t.weight_rule, "value", t.weight_rule)).lower()
+    if "absolute" in rule:
+        return t.priority_weight
+    upstream = "upstream" in rule
+    return t.priority_weight + sum(t.priority_weight for t in t.get_flat_relatives(upstream))
+
+
 t_parse = time.monotonic() - t_airflow
 out = {
     "errors": {k: str(v)[:500] for k, v in bag.import_errors.items()},
@@ -29,6 +40,7 @@ out = {
             "tags": sorted(d.tags or []),
             "retries": {t.task_id: t.retries for t in d.tasks},
             "pools": {t.task_id: t.pool for t in d.tasks},
+            "priority": {t.task_id: weight(t) for t in d.tasks},
             "max_active_runs": d.max_active_runs,
             "max_active_tis_per_dag": {t.task_id: t.max_active_tis_per_dag for t in d.tasks},
             "catchup": d.catchup,
@@ -126,6 +138,40 @@ def test_every_task_that_opens_the_warehouse_is_in_the_writer_pool(dagbag: dict)
                 assert pool == expected, (dag_id, task_id)
                 continue
             assert pool == "duckdb_writer", (dag_id, task_id)
+
+
+def test_every_pool_the_tasks_use_is_created_by_every_stack(dagbag: dict) -> None:
+    """A task in a pool that does not exist is never scheduled (Airflow waits silently): every
+    pool the DAGs use is created by `make up`, the compose stack's init and the production
+    test's set-up."""
+    used = {pool for d in dagbag["dags"].values() for pool in d["pools"].values()}
+    assert used - {"default_pool"} == {"duckdb_writer", "ingest_prepare"}
+    creators = {
+        "standalone.sh": ROOT / "dags" / "tools" / "standalone.sh",
+        "docker-compose.yml": ROOT / "docker-compose.yml",
+        "test_production_stack.py": ROOT / "tests" / "e2e" / "test_production_stack.py",
+    }
+    for name, path in creators.items():
+        text = path.read_text()
+        for pool in used - {"default_pool"}:
+            assert any(f"{q}{pool}{q}" in text or f"pools set {pool} " in text for q in "'\""), (
+                name,
+                pool,
+            )
+
+
+def test_on_the_way_to_the_flags_tasks_go_first(dagbag: dict) -> None:
+    """`load`, `finish` and `detect` outrank every `prepare` for a free executor slot (with
+    Airflow's default weights every `prepare` outranked every `load`, and with ten clinics a
+    ready load waited ~20 s behind prepares: issue #20); Data Docs come last."""
+    for dag_id, d in dagbag["dags"].items():
+        w = d["priority"]
+        if dag_id.startswith("ingest_") and dag_id != "ingest_feedback":
+            assert min(w["load"], w["finish"]) > max(w["prepare"], w["prepare_large"]), dag_id
+        if dag_id == "detect_ruptures":
+            assert w["detect"] >= 100
+        if dag_id == "publish_data_docs":
+            assert w["data_docs"] == 1
 
 
 def test_parsing_is_fast_and_never_imports_great_expectations(dagbag: dict) -> None:
