@@ -25,6 +25,9 @@ PREPARE_POOL = "ingest_prepare"
 # weights: Airflow's default sums the downstream tasks, which put every `prepare` before every
 # `load`).
 URGENT = {"priority_weight": 100, "weight_rule": "absolute"}
+# Detection waits for the loads queued for the writer slot (it drains whatever they queue, so
+# one detection after a burst of loads does the work of one per load) and goes before the rest.
+AFTER_LOADS = {"priority_weight": 50, "weight_rule": "absolute"}
 # CPU-bound batch work (file preparation, Data Docs): after them, whatever waits downstream.
 BATCH = {"priority_weight": 1, "weight_rule": "absolute"}
 
