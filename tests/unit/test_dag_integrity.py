@@ -150,6 +150,7 @@ def test_every_pool_the_tasks_use_is_created_by_every_stack(dagbag: dict) -> Non
         "standalone.sh": ROOT / "dags" / "tools" / "standalone.sh",
         "docker-compose.yml": ROOT / "docker-compose.yml",
         "test_production_stack.py": ROOT / "tests" / "e2e" / "test_production_stack.py",
+        "run_demo.py": ROOT / "dags" / "tools" / "run_demo.py",
     }
     for name, path in creators.items():
         text = path.read_text()
