@@ -46,10 +46,15 @@ TOTAL_ONLY_INSTRUMENTS: tuple[str, ...] = ("SRS", "ORS")
 # A row condition: `<column> == <value>` or `<column> != <value>` (the value as text).
 _CONDITION = re.compile(r"^\s*(?P<column>.+?)\s*(?P<op>==|!=)\s*(?P<value>.*?)\s*$")
 APPOINTMENT_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "appointment_date", "status")
-# A pseudonymous code: letters, digits, "_" or "-", and at least one digit, so a bare name
-# ("Smithson") in a code column is never taken for a code; up to 64 characters, so UUIDs (36)
-# and hex digests (SHA-256: 64) are codes.
-DEFAULT_CODE_PATTERN = r"^(?=[A-Za-z_-]*[0-9])[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# A pseudonymous code: letters (of any script: "ÄÖ-0012", "ЖК-17"), digits 0-9, "_" or "-", and
+# "/" between two letters or digits (case numbers "2024/00317"), with at least one digit, so a
+# bare name ("Smithson") in a code column is never taken for a code; up to 64 characters, so
+# UUIDs (36) and hex digests (SHA-256: 64) are codes. Python `re` (the engine of validation and
+# of the guard's pattern checks): `[^\W\d_]` is a letter of any script.
+_CODE_CHAR = r"(?:[^\W\d_]|[0-9])"
+DEFAULT_CODE_PATTERN = (
+    rf"^(?=[^0-9]*[0-9]){_CODE_CHAR}(?:{_CODE_CHAR}|[_-]|/(?={_CODE_CHAR})){{0,63}}$"
+)
 CLINIC_ID_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
 
 
