@@ -258,7 +258,7 @@ _DATE_IN_TEXT: tuple[str, ...] = (
     r"(^|[^\d.])(19|20)\d{2}[-./](0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])($|[^\d.])",
     r"(^|[^\d.])(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}($|\D)",
     r"(^|[^\d.])(0?[1-9]|1[0-2])/(0?[1-9]|[12]\d|3[01])/(19|20)\d{2}($|\D)",
-    r"^\s*(0?[1-9]|[12]\d|3[01])[./](0?[1-9]|1[0-2])[./]\d{2}\s*$",
+    r"^\s*(0?[1-9]|[12]\d|3[01])([-./])(0?[1-9]|1[0-2])[-./]\d{2}\s*$",
     r"(?i)(^|[^\p{L}\d])(0?[1-9]|[12]\d|3[01])\.?\s+\p{L}{3,9}\.?,?\s+(19|20)\d{2}($|\D)",
     r"(?i)(^|[^\p{L}])\p{L}{3,9}\.?\s+(0?[1-9]|[12]\d|3[01]),?\s+(19|20)\d{2}($|\D)",
 )
@@ -285,8 +285,8 @@ _ADDRESS: tuple[str, ...] = (
     r"torget|gade|vej|veien|vegen|vei|gata|gaten|tie|katu|kuja|polku|utca|út|ulica|aleja)"
     r"\s*\d{1,4}",
     # a street word before the name: Portuguese, Polish, Italian, Russian (ул., д., кв.)
-    r"(?i)(^|[^\p{L}])(rua|travessa|largo|ul\.|al\.|pl\.|os\.|strada|corso|vicolo|ул\.|улица|"
-    r"пр\.|просп\.|пер\.|д\.|кв\.)\s*\p{L}+[\p{L}\s.,'-]*\d{1,5}",
+    r"(?i)(^|[^\p{L}\p{N}])((rua|travessa|largo|strada|corso|vicolo|улица)\s+|"
+    r"(ul|al|pl|os|ул|пр|просп|пер|д|кв)\.\s*)\p{L}+[\p{L}\s.,'-]*\d{1,5}",
     # Japanese, Chinese and Korean addresses: a prefecture/ward/district/street sign with digits
     r"[\p{Han}\p{Hangul}]+(都|道|府|県|市|区|町|村|丁目|番地|号|路|街|巷|弄|동|구|로|길)"
     r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]*\d{1,5}",
