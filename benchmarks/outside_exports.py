@@ -372,6 +372,10 @@ def _qstamp(e: Entry) -> str:
     return f"{_iso(e.day)} 14:{e.session:02d}:07"
 
 
+def _qstamp_iso(e: Entry) -> str:
+    return f"{_iso(e.day)}T14:{e.session:02d}:07"
+
+
 def _qstamp_excel(e: Entry) -> str:
     return f"{e.day[1]}/{e.day[2]}/{e.day[0]} 14:{e.session:02d}"
 
@@ -401,6 +405,18 @@ def qualtrics_exports(es: list[Entry]) -> list[Export]:
             n,
         ),
     ]
+    out.append(
+        Export(
+            "Qualtrics, timestamps as 2025-04-02T14:01:07 (API / qualtRics), date_format '%Y-%m-%d'",
+            {
+                "Session Feedback_iso.csv": (
+                    BOM + _csv(_qualtrics(es, True, False, _qstamp_iso))
+                ).encode()
+            },
+            _qualtrics_config(True, date_format="%Y-%m-%d"),
+            n,
+        )
+    )
     # the example config as it stands, with a "Use numeric values" export (its own comment
     # says numeric values): Status 0/1, Finished 1/0
     rows = _qualtrics(es, True, False, _qstamp)

@@ -802,9 +802,17 @@ def _strip_leading_zeros(text: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring_regex(text, r"(^|\D)0+(\d)", r"\1\2")
 
 
+# A local time of day after a date ("2025-04-02 14:01:07", "2025-04-02T14:01", "4/2/2025 2:01 PM");
+# not one with a zone ("...Z", "+02:00"), whose date may be another day where the clinic is.
+_LOCAL_TIME = r"(?i)[ T]+\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?(\s*[ap]\.?m\.?)?\s*$"
+
+
 def _cast_date(col: pa.ChunkedArray, fmt: str) -> tuple[pa.Array, np.ndarray]:
     values_d, idx = _distinct(col)
     text = _blank_to_null(values_d)
+    if not any(d in fmt for d in ("%H", "%I", "%M", "%S", "%p", "%X", "%c")):
+        # a date format and a timestamp (survey tools record the time): the date is the day
+        text = pc.replace_substring_regex(text, _LOCAL_TIME, "")
     parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
     # strptime rolls impossible dates over (31.02. -> 03.03.): a date must format back to its
     # own text (leading zeros aside, so 3/4/2025 passes for %m/%d/%Y).

@@ -199,3 +199,25 @@ def test_fill_from_client_takes_only_a_clients_fixed_columns() -> None:
 
     with pytest.raises((ValueError, ConfigError), match="fill_from_client|cannot be filled"):
         _cfg(REDCAP_REPEATING, fill_from_client=["session_date"])
+
+
+@pytest.mark.parametrize(
+    ("stamp", "loads"),
+    [
+        ("2025-03-03 10:00:00", True),
+        ("2025-03-03T10:00", True),
+        ("2025-03-03 10:00:00 PM", True),
+        ("2025-03-03T23:30:00Z", False),  # a UTC time: the clinic's day may be another
+        ("2025-03-03T23:30:00+02:00", False),
+    ],
+)
+def test_a_date_format_reads_the_day_of_a_local_timestamp(
+    tmp_path: Path, stamp: str, loads: bool
+) -> None:
+    text = HEAD.replace("RecordedDate", "Recorded") + ",".join(["x"] * 13) + "\n" + IMPORTS
+    text += f"0,,1,{stamp},,,7,8,9,9.5,C-12,T1,1\n"
+    cols = {**QUALTRICS["columns"], "session_date": "Recorded"}
+    cfg = _cfg(QUALTRICS, date_format="%Y-%m-%d", columns=cols)
+    typed, issues = canonicalize(read_raw(_write(tmp_path, text), "measures", cfg), cfg)
+    assert (typed.column("session_date").null_count == 0) is loads
+    assert issues.empty is loads
