@@ -429,8 +429,8 @@ def qualtrics_exports(es: list[Entry]) -> list[Export]:
     ex["wide"]["blocks"].pop("ORS")
     out.append(
         Export(
-            "Qualtrics numeric values, identifying metadata columns removed, example config "
-            "unchanged (keep_rows Status != Survey Preview, Finished == True)",
+            "Qualtrics numeric values, identifying metadata columns removed, config/examples/"
+            "qualtrics_clinic.yaml as it stands",
             {"Session Feedback_July 1, 2025_12.02.csv": (BOM + _csv(trimmed)).encode()},
             ex,
             n,
