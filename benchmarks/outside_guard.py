@@ -399,7 +399,7 @@ def _phone_national(r: random.Random) -> str:
         lambda: f"{r.randint(20, 99)} {_d(r, 2)} {_d(r, 2)} {_d(r, 2)}",  # DK (8 digits)
         lambda: f"04{r.randint(0, 9)} {_d(r, 3)} {_d(r, 4)}",  # FI
         lambda: f"{r.randint(5, 8)}{_d(r, 2)}-{_d(r, 3)}-{_d(r, 3)}",  # PL mobile dashed
-        lambda: f"{r.randint(12, 89)}-{_d(r, 3)}-{_d(r, 2)}-{_d(r, 2)}",  # PL landline dashed
+        lambda: f"{r.randint(12, 89)}-{_nz(r, 3)}-{_d(r, 2)}-{_d(r, 2)}",  # PL landline dashed
         lambda: f"{r.randint(601, 799)} {_d(r, 3)} {_d(r, 3)}",  # CZ
         lambda: f"08{r.randint(3, 9)} {_d(r, 3)} {_d(r, 4)}",  # IE
         lambda: f"04{_d(r, 2)} {_d(r, 3)} {_d(r, 3)}",  # AU mobile
@@ -411,7 +411,7 @@ def _phone_national(r: random.Random) -> str:
         lambda: f"({r.randint(11, 99)}) 9{_d(r, 4)}-{_d(r, 4)}",  # BR
         lambda: f"{r.randint(11, 99)}-9{_d(r, 4)}-{_d(r, 4)}",  # BR dashed
         lambda: f"{r.randint(11, 99)} {_d(r, 4)} {_d(r, 4)}",  # MX
-        lambda: f"{r.randint(33, 81)}-{_d(r, 4)}-{_d(r, 4)}",  # MX dashed
+        lambda: f"{r.randint(33, 81)}-{_nz(r, 4)}-{_d(r, 4)}",  # MX dashed
         lambda: f"0{r.randint(60, 84)} {_d(r, 3)} {_d(r, 4)}",  # ZA
         lambda: f"8 ({r.randint(900, 999)}) {_d(r, 3)}-{_d(r, 2)}-{_d(r, 2)}",  # RU
         lambda: f"8-{r.randint(900, 999)}-{_d(r, 3)}-{_d(r, 2)}-{_d(r, 2)}",  # RU dashed

@@ -358,6 +358,8 @@ _PHONE_MARKER = rf"^\s*\+|^\s*\(|\(\s*\d{{1,5}}\s*\)|\d[{_SPACE}]+\(?\d|\d\s*/\s
 # (19xx, 20xx) is a case number's ("12-2024-0042"), not a phone number's.
 _D = rf"[{_DASH}.]"
 _NOT_YEAR = r"(0\d|1[0-8]|2[1-9]|[3-9]\d)\d{2}"
+# (and, after a two-digit area code, no leading 0: "12-0042-0001" is site-subject-visit)
+_NOT_YEAR_NZ = r"(1[0-8]|2[1-9]|[3-9]\d)\d{2}"
 _PHONE_TEMPLATES = (
     rf"^(1{_D})?\d{{3}}{_D}\d{{3}}{_D}\d{{4}}$"
     rf"|^0[1-9]\d{{0,4}}{_D}[1-9]\d{{1,7}}({_D}\d{{1,5}}){{0,3}}$"
@@ -368,8 +370,8 @@ _PHONE_TEMPLATES = (
     rf"|^[78]{_D}\d{{3}}{_D}\d{{3}}{_D}\d{{2}}{_D}\d{{2}}$"
     rf"|^1[3-9]\d{_D}{_NOT_YEAR}{_D}\d{{4}}$"
     rf"|^[1-9]\d{_D}9\d{{4}}{_D}\d{{4}}$"
-    rf"|^[1-9]\d{_D}{_NOT_YEAR}{_D}\d{{4}}$"
-    rf"|^[1-9]\d{_D}\d{{3}}{_D}\d{{2}}{_D}\d{{2}}$"
+    rf"|^[1-9]\d{_D}{_NOT_YEAR_NZ}{_D}\d{{4}}$"
+    rf"|^[1-9]\d{_D}[1-9]\d{{2}}{_D}\d{{2}}{_D}\d{{2}}$"
 )
 # Eight-digit numbers (Norway, Denmark, Singapore, Hong Kong) written in spaced groups, unless
 # they are a date ("2024 05 01", "01 05 2024").

@@ -51,7 +51,11 @@ def test_outside_pseudonyms_are_not_flagged_and_load_with_the_default_pattern(
 @pytest.mark.parametrize(
     "code",
     # (the nanoid holds "RUA" and a digit: a street word inside a token is no street)
-    ["2024/00317", "317/2024", "St24/0031", "ÄÖ-0012", "ЖК-17-004", "F6UK5RUAGdt70q9-kZ21L"],
+    [
+        *("2024/00317", "317/2024", "St24/0031", "ÄÖ-0012", "ЖК-17-004", "F6UK5RUAGdt70q9-kZ21L"),
+        # numeric site-subject-visit codes beside the dashed national phone layouts
+        *("12-0042-0001", "12-042-01-02", "12-2024-0042"),
+    ],
 )
 def test_slash_non_ascii_and_random_codes_load(code: str) -> None:
     assert re.fullmatch(DEFAULT_CODE_PATTERN, code)
