@@ -192,6 +192,35 @@ def test_disengagement_and_symptom_deterioration_raise_severity(
     assert flags(wh, "calm") == []
 
 
+def test_misses_count_toward_the_next_session_dated_after_them(
+    wh: duckdb.DuckDBPyConnection,
+) -> None:
+    """Misses since the previous session come from a running count on the client's time line
+    (sessions and misses together), not from a range join: a miss on a session's own date counts
+    toward the next session, a miss before the first session toward none, and an attended
+    appointment never."""
+    from pipelines.detect.ruptures import RELATIONS, build_relations, drop_relations
+
+    add_srs(wh, "m", [STEADY] * 5)  # weekly from START
+    day = dt.timedelta(days=1)
+    add_appointment(wh, "m", START - 3 * day, "no_show")  # before session 1: counted nowhere
+    add_appointment(wh, "m", START + 7 * day, "cancelled")  # on session 2's date: toward 3
+    add_appointment(wh, "m", START + 10 * day, "no_show")  # between 2 and 3
+    add_appointment(wh, "m", START + 16 * day, "attended")  # attended: never a miss
+    add_appointment(wh, "m", START + 22 * day, "cancelled")  # between 4 and 5
+    add_appointment(wh, "m", START + 23 * day, "no_show")  # between 4 and 5
+    add_appointment(wh, "other", START + 10 * day, "no_show")  # another client's
+    build_relations(wh, relations=RELATIONS[: RELATIONS.index("alliance_features") + 1])
+    try:
+        got = wh.execute(
+            "select session_number, n_missed_since_previous from detect_alliance_features "
+            "order by session_number"
+        ).fetchall()
+    finally:
+        drop_relations(wh)
+    assert got == [(1, 0), (2, 0), (3, 2), (4, 0), (5, 2)]
+
+
 def _random_cohort(conn: duckdb.DuckDBPyConnection, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     for c in range(n):
