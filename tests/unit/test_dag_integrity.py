@@ -41,6 +41,11 @@ out = {
             "retries": {t.task_id: t.retries for t in d.tasks},
             "pools": {t.task_id: t.pool for t in d.tasks},
             "priority": {t.task_id: weight(t) for t in d.tasks},
+            "timetable": [
+                type(d.timetable).__name__,
+                repr(getattr(d.timetable, "timetable", None)),
+                repr(getattr(d.timetable, "asset_condition", None)),
+            ],
             "max_active_runs": d.max_active_runs,
             "max_active_tis_per_dag": {t.task_id: t.max_active_tis_per_dag for t in d.tasks},
             "catchup": d.catchup,
@@ -138,6 +143,14 @@ def test_every_task_that_opens_the_warehouse_is_in_the_writer_pool(dagbag: dict)
                 assert pool == expected, (dag_id, task_id)
                 continue
             assert pool == "duckdb_writer", (dag_id, task_id)
+
+
+def test_detection_is_woken_by_loads_and_sweeps_every_five_minutes(dagbag: dict) -> None:
+    """Events only wake detection up; should Airflow lose one (a load with no detection after
+    it), the 5-minute sweep drains the pending-detection ledger anyway (issue #20 item 1)."""
+    kind, timer, assets = dagbag["dags"]["detect_ruptures"]["timetable"]
+    assert kind == "AssetOrTimeSchedule"
+    assert "*/5 * * * *" in timer and "warehouse.measurements" in assets
 
 
 def test_every_pool_the_tasks_use_is_created_by_every_stack(dagbag: dict) -> None:
