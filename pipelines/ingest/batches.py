@@ -2,7 +2,7 @@
 
 A task costs a fixed second or two (process start, supervisor, API calls, XCom) before it does
 anything; a small export file prepares in less. So a clinic's small files go together into one
-task, where the worker processes of `ingest._prepared_in_order` prepare them side by side, and
+task, where the worker processes of `pipelines.ingest.pool` prepare them side by side, and
 only a file of at least `fanout_bytes` gets a task of its own (on Celery, possibly another
 machine). The load puts the results back in discovery order (file-name order: a later export
 of a clinic supersedes an earlier one), whatever task prepared them.

@@ -49,3 +49,12 @@ def build_when_wanted(docs_dir: Path, build: Callable[[], str | None]) -> str | 
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
     return result
+
+
+def publish_data_docs(docs_dir: Path | None) -> str | None:
+    """Render the GX Data Docs site once for everything validated into `docs_dir`."""
+    if docs_dir is None or not (Path(docs_dir) / "sanitized_results").exists():
+        return None
+    from pipelines.validation import build_data_docs
+
+    return str(build_data_docs(Path(docs_dir)))
