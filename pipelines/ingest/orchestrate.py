@@ -7,6 +7,8 @@ import logging
 import tempfile
 from pathlib import Path
 
+import duckdb
+
 from pipelines import settings
 from pipelines.config import ClinicConfig, load_clinic_configs
 from pipelines.ingest.data_docs import publish_data_docs
@@ -24,6 +26,15 @@ from pipelines.warehouse import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def load_one(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> FileResult:
+    """Load one staged file (its own transaction, `load_staged`), then remove what it staged
+    (the stage folder stays small)."""
+    result = load_staged(conn, staged)
+    for path in (staged.valid_path, staged.quarantine_path):
+        remove_staged(path)
+    return result
 
 
 def ingest_clinics(
@@ -59,9 +70,7 @@ def ingest_clinics(
             try:
                 for entry in order:
                     staged = StagedFile(result=entry) if entry else next(prepared)
-                    results.append(load_staged(conn, staged))
-                    for path in (staged.valid_path, staged.quarantine_path):
-                        remove_staged(path)  # keep the stage folder small
+                    results.append(load_one(conn, staged))
             finally:
                 prepared.close()  # stops the workers when a load failed
         if jobs:

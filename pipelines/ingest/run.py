@@ -21,7 +21,7 @@ from pathlib import Path
 from pipelines.config import ClinicConfig
 from pipelines.ingest.data_docs import publish_data_docs
 from pipelines.ingest.discovery import Delivery, discover, judge_fingerprint
-from pipelines.ingest.orchestrate import ingest_all, ingest_clinic, ingest_clinics
+from pipelines.ingest.orchestrate import ingest_all, ingest_clinic, ingest_clinics, load_one
 from pipelines.ingest.pool import prepared_in_order
 from pipelines.ingest.prepare import prepare_file
 from pipelines.warehouse import (
@@ -30,11 +30,9 @@ from pipelines.warehouse import (
     backend,
     clients_of_earlier_load,
     known_hashes,
-    load_staged,
     open_warehouse,
     publish_snapshot,
     record_clinic_settings,
-    remove_staged,
 )
 
 __all__ = [
@@ -81,15 +79,7 @@ def prepare_item(
     if item["kind"] == "rejected":
         return {"result": item["result"], "valid_path": None, "quarantine_path": None}
     cfg = _config_for(config_dir, clinic_id)
-    dataset = item["dataset"]
-    d = Delivery(
-        clinic_id,
-        Path(str(item["path"])),
-        str(dataset) if dataset else None,
-        str(item["sha256"]),
-        int(str(item["bytes"])),
-        str(item["stamp"]) if item.get("stamp") else None,
-    )
+    d = _delivery_of(item, clinic_id)
     return prepare_file(d, cfg, stage_dir, docs_dir, build_docs=False).to_item()
 
 
@@ -145,10 +135,6 @@ def _delivery_of(item: dict[str, object], clinic_id: str) -> Delivery:
     )
 
 
-def _staged_item(s: StagedFile) -> dict[str, object]:
-    return s.to_item()
-
-
 def prepare_items(
     items: list[dict[str, object]],
     clinic_id: str,
@@ -184,7 +170,7 @@ def prepare_items(
         try:
             for i, staged in zip(where, prepared, strict=True):
                 extra = {k: v for k, v in items[i].items() if k not in _ITEM_KEYS}
-                out[i] = {**extra, **_staged_item(staged)}
+                out[i] = {**extra, **staged.to_item()}
         finally:
             prepared.close()
     return [o for o in out if o is not None]
@@ -209,15 +195,12 @@ def load_prepared(
             c = settings_of
             record_clinic_settings(conn, c.clinic_id, c.timezone, c.cadence_days)
         for s in staged:
-            sf = StagedFile.from_item(s)
-            r = load_staged(conn, sf)
+            r = load_one(conn, StagedFile.from_item(s))
             if r.status == "already_loaded":
                 # a retry of this task after the file committed: its clients still go to
                 # detection, which may never have heard of them
                 r.clients_touched = clients_of_earlier_load(conn, r)
             results.append(r)
-            for p in (sf.valid_path, sf.quarantine_path):
-                remove_staged(p)
     if snapshot is not None and results:
         publish_snapshot(warehouse, snapshot)
     clinics = sorted({r.clinic_id for r in results})
