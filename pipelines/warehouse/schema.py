@@ -3,6 +3,7 @@ registry, the analyst views of sql/views/ and the SQL text of a relation."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -35,6 +36,34 @@ def sql_text(relative: str) -> str:
 def migration_files() -> list[Path]:
     """sql/schema/*.sql in the order they apply."""
     return sorted((sql_dir() / "schema").glob("*.sql"))
+
+
+def table_columns(table: str) -> tuple[str, ...]:
+    """The columns of `table` as the migrations of sql/schema/ leave it, in their order."""
+    columns = _migrated_columns().get(table)
+    if columns is None:
+        raise KeyError(f"sql/schema/ creates no table {table!r}")
+    return columns
+
+
+@functools.cache
+def _migrated_columns() -> dict[str, tuple[str, ...]]:
+    """Every table's columns after the migrations, applied to an in-memory DuckDB (once per
+    process)."""
+    conn = duckdb.connect()
+    try:
+        for f in migration_files():
+            conn.execute(f.read_text(encoding="utf-8"))
+        rows = conn.execute(
+            "select table_name, column_name from duckdb_columns() "
+            "where schema_name = 'main' order by table_name, column_index"
+        ).fetchall()
+    finally:
+        conn.close()
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return {t: tuple(c) for t, c in out.items()}
 
 
 def migrate_embedded(conn: duckdb.DuckDBPyConnection) -> list[str]:

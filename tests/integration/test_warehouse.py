@@ -317,6 +317,24 @@ def test_views_are_created_after_the_views_they_read(
     assert conn.execute("select n from a_total").fetchall() == [(1,)]
 
 
+def test_table_columns_are_the_migrated_tables_and_flag_columns_derive_from_flags() -> None:
+    """`table_columns` is a table as sql/schema/ leaves it, in order; detection writes every
+    column of `flags` but the time the warehouse stamps on a new flag."""
+    from pipelines.detect.ruptures import FLAG_COLUMNS
+    from pipelines.warehouse import migrate, table_columns
+
+    conn = duckdb.connect()
+    migrate(conn)
+    flags = conn.execute(
+        "select column_name from duckdb_columns() "
+        "where schema_name = 'main' and table_name = 'flags' order by column_index"
+    ).fetchall()
+    assert table_columns("flags") == tuple(c for (c,) in flags)
+    assert tuple(c for (c,) in flags if c != "detected_at") == FLAG_COLUMNS
+    with pytest.raises(KeyError, match="no table"):
+        table_columns("no_such_table")
+
+
 def test_the_checked_in_ducklake_ddl_is_the_one_generated_from_the_embedded_migrations() -> None:
     """sql/ducklake/ is generated from sql/schema/ (`python -m pipelines.warehouse.lake_ddl`):
     a new embedded migration without its regenerated lake form fails here."""
