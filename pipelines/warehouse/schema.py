@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from pipelines import registry
 from pipelines.settings import warehouse_settings
+from pipelines.warehouse.backend import transaction
 
 MEASURE_KEY = ("clinic_id", "client_id", "episode_id", "session_number", "instrument")
 VALUE_COLUMNS = (
@@ -78,14 +79,9 @@ def migrate_embedded(conn: duckdb.DuckDBPyConnection) -> list[str]:
     for f in migration_files():
         if f.stem in done:
             continue
-        conn.execute("begin transaction")
-        try:
+        with transaction(conn):
             conn.execute(f.read_text(encoding="utf-8"))
             conn.execute("insert into schema_migrations (version) values (?)", [f.stem])
-            conn.execute("commit")
-        except Exception:
-            conn.execute("rollback")
-            raise
         applied.append(f.stem)
     if applied or not done:
         load_registry(conn)

@@ -317,6 +317,31 @@ def test_views_are_created_after_the_views_they_read(
     assert conn.execute("select n from a_total").fetchall() == [(1,)]
 
 
+def test_a_transaction_commits_at_its_end_or_early_return_and_rollback_writes_nothing() -> None:
+    from pipelines.warehouse import transaction
+
+    conn = duckdb.connect()
+    conn.execute("create table t (n integer)")
+
+    def write(n: int, rollback: bool = False) -> None:
+        with transaction(conn) as tx:
+            conn.execute("insert into t values (?)", [n])
+            if rollback:
+                tx.rollback()
+                return
+            if n == 2:
+                return  # an early return commits
+            conn.execute("insert into t values (?)", [n * 10])
+
+    write(1)
+    write(2)
+    write(3, rollback=True)
+    with pytest.raises(ValueError), transaction(conn):
+        conn.execute("insert into t values (4)")
+        raise ValueError("the block failed")
+    assert conn.execute("select n from t order by n").fetchall() == [(1,), (2,), (10,)]
+
+
 def test_table_columns_are_the_migrated_tables_and_flag_columns_derive_from_flags() -> None:
     """`table_columns` is a table as sql/schema/ leaves it, in order; detection writes every
     column of `flags` but the time the warehouse stamps on a new flag."""
