@@ -3,6 +3,7 @@ clients touched per load, parts of a large file, and the writer lock."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -392,9 +393,48 @@ def test_the_ducklake_ddl_restates_every_embedded_table_column_for_column() -> N
     assert sorted(emb - lk) == [] and sorted(lk - emb) == []
 
 
+def computed_not_null_columns() -> set[tuple[str, str]]:
+    """(table, column) of every embedded column that is `not null` with a computed default
+    (`now()`, `current_timestamp`, a sequence)."""
+    from pipelines.warehouse import migrate
+
+    embedded = duckdb.connect()
+    migrate(embedded)
+    rows = embedded.execute(
+        "select table_name, column_name, column_default from duckdb_columns() "
+        "where schema_name = 'main' and not is_nullable and column_default is not null"
+    ).fetchall()
+    return {
+        (t, c) for t, c, d in rows if re.search(r"now\(\)|current_timestamp|nextval", str(d), re.I)
+    }
+
+
+def test_the_lake_keeps_not_null_where_its_writers_supply_the_computed_value() -> None:
+    """A value the embedded file computes is written by the code on a lake, with the row, so
+    the lake says `not null` too (a writer that forgot it fails there); only a column stamped
+    after the insert (`STAMPED_AFTER_INSERT`) is nullable."""
+    from pipelines.warehouse import sql_dir
+    from pipelines.warehouse.lake_ddl import STAMPED_AFTER_INSERT
+
+    computed = computed_not_null_columns()
+    assert ("ingest_files", "received_at") in computed and computed >= STAMPED_AFTER_INSERT
+    lake = duckdb.connect()
+    for f in sorted((sql_dir() / "ducklake").glob("*.sql")):
+        lake.execute(f.read_text(encoding="utf-8"))
+    nullable = {
+        (t, c)
+        for t, c in lake.execute(
+            "select table_name, column_name from duckdb_columns() "
+            "where schema_name = 'main' and is_nullable"
+        ).fetchall()
+    }
+    assert sorted(computed & nullable) == sorted(STAMPED_AFTER_INSERT)
+
+
 def test_the_lake_form_of_a_migration_keeps_its_data_and_fills_defaults() -> None:
-    """Keys, sequences and non-literal defaults are dropped; a new column's literal default
-    is written into the rows already there; renames stay renames; data statements stay."""
+    """Keys, sequences and non-literal defaults are dropped (`not null` stays); a new column's
+    literal default is written into the rows already there; renames stay renames; data
+    statements stay."""
     from pipelines.warehouse.lake_ddl import changes, read_catalog
 
     conn = duckdb.connect()
@@ -413,7 +453,7 @@ def test_the_lake_form_of_a_migration_keeps_its_data_and_fills_defaults() -> Non
     conn.execute("alter table t rename to u")
     assert changes(before, read_catalog(conn)) == ["alter table t rename to u;\n"]
     assert changes({}, read_catalog(conn)) == [
-        "create table if not exists u (\n    id bigint,\n    ts timestamp with time "
+        "create table if not exists u (\n    id bigint not null,\n    ts timestamp with time "
         "zone,\n    n integer not null default 0,\n    kind varchar default 'x'\n);\n"
     ]
 
