@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipelines.cli.args import add_config_dir, add_warehouse
 from pipelines.config import load_clinic_configs
 from pipelines.errors import AllianceWatchError, ConfigError
 from pipelines.ingest.run import ingest_clinics
@@ -18,9 +19,9 @@ from pipelines.warehouse import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config-dir", type=Path, required=True, help="folder with clinics/<id>.yaml")
+    add_config_dir(p)
     p.add_argument("--landing", type=Path, required=True, help="folder with one folder per clinic")
-    p.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file")
+    add_warehouse(p)
     p.add_argument(
         "--docs-dir", type=Path, default=None, help="where to build the GX Data Docs site"
     )
