@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the suggested alert_budget and what it rests on; writes nothing."""
     from pipelines.config import load_clinic_config
     from pipelines.settings import paths_from_env
     from pipelines.warehouse import connect

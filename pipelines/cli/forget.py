@@ -53,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Erase the client and print what was removed (never the code)."""
     if not backend(args.warehouse).exists():
         raise AllianceWatchError(f"--warehouse {args.warehouse}: no such file")
     from pipelines.deliver.alerts import notices_dir

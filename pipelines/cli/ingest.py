@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def format_table(results: list[FileResult]) -> str:
+    """One line per file: clinic, file, status, row counts and its first reasons."""
     head = ("clinic", "file", "status", "in", "loaded", "quar.", "dup.", "filt.", "reasons")
     rows = [
         (
@@ -62,6 +63,8 @@ def format_table(results: list[FileResult]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Ingest every new file and print what happened to each; 1 when a file was held back by
+    a fault of ours (`internal_error`)."""
     if not args.config_dir.is_dir():
         raise ConfigError(str(args.config_dir), "--config-dir", "is not a folder")
     if not args.landing.is_dir():

@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the analyst report from a warehouse or snapshot file and print its path."""
     if not args.warehouse.is_file():
         raise AllianceWatchError(f"--warehouse {args.warehouse}: no such file")
     out = write_report(args.warehouse, args.out)

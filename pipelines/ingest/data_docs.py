@@ -1,10 +1,10 @@
 """One Great Expectations Data Docs build at a time, shared by every ingest run that wants one.
 
-Rendering the site costs seconds of CPU and grows with it (every result stored so far), and with
-many clinics delivering at once each ingest run's `data_docs` task rendered the whole site again,
-side by side, on the cores the loads and detection need (issue #20). Now a run asks for a build
-(`wanted`) and builds only if no build is running; the build in progress sees the request when
-it ends and builds once more, so the site always ends up holding every result written before a
+Rendering the site costs CPU that grows with it (every result stored so far); with many
+clinics delivering at once, one build per ingest run would render the whole site many times
+side by side, on the cores the loads and detection need. So a run asks for a build (`wanted`)
+and builds only if no build is running; the build in progress sees the request when it ends
+and builds once more, so the site always ends up holding every result written before a
 request, with at most one build running and one more queued however many runs ask.
 """
 

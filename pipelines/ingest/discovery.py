@@ -59,6 +59,7 @@ def _suites_digest() -> str:
 
 
 def sha256_of(path: Path) -> str:
+    """The SHA-256 of the file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -132,6 +133,7 @@ def discover(
 
 
 def unreadable_text(e: OSError) -> str:
+    """The `unreadable` reason for a file the pipeline may not open or read."""
     return (
         f"{e.strerror or type(e).__name__}; the file could not be opened or read, so nothing "
         "of it was judged; it is offered again with every delivery until it can be read (give "
@@ -172,6 +174,7 @@ def changed_since_discovery(delivery: Delivery, gone_is_fine: bool = False) -> s
 
 
 def changed_text(what: str) -> str:
+    """The `changed_after_discovery` reason for a file `what` (removed, rewritten, ...)."""
     return (
         f"the file was {what} after it was found and before it was read in full; nothing of "
         "it was judged and it is offered again as delivered next (write a file under a name "

@@ -340,6 +340,6 @@ def _writer(
     if kind not in writers:
         path.parent.mkdir(parents=True, exist_ok=True)
         # staged for one read by the loader: no dictionaries or statistics to build
-        # (a third cheaper to write; DuckDB reads it as fast)
+        # (cheaper to write, as fast for DuckDB to read: benchmarks/README.md)
         writers[kind] = pq.ParquetWriter(path, schema, use_dictionary=False, write_statistics=False)
     return writers[kind]

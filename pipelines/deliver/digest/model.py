@@ -40,6 +40,9 @@ class Week:
 
 @dataclass(frozen=True)
 class FlaggedClient:
+    """A client flagged in the week: the lead flag's severity, every reason, each flag in plain
+    words, at most two repair prompts, the trajectory chart and the answer links."""
+
     client_id: str
     severity: str  # high | medium | low
     status: str  # new | ongoing
@@ -56,6 +59,8 @@ class FlaggedClient:
 
 @dataclass(frozen=True)
 class RepairedClient:
+    """A client whose alert episode closed in the week, back to their own baseline."""
+
     client_id: str
     instrument: str
     text: str
@@ -63,6 +68,8 @@ class RepairedClient:
 
 @dataclass(frozen=True)
 class ClinicianDigest:
+    """One clinician's digest for one clinic and week (flagged clients, repairs, answers given)."""
+
     clinic_id: str
     clinician_id: str
     week: Week
@@ -91,6 +98,8 @@ class ClinicianDigest:
 
 @dataclass(frozen=True)
 class DataTeamSummary:
+    """A clinic's data-quality week; counts below `SMALL_CELL` are already shown as "<5"."""
+
     clinic_id: str
     week: Week
     files_received: int
@@ -109,6 +118,8 @@ class DataTeamSummary:
 
 @dataclass(frozen=True)
 class Rendered:
+    """A digest as email parts, ready to write to the outbox and send."""
+
     subject: str
     text: str
     html_email: str  # charts referenced as cid:
@@ -118,6 +129,8 @@ class Rendered:
 
 @dataclass(frozen=True)
 class Delivery:
+    """What became of one digest due in a run (no address, no client code)."""
+
     clinic_id: str
     clinician_id: str  # '' for the data-team summary
     kind: str  # clinician | data_team

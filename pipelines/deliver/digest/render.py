@@ -78,6 +78,7 @@ def render_clinician_digest(d: ClinicianDigest) -> Rendered:
 
 
 def render_data_team_summary(s: DataTeamSummary) -> Rendered:
+    """The data team's summary as email parts (no images)."""
     subject = f"Alliance Watch data: {s.clinic_id} (week of {s.week.start.isoformat()})"
     ctx: dict[str, Any] = {"s": s, "subject": subject, "small_cell": SMALL_CELL}
     html = _HTML_ENV.get_template("data_team.html.j2").render(**ctx)
