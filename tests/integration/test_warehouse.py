@@ -343,18 +343,29 @@ def test_a_transaction_commits_at_its_end_or_early_return_and_rollback_writes_no
     assert conn.execute("select n from t order by n").fetchall() == [(1,), (2,), (10,)]
 
 
+def migrated() -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse with every embedded migration applied."""
+    from pipelines.warehouse import migrate
+
+    conn = duckdb.connect()
+    migrate(conn)
+    return conn
+
+
 def test_table_columns_are_the_migrated_tables_and_flag_columns_derive_from_flags() -> None:
     """`table_columns` is a table as sql/schema/ leaves it, in order; detection writes every
     column of `flags` but the time the warehouse stamps on a new flag."""
     from pipelines.detect.ruptures import FLAG_COLUMNS
-    from pipelines.warehouse import migrate, table_columns
+    from pipelines.warehouse import table_columns
 
-    conn = duckdb.connect()
-    migrate(conn)
-    flags = conn.execute(
-        "select column_name from duckdb_columns() "
-        "where schema_name = 'main' and table_name = 'flags' order by column_index"
-    ).fetchall()
+    flags = (
+        migrated()
+        .execute(
+            "select column_name from duckdb_columns() "
+            "where schema_name = 'main' and table_name = 'flags' order by column_index"
+        )
+        .fetchall()
+    )
     assert table_columns("flags") == tuple(c for (c,) in flags)
     assert tuple(c for (c,) in flags if c != "detected_at") == FLAG_COLUMNS
     with pytest.raises(KeyError, match="no table"):
@@ -396,14 +407,14 @@ def test_the_ducklake_ddl_restates_every_embedded_table_column_for_column() -> N
 def computed_not_null_columns() -> set[tuple[str, str]]:
     """(table, column) of every embedded column that is `not null` with a computed default
     (`now()`, `current_timestamp`, a sequence)."""
-    from pipelines.warehouse import migrate
-
-    embedded = duckdb.connect()
-    migrate(embedded)
-    rows = embedded.execute(
-        "select table_name, column_name, column_default from duckdb_columns() "
-        "where schema_name = 'main' and not is_nullable and column_default is not null"
-    ).fetchall()
+    rows = (
+        migrated()
+        .execute(
+            "select table_name, column_name, column_default from duckdb_columns() "
+            "where schema_name = 'main' and not is_nullable and column_default is not null"
+        )
+        .fetchall()
+    )
     return {
         (t, c) for t, c, d in rows if re.search(r"now\(\)|current_timestamp|nextval", str(d), re.I)
     }
