@@ -24,14 +24,18 @@ $(UV):
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "uv==$(UV_VERSION)"
 
+# Installed packages are compiled to bytecode once, here: where PYTHONDONTWRITEBYTECODE is set
+# (as on our CI machines) Python would otherwise compile every module it imports from source
+# in every process (each Airflow component, each test's subprocess): importing Great
+# Expectations and Airflow's SDK took 7.8 s of CPU instead of 3.9 s (benchmarks/README.md).
 # Embedded default: no DuckDB extension, no production extras.
 $(VENV)/.synced-default: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 	@rm -f $(VENV)/.synced-*; touch $@
 
 # Tests also cover the production profile (Celery, Postgres, DuckLake extensions).
 $(VENV)/.synced-all: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --quiet --all-extras
+	$(UV) sync --frozen --quiet --all-extras --compile-bytecode
 	@rm -f $(VENV)/.synced-*; touch $@
 
 venv: $(VENV)/.synced-default

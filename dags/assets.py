@@ -10,9 +10,26 @@ WAREHOUSE_MEASUREMENTS = Asset(
     name="warehouse.measurements", uri="alliance-watch://warehouse/measurements"
 )
 WAREHOUSE_FLAGS = Asset(name="warehouse.flags", uri="alliance-watch://warehouse/flags")
+# New Great Expectations validation results (an ingest run's files): the Data Docs site is
+# rendered again from them (`publish_data_docs`), once for a burst of runs.
+VALIDATION_RESULTS = Asset(name="validation.results", uri="alliance-watch://validation/results")
 
 # The single DuckDB writer: every task that opens the embedded warehouse file runs in this pool.
 EMBEDDED_WRITER_POOL = "duckdb_writer"
+# File preparation (reading, the guard, Great Expectations) is CPU-bound: this pool holds as many
+# `prepare` tasks at once as the workers have cores (created by `make up` and the compose
+# stack's `airflow-init`), so the prepares of many clinics never take every executor slot and
+# a clinic whose files are ready loads at once instead of queueing behind them (issue #20).
+PREPARE_POOL = "ingest_prepare"
+# Tasks on a clinic's way to its flags go first when executor slots are scarce (absolute
+# weights: Airflow's default sums the downstream tasks, which put every `prepare` before every
+# `load`).
+URGENT = {"priority_weight": 100, "weight_rule": "absolute"}
+# Detection waits for the loads queued for the writer slot (it drains whatever they queue, so
+# one detection after a burst of loads does the work of one per load) and goes before the rest.
+AFTER_LOADS = {"priority_weight": 50, "weight_rule": "absolute"}
+# CPU-bound batch work (file preparation, Data Docs): after them, whatever waits downstream.
+BATCH = {"priority_weight": 1, "weight_rule": "absolute"}
 
 
 def writer_pool() -> str:

@@ -6,8 +6,8 @@ folder dags/ is on PYTHONPATH.
 
 Celery's ``imports`` are imported by the worker's main process before it forks its pool, and
 every Airflow task runs in a process forked from a pool process, so each task starts with Great
-Expectations and the pipeline modules already imported (pipelines/warmup.py) instead of paying
-~5 s of imports. The scheduler builds the same Celery app but never imports ``imports``.
+Expectations, the pipeline modules and Airflow's plugins and listeners already loaded
+(dags/worker_warmup.py) instead of paying for them again. The scheduler builds the same Celery app but never imports ``imports``.
 """
 
 from __future__ import annotations
@@ -18,5 +18,5 @@ from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CON
 
 CELERY_CONFIG: dict[str, Any] = {
     **DEFAULT_CELERY_CONFIG,
-    "imports": [*DEFAULT_CELERY_CONFIG.get("imports", []), "pipelines.warmup"],
+    "imports": [*DEFAULT_CELERY_CONFIG.get("imports", []), "worker_warmup"],
 }

@@ -26,7 +26,7 @@ import datetime as dt
 from airflow.sdk import dag, task
 from failures import DEFAULT_ARGS
 
-from assets import WAREHOUSE_FLAGS, WAREHOUSE_MEASUREMENTS, WRITER_POOL
+from assets import AFTER_LOADS, WAREHOUSE_FLAGS, WAREHOUSE_MEASUREMENTS, WRITER_POOL
 
 
 @dag(
@@ -41,7 +41,7 @@ from assets import WAREHOUSE_FLAGS, WAREHOUSE_MEASUREMENTS, WRITER_POOL
     params={"full": False},
 )
 def detect_ruptures() -> None:
-    @task(pool=WRITER_POOL, outlets=[WAREHOUSE_FLAGS], max_active_tis_per_dag=1)
+    @task(pool=WRITER_POOL, outlets=[WAREHOUSE_FLAGS], max_active_tis_per_dag=1, **AFTER_LOADS)
     def detect(params=None, outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
         from airflow.sdk.exceptions import AirflowSkipException
 

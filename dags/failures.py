@@ -29,6 +29,20 @@ def contract_errors_fail_fast() -> Iterator[None]:
         raise AirflowFailException(f"{type(e).__name__}: {e}") from e
 
 
+class AlreadyReported(Exception):
+    """A task fails because an earlier task of its run failed, whose own failure notice already
+    went out: the run must end failed, but a second notice would only repeat the first."""
+
+
+def notify_unless_reported(context: Any) -> None:
+    """on_failure_callback of tasks that fail for an earlier task's failure (`AlreadyReported`):
+    no second notice for the same fault; any other failure is notified as usual."""
+    if isinstance(context.get("exception"), AlreadyReported):
+        log.info("failure already reported by the task that failed first")
+        return
+    notify_data_team(context)
+
+
 def notify_data_team(context: Any) -> None:
     """on_failure_callback: email the DAG's owner (the clinic's data team for ingest DAGs, the
     operations address otherwise) with the task, the error and the log address; no data values.

@@ -23,20 +23,35 @@ import datetime as dt
 from pathlib import Path
 
 from airflow.sdk import dag, task
-from failures import DEFAULT_ARGS, contract_errors_fail_fast
+from failures import (
+    DEFAULT_ARGS,
+    AlreadyReported,
+    contract_errors_fail_fast,
+    notify_unless_reported,
+)
 
-from assets import WAREHOUSE_MEASUREMENTS, WRITER_POOL, clinic_inbox_asset
+from assets import (
+    BATCH,
+    PREPARE_POOL,
+    URGENT,
+    VALIDATION_RESULTS,
+    WAREHOUSE_MEASUREMENTS,
+    WRITER_POOL,
+    clinic_inbox_asset,
+)
 
 
-def _clinic_configs(config_dir: Path) -> dict[str, str | None]:
-    """clinic_id (the file's stem) -> the config error, or None when the config is valid.
-    Only YAML and pydantic here: parsing stays fast, and one broken config never stops the
-    other clinics' DAGs."""
+def _clinic_configs(config_dir: Path, only: str | None = None) -> dict[str, str | None]:
+    """clinic_id (the file's stem) -> the config error, or None when the config is valid; with
+    `only`, that clinic's alone. Only YAML and pydantic here: parsing stays fast, and one broken
+    config never stops the other clinics' DAGs."""
     from pipelines.config import load_clinic_config
     from pipelines.errors import ConfigError
 
     out: dict[str, str | None] = {}
     for path in sorted((config_dir / "clinics").glob("*.y*ml")):
+        if only is not None and path.stem != only:
+            continue
         try:
             load_clinic_config(path)
             out[path.stem] = None
@@ -63,12 +78,26 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
         params={"files": None},
     )
     def ingest() -> None:
-        @task
-        def discover(params=None) -> list[list[dict]]:  # type: ignore[no-untyped-def]
-            """New files, in batches for `prepare` (`pipelines/ingest/batches.py`)."""
-            from pipelines.ingest.batches import plan
-            from pipelines.ingest.run import discover_from_snapshot
-            from pipelines.settings import paths_from_env, prepare_fanout_bytes
+        @task(pool=PREPARE_POOL, **BATCH)
+        def prepare(params=None, run_id=None, ti=None) -> list[list[dict]]:  # type: ignore[no-untyped-def]
+            """Discover the new files (the ledger read from the analyst snapshot: no writer
+            slot) and prepare the small ones here, side by side in worker processes; files of
+            `ALLIANCE_WATCH_PREPARE_FANOUT_BYTES` or more go on to `prepare_large`, one task
+            each. One task where there were two: a task's fixed cost is most of a small
+            clinic's ingest (issue #20). Returns the large files' batches (what
+            `prepare_large` maps over); the prepared small files go to `load` as XCom `staged`."""
+            import logging
+            import sys
+
+            # the worker should have imported GX before forking this task (worker_warmup.py)
+            warm = "great_expectations" in sys.modules
+            logging.getLogger("alliance_watch.ingest").info(
+                "Great Expectations %s",
+                "preloaded by the worker" if warm else "not preloaded: imported by this task",
+            )
+            from pipelines.ingest.batches import split_small_large
+            from pipelines.ingest.run import discover_from_snapshot, prepare_items
+            from pipelines.settings import paths_from_env, prepare_fanout_bytes, run_stage_dir
 
             p = paths_from_env().ensure()
             names = (params or {}).get("files")
@@ -76,20 +105,15 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
                 items = discover_from_snapshot(
                     clinic_id, p.config_dir, p.landing, p.warehouse, p.snapshot, names
                 )
-                return plan(items, prepare_fanout_bytes())
+                small, large = split_small_large(items, prepare_fanout_bytes())
+                stage = run_stage_dir(p, clinic_id, run_id)
+                staged = prepare_items(small, clinic_id, p.config_dir, stage, p.data_docs)
+            ti.xcom_push(key="staged", value=staged)
+            return large
 
-        @task
-        def prepare(batch: list[dict], run_id=None) -> list[dict]:  # type: ignore[no-untyped-def]
-            import logging
-            import sys
-
-            # the worker should have imported GX before forking this task (pipelines/warmup.py)
-            warm = "great_expectations" in sys.modules
-            logging.getLogger("alliance_watch.ingest").info(
-                "Great Expectations %s; %d files in this task",
-                "preloaded by the worker" if warm else "not preloaded: imported by this task",
-                len(batch),
-            )
+        @task(pool=PREPARE_POOL, **BATCH)
+        def prepare_large(batch: list[dict], run_id=None) -> list[dict]:  # type: ignore[no-untyped-def]
+            """One large file (`prepare`'s fan-out), in parts, in its own task."""
             from pipelines.ingest.run import prepare_items
             from pipelines.settings import paths_from_env, run_stage_dir
 
@@ -98,32 +122,67 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             with contract_errors_fail_fast():
                 return prepare_items(batch, clinic_id, p.config_dir, stage, p.data_docs)
 
-        @task(pool=WRITER_POOL, outlets=[WAREHOUSE_MEASUREMENTS])
-        def load(staged: list[list[dict]], outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
+        @task(
+            pool=WRITER_POOL,
+            outlets=[WAREHOUSE_MEASUREMENTS],
+            trigger_rule="none_failed",
+            **URGENT,
+        )
+        def load(large: list[list[dict]], ti=None, outlet_events=None) -> dict:  # type: ignore[no-untyped-def]
+            from airflow.sdk.exceptions import AirflowSkipException
+
             from pipelines.ingest.run import load_batches
             from pipelines.settings import paths_from_env
 
+            staged = ti.xcom_pull(task_ids="prepare", key="staged") or []
             # index by length: iterating a lazy XCom sequence probes one offset past its end
-            batches = [staged[i] for i in range(len(staged))]
+            batches = [staged] + [large[i] for i in range(len(large or []))]
+            if not any(batches):
+                # nothing new: no writer slot, no warehouse event, no detection
+                raise AirflowSkipException("no new file: nothing to load")
             p = paths_from_env()
             summary = load_batches(batches, clinic_id, p.config_dir, p.warehouse, p.snapshot)
             summary["clients"] = [list(c) for c in summary["clients"]]
             outlet_events[WAREHOUSE_MEASUREMENTS].extra = summary
             return summary
 
-        @task
-        def receipt(summary: dict, run_id=None) -> dict:  # type: ignore[no-untyped-def]
-            """Tell the clinic's data team at once what this run accepted and rejected, and
-            why, and the operators of any file held back by a fault of ours (outside the
-            writer pool: it never opens the warehouse)."""
+        @task(
+            trigger_rule="all_done",
+            retries=0,
+            on_failure_callback=notify_unless_reported,
+            outlets=[VALIDATION_RESULTS],
+            **URGENT,
+        )
+        def finish(run_id=None, ti=None) -> dict:  # type: ignore[no-untyped-def]
+            """Whatever happened: remove the run's staged Parquet (clinical rows; a rerun
+            prepares again from the landing files). After a load: tell the clinic's data team
+            at once what the run accepted and rejected, and why, and the operators of any file
+            held back by a fault of ours; the event on `validation.results` then has the Data
+            Docs rendered again (`publish_data_docs`, once for a burst of runs). Outside the
+            writer pool: it never opens the warehouse. One task where there were three (issue
+            #20). No retry: a second try would send the receipt twice."""
             import logging
+            import shutil
+
+            from airflow.sdk.exceptions import AirflowSkipException
 
             from pipelines.deliver.notify import notify_internal_errors, notify_receipt
-            from pipelines.settings import paths_from_env
+            from pipelines.settings import paths_from_env, run_stage_dir
 
             log = logging.getLogger("alliance_watch.ingest")
+            p = paths_from_env()
+            shutil.rmtree(run_stage_dir(p, clinic_id, run_id), ignore_errors=True)
+            summary = ti.xcom_pull(task_ids="load")
+            if summary is None:
+                staged = ti.xcom_pull(task_ids="prepare", key="staged")
+                if staged == [] and ti.xcom_pull(task_ids="prepare") == []:
+                    raise AirflowSkipException("no new file: nothing to say")
+                raise AlreadyReported(
+                    "the run did not load (see the task that failed: its notice went out); "
+                    "its staged files were removed, no receipt was sent"
+                )
             files = summary["files"]
-            result = notify_receipt(clinic_id, run_id, files, paths_from_env().config_dir)
+            result = notify_receipt(clinic_id, run_id, files, p.config_dir)
             log.info("receipt: sent=%s error=%s", result.ok, result.error)
             ops = notify_internal_errors(clinic_id, run_id, files)
             if ops is not None:  # files held back by a fault of ours: the operators hear of it
@@ -134,40 +193,27 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
                 "ops_notice": None if ops is None else ops.ok,
             }
 
-        @task
-        def data_docs() -> str | None:
-            """Render the GX Data Docs site once for this run's files (not per file); while
-            another run's build is running, that build renders once more instead."""
-            from pipelines.ingest.data_docs import build_when_wanted
-            from pipelines.ingest.run import publish_data_docs
-            from pipelines.settings import paths_from_env
-
-            docs = paths_from_env().data_docs
-            return build_when_wanted(docs, lambda: publish_data_docs(docs))
-
-        @task(trigger_rule="all_done")
-        def clean_stage(run_id=None) -> None:  # type: ignore[no-untyped-def]
-            """The run's staged Parquet holds clinical rows: it goes whatever happened (a
-            failed prepare or load included); a rerun prepares again from the landing files."""
-            import shutil
-
-            from pipelines.settings import paths_from_env, run_stage_dir
-
-            shutil.rmtree(run_stage_dir(paths_from_env(), clinic_id, run_id), ignore_errors=True)
-
-        loaded = load(prepare.expand(batch=discover()))
-        receipt(loaded)
-        loaded >> data_docs()  # a leaf that fails with the load, so the run does too
-        loaded >> clean_stage()
+        prepared = prepare()
+        large = prepare_large.expand(batch=prepared)
+        loaded = load(large)
+        prepared >> loaded
+        [prepared, large, loaded] >> finish()
 
     return ingest()
 
 
 def _register() -> None:
+    """A DAG per clinic config. A task process parses this file for its own DAG only (Airflow's
+    parsing context names it): it builds that clinic's DAG alone, not every clinic's, which
+    with many clinics was a good part of each task's start-up."""
+    from airflow.sdk import get_parsing_context
+
     from pipelines.settings import paths_from_env
 
     p = paths_from_env()
-    for clinic_id, error in _clinic_configs(p.config_dir).items():
+    wanted = get_parsing_context().dag_id
+    only = wanted.removeprefix("ingest_") if wanted and wanted.startswith("ingest_") else None
+    for clinic_id, error in _clinic_configs(p.config_dir, only).items():
         globals()[f"ingest_{clinic_id}"] = build_ingest_dag(clinic_id, str(p.inbox), error)
 
 

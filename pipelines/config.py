@@ -43,13 +43,23 @@ WIDE_KEYS: tuple[str, ...] = (
 # may load their totals without items (`allow_total_only`). Never PHQ-9, GAD-7 or WAI-SR: an
 # item missing there makes the measure invalid (DOMAIN.md).
 TOTAL_ONLY_INSTRUMENTS: tuple[str, ...] = ("SRS", "ORS")
-# A row condition: `<column> == <value>` or `<column> != <value>` (the value as text).
+# A row condition: `<column> == <value>` or `<column> != <value>` (the value as text), or
+# `<column> in (<value>, <value>, ...)` / `not in (...)`: one of several values, for a column an
+# export writes as a code or as its label (Qualtrics' `Finished`: 1 or True).
 _CONDITION = re.compile(r"^\s*(?P<column>.+?)\s*(?P<op>==|!=)\s*(?P<value>.*?)\s*$")
+_CONDITION_IN = re.compile(
+    r"^\s*(?P<column>.+?)\s+(?P<op>in|not\s+in)\s*\((?P<value>.*)\)\s*$", re.IGNORECASE
+)
 APPOINTMENT_KEYS: tuple[str, ...] = ("client_id", "clinician_id", "appointment_date", "status")
-# A pseudonymous code: letters, digits, "_" or "-", and at least one digit, so a bare name
-# ("Smithson") in a code column is never taken for a code; up to 64 characters, so UUIDs (36)
-# and hex digests (SHA-256: 64) are codes.
-DEFAULT_CODE_PATTERN = r"^(?=[A-Za-z_-]*[0-9])[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# A pseudonymous code: letters (of any script: "ÄÖ-0012", "ЖК-17"), digits 0-9, "_" or "-", and
+# "/" between two letters or digits (case numbers "2024/00317"), with at least one digit, so a
+# bare name ("Smithson") in a code column is never taken for a code; up to 64 characters, so
+# UUIDs (36) and hex digests (SHA-256: 64) are codes. Python `re` (the engine of validation and
+# of the guard's pattern checks): `[^\W\d_]` is a letter of any script.
+_CODE_CHAR = r"(?:[^\W\d_]|[0-9])"
+DEFAULT_CODE_PATTERN = (
+    rf"^(?=[^0-9]*[0-9]){_CODE_CHAR}(?:{_CODE_CHAR}|[_-]|/(?={_CODE_CHAR})){{0,63}}$"
+)
 CLINIC_ID_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
 
 
@@ -79,13 +89,24 @@ class Notifications(_Strict):
 
 def parse_condition(text: str) -> tuple[str, str, str]:
     """(column, operator, value) of a `keep_rows` condition; ValueError when it is not one."""
+    m = _CONDITION_IN.match(text) if isinstance(text, str) else None
+    if m is not None and m["column"]:
+        op = "not in" if m["op"].lower().startswith("not") else "in"
+        return m["column"], op, m["value"]
     m = _CONDITION.match(text) if isinstance(text, str) else None
     if m is None or not m["column"]:
         raise ValueError(
-            f"{text!r} is not a condition; write '<column> == <value>' or '<column> != <value>', "
-            "e.g. 'Finished == True'"
+            f"{text!r} is not a condition; write '<column> == <value>', '<column> != <value>' "
+            "or '<column> in (<value>, <value>)', e.g. 'Finished in (1, True)'"
         )
     return m["column"], m["op"], m["value"]
+
+
+def condition_values(op: str, value: str) -> list[str]:
+    """The values a parsed condition compares with: one, or the list of an `in` condition."""
+    if op in ("in", "not in"):
+        return [v.strip() for v in value.split(",")]
+    return [value]
 
 
 def _conditions(v: list[str]) -> list[str]:
@@ -256,7 +277,10 @@ FILE_SPEC_KEYS: tuple[str, ...] = (
     "header_rows",
     "keep_rows",
     "session_number_from",
+    "fill_from_client",
 )
+# columns `fill_from_client` may fill (a client's fixed attributes, never a session's values)
+FILL_FROM_CLIENT_KEYS: tuple[str, ...] = ("clinician_id", "episode_id")
 
 
 class FileSpec(_Strict):
@@ -280,6 +304,7 @@ class FileSpec(_Strict):
     header_rows: int | None = Field(default=None, ge=0, le=20)
     keep_rows: list[str] | None = None
     session_number_from: SessionNumberFrom | None = None
+    fill_from_client: list[str] | None = None
 
 
 class ClinicConfig(_Strict):
@@ -311,6 +336,10 @@ class ClinicConfig(_Strict):
     # one are filtered and counted with the condition (`ingest_files.rows_filtered`)
     keep_rows: list[str] = Field(default_factory=list)
     session_number_from: SessionNumberFrom | None = None
+    # canonical columns whose blank cells take the value the same client's other rows of the
+    # file hold (REDCap: a field of a non-repeating form sits on the record's base row only,
+    # blank on its repeating instances); a client with two values there is left blank
+    fill_from_client: list[str] = Field(default_factory=list)
     # instruments whose entries may carry a total without items (paper forms scored by hand)
     allow_total_only: list[str] = Field(default_factory=list)
     # several kinds of file: each its own pattern, dataset and reading keys (FILE_SPEC_KEYS);
@@ -454,6 +483,17 @@ class ClinicConfig(_Strict):
     @classmethod
     def _keep_rows(cls, v: list[str]) -> list[str]:
         return _conditions(v)
+
+    @field_validator("fill_from_client")
+    @classmethod
+    def _fill_from_client(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if c not in FILL_FROM_CLIENT_KEYS:
+                raise ValueError(
+                    f"{c!r} cannot be filled from the client's other rows; use "
+                    f"{', '.join(FILL_FROM_CLIENT_KEYS)}"
+                )
+        return v
 
     @field_validator("allow_total_only")
     @classmethod

@@ -131,6 +131,13 @@ def workers_wanted(name: str, env: Mapping[str, str] | None = None) -> int | Non
     return int(text) if text.isdigit() and int(text) > 0 else None
 
 
+def prepare_slots(env: Mapping[str, str] | None = None) -> int:
+    """Slots of the Airflow pool `ingest_prepare` (how many `prepare` tasks run at once):
+    ALLIANCE_WATCH_PREPARE_SLOTS, else the machine's cores. Preparing is CPU-bound; more at
+    once only queue for the cores, and would hold executor slots that loads need."""
+    return workers_wanted("PREPARE_SLOTS", env) or os.cpu_count() or 1
+
+
 def prepare_nice(env: Mapping[str, str] | None = None) -> int:
     """How much a prepare worker lowers its priority (ALLIANCE_WATCH_PREPARE_NICE, else 5)."""
     e = os.environ if env is None else env

@@ -35,16 +35,17 @@ def airflow_env(home: Path, airflow_home: Path) -> dict[str, str]:
 
 
 def prepare_airflow(env: dict[str, str]) -> None:
-    """Create the metadata DB and the single-writer pool (real Airflow CLI, SQLite)."""
+    """Create the metadata DB and the pools (real Airflow CLI, SQLite)."""
     full = {**os.environ, **env}
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=full, check=True, capture_output=True)
-    subprocess.run(
-        [airflow, "pools", "set", "duckdb_writer", "1", "single DuckDB writer"],
-        env=full,
-        check=True,
-        capture_output=True,
-    )
+    for pool, slots, what in (
+        ("duckdb_writer", "1", "single DuckDB writer"),
+        ("ingest_prepare", str(os.cpu_count() or 1), "file preparation (CPU-bound)"),
+    ):
+        subprocess.run(
+            [airflow, "pools", "set", pool, slots, what], env=full, check=True, capture_output=True
+        )
 
 
 def run_dags(as_of: dt.date) -> dict[str, str]:
@@ -56,7 +57,7 @@ def run_dags(as_of: dt.date) -> dict[str, str]:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     states: dict[str, str] = {}
     order = sorted(d for d in bag.dag_ids if d.startswith("ingest_"))
-    order += ["detect_ruptures", "weekly_digest"]
+    order += ["publish_data_docs", "detect_ruptures", "weekly_digest"]
     for dag_id in order:
         dag = bag.get_dag(dag_id)
         conf = {"as_of": as_of.isoformat()} if dag_id == "weekly_digest" else None

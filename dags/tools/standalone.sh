@@ -40,7 +40,7 @@ export PYTHONPATH="$ROOT/dags\${PYTHONPATH:+:\$PYTHONPATH}"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
-export AIRFLOW__CORE__PARALLELISM=4
+export AIRFLOW__CORE__PARALLELISM=8
 export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
 export AIRFLOW__API__HOST=127.0.0.1
@@ -54,7 +54,7 @@ export AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME=0.25
 # the executor's workers fork from a server that imported Great Expectations and the pipeline
 # modules once (pipelines/warmup.py), so each task starts warm instead of paying ~5 s of imports
 export AIRFLOW__SCHEDULER__MP_START_METHOD=forkserver
-export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=airflow.executors.local_executor,airflow.sdk.execution_time.supervisor,pipelines.warmup
+export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD=airflow.executors.local_executor,airflow.sdk.execution_time.supervisor,worker_warmup
 export AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=300
 # a task whose process died without a word (SIGKILL of the task and its supervisor, the OOM
 # killer) holds its pool slot, the single DuckDB writer, until the scheduler notices that its
@@ -91,7 +91,12 @@ from airflow.models import Connection, Pool
 from airflow.utils.session import create_session
 
 initdb()
+from pipelines.settings import prepare_slots
+
 Pool.create_or_update_pool("duckdb_writer", 1, "single DuckDB writer (embedded warehouse)", False)
+Pool.create_or_update_pool(
+    "ingest_prepare", prepare_slots(), "file preparation (CPU-bound): one per core", False
+)
 host = os.environ.get("ALLIANCE_WATCH_SMTP_HOST", "").strip()
 if host:
     with create_session() as s:

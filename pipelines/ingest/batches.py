@@ -27,6 +27,18 @@ def plan(items: list[dict[str, object]], fanout_bytes: int) -> list[list[dict[st
     return ([small] if small else []) + large
 
 
+def split_small_large(
+    items: list[dict[str, object]], fanout_bytes: int
+) -> tuple[list[dict[str, object]], list[list[dict[str, object]]]]:
+    """`plan` as the ingest DAG runs it: the small batch, which `prepare` prepares itself right
+    after discovery (empty when there is none), and the large ones, one `prepare_large` task
+    each."""
+    batches = plan(items, fanout_bytes)
+    if batches and not _is_large(batches[0][0], fanout_bytes):
+        return batches[0], batches[1:]
+    return [], batches
+
+
 def _is_large(item: dict[str, object], fanout_bytes: int) -> bool:
     return item.get("kind") == "delivery" and int(str(item.get("bytes") or 0)) >= fanout_bytes
 

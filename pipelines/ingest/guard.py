@@ -17,7 +17,9 @@ Both are vectorized (pyarrow compute / pandas string methods); nothing loops ove
 
 from __future__ import annotations
 
+import functools
 import re
+import string
 import unicodedata
 import warnings
 
@@ -37,7 +39,7 @@ REDACTED = "[redacted]"
 # (`pipelines.ingest.discovery.judge_fingerprint`).
 # Raise it with every change that can alter a verdict, so files judged by an older guard are
 # judged again and rows it held back wrongly load.
-GUARD_VERSION = "2"
+GUARD_VERSION = "3"
 
 # Header judging. A header is cut into tokens (camelCase, "_", "-", spaces and any other
 # punctuation split it; lowercase, accents folded, ß -> ss) and judged token by token, never by
@@ -186,7 +188,7 @@ def shown_header(header: list[str], index: int) -> str:
     import re
 
     name = header[index]
-    value_like = (_EMAIL, _URL, _IPV4, _IPV6, _SSN)
+    value_like = (_EMAIL_ASCII, _URL, _IPV4, _IPV6, _SSN)
     if any(re.search(p.replace("(?i)", ""), name, re.IGNORECASE) for p in value_like) or (
         len(re.findall(r"\d", name)) >= 7
     ):
@@ -214,7 +216,13 @@ def check_header(header: list[str], dataset: str, safe: list[str] | tuple[str, .
 
 
 # Value patterns (RE2 syntax, for pyarrow.compute.match_substring_regex).
-_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+_EMAIL = (
+    r"([\p{L}\p{N}._%+-]+|\"[^\"]+\")@([\p{L}\p{N}-]+(\.[\p{L}\p{N}-]+)*\.\p{L}{2,}|\[[0-9.:a-fA-F]+\])"
+    r"|(?i)[a-z0-9._%+-]+\s*[\[(<{]\s*(at|@)\s*[\])>}]\s*[a-z0-9-]+"
+    r"(\s*([\[(<{]\s*(dot|\.)\s*[\])>}]|\.)\s*[a-z0-9-]+)+"
+)
+# (Python `re` form, for header names: no \p{..} classes there)
+_EMAIL_ASCII = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _URL = r"(?i)(\b[a-z][a-z0-9+.-]*://|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|org|net|edu|gov|de|at|ch|uk|io|info)(/|\b))"
 # (four parts exactly: not inside a longer dotted number such as "01.23.45.67.89")
 _IPV4 = r"(^|[^\d.])(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}($|[^\d.]|\.\D|\.$)"
@@ -229,6 +237,8 @@ _GPS = (
 )
 # A lone high-precision decimal (a latitude or longitude) where no score belongs.
 _GPS_LONE = r"^\s*[-+]?\d{1,3}\.\d{5,}\s*$"
+# SAS's DATE9 ("12MAR1985"), common in clinical exports: a bare token to the cheap pass
+_DATE9 = r"(?i)^\s*(0?[1-9]|[12]\d|3[01])(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(19|20)\d{2}\s*$"
 # A date (of birth, say) where a code, score or label belongs: day, month and year with
 # separators in any common order (bare 8-digit numbers are left to the code pattern).
 _DATE_SHAPE = (
@@ -237,22 +247,97 @@ _DATE_SHAPE = (
     r"|^\s*(0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])[-./](19|20)\d{2}\s*$"
     r"|(?i)^\s*(0?[1-9]|[12]\d|3[01])\.?\s+\p{L}{3,9}\.?\s+(19|20)\d{2}\s*$"
     r"|(?i)^\s*\p{L}{3,9}\.?\s+(0?[1-9]|[12]\d|3[01]),?\s+(19|20)\d{2}\s*$"
+    rf"|{_DATE9}"
+    r"|(19|20)\d{2}\s*年\s*\d{1,2}\s*月(\s*\d{1,2}\s*日)?"
+)
+# A day/month/two-digit year (or month/day/...) written with slashes: "12/03/85".
+_SLASH_DATE_SHORT_YEAR = r"^\s*((0?[1-9]|[12]\d|3[01])/(0?[1-9]|1[0-2])|(0?[1-9]|1[0-2])/(0?[1-9]|[12]\d|3[01]))/\d{2}\s*$"
+# A date inside other text where no date belongs ("geb. 12.03.1985", "DOB: 1985-03-12",
+# "born 3 March 1985", "*01.04.1958"): a day, month and four-digit year, or a two-digit year
+# with "." or "/" ("12.3.85", "12/03/85"). Not in code columns, where digit groups are codes.
+_DATE_IN_TEXT: tuple[str, ...] = (
+    r"(^|[^\d.])(19|20)\d{2}[-./](0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])($|[^\d.])",
+    r"(^|[^\d.])(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}($|\D)",
+    r"(^|[^\d.])(0?[1-9]|1[0-2])/(0?[1-9]|[12]\d|3[01])/(19|20)\d{2}($|\D)",
+    r"^\s*(0?[1-9]|[12]\d|3[01])([-./])(0?[1-9]|1[0-2])[-./]\d{2}\s*$",
+    r"(?i)(^|[^\p{L}\d])(0?[1-9]|[12]\d|3[01])\.?\s+\p{L}{3,9}\.?,?\s+(19|20)\d{2}($|\D)",
+    r"(?i)(^|[^\p{L}])\p{L}{3,9}\.?\s+(0?[1-9]|[12]\d|3[01]),?\s+(19|20)\d{2}($|\D)",
+)
+# A date of birth with its label, in any column ("geb. 12.03.1985", "DOB 85-03-12").
+_DOB_LABEL: tuple[str, ...] = (
+    r"(?i)(^|[^\p{L}])(dob|d\.o\.b|born|birth\w*|geb|geboren|n[ée]e?\s+le|"
+    r"geburts\w*|fecha\s+de\s+nacimiento|nato|nata)(\s*[:.]\s*|\s+)\d",
+    r"^\s*[*✱]\s*\d{1,4}[-./]\d{1,2}[-./]\d{2,4}\s*$",
 )
 # A street address: a house number next to a street word, or a postal code before a town.
 _STREET_WORDS = (
     r"street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|"
     r"terrace|close|crescent|square|sq|highway|hwy"
 )
-_ADDRESS = (
-    rf"(?i)\b\d{{1,5}}[a-z]?,?\s+(\p{{L}}+\.?\s+){{0,3}}({_STREET_WORDS})\b"
-    r"|(?i)\p{L}{2,}(straße|strasse|str\.|gasse|weg|platz|allee|damm|ufer|steig|chaussee)\s*\d{1,4}"
-    r"|(?i)\b(stra(ss|ß)e|gasse|weg|platz|allee)\s+\d{1,4}"
-    r"|(?i)\b\d{1,5},?\s+(rue|avenue|boulevard|chemin|impasse|allée|place|calle|avenida|via|viale|piazza|plaza)\b"
-    r"|(?i)\b(rue|avenue|boulevard|chemin|calle|avenida|via|viale|piazza|plaza|carrer)\s+(\p{L}+\s+){0,4}\d{1,5}"
-    r"|(?i)\b(p\.?\s?o\.?\s+box|postfach)\s*\d"
+_ADDRESS: tuple[str, ...] = (
+    rf"(?i)\b\d{{1,5}}[a-z]?,?\s+(\p{{L}}+\.?\s+){{0,3}}({_STREET_WORDS})\b",
+    r"(?i)\p{L}{2,}(straße|strasse|str\.|gasse|weg|platz|allee|damm|ufer|steig|chaussee)\s*\d{1,4}",
+    r"(?i)\b(stra(ss|ß)e|gasse|weg|platz|allee)\s+\d{1,4}",
+    r"(?i)\b\d{1,5},?\s+(rue|avenue|boulevard|chemin|impasse|allée|place|calle|avenida|via|viale|piazza|plaza)\b",
+    r"(?i)\b(rue|avenue|boulevard|chemin|calle|avenida|via|viale|piazza|plaza|carrer)\s+(\p{L}+\s+){0,4}\d{1,5}",
+    r"(?i)\b(p\.?\s?o\.?\s+box|postfach)\s*\d",
+    # Dutch, Nordic, Finnish, Hungarian, Polish street words written onto the name
+    r"(?i)\p{L}{2,}(straat|laan|plein|gracht|kade|singel|dreef|steeg|gatan|vägen|vagen|gränd|"
+    r"torget|gade|vej|veien|vegen|vei|gata|gaten|tie|katu|kuja|polku|utca|út|ulica|aleja)"
+    r"\s*\d{1,4}",
+    # a street word before the name: Portuguese, Polish, Italian, Russian (ул., д., кв.)
+    r"(?i)(^|[^\p{L}\p{N}])((rua|travessa|largo|strada|corso|vicolo|улица)\s+|"
+    r"(ul|al|pl|os|ул|пр|просп|пер|д|кв)\.\s*)\p{L}+[\p{L}\s.,'-]*\d{1,5}",
+    # Japanese, Chinese and Korean addresses: a prefecture/ward/district/street sign with digits
+    r"[\p{Han}\p{Hangul}]+(都|道|府|県|市|区|町|村|丁目|番地|号|路|街|巷|弄|동|구|로|길)"
+    r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]*\d{1,5}",
+    # UK postcodes ("SW1A 2AA")
+    r"(^|[^A-Za-z0-9])[A-Z]{1,2}\d[A-Z\d]?\s+\d[ABD-HJLNP-UW-Z]{2}($|[^A-Za-z0-9])",
+    # Dutch, Polish, Portuguese and Swedish postal codes before a town ("1012 AB Amsterdam",
+    # "00-950 Warszawa", "1100-053 Lisboa", "111 22 Stockholm"); case matters
+    r"\b(\d{4}\s?[A-Z]{2}|\d{2}-\d{3}|\d{4}-\d{3}|\d{3}\s\d{2})\s+\p{Lu}\p{Ll}{2,}",
 )
-# a postal code before a town ("10115 Berlin", "75002 Paris"); case matters here
-_ZIP_TOWN = r"\b\d{5}\s+\p{Lu}\p{Ll}{2,}"
+# a postal code before a town ("10115 Berlin", "75002 Paris", "1165 København"); case matters
+_ZIP_TOWN = r"\b\d{4,5}\s+\p{Lu}\p{Ll}{2,}"
+# National identity and insurance numbers whose shape is their own: a birth date then a serial
+# (Swedish personnummer YYMMDD-NNNN, Danish CPR DDMMYY-NNNN, Finnish HETU DDMMYY-NNNC, Korean
+# RRN YYMMDD-NNNNNNN, German RVNR 12 150485 M 123), the Italian codice fiscale, the Spanish
+# DNI/NIE, the British NINO written with spaces, the Swiss AHV number, the Brazilian CPF and a
+# number with its label (MRN, NHS, Medicare, ...). Checksums are not computed: a mistyped or
+# synthetic number is still one.
+_YYMMDD = r"\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])"
+_DDMMYY = r"(0[1-9]|[12]\d|3[01])(0[1-9]|1[0-2])\d{2}"
+_NATIONAL_ID: tuple[str, ...] = (
+    rf"^\s*((19|20)?{_YYMMDD}[-+]\d{{4}}|{_DDMMYY}[-+A]\d{{3}}[0-9A-Y]|{_YYMMDD}-[1-8]\d{{6}}"
+    rf"|{_DDMMYY}\s\d{{5}})\s*$",
+    rf"^\s*\d{{2}}\s?{_DDMMYY}\s?[A-Z]\s?\d{{3}}\s*$",
+    r"(?i)^\s*[A-Z]{6}\d{2}[A-EHLMPRST]\d{2}[A-Z]\d{3}[A-Z]\s*$",
+    r"^\s*\d{8}-?[TRWAGMYFPDXBNJZSQVHLCKE]\s*$",
+    r"^\s*[A-Z]{2}\s\d{2}\s\d{2}\s\d{2}\s[A-D]\s*$",
+    r"\b756[.\s]?\d{4}[.\s]?\d{4}[.\s]?\d{2}\b",
+    r"^\s*(\d{3}\.\d{3}\.\d{3}-\d{2}|\d{2}\.\d{2}\.\d{2}-\d{3}\.\d{2})\s*$",
+)
+# a record, insurance or identity number with its label ("MRN: 12345678")
+_LABELLED_NUMBER = (
+    r"(?i)(^|[^\p{L}\p{N}])(mrn|nhs|medicare|ahv|avs|bsn|svnr|kvnr|nir|insee|pesel|cpr|hetu|"
+    r"personnummer|fødselsnummer|fodselsnummer|sozialversicherungs\w*|versicherten\w*|"
+    r"patient(en)?\s*(nr|no|number|nummer|id))(\s*[:.#]\s*|\s+)\d"
+)
+# IBANs: a country code, two check digits and the country's account number, compact or in
+# groups of four; the account numbers' own shapes keep hashes and codes out.
+_IBAN_BBAN = {
+    "DE": r"\d{18}", "AT": r"\d{16}", "CH": r"\d{5}[A-Z0-9]{12}", "LI": r"\d{5}[A-Z0-9]{12}",
+    "FR": r"\d{10}[A-Z0-9]{11}\d{2}", "MC": r"\d{10}[A-Z0-9]{11}\d{2}",
+    "GB": r"[A-Z]{4}\d{14}", "IE": r"[A-Z]{4}\d{14}", "NL": r"[A-Z]{4}\d{10}", "BE": r"\d{12}",
+    "LU": r"\d{3}[A-Z0-9]{13}", "ES": r"\d{20}", "PT": r"\d{21}", "IT": r"[A-Z]\d{10}[A-Z0-9]{12}",
+    "PL": r"\d{24}", "CZ": r"\d{20}", "SK": r"\d{20}", "HU": r"\d{24}", "SI": r"\d{15}",
+    "HR": r"\d{17}", "SE": r"\d{20}", "DK": r"\d{14}", "NO": r"\d{11}", "FI": r"\d{14}",
+    "IS": r"\d{22}", "EE": r"\d{16}", "LT": r"\d{16}", "GR": r"\d{7}[A-Z0-9]{16}",
+    "TR": r"\d{5}[A-Z0-9]{17}", "CY": r"\d{8}[A-Z0-9]{16}", "MT": r"[A-Z]{4}\d{5}[A-Z0-9]{18}",
+}  # fmt: skip
+_IBAN = "|".join(f"^{cc}\\d{{2}}{bban}$" for cc, bban in _IBAN_BBAN.items())
+# the grouped form, compacted before `_IBAN` judges it
+_IBAN_GROUPED = r"^\s*[A-Z]{2}\d{2}([\s\x{00A0}]?[A-Z0-9]{4}){2,7}([\s\x{00A0}]?[A-Z0-9]{1,4})?\s*$"
 # Phone numbers. Phone punctuation includes Unicode dashes and no-break / thin spaces.
 _DASH = r"\-\x{2010}-\x{2015}\x{2212}"
 _SPACE = r"\s\x{00A0}\x{2007}\x{2009}\x{202F}"
@@ -268,15 +353,34 @@ _PHONE_MARKER = rf"^\s*\+|^\s*\(|\(\s*\d{{1,5}}\s*\)|\d[{_SPACE}]+\(?\d|\d\s*/\s
 # Digit groups joined by "-" or "." only (what a code also looks like): phone numbers only in
 # their national groupings. NANP 3-3-4 (fictional 555-123-4567 included); a trunk "0" area code
 # then a subscriber number that never starts with 0 (Europe, Japan, Australia, ...: "030-1234567",
-# "01.23.45.67.89", "03-1234-5678"); mobile blocks of India (5-5), Spain (3-3-3), Italy (3-7).
+# "01.23.45.67.89", "03-1234-5678"); mobile blocks of India (5-5), Spain and Poland (3-3-3),
+# Italy (3-7); Russia's 8-912-345-67-89, China's 138-0013-8000, Brazil's 11-91234-5678,
+# Mexico's 55-1234-5678 and Poland's 22-123-45-67. A four-digit middle group that is a year
+# (19xx, 20xx) is a case number's ("12-2024-0042"), not a phone number's.
+_D = rf"[{_DASH}.]"
+_NOT_YEAR = r"(0\d|1[0-8]|2[1-9]|[3-9]\d)\d{2}"
+# (and, after a two-digit area code, no leading 0: "12-0042-0001" is site-subject-visit)
+_NOT_YEAR_NZ = r"(1[0-8]|2[1-9]|[3-9]\d)\d{2}"
 _PHONE_TEMPLATES = (
-    rf"^(1[{_DASH}.])?\d{{3}}[{_DASH}.]\d{{3}}[{_DASH}.]\d{{4}}$"
-    rf"|^0[1-9]\d{{0,4}}[{_DASH}.][1-9]\d{{1,7}}([{_DASH}.]\d{{1,5}}){{0,3}}$"
-    rf"|^[6-9]\d{{4}}[{_DASH}.]\d{{5}}$"
-    rf"|^[6-9]\d{{2}}[{_DASH}.]\d{{3}}[{_DASH}.]\d{{3}}$"
-    rf"|^[6-9]\d{{2}}([{_DASH}.]\d{{2}}){{3}}$"
-    rf"|^3\d{{2}}[{_DASH}.]\d{{7}}$"
+    rf"^(1{_D})?\d{{3}}{_D}\d{{3}}{_D}\d{{4}}$"
+    rf"|^0[1-9]\d{{0,4}}{_D}[1-9]\d{{1,7}}({_D}\d{{1,5}}){{0,3}}$"
+    rf"|^[6-9]\d{{4}}{_D}\d{{5}}$"
+    rf"|^[4-9]\d{{2}}{_D}\d{{3}}{_D}\d{{3}}$"
+    rf"|^[6-9]\d{{2}}({_D}\d{{2}}){{3}}$"
+    rf"|^3\d{{2}}{_D}\d{{7}}$"
+    rf"|^[78]{_D}\d{{3}}{_D}\d{{3}}{_D}\d{{2}}{_D}\d{{2}}$"
+    rf"|^1[3-9]\d{_D}{_NOT_YEAR}{_D}\d{{4}}$"
+    rf"|^[1-9]\d{_D}9\d{{4}}{_D}\d{{4}}$"
+    rf"|^[1-9]\d{_D}{_NOT_YEAR_NZ}{_D}\d{{4}}$"
+    rf"|^[1-9]\d{_D}[1-9]\d{{2}}{_D}\d{{2}}{_D}\d{{2}}$"
 )
+# Eight-digit numbers (Norway, Denmark, Singapore, Hong Kong) written in spaced groups, unless
+# they are a date ("2024 05 01", "01 05 2024").
+_PHONE_SPACED8 = rf"^\s*\d{{2,4}}([{_SPACE}]\d{{2,4}}){{1,3}}\s*$"
+_SPACED_DATE = r"^\s*((19|20)\d{2}\s\d{1,2}\s\d{1,2}|\d{1,2}\s\d{1,2}\s(19|20)\d{2})\s*$"
+# A case number with a year on one side of a slash ("2024/00317", "317/2024"): a slash
+# between digits is no phone sign there.
+_YEAR_SLASH = r"^\s*(\d{1,7}\s*/\s*(19|20)\d{2}|(19|20)\d{2}\s*/\s*\d{1,7})\s*$"
 # Bare digits with an international "00" prefix, long enough for a country code and number.
 _PHONE_BARE_INTL = r"^\s*00[1-9]\d{10,13}\s*$"
 # A time of day ("10:03:33"): removed before phone runs are looked for in other text, so a
@@ -286,7 +390,10 @@ _TIME = r"\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?"
 _PHONE_RUN = rf"(?:\+[{_SPACE}]*\d|\(\d|\d)[\d{_SPACE}{_DASH}()./]{{6,}}\d"
 # A person's name where a code belongs: words of letters (hyphens, apostrophes, initials)
 # separated by spaces, or "Surname, Given"; only checked on values failing the code pattern.
-_PERSON_NAME = r"^\s*\p{L}[\p{L}'’.-]*(,?\s+\p{L}[\p{L}'’.-]*)+\s*$|^\s*\p{L}+,\s*\p{L}+\s*$"
+_PERSON_NAME = (
+    r"^[\s\p{Zs}]*\p{L}[\p{L}\p{M}'’.-]*(,?[\s\p{Zs}]+\p{L}[\p{L}\p{M}'’.-]*)+[\s\p{Zs}]*$"
+    r"|^\s*\p{L}[\p{L}\p{M}]*,\s*\p{L}[\p{L}\p{M}]*\s*$"
+)
 # Cells that cannot be any kind above: a bare token of letters/digits/underscores with a letter
 # or "_" (no @, dot, colon, space, comma or punctuation), a number of at most 8 digits before
 # its decimals (a mean score may have many; no leading 0, which phone numbers have), or a
@@ -296,11 +403,12 @@ _SHORT_NUMBER = r"^\s*[-+]?(0|[1-9]\d{0,7})([.,]\d{1,4})?\s*$"
 _SCORE_NUMBER = r"^\s*[-+]?(0|[1-9]\d{0,7})([.,]\d+)?\s*$"  # a mean may have many decimals
 _DATE_ISH = r"^\s*\d{4}[-./]\d{1,2}[-./]\d{1,2}\s*$|^\s*\d{1,2}[-./]\d{1,2}[-./]\d{4}\s*$"
 # per column kind; a date is a finding only where no date belongs
+_BLANK = r"^\s*$"
 _CANNOT_IDENTIFY = {
-    "codes": f"{_BARE_TOKEN}|{_SHORT_NUMBER}",
-    "dates": f"{_BARE_TOKEN}|{_SHORT_NUMBER}|{_DATE_ISH}",
-    "scores": f"{_BARE_TOKEN}|{_SCORE_NUMBER}",
-    "other": f"{_BARE_TOKEN}|{_SHORT_NUMBER}",
+    "codes": f"{_BARE_TOKEN}|{_SHORT_NUMBER}|{_BLANK}",
+    "dates": f"{_BARE_TOKEN}|{_SHORT_NUMBER}|{_DATE_ISH}|{_BLANK}",
+    "scores": f"{_BARE_TOKEN}|{_SCORE_NUMBER}|{_BLANK}",
+    "other": f"{_BARE_TOKEN}|{_SHORT_NUMBER}|{_BLANK}",
 }
 # A bare whole number of 9 or more digits: a phone, account or record number wherever a score,
 # date or label belongs (in a code column it may be the code: see `_phone_like`).
@@ -313,7 +421,16 @@ _TIME_SUFFIX = (
 )
 
 # The kinds of column the guard knows; each is measured on its own (docs/validation.md).
-CODE_COLUMNS: tuple[str, ...] = ("client_id", "clinician_id")
+CODE_COLUMNS: tuple[str, ...] = ("client_id", "clinician_id", "episode_id")
+# A treatment-episode label is loaded and quarantined as delivered (no validation rule gives it
+# a shape), so the guard holds it to one: a short label ("A", "II"), a number with an optional
+# word before it ("2", "E1", "Episode 2", "EP-000123", "2a") or a year and a number ("2024-03",
+# "EP-2024-001"); anything else (a word alone, several digit groups) is held back.
+EPISODE_COLUMNS: tuple[str, ...] = ("episode_id",)
+EPISODE_PATTERN = (
+    r"^\s*(?:[A-Za-z]{1,3}|[A-Za-z]{0,12}[ ._-]?[0-9]{1,12}[A-Za-z]?"
+    r"|[A-Za-z]{0,12}[_-]?(19|20)[0-9]{2}[_/-][0-9]{1,6})\s*$"
+)
 DATE_COLUMNS: tuple[str, ...] = ("session_date", "appointment_date")
 SCORE_COLUMNS: tuple[str, ...] = ("session_number", "total", *ITEM_COLUMNS)
 
@@ -352,7 +469,15 @@ def _as_bool(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _matches(column: pa.ChunkedArray | pa.Array, pattern: str) -> np.ndarray:
+def _matches(column: pa.ChunkedArray | pa.Array, pattern: str | tuple[str, ...]) -> np.ndarray:
+    """Cells the pattern finds a match in; a tuple of patterns: any of them. (Alternatives kept
+    apart: one RE2 program of many Unicode alternatives outgrows RE2's DFA cache and runs a
+    hundred times slower, and a flag such as (?i) stays with its own alternative.)"""
+    if isinstance(pattern, tuple):
+        hit = np.zeros(len(column), dtype=bool)
+        for p in pattern:
+            hit |= _as_bool(pc.match_substring_regex(column, p))
+        return hit
     return _as_bool(pc.match_substring_regex(column, pattern))
 
 
@@ -376,10 +501,11 @@ def _phone_like(column: pa.Array, whole_value_only: bool) -> np.ndarray:
     digits = _digits(bare)
     chars = _matches(bare, _PHONE_CHARS)
     plus = _matches(bare, r"^\s*(\+|00[1-9])")
-    marked = chars & _matches(bare, _PHONE_MARKER) & (digits <= 15)
+    marked = chars & _matches(bare, _PHONE_MARKER) & (digits <= 15) & ~_matches(bare, _YEAR_SLASH)
     marked &= np.where(plus, digits >= 8, digits >= 9)
     templated = _matches(bare, _PHONE_TEMPLATES) & (digits >= 9) & (digits <= 12)
-    found = marked | templated | _matches(bare, _PHONE_BARE_INTL)
+    spaced8 = (digits == 8) & _matches(bare, _PHONE_SPACED8) & ~_matches(bare, _SPACED_DATE)
+    found = marked | templated | spaced8 | _matches(bare, _PHONE_BARE_INTL)
     if whole_value_only:
         return found
     # a phone number inside other text: the first run of digits and phone punctuation, once
@@ -392,6 +518,7 @@ def _phone_like(column: pa.Array, whole_value_only: bool) -> np.ndarray:
         n = _digits(run)
         run_marked = _matches(run, _PHONE_MARKER) | _matches(run, r"^\+")
         run_marked |= _matches(run, rf"[{_DASH}.]")
+        run_marked &= ~_matches(run, _YEAR_SLASH)
         found |= has_run & run_marked & (n >= 9) & (n <= 15)
     return found
 
@@ -439,6 +566,34 @@ class _Codes:
         return self._code
 
 
+def _gated(cells: pa.Array, gate: np.ndarray, pattern: str | tuple[str, ...]) -> np.ndarray:
+    """`_matches` on the cells where `gate` holds; nothing compiled when it holds nowhere."""
+    if not gate.any():
+        return np.zeros(len(cells), dtype=bool)
+    return _matches(cells, pattern) & gate
+
+
+_DIGIT_MAP: dict[int, str] = {}
+
+
+def _normalized(cells: pa.Array) -> pa.Array:
+    """The cells as the shape checks read them: compatibility forms folded (full-width "＋４９"
+    -> "+49", "＠" -> "@") and the decimal digits of every script as ASCII digits (Arabic-Indic,
+    Persian, Devanagari, ...), so a phone number or date written in them is judged as one. Only
+    cells with a non-ASCII character are touched (rare in codes, dates and scores)."""
+    wide = _matches(cells, r"[^\x00-\x7F]")
+    if not wide.any():
+        return cells
+    texts = cells.to_pylist()
+    for i in np.flatnonzero(wide):
+        text = unicodedata.normalize("NFKC", texts[i])
+        for ch in text:
+            if ch not in string.digits and ord(ch) not in _DIGIT_MAP and ch.isdecimal():
+                _DIGIT_MAP[ord(ch)] = str(unicodedata.decimal(ch))
+        texts[i] = text.translate(_DIGIT_MAP)
+    return pa.array(texts, pa.string())
+
+
 def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, RedactionMask]:
     """Find identifying values in the string columns of a raw (all-string) table.
 
@@ -483,23 +638,46 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         # One cheap pass finds the values that cannot hold any kind below (bare tokens, short
         # numbers, dates); the full battery runs only on the rest.
         kind = column_kind(col)
-        where = np.flatnonzero(~_matches(values, _CANNOT_IDENTIFY[kind]))
+        skip = _matches(values, _CANNOT_IDENTIFY[kind])
+        # a bare token may be an IBAN, a codice fiscale, a HETU, a DNI (9-34 letters and digits)
+        token_id = skip & _matches(values, r"^\s*[A-Za-z0-9]{9,34}\s*$")
+        token_id &= _matches(values, r"[0-9]") & _matches(values, r"[A-Za-z]")
+        if token_id.any():
+            shaped = _matches(values, _IBAN) | _matches(values, _NATIONAL_ID)
+            skip &= ~(token_id & (shaped | _matches(values, _DATE9)))
+        if col in EPISODE_COLUMNS:
+            # held to the episode shape first: a bare word (a surname) is no episode label
+            odd = ~_fullmatches(values, EPISODE_PATTERN) & ~_matches(values, r"^\s*$")
+            record(col, "not-code-like", odd, np.arange(len(values)), code)
+            skip |= odd
+        where = np.flatnonzero(~skip)
         if not len(where):
             continue
-        cells = pc.take(values, pa.array(where))
+        cells = _normalized(pc.take(values, pa.array(where)))
         if kind == "dates":
             # a value that is a date under the clinic's format is a date, whatever its digits
             keep = ~_parses_as_date(cells, cfg.date_format)
             where, cells = where[keep], pc.filter(cells, pa.array(keep))
             if not len(where):
                 continue
+        # Patterns with Unicode classes cost milliseconds to compile, so each runs only when
+        # some cell could hold what it finds (a letter, a digit, an "@").
+        letters = _matches(cells, r"[A-Za-z]|[^\x00-\x7F]")
+        digits = _matches(cells, r"[0-9]")
+        mixed = letters & digits
+        gated = functools.partial(_gated, cells)
+
         # An e-mail address or a URL is never a code, whatever a pattern admits.
-        email = _matches(cells, _EMAIL)
+        email = gated(_matches(cells, r"@|[aA][tT]"), _EMAIL)
         record(col, "email-like", email, where, code)
         record(col, "URL-like", _matches(cells, _URL) & ~email, where, code)
         # A pattern the clinic declared is authoritative for the values it matches in full:
         # the shape heuristics below (phone, SSN, IP, GPS, name) do not judge them.
-        declared = cfg.declared_code_pattern(col) if kind == "codes" else None
+        declared = (
+            cfg.declared_code_pattern(col)
+            if kind == "codes" and col not in EPISODE_COLUMNS
+            else None
+        )
         judged = ~email
         if declared:
             judged &= ~_fullmatches(cells, declared)
@@ -513,14 +691,33 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         record(col, "GPS-coordinate-like", gps, where, code)
         phone = judged & _phone_like(cells, whole_value_only=kind == "codes") & ~ssn & ~ip & ~gps
         record(col, "phone-number-like", phone, where, code)
-        address = judged & (_matches(cells, _ADDRESS) | _matches(cells, _ZIP_TOWN)) & ~phone
+        address = judged & (gated(mixed, _ADDRESS) | gated(mixed, _ZIP_TOWN)) & ~phone
         record(col, "street-address-like", address, where, code)
+        found = email | ip | ssn | gps | phone | address
+        national = judged & (gated(digits, _NATIONAL_ID) | gated(mixed, _LABELLED_NUMBER))
+        national &= ~found
+        record(col, "national-id-like", national, where, code)
+        compact = pc.replace_substring_regex(cells, r"[\s\x{00A0}]", "")
+        grouped = _matches(cells, _IBAN_GROUPED) | ~_matches(cells, r"\s")
+        iban = judged & grouped & mixed & ~found & ~national
+        if iban.any():
+            iban &= _matches(compact, _IBAN)
+        record(col, "IBAN-like", iban, where, code)
+        found |= national | iban
+        # a date of birth with its label, in any column
+        date = judged & gated(digits, _DOB_LABEL) & ~found
         if kind != "dates":  # where a date belongs, a date is a date (a session's)
-            date = judged & _matches(cells, _DATE_SHAPE) & ~phone & ~ip
-            record(col, "date-like", date, where, code)
+            date |= judged & gated(digits, _DATE_SHAPE) & ~phone & ~ip & ~national
+        if kind in ("scores", "other"):  # a date inside a label or a number is no score
+            date |= judged & gated(digits, _DATE_IN_TEXT) & ~found
+        if kind == "codes":  # "12/03/85": a code with slashes is no day/month/two-digit year
+            date |= judged & _matches(cells, _SLASH_DATE_SHORT_YEAR) & ~found
+        record(col, "date-like", date, where, code)
         if kind == "codes":
-            pattern = cfg.code_pattern_for(col)
-            name = judged & _fails_code_pattern(cells, pattern) & _matches(cells, _PERSON_NAME)
+            pattern = EPISODE_PATTERN if col in EPISODE_COLUMNS else cfg.code_pattern_for(col)
+            name = judged & gated(letters, _PERSON_NAME)
+            if name.any():
+                name &= _fails_code_pattern(cells, pattern)
             record(col, "person-name-like", name, where, code)
             continue
         # a long bare number where a date, score or label belongs: a phone, account or record
@@ -529,7 +726,7 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         record(col, "long-number", number, where, code)
         # The clinic's own configured labels (status words, instrument names) are not text.
         own = pc.is_in(pc.utf8_lower(cells), value_set=known_labels)
-        free = _matches(cells, _FREE_TEXT) & ~_as_bool(own)
+        free = gated(letters, _FREE_TEXT) & ~_as_bool(own)
         record(col, "free-text", free, where, code)
 
     issues = (

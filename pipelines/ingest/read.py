@@ -39,9 +39,9 @@ from pipelines.canonical import (
     REFERENCE_MEASURE_COLUMNS,
     SCHEMAS,
 )
-from pipelines.config import WIDE_KEYS, ClinicConfig, parse_condition
+from pipelines.config import WIDE_KEYS, ClinicConfig, condition_values, parse_condition
 from pipelines.errors import FileRejected
-from pipelines.ingest.guard import shown_header
+from pipelines.ingest.guard import identifying_headers, shown_header
 from pipelines.issues import empty_issues
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -124,9 +124,17 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
     if cfg.file_type == "parquet" or head.startswith(PARQUET_MAGIC):
         table = _read_parquet(path)
         return _finish(path, dataset, cfg, table, list(table.column_names), [], "", size, False)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and not _is_utf16(cfg.encoding):
+        # Excel's "Unicode Text" and some tools' "Unicode" CSVs: a UTF-16 byte-order mark says
+        # what the encoding is, whatever the config says
+        cfg = cfg.model_copy(update={"encoding": "utf-16"})
     try:
         # a line ends at LF, CRLF or (Excel's "CSV (Macintosh)") a lone CR, as for the reader
-        first_line = head.split(b"\n", 1)[0].split(b"\r", 1)[0].decode(cfg.encoding)
+        if _is_utf16(cfg.encoding):  # two bytes a character: split the decoded text
+            text = head[: len(head) // 2 * 2].decode(cfg.encoding, errors="ignore")
+            first_line = text.split("\n", 1)[0].split("\r", 1)[0]
+        else:
+            first_line = head.split(b"\n", 1)[0].split(b"\r", 1)[0].decode(cfg.encoding)
     except UnicodeDecodeError:
         raise FileRejected(
             "undecodable_bytes", f"line 1 is not valid {cfg.encoding}; export as {cfg.encoding}"
@@ -141,8 +149,8 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
         invalid_texts.append(row.text)
         return "skip"
 
-    try:
-        table = pacsv.read_csv(
+    def parse(newlines_in_values: bool) -> pa.Table:
+        return pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(
                 encoding=cfg.encoding,
@@ -150,7 +158,9 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
                 skip_rows_after_names=cfg.header_rows,
             ),
             parse_options=pacsv.ParseOptions(
-                delimiter=cfg.delimiter, newlines_in_values=False, invalid_row_handler=on_invalid
+                delimiter=cfg.delimiter,
+                newlines_in_values=newlines_in_values,
+                invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
                 # as text, as delivered: inferred as numbers, "0012" would come back as "12"
@@ -162,6 +172,22 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
                 check_utf8=True,
             ),
         )
+
+    record_lines: np.ndarray | None = None
+    try:
+        table = parse(newlines_in_values=False)
+        if invalid_texts and b'"' in head + _tail(path):
+            # Quoted values with line breaks (Qualtrics' question texts in its header rows, a
+            # free-text answer): read again allowing them; each record's line is then where it
+            # starts. Only files with lines of the wrong field count pay for this.
+            kept = list(invalid_texts)
+            invalid_texts.clear()
+            retry = parse(newlines_in_values=True)
+            if len(invalid_texts) < len(kept):
+                table = retry
+                record_lines = _record_start_lines(path, cfg, table.num_rows + len(invalid_texts))
+            else:
+                invalid_texts[:] = kept
     except pa.ArrowInvalid as e:
         msg = str(e)
         if "UTF8" in msg or "utf8" in msg.lower():
@@ -191,6 +217,7 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
                 f"{shown_header(table.column_names, len(cols))!r}) is not "
                 f"valid {cfg.encoding}; export the file as {cfg.encoding}",
             ) from None
+    _check_duplicate_names(table.column_names, dataset, cfg)
     table = pa.table(cols)
     header = list(table.column_names)
     invalid = (
@@ -198,7 +225,77 @@ def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
         if invalid_texts
         else []
     )
-    return _finish(path, dataset, cfg, table, header, invalid, first_line, size, True)
+    if invalid and record_lines is not None:
+        record_lines = None  # numbered as physical lines, as `_locate_lines` numbers them
+    return _finish(path, dataset, cfg, table, header, invalid, first_line, size, True, record_lines)
+
+
+def _is_utf16(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "").startswith("utf16")
+
+
+def _tail(path: Path, n: int = 64 * 1024) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(max(0, path.stat().st_size - n))
+        return fh.read()
+
+
+def _record_start_lines(path: Path, cfg: ClinicConfig, n: int) -> np.ndarray | None:
+    """The physical line (header = 1) each data record starts on, when quoted values span
+    lines; None when the records cannot be told apart the same way (then they are numbered
+    as if one line each)."""
+    import csv
+
+    starts: list[int] = []
+    with path.open("r", encoding=cfg.encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=cfg.delimiter)
+        line = 1
+        i = 0
+        for record in reader:
+            if record:  # the CSV reader, like pyarrow, skips empty lines
+                if i > cfg.header_rows:
+                    starts.append(line)
+                i += 1
+            line = reader.line_num + 1
+    if len(starts) != n:
+        return None
+    return np.asarray(starts, dtype=np.int64)
+
+
+def _config_columns(dataset: str, cfg: ClinicConfig) -> set[str]:
+    """The file's headers the config names: mapped columns, wide block columns and the columns
+    of conditions and of the session number."""
+    mapping = cfg.columns if dataset == "measures" else cfg.appointment_columns
+    named = set(mapping.values())
+    named |= {parse_condition(c)[0] for c in cfg.keep_rows}
+    if dataset == "measures" and cfg.wide is not None and cfg.layout == "wide":
+        for code, (items, total) in cfg.wide.resolved().items():
+            named |= {*items, *([total] if total else [])}
+            block = cfg.wide.blocks.get(code)
+            named |= {parse_condition(c)[0] for c in (block.keep_rows if block else [])}
+    if dataset == "measures" and cfg.session_number_from and cfg.session_number_from.column:
+        named.add(cfg.session_number_from.column)
+    return named
+
+
+def _check_duplicate_names(names: list[str], dataset: str, cfg: ClinicConfig) -> None:
+    """A header name the config uses must be one column: REDCap's labels export names every
+    form's status column "Complete?", and a condition on it would read one of them, unsaid."""
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    used = _config_columns(dataset, cfg)
+    twice = [n for n, k in seen.items() if k > 1 and n in used]
+    if twice:
+        shown = ", ".join(
+            f"{shown_header(names, names.index(n))!r} ({seen[n]} times)" for n in twice
+        )
+        raise FileRejected(
+            "duplicate_column",
+            f"the header has {shown}, which the config uses: it cannot tell which one is meant; "
+            "export with unique column names (REDCap: the raw export with variable names, "
+            "not labels)",
+        )
 
 
 def _locate_lines(path: Path, encoding: str, texts: list[str], header_lines: int = 1) -> list[int]:
@@ -360,8 +457,10 @@ def _text_eq(col: pa.ChunkedArray | pa.Array, value: str) -> np.ndarray:
 
 def _condition_holds(table: pa.Table, text: str) -> np.ndarray:
     column, op, value = parse_condition(text)
-    eq = _text_eq(table.column(column), value)
-    return eq if op == "==" else ~eq
+    eq = np.zeros(table.num_rows, dtype=bool)
+    for v in condition_values(op, value):
+        eq |= _text_eq(table.column(column), v)
+    return eq if op in ("==", "in") else ~eq
 
 
 def _blank_rows(table: pa.Table) -> np.ndarray:
@@ -445,6 +544,7 @@ def _finish(
     first_line: str,
     size: int,
     is_csv: bool,
+    record_lines: np.ndarray | None = None,
 ) -> RawFile:
     mapping = cfg.columns if dataset == "measures" else cfg.appointment_columns
     inverse = {src: canon for canon, src in mapping.items()}
@@ -510,6 +610,8 @@ def _finish(
     # = "line" 2) so quarantine reports read alike.
     n = table.num_rows
     lines = np.arange(n, dtype=np.int64) + 2 + (cfg.header_rows if is_csv else 0)
+    if record_lines is not None and len(record_lines) == n:
+        lines = record_lines
     skipped = np.sort(np.array([i for i in invalid if i >= 0], dtype=np.int64))
     if len(skipped):
         # shift each record past the invalid lines that precede it
@@ -524,6 +626,16 @@ def _finish(
         filtered[BLANK_ROW] = int(blank.sum())
     for text in cfg.keep_rows:
         fails = taken & ~_condition_holds(table, text)
+        if fails.any() and fails.sum() == taken.sum():
+            # no row meets it: a config that does not fit the export (Qualtrics' "numeric
+            # values" write Finished as 1, not True), not a file of rows to set aside
+            column = parse_condition(text)[0]
+            raise FileRejected(
+                "nothing_kept",
+                f"keep_rows {text!r} holds on none of the file's {int(taken.sum())} rows; check "
+                f"the values your export writes in {column!r} (a code or its label, e.g. 1 or "
+                "True) and list them all: '<column> in (<value>, <value>)'",
+            )
         if fails.any():
             filtered[_filtered_reason(text, "keep_rows")] = int(fails.sum())
             taken &= ~fails
@@ -535,6 +647,9 @@ def _finish(
     if snf is not None and snf.column:
         out = out.append_column(SESSION_SOURCE, table.column(snf.column))
     out = out.append_column("source_line", pa.array(lines, pa.int64()))
+    for c in cfg.fill_from_client if dataset == "measures" else ():
+        if c in out.column_names:
+            out = out.set_column(out.schema.get_field_index(c), c, _fill_from_client(out, c))
     if wide:
         out = _melt_wide(out, table, blocks, cfg, filtered)
     elif dataset == "measures" and cfg.instrument is not None:
@@ -552,6 +667,19 @@ def _finish(
             out = out.append_column(
                 "session_number", pa.repeat(pa.scalar("", pa.string()), out.num_rows)
             )
+    # A column whose name reads as an identifier but that is blank on every line holds none
+    # (Qualtrics writes IPAddress, Recipient*, ExternalReference and Location* into every export,
+    # empty for an anonymous survey): it is ignored, not judged. One value in it, and the header
+    # check rejects the file.
+    named = _config_columns(dataset, cfg)
+    empty = {
+        h
+        for h in identifying_headers(header, cfg.safe_columns)
+        if h not in named and h in table.column_names and _all_blank(table.column(h))
+    }
+    if empty:
+        header = [h for h in header if h not in empty]
+        ignored = [f"{h} (blank)" if h in empty else h for h in ignored]
     return RawFile(
         dataset=dataset,
         header=header,
@@ -561,6 +689,27 @@ def _finish(
         filtered=filtered,
         issues=issues,
     )
+
+
+def _all_blank(col: pa.ChunkedArray) -> bool:
+    longest = pc.max(pc.utf8_length(pc.utf8_trim_whitespace(col))).as_py()
+    return longest is None or longest == 0
+
+
+def _fill_from_client(out: pa.Table, column: str) -> pa.Array:
+    """`column` with each blank cell filled from the same client's other rows, when they hold
+    exactly one value (`fill_from_client`); a client with none or several keeps its blanks."""
+    client = pc.utf8_trim_whitespace(out.column("client_id")).to_pandas()
+    value = pc.utf8_trim_whitespace(out.column(column)).to_pandas()
+    frame = pd.DataFrame({"client": client, "value": value})
+    held = frame[(frame["value"] != "") & (frame["client"] != "")]
+    counts = held.groupby("client")["value"].nunique()
+    single = held[held["client"].isin(counts[counts == 1].index)]
+    one = single.drop_duplicates("client").set_index("client")["value"]
+    blank = (frame["value"] == "") & frame["client"].isin(one.index)
+    filled = frame["value"].where(~blank, frame["client"].map(one))
+    raw = out.column(column).to_pandas()
+    return pa.array(raw.where(~blank, filled).tolist(), pa.string())
 
 
 def _melt_wide(
@@ -653,9 +802,17 @@ def _strip_leading_zeros(text: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring_regex(text, r"(^|\D)0+(\d)", r"\1\2")
 
 
+# A local time of day after a date ("2025-04-02 14:01:07", "2025-04-02T14:01", "4/2/2025 2:01 PM");
+# not one with a zone ("...Z", "+02:00"), whose date may be another day where the clinic is.
+_LOCAL_TIME = r"(?i)[ T]+\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?(\s*[ap]\.?m\.?)?\s*$"
+
+
 def _cast_date(col: pa.ChunkedArray, fmt: str) -> tuple[pa.Array, np.ndarray]:
     values_d, idx = _distinct(col)
     text = _blank_to_null(values_d)
+    if not any(d in fmt for d in ("%H", "%I", "%M", "%S", "%p", "%X", "%c")):
+        # a date format and a timestamp (survey tools record the time): the date is the day
+        text = pc.replace_substring_regex(text, _LOCAL_TIME, "")
     parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
     # strptime rolls impossible dates over (31.02. -> 03.03.): a date must format back to its
     # own text (leading zeros aside, so 3/4/2025 passes for %m/%d/%Y).

@@ -404,7 +404,12 @@ QUALTRICS_TEXT = {
     "client_code": "client_code",
     "clinician_code": "clinician_code",
 }
-QUALTRICS_KEEP = ["Status != Survey Preview", "Finished == True"]
+# Both export modes: "Use numeric values" writes Status 0/1/2/8/9 and Finished 1/0, choice text
+# writes "IP Address"/"Survey Preview"/... and True/False.
+QUALTRICS_KEEP = [
+    "Status not in (1, 2, 8, 9, Survey Preview, Survey Test, Spam, Preview Spam)",
+    "Finished in (1, True)",
+]
 
 
 def _qualtrics(spec: ClinicSpec, c: Cohort, d: Path, period: str) -> ToolExport:

@@ -10,8 +10,10 @@
 -- mostly early sessions, and one threshold over all of them would lag behind. A stage with fewer
 -- than a fifth of `budget_min_sessions` earlier sessions uses the clinic's threshold over all
 -- stages; a clinic with fewer than `budget_min_sessions` has none, and the default evidence
--- threshold applies (the prior). Scores are binned at 0.05: exact running quantiles cost
--- minutes at scale.
+-- threshold applies (the prior). A trailing quantile still lags a clinic whose share of
+-- sessions inside ruptures moves week by week, so the quantile's level is corrected by how far
+-- the uncorrected rule's rate over the last 6 earlier weeks was from the budget (`corrections`).
+-- Scores are binned at 0.05: exact running quantiles cost minutes at scale.
 with scores as (
     select
         s.param_key,
@@ -146,14 +148,15 @@ tails as (
     from earlier
 ),
 
-stage_thresholds as (
+uncorrected_stage as (
+    -- each stage's quantile at the clinic's budget: the lowest bin whose tail stays within it;
+    -- none qualifies: above all
     select
         c.param_key,
         c.week_start,
         c.stage,
         c.n_sessions_before,
         c.n_history,
-        -- the lowest bin whose tail stays within the budget; none qualifies: above all
         coalesce(
             min(t.bin) filter (where t.n_at_or_above <= p.alert_budget * c.n_sessions_before)
             / 20.0,
@@ -169,6 +172,108 @@ stage_thresholds as (
     group by all
 ),
 
+uncorrected as (
+    -- the rule without correction: a stage's own quantile, the clinic's over all stages for a
+    -- stage with little history, none (the default evidence threshold) for a young clinic
+    select
+        s.param_key,
+        s.week_start,
+        s.stage,
+        case
+            when a.n_history < p.budget_min_sessions then p.flag_evidence
+            when s.n_sessions_before * 5 < p.budget_min_sessions then a.threshold
+            else s.threshold
+        end as threshold
+    from uncorrected_stage as s
+    inner join uncorrected_stage as a
+        on s.param_key = a.param_key
+        and s.week_start = a.week_start
+        and a.stage = -1
+    inner join detect_params as p
+        on s.param_key = p.param_key
+    where s.stage >= 0
+),
+
+realized as (
+    -- per week: the sessions, and the candidates the uncorrected rule would have flagged
+    select
+        u.param_key,
+        u.week_start,
+        count(s.param_key) as n_sessions,
+        count(s.param_key) filter (where s.is_candidate and s.alert_score >= u.threshold)
+            as n_flagged
+    from uncorrected as u
+    left join scores as s
+        on u.param_key = s.param_key
+        and u.week_start = s.week_start
+        and u.stage = s.stage
+    group by all
+),
+
+corrections as (
+    -- A trailing quantile lags a clinic whose share of sessions inside ruptures grows week by
+    -- week (a young clinic filling up, sustained ruptures accumulating) or falls: applied to
+    -- the weeks it judged, the rule flags more (or fewer) than the budget. Its realized rate
+    -- over the last 6 earlier weeks (the default evidence threshold of a young clinic's first
+    -- weeks included: those flags count in the clinic's rate too) is known by each week; the
+    -- quantile level is scaled by budget / realized rate (bounded to half and one and a half
+    -- times the budget). The uncorrected rule's rate, not the corrected one's: that is not
+    -- recursive, and its lag is what is corrected. Earlier weeks only: no look-ahead.
+    select
+        r.param_key,
+        r.week_start,
+        case
+            when sum(r.n_sessions) over w_recent > 0
+                then least(
+                    greatest(
+                        p.alert_budget * p.alert_budget * sum(r.n_sessions) over w_recent
+                        / greatest(sum(r.n_flagged) over w_recent, 0.5),
+                        0.5 * p.alert_budget
+                    ),
+                    1.5 * p.alert_budget
+                )
+        end as corrected_budget
+    from realized as r
+    inner join detect_params as p
+        on r.param_key = p.param_key
+    window
+        w_recent as (
+            partition by r.param_key
+            order by r.week_start
+            rows between 6 preceding and 1 preceding
+        )
+),
+
+stage_thresholds as (
+    -- each stage's quantile at the budget corrected for the lag of the uncorrected rule: the
+    -- lowest bin whose tail stays within it; none qualifies: above all
+    select
+        c.param_key,
+        c.week_start,
+        c.stage,
+        c.n_sessions_before,
+        c.n_history,
+        coalesce(
+            min(t.bin) filter (
+                where t.n_at_or_above <= coalesce(k.corrected_budget, p.alert_budget)
+                * c.n_sessions_before
+            )
+            / 20.0,
+            50.0
+        ) as corrected_threshold
+    from counts_before as c
+    inner join detect_params as p
+        on c.param_key = p.param_key
+    left join tails as t
+        on c.param_key = t.param_key
+        and c.week_start = t.week_start
+        and c.stage = t.stage
+    left join corrections as k
+        on c.param_key = k.param_key
+        and c.week_start = k.week_start
+    group by all
+),
+
 thresholds as (
     select
         s.param_key,
@@ -176,11 +281,11 @@ thresholds as (
         s.stage,
         case
             when a.n_history < p.budget_min_sessions then null
-            when s.n_sessions_before * 5 < p.budget_min_sessions then a.threshold
-            else s.threshold
+            when s.n_sessions_before * 5 < p.budget_min_sessions then a.corrected_threshold
+            else s.corrected_threshold
         end as budget_threshold,
         -- the clinic's threshold over all stages, for the calibration record
-        case when a.n_history >= p.budget_min_sessions then a.threshold end
+        case when a.n_history >= p.budget_min_sessions then a.corrected_threshold end
             as clinic_threshold
     from stage_thresholds as s
     inner join stage_thresholds as a

@@ -2,11 +2,46 @@
 -- the client's own running baseline (mean and SD of every earlier session), part baselines and
 -- SDs, missed appointments since the previous session, and what the clinic's calibration
 -- (clinic_calibration) pools: each session's one-step prediction residual against the client's
--- own baseline, and the week the session falls in. One window pass over
--- narrow rows; every frame ends at the current row and every appointment counted is dated before
--- the session (no look-ahead).
-with series as (
-    select * from detect_alliance_series
+-- own baseline, and the week the session falls in. Two window passes over narrow rows (the
+-- client's time line of sessions and misses, then the series); every frame ends at the current
+-- row and every appointment counted is dated before the session (no look-ahead).
+with misses as (
+    -- cancellations and no-shows initiated by the client
+    select
+        hash(clinic_id, client_id) as client_key,
+        appointment_date
+    from detect_scope_appointments
+    where status in ('cancelled', 'no_show')
+),
+
+events as (
+    -- every session and every miss of a client on one time line: a miss on a session's date
+    -- sorts after the session (it counts toward the next one)
+    select
+        s.*,
+        0 as is_miss
+    from detect_alliance_series as s
+    union all by name
+    select
+        m.client_key,
+        m.appointment_date as session_date,
+        1 as is_miss
+    from misses as m
+),
+
+series as (
+    -- the client's misses dated before each session: the misses since the previous session
+    -- are the difference from that session's count (one window pass over narrow rows, cheaper
+    -- at scale than a range join of every session with every miss of its client)
+    select
+        * exclude (is_miss),
+        sum(is_miss) over (
+            partition by client_key
+            order by session_date, is_miss
+            rows between unbounded preceding and current row
+        ) as misses_before
+    from events
+    qualify is_miss = 0
 ),
 
 windowed as (
@@ -25,7 +60,9 @@ windowed as (
         -- equal to session_number only if two series share a key (measurements are unique per
         -- clinic, client, session and instrument): detect.py refuses to go on
         lag(session_number) over w_series as previous_session_number,
-        lag(session_date) over w_series as previous_date,
+        -- misses since the previous session, up to (not including) this one; none counted
+        -- before a first session
+        coalesce(misses_before - lag(misses_before) over w_series, 0) as n_missed_since_previous,
         avg(total) over w_prior as baseline_total,
         stddev_samp(total) over w_prior as baseline_sd,
         avg(bond_score) over w_prior as baseline_bond,
@@ -47,30 +84,6 @@ windowed as (
             order by session_number
             rows between unbounded preceding and 1 preceding
         )
-),
-
-misses as (
-    -- cancellations and no-shows initiated by the client
-    select
-        hash(clinic_id, client_id) as client_key,
-        appointment_date
-    from detect_scope_appointments
-    where status in ('cancelled', 'no_show')
-),
-
-missed_counts as (
-    -- misses since the previous session, up to (not including) this one: an equi-join on the
-    -- client with a date range, cheaper at scale than a cumulative count and an ASOF join
-    select
-        w.series_key,
-        w.session_number,
-        count(*) as n_missed
-    from windowed as w
-    inner join misses as m
-        on w.client_key = m.client_key
-        and m.appointment_date >= w.previous_date
-        and m.appointment_date < w.session_date
-    group by w.series_key, w.session_number
 ),
 
 features as (
@@ -96,8 +109,7 @@ features as (
         w.baseline_goal_task_contrast,
         w.baseline_bond_contrast_sd,
         w.baseline_goal_task_contrast_sd,
-        -- none counted before a first session
-        coalesce(c.n_missed, 0) as n_missed_since_previous,
+        w.n_missed_since_previous,
         -- the calibration period: a session is judged with what the clinic's sessions of
         -- earlier weeks show
         date_trunc('week', w.session_date)::date as week_start,
@@ -109,9 +121,6 @@ features as (
         (w.goal_task_contrast - w.baseline_goal_task_contrast) ^ 2 * w.n_prior / (w.n_prior + 1)
             as u_goal_task_contrast
     from windowed as w
-    left join missed_counts as c
-        on w.series_key = c.series_key
-        and w.session_number = c.session_number
 )
 
 select * from features

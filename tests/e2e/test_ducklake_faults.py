@@ -143,7 +143,7 @@ def test_discovery_on_a_new_lake_finds_every_file(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The Airflow `discover` under DuckLake reads the lake's ledger; on a lake nobody has
+    """The Airflow `prepare` (its discovery) under DuckLake reads the lake's ledger; on a lake nobody has
     written yet it creates the tables first instead of failing on a missing `ingest_files`."""
     from pipelines.ingest.run import discover_from_snapshot
 

@@ -49,10 +49,10 @@ def test_a_killed_load_frees_the_slot_within_a_minute_and_down_stops_everything(
         s.start(env, watchers=1)
 
         (home / "inbox" / f"{clinic}.ready").touch()
-        # the load must be running when it is killed: hold the warehouse once `discover` is
+        # the load must be running when it is killed: hold the warehouse once `prepare` is
         # done, so `load` waits for the file lock (a task that is running, in the slot)
         done = "select count(*) from task_instance where task_id = ? and state = 'success'"
-        wait("discover", lambda: s.sql(done, ["discover"]) == [(1,)], 240, every=0.1)
+        wait("prepare", lambda: s.sql(done, ["prepare"]) == [(1,)], 240, every=0.1)
         holder = hold_warehouse(wh)
         running = "select id from task_instance where task_id = 'load' and state = 'running'"
         wait("a running load", lambda: bool(s.sql(running)), 240, every=0.2)
@@ -94,11 +94,11 @@ def test_a_killed_load_frees_the_slot_within_a_minute_and_down_stops_everything(
         assert all(r[1] == "loaded" and r[2] == r[3] for r in ledger), ledger
         assert dup == (0,)
 
-        # --- `make down` with a task running: discover of a new marker waits for the lock
+        # --- `make down` with a task running: the `prepare` of a new marker
         holder = hold_warehouse(wh)
         (home / "inbox" / f"{clinic}.ready").touch()
         running_discover = (
-            "select id from task_instance where task_id = 'discover' and state = 'running'"
+            "select id from task_instance where task_id = 'prepare' and state = 'running'"
         )
         wait("a running task", lambda: bool(s.sql(running_discover)), 120, every=0.2)
         ((ti_id,),) = s.sql(running_discover)

@@ -37,6 +37,9 @@ def test_demo_prints_the_summary(demo_home: Path) -> None:
     text = (demo_home / "demo_stdout.txt").read_text()
     for needle in ("rows loaded", "clients flagged", "warehouse:", "digests:", "GX Data Docs:"):
         assert needle in text
+    # the site the summary points to exists (rendered by `publish_data_docs`)
+    site = next(line for line in text.splitlines() if "GX Data Docs:" in line).split()[-1]
+    assert Path(site).is_file(), site
 
 
 def test_warehouse_has_three_sample_clinics_and_flags(demo_home: Path) -> None:

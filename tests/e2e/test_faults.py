@@ -102,7 +102,7 @@ def test_the_disk_full_while_staging_holds_files_back_in_words_and_the_rerun_loa
             assert in_wh[str(f["file_name"])] == f["rows_loaded"]
     assert not set(in_wh) & {str(f["file_name"]) for f in full}
     # no staged rows left of the files held back (the run's stage folder, shared GX verdicts
-    # included, goes with `clean_stage`)
+    # included, goes with the run's `finish`)
     assert not [p for p in stage.rglob("*.parquet") if p.is_file()], "nothing half-staged"
     shutil.rmtree(stage)
 

@@ -209,8 +209,9 @@ def test_manual_run_loads_only_the_named_files(outcome: dict) -> None:
 @pytest.mark.slow
 def test_each_run_with_files_sends_its_receipt_to_the_data_team(outcome: dict) -> None:
     """Clinic data teams hear at once what a run accepted and why anything was rejected."""
-    assert outcome["manual"]["tis"]["receipt"][0] == "success"
-    assert outcome["again"]["tis"]["receipt"][0] == "skipped"  # nothing new, nothing to say
+    assert outcome["manual"]["tis"]["finish"][0] == "success"
+    # nothing new, nothing to say: `finish` is skipped (no receipt, no Data Docs event)
+    assert outcome["again"]["tis"]["finish"][0] == "skipped"
     receipts = [m for m in outcome["mail"] if m["subject"].startswith("[Alliance Watch] alpha:")]
     assert [(m["to"], m["subject"]) for m in receipts] == [
         (
@@ -230,8 +231,9 @@ def test_each_run_with_files_sends_its_receipt_to_the_data_team(outcome: dict) -
 @pytest.mark.slow
 def test_every_run_removes_what_it_staged(outcome: dict) -> None:
     """Staged Parquet holds clinical rows (quarantined ones too): none outlives its run."""
-    assert outcome["manual"]["tis"]["clean_stage"][0] == "success"
-    assert outcome["broken"]["tis"]["clean_stage"][0] == "success"  # after a failure too
+    assert outcome["manual"]["tis"]["finish"] == ["success", 1]
+    # after a failure too: `finish` cleans, then fails the run (no second notice, no retry)
+    assert outcome["broken"]["tis"]["finish"] == ["failed", 1]
     stage = Path(outcome["home"]) / "stage"
     assert not [p for p in stage.rglob("*") if p.is_file()], list(stage.rglob("*"))
     assert not [p for p in stage.glob("*/*") if p.is_dir()]
@@ -241,7 +243,8 @@ def test_every_run_removes_what_it_staged(outcome: dict) -> None:
 def test_nothing_new_is_a_quiet_success_without_a_load(outcome: dict) -> None:
     again = outcome["again"]
     assert again["state"] == "success"
-    assert again["tis"]["discover"][0] == "success"
+    assert again["tis"]["prepare"][0] == "success"
+    assert again["tis"]["prepare_large"][0] == "skipped"  # no large file: no task of its own
     assert again["tis"]["load"][0] == "skipped"  # no load, no warehouse event, no detection
 
 
@@ -278,10 +281,14 @@ def test_detection_drains_every_load_whatever_woke_it(outcome: dict) -> None:
 def test_a_contract_failure_fails_at_once_and_tells_the_team(outcome: dict) -> None:
     broken = outcome["broken"]
     assert broken["state"] == "failed"
-    state, tries = broken["tis"]["discover"]
+    state, tries = broken["tis"]["prepare"]
     assert state == "failed" and tries == 1  # retries=3 configured, none used
-    assert outcome["dags"]["ingest_gamma"]["retries"]["discover"] >= 1
-    notices = [m for m in outcome["mail"] if "ingest_gamma.discover" in m["subject"]]
+    assert outcome["dags"]["ingest_gamma"]["retries"]["prepare"] >= 1
+    notices = [m for m in outcome["mail"] if "ingest_gamma." in m["subject"]]
+    # one notice, from the task that failed; `finish` fails the run without repeating it
+    assert [m["subject"] for m in notices if "ingest_gamma.prepare" in m["subject"]] == [
+        m["subject"] for m in notices
+    ]
     assert len(notices) == 1
     body = notices[0]["body"]
     assert notices[0]["to"] == "ops@example.org"  # gamma's config cannot name its team

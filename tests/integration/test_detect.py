@@ -192,6 +192,35 @@ def test_disengagement_and_symptom_deterioration_raise_severity(
     assert flags(wh, "calm") == []
 
 
+def test_misses_count_toward_the_next_session_dated_after_them(
+    wh: duckdb.DuckDBPyConnection,
+) -> None:
+    """Misses since the previous session come from a running count on the client's time line
+    (sessions and misses together), not from a range join: a miss on a session's own date counts
+    toward the next session, a miss before the first session toward none, and an attended
+    appointment never."""
+    from pipelines.detect.ruptures import RELATIONS, build_relations, drop_relations
+
+    add_srs(wh, "m", [STEADY] * 5)  # weekly from START
+    day = dt.timedelta(days=1)
+    add_appointment(wh, "m", START - 3 * day, "no_show")  # before session 1: counted nowhere
+    add_appointment(wh, "m", START + 7 * day, "cancelled")  # on session 2's date: toward 3
+    add_appointment(wh, "m", START + 10 * day, "no_show")  # between 2 and 3
+    add_appointment(wh, "m", START + 16 * day, "attended")  # attended: never a miss
+    add_appointment(wh, "m", START + 22 * day, "cancelled")  # between 4 and 5
+    add_appointment(wh, "m", START + 23 * day, "no_show")  # between 4 and 5
+    add_appointment(wh, "other", START + 10 * day, "no_show")  # another client's
+    build_relations(wh, relations=RELATIONS[: RELATIONS.index("alliance_features") + 1])
+    try:
+        got = wh.execute(
+            "select session_number, n_missed_since_previous from detect_alliance_features "
+            "order by session_number"
+        ).fetchall()
+    finally:
+        drop_relations(wh)
+    assert got == [(1, 0), (2, 0), (3, 2), (4, 0), (5, 2)]
+
+
 def _random_cohort(conn: duckdb.DuckDBPyConnection, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     for c in range(n):
@@ -438,24 +467,24 @@ def test_a_load_of_the_newest_week_recomputes_only_its_clients(tmp_path: Path) -
 
 def test_alert_budget_sets_the_clinics_flag_rate(tmp_path: Path) -> None:
     """With `alert_budget`, each clinic's threshold is its own quantile of earlier flag scores:
-    a quiet and a noisy clinic both get about the rate they chose."""
+    a quiet and a noisy clinic both get the rate they chose (issue 15: 0.04-0.06 at 0.05). A
+    clinic whose sustained ruptures accumulate week by week got 0.067 from a trailing quantile
+    alone; the quantile's level is now corrected by the rule's realized rate of earlier weeks."""
     from pipelines.detect.grid import load_world
     from pipelines.detect.worlds import World
 
     stable = World(name="budget_stable", sd_median=0.5, sd_log_spread=0.3, n_clients=250)
     noisy = World(name="budget_noisy", sd_median=2.6, sd_log_spread=0.3, n_clients=250)
-    for world in (stable, noisy):
-        conn, _truth = load_world(world, [7])
+    sustained = World(name="shape_sustained", shape_probs=(0.0, 0.0, 1.0))
+    for world, seed in ((stable, 7), (noisy, 7), (sustained, 101)):
+        conn, _truth = load_world(world, [seed])
         try:
             detect(conn, params=DetectParams(alert_budget=0.05))
             rate = conn.execute(
                 "select (select count(*) from flags) / (select count(*) from measurements)"
             ).fetchone()
             assert rate is not None
-            # the grid's acceptance is 0.04-0.06; young simulated clinics, whose share of
-            # sessions inside ruptures grows week by week, overshoot by up to ~1.5 points
-            # (docs/detection.md, "Alert budget")
-            assert 0.04 <= rate[0] <= 0.075, (world.name, rate[0])
+            assert 0.04 <= rate[0] <= 0.06, (world.name, rate[0])
         finally:
             conn.close()
 

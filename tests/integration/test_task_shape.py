@@ -17,7 +17,7 @@ import pytest
 
 from pipelines import settings
 from pipelines.errors import AllianceWatchError
-from pipelines.ingest.batches import SEQ, in_discovery_order, plan
+from pipelines.ingest.batches import SEQ, in_discovery_order, plan, split_small_large
 from pipelines.ingest.run import (
     discover_from_snapshot,
     ingest_all,
@@ -86,6 +86,13 @@ def test_small_files_go_together_and_large_ones_alone() -> None:
     # prepared in any order, loaded in the order discovered (a later export supersedes)
     assert [i[SEQ] for i in in_discovery_order(list(reversed(batches)))] == [0, 1, 2, 3, 4]
     assert plan([], 1_000) == []  # nothing new: no prepare task, no load
+    # the DAG: `prepare` takes the small batch itself, each large file goes to `prepare_large`
+    small, large = split_small_large(items, fanout_bytes=1_000)
+    assert [i.get("path", "rejected") for i in small] == ["a.csv", "rejected", "d.csv"]
+    assert [[i["path"] for i in b] for b in large] == [["b.csv"], ["e.csv"]]
+    assert split_small_large([], 1_000) == ([], [])
+    only_large = split_small_large([{"kind": "delivery", "path": "x", "bytes": 9_999}], 1_000)
+    assert only_large == ([], [[{"kind": "delivery", "path": "x", "bytes": 9_999, SEQ: 0}]])
 
 
 def test_the_fanout_threshold_is_a_setting_refused_by_name_when_wrong() -> None:

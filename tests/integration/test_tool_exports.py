@@ -140,7 +140,10 @@ def test_the_receipt_and_the_weekly_view_say_which_rows_were_filtered_and_why(
     text = receipt_message("qualtrics_clinic", "run", files, "aw@example.org", ["d@x.org"])
     body = text.get_content()
     assert "10 filtered (not measures, by the config)" in body
-    assert "filtered: keep_rows 'Status != Survey Preview' not met (4)" in body
+    assert (
+        "filtered: keep_rows 'Status not in (1, 2, 8, 9, Survey Preview, Survey Test, Spam, "
+        "Preview Spam)' not met (4)" in body
+    )
     with open_warehouse(warehouse) as conn:
         create_views(conn)
         (n,) = conn.execute("select sum(rows_filtered) from clinic_data_quality_weekly").fetchone()

@@ -96,7 +96,8 @@ def test_the_image_is_built_from_the_project(compose: dict) -> None:
 
 
 def test_celery_workers_import_the_warm_up_before_forking(compose: dict, tmp_path: Path) -> None:
-    """The workers import GX once (pipelines/warmup.py via Celery `imports`), not per task."""
+    """The workers import GX and load Airflow's plugins once (dags/worker_warmup.py via Celery
+    `imports`), not per task."""
     for name in AIRFLOW_SERVICES:
         env = compose["services"][name]["environment"]
         assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "celery_config.CELERY_CONFIG"
@@ -117,7 +118,7 @@ def test_celery_workers_import_the_warm_up_before_forking(compose: dict, tmp_pat
     )
     assert out.returncode == 0, out.stderr[-3000:]
     imports, keys = json.loads(out.stdout.strip().splitlines()[-1])
-    assert "pipelines.warmup" in imports
+    assert "worker_warmup" in imports
     assert {"broker_url", "result_backend", "task_acks_late"} <= set(keys)  # Airflow's defaults
 
 

@@ -1,0 +1,621 @@
+"""Outside-style exports onboarded the documented way: files written in REDCap's, Qualtrics' and
+Excel's own conventions (as their documentation and the open parsers of their exports describe
+them), in variants that `config/examples/` and the simulator's tool exports do not cover; each
+with a config made from its example as docs/clinic-onboarding.md says, run through the product's
+CLI (`alliance-watch ingest`). The data are synthetic: 6 clients x 4 sessions of the SRS (REDCap:
+and the PHQ-9), every entry valid, so every entry should load.
+
+    .venv/bin/python -m benchmarks.outside_exports [--keep DIR] [--only NAME]
+
+Prints one line per export: the CLI's status, rows loaded / quarantined / filtered, and the
+reason of a rejection or the commonest reasons rows were held back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import random
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "config" / "examples"
+CLIENTS = [
+    f"{site}-{n}" for site, n in (("12", 3), ("12", 7), ("4", 15), ("4", 16), ("7", 2), ("7", 9))
+]
+SESSIONS = 4
+
+
+@dataclass
+class Entry:
+    client: str
+    clinician: str
+    session: int
+    day: tuple[int, int, int]  # y, m, d
+    srs: list[float]
+    phq: list[int]
+
+
+def _entries(seed: int = 11) -> list[Entry]:
+    r = random.Random(seed)
+    out = []
+    for i, c in enumerate(CLIENTS):
+        for s in range(1, SESSIONS + 1):
+            srs = [round(r.uniform(6, 10), 1) for _ in range(4)]
+            phq = [r.randint(0, 3) for _ in range(9)]
+            out.append(Entry(c, f"T0{1 + i % 3}", s, (2025, 3 + s, 2 + i), srs, phq))
+    return out
+
+
+@dataclass
+class Export:
+    name: str
+    files: dict[str, bytes]  # file name -> bytes as the tool writes them
+    config: dict  # type: ignore[type-arg]
+    expected_loaded: int
+    note: str = ""
+    # a rejection that is the right outcome (its reason must name what to change)
+    expect_reason: str = ""
+
+
+def _csv(rows: list[list[str]], delimiter: str = ",", newline: str = "\r\n") -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=delimiter, lineterminator=newline, quoting=csv.QUOTE_MINIMAL)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _example(name: str, **changes: object) -> dict:  # type: ignore[type-arg]
+    cfg = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text(encoding="utf-8"))
+    cfg.update(changes)
+    return cfg
+
+
+def _num(x: float, decimal: str = ".") -> str:
+    text = f"{x:g}"
+    return text.replace(".", decimal)
+
+
+# ---------------------------------------------------------------------------------- REDCap
+
+
+def _redcap_rows(
+    es: list[Entry], labels: bool, date: Callable[[tuple[int, int, int]], str], decimal: str = "."
+) -> list[list[str]]:
+    """A longitudinal REDCap export: per record an enrollment event (no measures), then one event
+    per session with the SRS and PHQ-9 forms; a data access group; a checkbox field; the forms'
+    `_complete` columns. Raw: variable names, coded values; labels: field labels, choice labels,
+    "Complete?" for every form's status."""
+    if labels:
+        head = ["Record ID", "Event Name", "Data Access Group", "Clinician code", "Session date",
+                "Reason for referral (choice=Mood)", "Reason for referral (choice=Anxiety)",
+                "Complete?"]  # fmt: skip
+        head += ["Relationship", "Goals and topics", "Approach or method", "Overall", "Complete?"]
+        head += [f"PHQ-9 item {i}" for i in range(1, 10)] + ["Complete?"]
+    else:
+        head = ["record_id", "redcap_event_name", "redcap_data_access_group", "clinician_code",
+                "session_date", "referral___1", "referral___2", "enrollment_complete"]  # fmt: skip
+        head += ["srs_1", "srs_2", "srs_3", "srs_4", "session_rating_scale_complete"]
+        head += [f"phq9_{i}" for i in range(1, 10)] + ["phq9_complete"]
+    rows = [head]
+    done = "Complete" if labels else "2"
+    by_client: dict[str, list[Entry]] = {}
+    for e in es:
+        by_client.setdefault(e.client, []).append(e)
+    for client, items in by_client.items():
+        dag = f"site_{client.split('-')[0]}"
+        checked = ("Checked", "Unchecked") if labels else ("1", "0")
+        enrol = "Enrollment (Arm 1: Treatment)" if labels else "enrollment_arm_1"
+        rows.append([client, enrol, dag, "", "", *checked, done, *[""] * 5, *[""] * 10])
+        for e in items:
+            event = (
+                f"Session {e.session} (Arm 1: Treatment)"
+                if labels
+                else f"session_{e.session}_arm_1"
+            )
+            rows.append(
+                [client, event, dag, e.clinician, date(e.day), "", "", ""]
+                + [_num(x, decimal) for x in e.srs] + [done]
+                + [str(x) for x in e.phq] + [done]
+            )  # fmt: skip
+    return rows
+
+
+def _redcap_config(labels: bool, **changes: object) -> dict:  # type: ignore[type-arg]
+    cfg = _example("redcap_clinic", measures_pattern="*_DATA_*.csv")
+    if labels:
+        cfg["columns"] = {
+            "client_id": "Record ID",
+            "clinician_id": "Clinician code",
+            "session_date": "Session date",
+        }
+        cfg["session_number_from"] = {
+            "column": "Event Name",
+            "pattern": r"^Session (\d+) \(Arm \d+",
+        }
+        cfg["wide"] = {
+            "blocks": {
+                "SRS": {
+                    "items": ["Relationship", "Goals and topics", "Approach or method", "Overall"],
+                    "keep_rows": ["Complete? == Complete"],
+                },
+                "PHQ-9": {
+                    "items": [f"PHQ-9 item {i}" for i in range(1, 10)],
+                    "keep_rows": ["Complete? == Complete"],
+                },
+            }
+        }
+    else:
+        blocks = cfg["wide"]["blocks"]
+        blocks.pop("GAD-7")
+        for b in blocks.values():
+            b.pop("total", None)
+    cfg.update(changes)
+    return cfg
+
+
+def _iso(d: tuple[int, int, int]) -> str:
+    return f"{d[0]:04d}-{d[1]:02d}-{d[2]:02d}"
+
+
+def _dmy(d: tuple[int, int, int]) -> str:
+    return f"{d[2]:02d}-{d[1]:02d}-{d[0]:04d}"
+
+
+def _mdy(d: tuple[int, int, int]) -> str:
+    return f"{d[1]:02d}-{d[2]:02d}-{d[0]:04d}"
+
+
+BOM = "\ufeff"
+
+
+def redcap_exports(es: list[Entry]) -> list[Export]:
+    n = 2 * len(es)  # SRS and PHQ-9 per session
+    raw = _redcap_rows(es, False, _iso)
+    out = [
+        Export(
+            "REDCap raw, BOM + CRLF, DAG-prefixed record ids, checkbox ___ columns, DAG column",
+            {"Study_DATA_2025-07-01_1200.csv": (BOM + _csv(raw)).encode()},
+            _redcap_config(False),
+            n,
+        ),
+        Export(
+            "REDCap raw, dates exported DMY (DD-MM-YYYY)",
+            {
+                "Study_DATA_2025-07-01_1201.csv": (
+                    BOM + _csv(_redcap_rows(es, False, _dmy))
+                ).encode()
+            },
+            _redcap_config(False, date_format="%d-%m-%Y"),
+            n,
+        ),
+        Export(
+            "REDCap raw, dates exported MDY (MM-DD-YYYY)",
+            {
+                "Study_DATA_2025-07-01_1202.csv": (
+                    BOM + _csv(_redcap_rows(es, False, _mdy))
+                ).encode()
+            },
+            _redcap_config(False, date_format="%m-%d-%Y"),
+            n,
+        ),
+        Export(
+            "REDCap raw, semicolon delimiter and decimal comma (export options)",
+            {
+                "Study_DATA_2025-07-01_1203.csv": (
+                    BOM + _csv(_redcap_rows(es, False, _iso, ","), ";")
+                ).encode()
+            },
+            _redcap_config(False, delimiter=";", decimal=","),
+            n,
+        ),
+        Export(
+            "REDCap raw, tab delimiter",
+            {"Study_DATA_2025-07-01_1204.csv": (BOM + _csv(raw, "\t")).encode()},
+            _redcap_config(False, delimiter="\t"),
+            n,
+        ),
+        Export(
+            "REDCap labels export ('Complete?' header on every form)",
+            {
+                "Study_DATA_LABELS_2025-07-01_1205.csv": (
+                    BOM + _csv(_redcap_rows(es, True, _iso))
+                ).encode()
+            },
+            _redcap_config(True),
+            0,
+            expect_reason="duplicate_column",
+        ),
+    ]
+    # repeating instrument: the session form repeats on one event; the clinician is on the
+    # record's enrollment form (non-repeating), so it sits on the record's base row only
+    head = ["record_id", "redcap_repeat_instrument", "redcap_repeat_instance", "clinician_code",
+            "enrollment_complete", "session_date", "srs_1", "srs_2", "srs_3", "srs_4",
+            "session_rating_scale_complete"]  # fmt: skip
+    rows = [head]
+    by_client: dict[str, list[Entry]] = {}
+    for e in es:
+        by_client.setdefault(e.client, []).append(e)
+    for client, items in by_client.items():
+        rows.append([client, "", "", items[0].clinician, "2", "", "", "", "", "", ""])
+        for e in items:
+            rows.append(
+                [client, "session_rating_scale", str(e.session), "", "", _iso(e.day),
+                 *[_num(x) for x in e.srs], "2"]
+            )  # fmt: skip
+    cfg = _example(
+        "redcap_clinic",
+        measures_pattern="*_DATA_*.csv",
+        session_number_from={"column": "redcap_repeat_instance"},
+        fill_from_client=["clinician_id"],
+        wide={
+            "blocks": {
+                "SRS": {
+                    "items": ["srs_1", "srs_2", "srs_3", "srs_4"],
+                    "keep_rows": ["session_rating_scale_complete == 2"],
+                }
+            }
+        },
+    )
+    out.append(
+        Export(
+            "REDCap repeating instrument, clinician on the record's base row",
+            {"Study_DATA_2025-07-01_1206.csv": (BOM + _csv(rows)).encode()},
+            cfg,
+            len(es),
+        )
+    )
+    # the same, clinician recorded on the repeating form itself
+    rows2 = [head]
+    for client, items in by_client.items():
+        rows2.append([client, "", "", "", "2", "", "", "", "", "", ""])
+        for e in items:
+            rows2.append(
+                [client, "session_rating_scale", str(e.session), e.clinician, "", _iso(e.day),
+                 *[_num(x) for x in e.srs], "2"]
+            )  # fmt: skip
+    out.append(
+        Export(
+            "REDCap repeating instrument, clinician on the repeating form",
+            {"Study_DATA_2025-07-01_1207.csv": (BOM + _csv(rows2)).encode()},
+            cfg,
+            len(es),
+        )
+    )
+    return out
+
+
+# ------------------------------------------------------------------------------- Qualtrics
+
+_Q_META = ["StartDate", "EndDate", "Status", "IPAddress", "Progress", "Duration (in seconds)",
+           "Finished", "RecordedDate", "ResponseId", "RecipientLastName", "RecipientFirstName",
+           "RecipientEmail", "ExternalReference", "LocationLatitude", "LocationLongitude",
+           "DistributionChannel", "UserLanguage"]  # fmt: skip
+_Q_TEXT = ["Start Date", "End Date", "Response Type", "IP Address", "Progress",
+           "Duration (in seconds)", "Finished", "Recorded Date", "Response ID",
+           "Recipient Last Name", "Recipient First Name", "Recipient Email",
+           "External Data Reference", "Location Latitude", "Location Longitude",
+           "Distribution Channel", "User Language"]  # fmt: skip
+_Q_IMPORT = ['{"ImportId":"startDate","timeZone":"America/Denver"}',
+             '{"ImportId":"endDate","timeZone":"America/Denver"}', '{"ImportId":"status"}',
+             '{"ImportId":"ipAddress"}', '{"ImportId":"progress"}', '{"ImportId":"duration"}',
+             '{"ImportId":"finished"}', '{"ImportId":"recordedDate","timeZone":"America/Denver"}',
+             '{"ImportId":"_recordId"}', '{"ImportId":"recipientLastName"}',
+             '{"ImportId":"recipientFirstName"}', '{"ImportId":"recipientEmail"}',
+             '{"ImportId":"externalDataReference"}', '{"ImportId":"locationLatitude"}',
+             '{"ImportId":"locationLongitude"}', '{"ImportId":"distributionChannel"}',
+             '{"ImportId":"userLanguage"}']  # fmt: skip
+
+
+def _qualtrics(
+    es: list[Entry], numeric: bool, multiline_text: bool, stamp: Callable[[Entry], str]
+) -> list[list[str]]:
+    qtext = "How well did we understand you today?"
+    if multiline_text:
+        qtext = "Please rate today's session.\nHow well did we understand you today?"
+    head = [*_Q_META, "Q1_1", "Q1_2", "Q1_3", "Q1_4", "client_code", "clinician_code", "session"]
+    text = [*_Q_TEXT, *(f"{qtext} - {p}" for p in ("Relationship", "Goals", "Approach", "Overall")),
+            "client_code", "clinician_code", "session"]  # fmt: skip
+    imports = [*_Q_IMPORT, *(f'{{"ImportId":"QID1_{i}"}}' for i in range(1, 5)),
+               '{"ImportId":"client_code"}', '{"ImportId":"clinician_code"}',
+               '{"ImportId":"session"}']  # fmt: skip
+    rows = [head, text, imports]
+    r = random.Random(5)
+    for k, e in enumerate(es):
+        status = "0" if numeric else "IP Address"
+        finished = "1" if numeric else "True"
+        t = stamp(e)
+        rows.append(
+            [t, t, status, "", "100", str(r.randint(40, 300)), finished, t,
+             "R_" + "".join(r.choice("abcdefghijkLMNOPQRS0123456789") for _ in range(15)),
+             "", "", "", "", "", "", "anonymous", "EN",
+             *[_num(x) for x in e.srs], e.client, e.clinician, str(e.session)]
+        )  # fmt: skip
+        if k == 0:  # a preview and an unfinished response, which must not load
+            prev = list(rows[-1])
+            prev[2] = "1" if numeric else "Survey Preview"
+            rows.append(prev)
+            part = list(rows[-2])
+            part[6] = "0" if numeric else "False"
+            part[4] = "50"
+            rows.append(part)
+    return rows
+
+
+def _qualtrics_config(numeric: bool, **changes: object) -> dict:  # type: ignore[type-arg]
+    cfg = _example("qualtrics_clinic", measures_pattern="Session Feedback*.csv")
+    cfg["columns"] = {
+        "client_id": "client_code",
+        "clinician_id": "clinician_code",
+        "session_date": "RecordedDate",
+        "session_number": "session",
+    }
+    cfg.pop("session_number_from")
+    cfg["wide"]["blocks"].pop("ORS")
+    if numeric:  # what the example's comment says for "Use numeric values"
+        cfg["keep_rows"] = ["Status == 0", "Finished == 1"]
+    cfg.update(changes)
+    return cfg
+
+
+def _qstamp(e: Entry) -> str:
+    return f"{_iso(e.day)} 14:{e.session:02d}:07"
+
+
+def _qstamp_iso(e: Entry) -> str:
+    return f"{_iso(e.day)}T14:{e.session:02d}:07"
+
+
+def _qstamp_excel(e: Entry) -> str:
+    return f"{e.day[1]}/{e.day[2]}/{e.day[0]} 14:{e.session:02d}"
+
+
+def qualtrics_exports(es: list[Entry]) -> list[Export]:
+    n = len(es)
+    out = [
+        Export(
+            "Qualtrics CSV, numeric values, 3 header rows, default metadata columns (blank "
+            "Recipient*/Location*/IPAddress)",
+            {
+                "Session Feedback_July 1, 2025_12.00.csv": (
+                    BOM + _csv(_qualtrics(es, True, False, _qstamp))
+                ).encode()
+            },
+            _qualtrics_config(True),
+            n,
+        ),
+        Export(
+            "Qualtrics CSV, choice text, 3 header rows, question text with a line break",
+            {
+                "Session Feedback_July 1, 2025_12.01.csv": (
+                    BOM + _csv(_qualtrics(es, False, True, _qstamp))
+                ).encode()
+            },
+            _qualtrics_config(False),
+            n,
+        ),
+    ]
+    out.append(
+        Export(
+            "Qualtrics, timestamps as 2025-04-02T14:01:07 (API / qualtRics), date_format '%Y-%m-%d'",
+            {
+                "Session Feedback_iso.csv": (
+                    BOM + _csv(_qualtrics(es, True, False, _qstamp_iso))
+                ).encode()
+            },
+            _qualtrics_config(True, date_format="%Y-%m-%d"),
+            n,
+        )
+    )
+    # the example config as it stands, with a "Use numeric values" export (its own comment
+    # says numeric values): Status 0/1, Finished 1/0
+    rows = _qualtrics(es, True, False, _qstamp)
+    meta_cut = [c for c in _Q_META if c not in ("IPAddress", "RecipientLastName",
+                "RecipientFirstName", "RecipientEmail", "ExternalReference",
+                "LocationLatitude", "LocationLongitude")]  # fmt: skip
+    keep = [i for i, h in enumerate(rows[0]) if h in meta_cut or h not in _Q_META]
+    trimmed = [[row[i] for i in keep] for row in rows]
+    ex = _example("qualtrics_clinic")
+    ex["wide"]["blocks"].pop("ORS")
+    out.append(
+        Export(
+            "Qualtrics numeric values, identifying metadata columns removed, config/examples/"
+            "qualtrics_clinic.yaml as it stands",
+            {"Session Feedback_July 1, 2025_12.02.csv": (BOM + _csv(trimmed)).encode()},
+            ex,
+            n,
+        )
+    )
+    # legacy export: V1..V10 headers, question texts as the second row
+    legacy_head = ["V1", "V2", "V3", "V4", "V5", "V6", "V7", "V8", "V9", "V10",
+                   "Q1_1", "Q1_2", "Q1_3", "Q1_4", "client_code", "clinician_code", "session"]  # fmt: skip
+    legacy_text = ["ResponseID", "ResponseSet", "Name", "ExternalDataReference", "EmailAddress",
+                   "IPAddress", "Status", "StartDate", "EndDate", "Finished",
+                   "Relationship", "Goals", "Approach", "Overall", "client_code",
+                   "clinician_code", "session"]  # fmt: skip
+    lrows = [legacy_head, legacy_text]
+    for e in es:
+        t = _qstamp(e)
+        lrows.append(
+            ["R_x" + e.client, "Default Response Set", "Anonymous", "", "", "", "0", t, t, "1",
+             *[_num(x) for x in e.srs], e.client, e.clinician, str(e.session)]
+        )  # fmt: skip
+    out.append(
+        Export(
+            "Qualtrics legacy export (V1..V10 + 1 question-text row)",
+            {"Session Feedback_legacy.csv": _csv(lrows).encode()},
+            _qualtrics_config(
+                True,
+                header_rows=1,
+                columns={
+                    "client_id": "client_code",
+                    "clinician_id": "clinician_code",
+                    "session_date": "V8",
+                    "session_number": "session",
+                },
+                keep_rows=["V7 == 0", "V10 == 1"],
+            ),  # fmt: skip
+            n,
+        )
+    )
+    # opened in Excel and saved as "Unicode Text": UTF-16 LE with BOM, tabs, Excel's dates
+    xrows = _qualtrics(es, True, False, _qstamp_excel)
+    out.append(
+        Export(
+            "Qualtrics export re-saved by Excel as Unicode Text (UTF-16 LE, tab, M/D/YYYY H:MM)",
+            {"Session Feedback_excel.csv": _csv(xrows, "\t").encode("utf-16")},
+            _qualtrics_config(
+                True, delimiter="\t", encoding="utf-16", date_format="%m/%d/%Y %H:%M"
+            ),
+            n,
+        )
+    )
+    return out
+
+
+# ------------------------------------------------------------------------- generic / Excel
+
+
+def _reference_rows(es: list[Entry], decimal: str = ".") -> list[list[str]]:
+    head = ["client_id", "clinician_id", "session_date", "session_number", "instrument",
+            *[f"item_{i}" for i in range(1, 13)], "total"]  # fmt: skip
+    rows = [head]
+    for e in es:
+        rows.append(
+            [e.client, e.clinician, _iso(e.day), str(e.session), "SRS",
+             *[_num(x, decimal) for x in e.srs], *[""] * 8, ""]
+        )  # fmt: skip
+    return rows
+
+
+def generic_exports(es: list[Entry]) -> list[Export]:
+    n = len(es)
+    ref = {"clinic_id": "outside", "timezone": "Europe/Berlin", "format": "reference"}
+    custom = {**ref, "format": "custom"}
+    rows = _reference_rows(es)
+    return [
+        Export("reference CSV with a UTF-8 BOM (3-key config)",
+               {"measures_bom.csv": (BOM + _csv(rows, ",", "\n")).encode()}, ref, n),
+        Export("reference CSV with CRLF (3-key config)",
+               {"measures_crlf.csv": _csv(rows).encode()}, ref, n),
+        Export("reference CSV with lone CR line ends (old Mac Excel)",
+               {"measures_cr.csv": _csv(rows, ",", "\r").encode()}, ref, n),
+        Export("TSV (delimiter: tab)",
+               {"measures_tab.tsv": _csv(rows, "\t").encode()},
+               {**custom, "delimiter": "\t", "measures_pattern": "measures*"}, n),
+        Export("semicolon CSV, decimal comma, cp1252 (Excel 'CSV (Trennzeichen-getrennt)')",
+               {"measures_semi.csv": _csv(_reference_rows(es, ","), ";").encode("cp1252")},
+               {**custom, "delimiter": ";", "decimal": ",", "encoding": "cp1252"}, n),
+        Export("UTF-16 LE with BOM, tab (Excel 'Unicode Text')",
+               {"measures_u16.txt": _csv(rows, "\t").encode("utf-16")},
+               {**custom, "delimiter": "\t", "encoding": "utf-16", "measures_pattern": "measures*"}, n),
+        Export("UTF-16 LE with BOM, comma, encoding left at utf-8 (a first try)",
+               {"measures_u16b.csv": _csv(rows).encode("utf-16")}, ref, n),
+    ]  # fmt: skip
+
+
+def split_exports(es: list[Entry]) -> list[Export]:
+    srs = [["client", "therapist", "date", "session", "relationship", "goals", "approach",
+            "overall", "total"]]  # fmt: skip
+    phq = [["client", "therapist", "date", "session", *[f"phq9_{i}" for i in range(1, 10)],
+            "phq9_total"]]  # fmt: skip
+    for e in es:
+        srs.append([e.client, e.clinician, _iso(e.day), str(e.session), *map(_num, e.srs), ""])
+        phq.append([e.client, e.clinician, _iso(e.day), str(e.session), *map(str, e.phq), ""])
+    cfg = _example("split_clinic")
+    cfg["files"] = [f for f in cfg["files"] if f["instrument"] != "GAD-7"]
+    cfg["files"][1]["delimiter"] = ";"
+    return [
+        Export(
+            "one file per instrument, one of them semicolon-separated with a BOM",
+            {
+                "srs_2025-07.csv": _csv(srs).encode(),
+                "phq9_2025-07.csv": (BOM + _csv(phq, ";")).encode(),
+            },
+            cfg,
+            2 * len(es),
+        )
+    ]
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+def _run(export: Export, base: Path) -> dict:  # type: ignore[type-arg]
+    cfg = dict(export.config)
+    cfg["clinic_id"] = "outside"
+    conf = base / "config" / "clinics"
+    land = base / "landing" / "outside"
+    conf.mkdir(parents=True)
+    land.mkdir(parents=True)
+    (conf / "outside.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    for name, data in export.files.items():
+        (land / name).write_bytes(data)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "ingest", "--config-dir", str(base / "config"),
+         "--landing", str(base / "landing"), "--warehouse", str(base / "wh.duckdb"), "--quiet"],
+        capture_output=True, text=True, cwd=base, check=False,
+    )  # fmt: skip
+    cells = [
+        re.split(r"\s{2,}", ln) for ln in proc.stdout.splitlines() if ln.startswith("outside ")
+    ]
+    loaded = sum(int(c[4]) for c in cells if len(c) > 4 and c[4].isdigit())
+    reasons = " ".join(c[-1] for c in cells)
+    ok = loaded == export.expected_loaded and (
+        not export.expect_reason or export.expect_reason in reasons
+    )
+    return {
+        "export": export.name,
+        "expected_loaded": export.expected_loaded,
+        "loaded": loaded,
+        "ok": ok,
+        "exit": proc.returncode,
+        "table": proc.stdout.strip().splitlines(),
+        "stderr": proc.stderr.strip().splitlines()[-3:],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keep", type=Path, default=None, help="keep the exports and warehouses here")
+    ap.add_argument("--only", default=None, help="run the exports whose name contains this")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = ap.parse_args()
+    es = _entries()
+    exports = [
+        *redcap_exports(es),
+        *qualtrics_exports(es),
+        *generic_exports(es),
+        *split_exports(es),
+    ]
+    if args.only:
+        exports = [e for e in exports if args.only.lower() in e.name.lower()]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="aw_outside_exports_") as tmp:
+        root = args.keep or Path(tmp)
+        for i, export in enumerate(exports):
+            res = _run(export, root / f"e{i:02d}")
+            results.append(res)
+            mark = "OK  " if res["ok"] else "FAIL"
+            print(f"{mark} {res['loaded']:>3}/{res['expected_loaded']:<3} {export.name}")
+            if not res["ok"]:
+                for ln in res["table"][1:] or res["stderr"]:
+                    print(f"        {ln}")
+    if args.out:
+        args.out.write_text(
+            json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+
+
+if __name__ == "__main__":
+    main()

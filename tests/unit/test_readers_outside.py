@@ -1,0 +1,223 @@
+"""Exports written the way REDCap, Qualtrics and Excel write them, in variants the examples do
+not cover (`benchmarks/outside_exports.py` runs them all through the CLI): each case failed, or
+failed unclearly, before the reader handled it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.config import ClinicConfig, parse_clinic_config, parse_condition
+from pipelines.errors import FileRejected
+from pipelines.ingest.guard import check_header
+from pipelines.ingest.read import canonicalize, read_raw
+
+QUALTRICS: dict[str, Any] = {
+    "clinic_id": "qualtrics_probe",
+    "timezone": "America/Denver",
+    "format": "custom",
+    "layout": "wide",
+    "header_rows": 2,
+    "date_format": "%Y-%m-%d %H:%M:%S",
+    "columns": {
+        "client_id": "client_code",
+        "clinician_id": "clinician_code",
+        "session_date": "RecordedDate",
+        "session_number": "session",
+    },
+    "keep_rows": [
+        "Status not in (1, 2, 8, 9, Survey Preview, Survey Test, Spam, Preview Spam)",
+        "Finished in (1, True)",
+    ],
+    "wide": {"blocks": {"SRS": {"items": ["Q1_1", "Q1_2", "Q1_3", "Q1_4"]}}},
+}
+META = "Status,IPAddress,Finished,RecordedDate,RecipientEmail,LocationLatitude"
+HEAD = f"{META},Q1_1,Q1_2,Q1_3,Q1_4,client_code,clinician_code,session\n"
+IMPORTS = ",".join(['"{""ImportId"":""x""}"'] * 13) + "\n"
+
+
+def _cfg(base: dict[str, Any], **changes: Any) -> ClinicConfig:
+    data = {**base, **changes}
+    return parse_clinic_config(data, f"{data['clinic_id']}.yaml")
+
+
+def _write(tmp_path: Path, text: str | bytes, name: str = "export.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def _qualtrics(status: str, finished: str, email: str = "", text_row: str | None = None) -> str:
+    texts = text_row or ",".join(["x"] * 13) + "\n"
+    rows = [
+        f"{status},,{finished},2025-03-03 10:00:00,{email},,7,8,9,9.5,C-12,T1,1\n",
+        f"{status},,{finished},2025-03-10 10:00:00,{email},,7,8,9,9,C-12,T1,2\n",
+    ]
+    return HEAD + texts + IMPORTS + "".join(rows)
+
+
+@pytest.mark.parametrize(("status", "finished"), [("0", "1"), ("IP Address", "True")])
+def test_qualtrics_blank_identifying_metadata_is_ignored_in_either_export_mode(
+    tmp_path: Path, status: str, finished: str
+) -> None:
+    raw = read_raw(_write(tmp_path, _qualtrics(status, finished)), "measures", _cfg(QUALTRICS))
+    check_header(raw.header, "measures")  # IPAddress, RecipientEmail, LocationLatitude: blank
+    assert raw.table.num_rows == 2
+    assert "RecipientEmail (blank)" in raw.ignored_columns
+
+
+def test_an_identifying_metadata_column_with_a_value_still_rejects(tmp_path: Path) -> None:
+    path = _write(tmp_path, _qualtrics("0", "1", email="someone@example.org"))
+    raw = read_raw(path, "measures", _cfg(QUALTRICS))
+    with pytest.raises(FileRejected, match="identifying_column|RecipientEmail"):
+        check_header(raw.header, "measures")
+
+
+def test_question_texts_with_line_breaks_are_read_and_rows_keep_their_lines(
+    tmp_path: Path,
+) -> None:
+    texts = ",".join(['"Please rate.\nHow well did we understand you?"'] * 13) + "\n"
+    path = _write(tmp_path, _qualtrics("0", "1", text_row=texts))
+    raw = read_raw(path, "measures", _cfg(QUALTRICS))
+    assert raw.table.num_rows == 2 and not raw.malformed_lines
+    # the header, a question-text row over 14 lines (13 texts with a line break each), the
+    # ImportIds: the responses start on line 17
+    assert raw.table.column("source_line").to_pylist() == [17, 18]
+
+
+def test_a_condition_that_no_row_meets_rejects_the_file_and_says_why(tmp_path: Path) -> None:
+    path = _write(tmp_path, _qualtrics("0", "1"))
+    cfg = _cfg(QUALTRICS, keep_rows=["Finished == True"])  # a choice-text condition
+    with pytest.raises(FileRejected, match="nothing_kept") as e:
+        read_raw(path, "measures", cfg)
+    assert "'Finished'" in str(e.value) and "in (" in str(e.value)
+
+
+def test_in_and_not_in_conditions() -> None:
+    assert parse_condition("Finished in (1, True)") == ("Finished", "in", "1, True")
+    assert parse_condition("Status NOT IN (1,Survey Preview)")[1] == "not in"
+    assert parse_condition("Duration (in seconds) == 5") == ("Duration (in seconds)", "==", "5")
+
+
+def test_previews_are_filtered_in_both_export_modes(tmp_path: Path) -> None:
+    for status in ("1", "Survey Preview"):
+        text = _qualtrics("0", "1") + f"{status},,1,2025-03-11 10:00:00,,,7,8,9,9,C-12,T1,3\n"
+        raw = read_raw(_write(tmp_path, text), "measures", _cfg(QUALTRICS))
+        assert raw.table.num_rows == 2
+        assert sum(raw.filtered.values()) == 1
+
+
+def test_a_utf16_export_is_read_whatever_the_encoding_says(tmp_path: Path) -> None:
+    text = "client_id\tclinician_id\tsession_date\tsession_number\tinstrument\titem_1\n"
+    text += "C-1\tT1\t2025-03-03\t1\tPHQ-9\t2\n"
+    cfg = _cfg(
+        {"clinic_id": "u16", "timezone": "Europe/Berlin", "format": "custom"}, delimiter="\t"
+    )
+    raw = read_raw(_write(tmp_path, text.encode("utf-16")), "measures", cfg)
+    assert raw.table.column("client_id").to_pylist() == ["C-1"]
+    # a comma-configured clinic gets the delimiter named, not "not valid utf-8"
+    ref = _cfg({"clinic_id": "u16", "timezone": "Europe/Berlin", "format": "reference"})
+    with pytest.raises(FileRejected, match="wrong_delimiter"):
+        read_raw(_write(tmp_path, text.encode("utf-16"), "b.csv"), "measures", ref)
+
+
+REDCAP_LABELS: dict[str, Any] = {
+    "clinic_id": "redcap_probe",
+    "timezone": "America/New_York",
+    "format": "custom",
+    "layout": "wide",
+    "columns": {"client_id": "Record ID", "clinician_id": "Clinician", "session_date": "Date"},
+    "session_number_from": {"column": "Event Name", "pattern": r"^Session (\d+) "},
+    "wide": {
+        "blocks": {
+            "SRS": {"items": ["S1", "S2", "S3", "S4"], "keep_rows": ["Complete? == Complete"]},
+        }
+    },
+}
+
+
+def test_a_header_used_by_the_config_twice_is_rejected_with_its_name(tmp_path: Path) -> None:
+    text = "Record ID,Event Name,Clinician,Date,Complete?,S1,S2,S3,S4,Complete?\n"
+    text += "12-3,Session 1 (Arm 1: Treatment),T1,2025-03-03,Complete,7,8,9,9,Incomplete\n"
+    with pytest.raises(FileRejected, match="duplicate_column") as e:
+        read_raw(_write(tmp_path, text), "measures", _cfg(REDCAP_LABELS))
+    assert "'Complete?' (2 times)" in str(e.value)
+
+
+def test_a_duplicate_header_the_config_does_not_use_is_ignored(tmp_path: Path) -> None:
+    text = "Record ID,Event Name,Clinician,Date,Note?,S1,S2,S3,S4,Note?\n"
+    text += "12-3,Session 1 (Arm 1: Treatment),T1,2025-03-03,,7,8,9,9,\n"
+    cfg = _cfg(REDCAP_LABELS, wide={"blocks": {"SRS": {"items": ["S1", "S2", "S3", "S4"]}}})
+    assert read_raw(_write(tmp_path, text), "measures", cfg).table.num_rows == 1
+
+
+REDCAP_REPEATING: dict[str, Any] = {
+    "clinic_id": "redcap_probe",
+    "timezone": "America/New_York",
+    "format": "custom",
+    "layout": "wide",
+    "columns": {
+        "client_id": "record_id",
+        "clinician_id": "clinician_code",
+        "session_date": "session_date",
+    },
+    "session_number_from": {"column": "redcap_repeat_instance"},
+    "fill_from_client": ["clinician_id"],
+    "wide": {"blocks": {"SRS": {"items": ["srs_1", "srs_2", "srs_3", "srs_4"]}}},
+}
+
+
+def test_a_repeating_instrument_takes_the_clinician_from_the_records_base_row(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "record_id,redcap_repeat_instrument,redcap_repeat_instance,clinician_code,session_date,"
+        "srs_1,srs_2,srs_3,srs_4\n"
+        "12-3,,,T01,,,,,\n"
+        "12-3,srs,1,,2025-03-03,7,8,9,9\n"
+        "12-3,srs,2,,2025-03-10,7,8,9,9\n"
+        "4-15,,,T01,,,,,\n"
+        "4-15,,,T02,,,,,\n"
+        "4-15,srs,1,,2025-03-03,7,8,9,9\n"
+    )
+    cfg = _cfg(REDCAP_REPEATING)
+    raw = read_raw(_write(tmp_path, text), "measures", cfg)
+    typed, _ = canonicalize(raw, cfg)
+    lines = typed.column("source_line").to_pylist()
+    got = dict(zip(lines, typed.column("clinician_id").to_pylist(), strict=True))
+    # 4-15 has two clinicians on its base rows: which one is unknown, the cell stays blank
+    assert got == {3: "T01", 4: "T01", 7: None}
+    without = _cfg(REDCAP_REPEATING, fill_from_client=[])
+    typed, _ = canonicalize(read_raw(tmp_path / "export.csv", "measures", without), without)
+    assert typed.column("clinician_id").null_count == 3
+
+
+def test_fill_from_client_takes_only_a_clients_fixed_columns() -> None:
+    from pipelines.errors import ConfigError
+
+    with pytest.raises((ValueError, ConfigError), match="fill_from_client|cannot be filled"):
+        _cfg(REDCAP_REPEATING, fill_from_client=["session_date"])
+
+
+@pytest.mark.parametrize(
+    ("stamp", "loads"),
+    [
+        ("2025-03-03 10:00:00", True),
+        ("2025-03-03T10:00", True),
+        ("2025-03-03 10:00:00 PM", True),
+        ("2025-03-03T23:30:00Z", False),  # a UTC time: the clinic's day may be another
+        ("2025-03-03T23:30:00+02:00", False),
+    ],
+)
+def test_a_date_format_reads_the_day_of_a_local_timestamp(
+    tmp_path: Path, stamp: str, loads: bool
+) -> None:
+    text = HEAD.replace("RecordedDate", "Recorded") + ",".join(["x"] * 13) + "\n" + IMPORTS
+    text += f"0,,1,{stamp},,,7,8,9,9.5,C-12,T1,1\n"
+    cols = {**QUALTRICS["columns"], "session_date": "Recorded"}
+    cfg = _cfg(QUALTRICS, date_format="%Y-%m-%d", columns=cols)
+    typed, issues = canonicalize(read_raw(_write(tmp_path, text), "measures", cfg), cfg)
+    assert (typed.column("session_date").null_count == 0) is loads
+    assert issues.empty is loads
