@@ -209,9 +209,9 @@ class StageTimer:
 def timed_stages() -> Iterator[StageTimer]:
     from pipelines import validation, warehouse
     from pipelines.ingest import guard as deid
+    from pipelines.ingest import orchestrate
     from pipelines.ingest import parts as batching
     from pipelines.ingest import read as readers
-    from pipelines.ingest import run as ingest
     from pipelines.validation import run as validation_run
 
     t = StageTimer()
@@ -221,7 +221,7 @@ def timed_stages() -> Iterator[StageTimer]:
     t.wrap(readers, "canonicalize", "canonicalize")
     t.wrap(validation_run, "judge", "gx_engine")  # the distinct-value engine
     t.wrap(validation, "validate", "validate_total")
-    t.wrap(ingest, "load_staged", "load")
+    t.wrap(orchestrate, "load_staged", "load")
     t.wrap(batching, "write_chunks", "split")
     _ = warehouse
     try:

@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.test_e2e_airflow import SCRIPT  # noqa: E402
-from tests.e2e.test_e2e_many_clinics import FLAGS, Stack, clinic_ids, digest, wait  # noqa: E402
+from tests.e2e.stack import (  # noqa: E402
+    Stack,
+    digest,
+    full_recompute_flags,
+    generate,
+    stack_env,
+    wait,
+)
 
 
 def _ts(value: str | None) -> float | None:
@@ -60,33 +65,12 @@ def _union(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
 def run_once(clinics: int, clients: int, period: str, seed: int, keep: Path | None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"aw-many-{clinics}-"))
     home = tmp / "home"
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(home), "--seed", str(seed)]
-        + ["--clinics", str(clinics), "--clients", str(clients), "--period", period]
-        + ["--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    ids = clinic_ids(home)
+    ids = generate(home, seed, clinics, clients, period)
     files = sum(1 for c in ids for p in (home / "landing" / c).iterdir() if p.is_file())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ALLIANCE"))}
-    env["ALLIANCE_WATCH_HOME"] = str(home)
+    env = stack_env(home)
     s = Stack(home)
-    up = subprocess.run(
-        ["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=600
-    )
     try:
-        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
-        wait(
-            f"{clinics} watchers",
-            lambda: (
-                s.sql("select count(*) from trigger where triggerer_id is not null") >= [(clinics,)]
-            ),
-            600,
-        )
-        wait("start-up runs", lambda: s.sql("select count(*) from dag_run") >= [(2,)], 300)
-        wait("an idle stack", s.idle, 300)
+        s.start(env, clinics, up_timeout=600, ready_timeout=600, runs_timeout=300, idle_timeout=300)
         time.sleep(2)
         load_at_markers = os.getloadavg()
         t0 = time.time()
@@ -115,17 +99,7 @@ def run_once(clinics: int, clients: int, period: str, seed: int, keep: Path | No
         load_at_end = os.getloadavg()
         failed = s.sql("select dag_id, run_id from dag_run where state = 'failed'")
 
-        full = tmp / "full.duckdb"
-        shutil.copyfile(home / "warehouse" / "alliance.duckdb", full)
-        subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "detect", "--warehouse", str(full)]
-            + ["--config-dir", str(home / "config")],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        expected_rows = s.read(full, FLAGS)
+        expected_rows = full_recompute_flags(s, home, tmp / "full.duckdb", env)
         expected = {c: digest([r for r in expected_rows if r[0] == c]) for c in ids}
         reached: dict[str, float | None] = {}
         for c in ids:
@@ -197,7 +171,7 @@ def run_once(clinics: int, clients: int, period: str, seed: int, keep: Path | No
         }
         return out
     finally:
-        subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=300)
+        s.stop(env, timeout=300)
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
 

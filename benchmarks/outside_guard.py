@@ -635,14 +635,14 @@ def guard_verdict(values: list[str], kind: str) -> tuple[list[bool], list[bool]]
     import pyarrow as pa
 
     from pipelines.ingest.guard import scan_values
-    from pipelines.ingest.run import _expected_shape
+    from pipelines.ingest.quarantine import expected_shape
 
     cfg = _config()
     col = COLUMN_OF_KIND[kind]
     _, mask = scan_values(pa.table({col: pa.array(values, pa.string())}), cfg)
     hit = set(mask.loc[mask["column"] == col, "row"].tolist())
     flagged = [i in hit for i in range(len(values))]
-    shape = _expected_shape(col, cfg)
+    shape = expected_shape(col, cfg)
     rx = re.compile(shape, re.IGNORECASE) if shape is not None else None
     fits = [rx is None or rx.fullmatch(v.strip()) is not None for v in values]
     return flagged, [f and not g for f, g in zip(fits, flagged, strict=True)]

@@ -115,12 +115,12 @@ def forget(
 ) -> ErasureResult:
     """Erase one client of one clinic everywhere in the warehouse (one transaction) and make
     the deleted rows unrecoverable from its storage (the backend's part: for a warehouse file,
-    the file is rewritten and `snapshot`, with its per-clinic copies, published again). Then the clinic's digests in `outbox` that name
-    the client are rendered again from the warehouse with the clinic's config from
-    `config_dir` (removed when that cannot be done), and the client's episodes leave the
-    immediate-notice ledger in `notices`, and their answers not loaded yet leave the answers
-    inbox `answers`. Raises AllianceWatchError when the note names the
-    client."""
+    the file is rewritten and `snapshot`, with its per-clinic copies, published again). Then
+    the clinic's digests in `outbox` that name the client are rendered again from the
+    warehouse with the clinic's config from `config_dir` (removed when that cannot be done),
+    the client's episodes leave the immediate-notice ledger in `notices`, and their answers
+    not loaded yet leave the answers inbox `answers`. Raises AllianceWatchError when the note
+    names the client."""
     if operator_note and client_id in operator_note:
         raise AllianceWatchError(
             "--note must not contain the client code: the audit row would keep what was erased"

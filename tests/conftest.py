@@ -129,29 +129,12 @@ def write_reference(tmp_path: Path):  # type: ignore[no-untyped-def]
 def build_detected_warehouse(root: Path, seed: int, clinics: int) -> Path:
     """`alliance-watch generate` (40 clients a clinic, every session up to 2026-06-01) into
     `root`, ingested into `root/wh.duckdb` and detected: a realistic warehouse for tests."""
-    import sys
-
     from pipelines.detect.ruptures import detect
     from pipelines.ingest.run import ingest_all
     from pipelines.warehouse import open_warehouse
+    from tests.e2e.stack import generate
 
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.cli",
-            "generate",
-            "--out",
-            str(root),
-            "--seed",
-            str(seed),
-        ]
-        + ["--clinics", str(clinics), "--clients", "40", "--period", "all"]
-        + ["--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    generate(root, seed=seed, clinics=clinics, clients=40, period="all")
     wh = root / "wh.duckdb"
     ingest_all(root / "config", root / "landing", wh)
     with open_warehouse(wh) as conn:

@@ -464,13 +464,13 @@ def judge(values: list[str], kind: str, cfg: ClinicConfig) -> tuple[np.ndarray, 
     import pyarrow as pa
 
     from pipelines.ingest.guard import scan_values
-    from pipelines.ingest.run import _expected_shape
+    from pipelines.ingest.quarantine import expected_shape
 
     col = COLUMN_OF_KIND[kind]
     _, mask = scan_values(pa.table({col: pa.array(values, pa.string())}), cfg)
     flagged = np.zeros(len(values), dtype=bool)
     flagged[mask.loc[mask["column"] == col, "row"].to_numpy(dtype="int64")] = True
-    shape = _expected_shape(col, cfg)
+    shape = expected_shape(col, cfg)
     text = pd.Series(values, dtype="string").str.strip()
     fits = text.str.fullmatch(shape, case=False).fillna(False).to_numpy(dtype=bool)
     return flagged, ~flagged & fits

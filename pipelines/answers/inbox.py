@@ -104,8 +104,8 @@ def pending(answers: Path) -> list[InboxAnswer]:
 def remove(answers: Path, done: list[InboxAnswer]) -> None:
     """Remove answers already committed to the warehouse (a crash before this only means the
     next load finds them already there and skips them)."""
-    # unlinks in parallel: on a filesystem that discards freed blocks each one waits ~2 ms,
-    # and they overlap (benchmarks/bench_answers.py: 25x faster with 16 threads)
+    # unlinks in parallel: on a filesystem that discards freed blocks each one waits, and the
+    # waits overlap (benchmarks/README.md, answers)
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda a: a.path.unlink(missing_ok=True), done))
     if done:

@@ -19,6 +19,7 @@ import pandas as pd
 from pipelines.answers import inbox as answers_inbox
 from pipelines.answers.tokens import Answer
 from pipelines.settings import Paths
+from pipelines.warehouse import transaction
 
 log = logging.getLogger("alliance_watch.answers")
 
@@ -87,8 +88,7 @@ def load_into(conn: duckdb.DuckDBPyConnection, items: list[answers_inbox.InboxAn
         return {"answers_read": 0, "loaded": 0, "refused": 0, "already_loaded": 0}
     conn.register("incoming_answers", _frame(items))
     try:
-        conn.execute("begin transaction")
-        try:
+        with transaction(conn):
             conn.execute(f"create temp table judged_answers as {_JUDGE_SQL}")  # noqa: S608
             conn.execute(
                 """
@@ -122,10 +122,6 @@ def load_into(conn: duckdb.DuckDBPyConnection, items: list[answers_inbox.InboxAn
                 """
             ).fetchall()[0]
             conn.execute("drop table judged_answers")
-            conn.execute("commit")
-        except BaseException:
-            conn.execute("rollback")
-            raise
     finally:
         conn.unregister("incoming_answers")
     loaded, unknown, foreign = (int(x) for x in counts)

@@ -1,5 +1,6 @@
 """`alliance-watch`: the command line. Each command's arguments and output live in its own module
-of this package (the only place that parses arguments); this file only lists them. Errors the user can fix print as one line and exit 2."""
+of this package (the only place that parses arguments); this file only lists them. Errors the
+user can fix print as one line and exit 2."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of every command; only the command named in `argv` gets its arguments."""
     parser = _Parser(
         prog="alliance-watch",
         description="Alliance Watch: validate, load and monitor clinic alliance/outcome data.",
@@ -62,6 +64,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; its exit code, or 2 with one line for an error the user can fix."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)

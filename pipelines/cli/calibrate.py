@@ -5,31 +5,30 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from pipelines.cli.args import add_clinic, add_config_dir, add_warehouse
 from pipelines.deliver.outcomes import calibrate
 from pipelines.errors import AllianceWatchError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--clinic", required=True, help="clinic_id")
-    p.add_argument(
-        "--warehouse",
-        type=Path,
-        default=None,
-        help="warehouse or snapshot file, opened read-only (default: the analyst snapshot, "
+    add_clinic(p)
+    add_warehouse(
+        p,
+        "warehouse or snapshot file, opened read-only (default: the analyst snapshot, "
         "ALLIANCE_WATCH_SNAPSHOT or under ALLIANCE_WATCH_HOME)",
+        required=False,
     )
-    p.add_argument(
-        "--config-dir",
-        type=Path,
-        default=None,
-        help="clinic configs, for the clinic's current alert_budget (default: "
+    add_config_dir(
+        p,
+        "clinic configs, for the clinic's current alert_budget (default: "
         "ALLIANCE_WATCH_CONFIG_DIR or ALLIANCE_WATCH_HOME/config)",
+        required=False,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the suggested alert_budget and what it rests on; writes nothing."""
     from pipelines.config import load_clinic_config
     from pipelines.settings import paths_from_env
     from pipelines.warehouse import connect

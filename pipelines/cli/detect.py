@@ -5,19 +5,18 @@ pending-detection ledger).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from pipelines.cli.args import add_config_dir, add_warehouse
 from pipelines.detect.ruptures import DetectError, DetectParams, params_from_configs
 from pipelines.warehouse import backend
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warehouse", required=True, type=Path, help="DuckDB warehouse file")
-    parser.add_argument(
-        "--config-dir",
-        type=Path,
-        default=None,
-        help="folder holding clinics/<clinic_id>.yaml (their `thresholds:` override the defaults)",
+    add_warehouse(parser)
+    add_config_dir(
+        parser,
+        "folder holding clinics/<clinic_id>.yaml (their `thresholds:` override the defaults)",
+        required=False,
     )
 
 

@@ -6,17 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.cli.args import iso_date
+from pipelines.cli.args import add_config_dir, add_warehouse, iso_date
 from pipelines.deliver.digest import run_weekly_digest
 from pipelines.deliver.mailer import SmtpSettings
 from pipelines.errors import AllianceWatchError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warehouse", type=Path, required=True, help="the DuckDB warehouse file")
-    parser.add_argument(
-        "--config-dir", type=Path, required=True, help="folder holding clinics/<clinic_id>.yaml"
-    )
+    add_warehouse(parser)
+    add_config_dir(parser)
     parser.add_argument(
         "--date",
         type=iso_date,

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipelines.cli.args import add_warehouse
 from pipelines.detect.evaluate import TruthError, evaluate, format_table, load_truth
 from pipelines.detect.ruptures import DetectParams
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warehouse", type=Path, help="DuckDB warehouse file")
+    add_warehouse(parser, required=False)
     parser.add_argument("--truth", type=Path, help="the simulator's truth.csv")
     parser.add_argument(
         "--grid",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipelines.cli.args import add_clinic, add_config_dir, add_warehouse
 from pipelines.erasure import forget
 from pipelines.errors import AllianceWatchError
 from pipelines.settings import paths_from_env
@@ -22,13 +23,8 @@ def default_snapshot(warehouse: Path) -> Path:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--warehouse",
-        type=Path,
-        required=True,
-        help="DuckDB warehouse file (not used when the configured warehouse is not a file)",
-    )
-    p.add_argument("--clinic", required=True, help="clinic_id")
+    add_warehouse(p, "DuckDB warehouse file (not used when the configured warehouse is not a file)")
+    add_clinic(p)
     p.add_argument("--client", required=True, help="the client code to erase")
     p.add_argument("--note", default=None, help="operator note for the audit (not the code)")
     p.add_argument(
@@ -47,17 +43,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(default: ALLIANCE_WATCH_OUTBOX, or ALLIANCE_WATCH_HOME/outbox, when it exists and "
         "--warehouse is the configured warehouse)",
     )
-    p.add_argument(
-        "--config-dir",
-        type=Path,
-        default=None,
-        help="clinic configs, to render those digests (default: ALLIANCE_WATCH_CONFIG_DIR, or "
+    add_config_dir(
+        p,
+        "clinic configs, to render those digests (default: ALLIANCE_WATCH_CONFIG_DIR, or "
         "ALLIANCE_WATCH_HOME/config, for the configured warehouse); without the clinic's "
         "config they are removed instead",
+        required=False,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    """Erase the client and print what was removed (never the code)."""
     if not backend(args.warehouse).exists():
         raise AllianceWatchError(f"--warehouse {args.warehouse}: no such file")
     from pipelines.deliver.alerts import notices_dir

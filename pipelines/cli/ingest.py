@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipelines.cli.args import add_config_dir, add_warehouse
 from pipelines.config import load_clinic_configs
 from pipelines.errors import AllianceWatchError, ConfigError
 from pipelines.ingest.run import ingest_clinics
@@ -18,9 +19,9 @@ from pipelines.warehouse import (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config-dir", type=Path, required=True, help="folder with clinics/<id>.yaml")
+    add_config_dir(p)
     p.add_argument("--landing", type=Path, required=True, help="folder with one folder per clinic")
-    p.add_argument("--warehouse", type=Path, required=True, help="DuckDB warehouse file")
+    add_warehouse(p)
     p.add_argument(
         "--docs-dir", type=Path, default=None, help="where to build the GX Data Docs site"
     )
@@ -34,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def format_table(results: list[FileResult]) -> str:
+    """One line per file: clinic, file, status, row counts and its first reasons."""
     head = ("clinic", "file", "status", "in", "loaded", "quar.", "dup.", "filt.", "reasons")
     rows = [
         (
@@ -61,6 +63,8 @@ def format_table(results: list[FileResult]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Ingest every new file and print what happened to each; 1 when a file was held back by
+    a fault of ours (`internal_error`)."""
     if not args.config_dir.is_dir():
         raise ConfigError(str(args.config_dir), "--config-dir", "is not a folder")
     if not args.landing.is_dir():

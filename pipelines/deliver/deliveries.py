@@ -18,7 +18,6 @@ clinician codes, statuses, SMTP error codes, counts.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -187,7 +186,7 @@ def record(conn: duckdb.DuckDBPyConnection, entries: list[Entry]) -> int:
     anything but `sent`. Returns the number of entries given."""
     if not entries:
         return 0
-    from pipelines.warehouse import retrying
+    from pipelines.warehouse import retrying, transaction
 
     batch = pd.DataFrame([asdict(e) for e in entries])
     batch["week_start"] = pd.to_datetime(batch["week_start"]).dt.date
@@ -197,23 +196,18 @@ def record(conn: duckdb.DuckDBPyConnection, entries: list[Entry]) -> int:
 
     def once() -> None:
         conn.register(view, batch)
-        conn.execute("begin transaction")
         try:
-            conn.execute(
-                f"delete from digest_deliveries as d where exists (select 1 from {view} as b "  # noqa: S608
-                f"where {same} and (b.status = 'sent' or d.status <> 'sent'))"
-            )
-            conn.execute(
-                f"insert into digest_deliveries by name select clinic_id, clinician_id, "  # noqa: S608
-                "week_start, kind, message_id, status, attempts, error, sent_at, outbox_path, "
-                f"n_clients, now() as updated_at from {view} as b where not exists "
-                f"(select 1 from digest_deliveries as d where {same})"
-            )
-            conn.execute("commit")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                conn.execute("rollback")
-            raise
+            with transaction(conn):
+                conn.execute(
+                    f"delete from digest_deliveries as d where exists (select 1 from {view} as b "  # noqa: S608
+                    f"where {same} and (b.status = 'sent' or d.status <> 'sent'))"
+                )
+                conn.execute(
+                    f"insert into digest_deliveries by name select clinic_id, clinician_id, "  # noqa: S608
+                    "week_start, kind, message_id, status, attempts, error, sent_at, outbox_path, "
+                    f"n_clients, now() as updated_at from {view} as b where not exists "
+                    f"(select 1 from digest_deliveries as d where {same})"
+                )
         finally:
             conn.unregister(view)
 

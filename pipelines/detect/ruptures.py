@@ -22,7 +22,7 @@ from pipelines import settings
 from pipelines.config import ClinicConfig, Thresholds
 from pipelines.errors import AllianceWatchError
 from pipelines.registry import ALLIANCE_INSTRUMENTS, INSTRUMENTS, MAX_ITEMS, SYMPTOM_INSTRUMENTS
-from pipelines.warehouse import sql_text
+from pipelines.warehouse import sql_text, table_columns
 
 # Relations in dependency order; each file `<name>.sql` becomes the temp relation `detect_<name>`.
 RELATIONS: tuple[str, ...] = (
@@ -64,29 +64,9 @@ PART_SUBSCALES: dict[str, tuple[str, ...]] = {
 }
 
 
-FLAG_COLUMNS: tuple[str, ...] = (
-    "clinic_id",
-    "client_id",
-    "episode_id",
-    "clinician_id",
-    "session_number",
-    "session_date",
-    "instrument",
-    "severity",
-    "reasons",
-    "alert_episode_id",
-    "is_new",
-    "alert_kind",
-    "total",
-    "previous_total",
-    "baseline_total",
-    "delta_previous",
-    "delta_baseline",
-    "reliable_change",
-    "cutoff",
-    "fallen_part",
-    "evidence",
-)
+# The columns detection writes into `flags`: the table's own (sql/schema/), but the time the
+# warehouse stamps on a new flag.
+FLAG_COLUMNS: tuple[str, ...] = tuple(c for c in table_columns("flags") if c != "detected_at")
 
 
 FLAG_KEY: tuple[str, ...] = (

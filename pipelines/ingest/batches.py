@@ -1,11 +1,12 @@
 """How an Airflow ingest run splits its discovered files between `prepare` tasks.
 
-A task costs a fixed second or two (process start, supervisor, API calls, XCom) before it does
-anything; a small export file prepares in less. So a clinic's small files go together into one
-task, where the worker processes of `ingest._prepared_in_order` prepare them side by side, and
-only a file of at least `fanout_bytes` gets a task of its own (on Celery, possibly another
-machine). The load puts the results back in discovery order (file-name order: a later export
-of a clinic supersedes an earlier one), whatever task prepared them.
+A task has a fixed cost (process start, supervisor, API calls, XCom) before it does anything,
+and a small export file prepares in less (figures: benchmarks/README.md, many clinics). So a
+clinic's small files go together into one task, where the worker processes of
+`pipelines.ingest.pool` prepare them side by side, and only a file of at least `fanout_bytes`
+gets a task of its own (on Celery, possibly another machine). The load puts the results back
+in discovery order (file-name order: a later export of a clinic supersedes an earlier one),
+whatever task prepared them.
 """
 
 from __future__ import annotations

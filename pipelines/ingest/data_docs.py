@@ -1,10 +1,10 @@
 """One Great Expectations Data Docs build at a time, shared by every ingest run that wants one.
 
-Rendering the site costs seconds of CPU and grows with it (every result stored so far), and with
-many clinics delivering at once each ingest run's `data_docs` task rendered the whole site again,
-side by side, on the cores the loads and detection need (issue #20). Now a run asks for a build
-(`wanted`) and builds only if no build is running; the build in progress sees the request when
-it ends and builds once more, so the site always ends up holding every result written before a
+Rendering the site costs CPU that grows with it (every result stored so far); with many
+clinics delivering at once, one build per ingest run would render the whole site many times
+side by side, on the cores the loads and detection need. So a run asks for a build (`wanted`)
+and builds only if no build is running; the build in progress sees the request when it ends
+and builds once more, so the site always ends up holding every result written before a
 request, with at most one build running and one more queued however many runs ask.
 """
 
@@ -49,3 +49,12 @@ def build_when_wanted(docs_dir: Path, build: Callable[[], str | None]) -> str | 
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
     return result
+
+
+def publish_data_docs(docs_dir: Path | None) -> str | None:
+    """Render the GX Data Docs site once for everything validated into `docs_dir`."""
+    if docs_dir is None or not (Path(docs_dir) / "sanitized_results").exists():
+        return None
+    from pipelines.validation import build_data_docs
+
+    return str(build_data_docs(Path(docs_dir)))

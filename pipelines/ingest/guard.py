@@ -35,7 +35,8 @@ from pipelines.issues import _replace_cells, empty_issues
 from pipelines.registry import ITEM_COLUMNS
 
 REDACTED = "[redacted]"
-# The guard's version: part of what a file was judged under (`pipelines.ingest.run.judge_fingerprint`).
+# The guard's version: part of what a file was judged under
+# (`pipelines.ingest.discovery.judge_fingerprint`).
 # Raise it with every change that can alter a verdict, so files judged by an older guard are
 # judged again and rows it held back wrongly load.
 GUARD_VERSION = "3"

@@ -25,7 +25,7 @@ def to_frame(table: pa.Table, dataset: str) -> pd.DataFrame:
     frame.index = pd.RangeIndex(len(frame))
     for col in frame.columns:
         if col in ("session_date", "appointment_date"):
-            # no cache: pandas' cache probe iterates the column in Python (~1 s per 1M rows)
+            # no cache: pandas' cache probe iterates the column in Python (benchmarks/README.md)
             frame[col] = pd.to_datetime(frame[col], cache=False)
         elif col == "session_number" or col in ITEM_COLUMNS or col == "total":
             frame[col] = frame[col].astype("float64")

@@ -45,6 +45,7 @@ from pipelines.warehouse.schema import (
     create_views,
     sql_dir,
     sql_text,
+    table_columns,
     view_files,
 )
 from pipelines.warehouse.select import backend, backend_of
@@ -87,6 +88,7 @@ __all__ = [
     "split_code",
     "sql_dir",
     "sql_text",
+    "table_columns",
     "transaction",
     "view_files",
 ]

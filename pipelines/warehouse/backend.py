@@ -19,16 +19,33 @@ from pipelines.settings import WarehouseSettings
 T = TypeVar("T")
 
 
+class Transaction:
+    """The transaction a `transaction` block runs in."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self._conn = conn
+        self.open = True
+
+    def rollback(self) -> None:
+        """End it now with nothing written; the end of the block then commits nothing."""
+        self._conn.execute("rollback")
+        self.open = False
+
+
 @contextlib.contextmanager
-def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Run the block in one transaction: committed at its end, rolled back if it raises."""
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[Transaction]:
+    """Run the block in one transaction: committed at its end (also when the block returns
+    early), rolled back if it raises or calls `rollback()`."""
     conn.execute("begin transaction")
+    tx = Transaction(conn)
     try:
-        yield
-        conn.execute("commit")
+        yield tx
+        if tx.open:
+            conn.execute("commit")
     except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            conn.execute("rollback")
+        if tx.open:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("rollback")
         raise
 
 

@@ -199,6 +199,7 @@ def is_catalog_lost(e: BaseException) -> bool:
 
 
 def catalog_unavailable(what: str) -> CatalogUnavailable:
+    """The error for `what` when the catalog's PostgreSQL is gone; says a retry is safe."""
     return CatalogUnavailable(
         f"{what}: the DuckLake catalog (PostgreSQL, {CATALOG_ENV}) dropped or refused the "
         "connection: restarted or unreachable; nothing in flight was committed, so retry "
@@ -356,9 +357,9 @@ def _attempt_copy(staged: StagedFile, r: FileResult) -> StagedFile:
 
 
 def stamp_detected(conn: duckdb.DuckDBPyConnection) -> int:
-    """Give flags without a `detected_at` their time (DuckLake has no now() default); returns
-    the rows stamped. `pipelines.detect.ruptures.detect` now stamps its own flags in its transaction, so
-    this only mends flags written by an older version."""
+    """Give every flag without a `detected_at` the transaction's time (a lake has no `now()`
+    default); returns the rows stamped. Detection stamps its own new flags in its transaction,
+    so only flags written without a time are changed."""
 
     def once() -> int:
         row = conn.execute(

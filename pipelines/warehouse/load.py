@@ -9,7 +9,6 @@ concurrent writers are kept apart) are the backend's (`Backend.load_id`, `write_
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -302,8 +301,7 @@ def _load_once(
     """One attempt, one transaction; (its result, the staged files it used)."""
     r = copy.deepcopy(staged.result)
     reserved = backend.reserve_load_id(conn)
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn) as tx:
         backend.serialize_clinic(conn, r.clinic_id)
         # Only accepted content makes a later delivery a duplicate: rejected bytes may be
         # judged again (under a corrected clinic config).
@@ -320,8 +318,7 @@ def _load_once(
         if prior is not None:
             used = backend.attempt_copy(staged, r)
             if not release_held_rows(conn, used, prior):
-                conn.execute("commit")  # the verdict stands under the new fingerprint
-                return r, used
+                return r, used  # committed: the verdict stands under the new fingerprint
         if seen and prior is None:
             same_name = conn.execute(
                 "select count(*) from ingest_files where clinic_id = ? and sha256 = ? "
@@ -330,7 +327,7 @@ def _load_once(
             ).fetchall()[0][0]
             if same_name:
                 # the very same delivery again (a rerun): nothing to record twice
-                conn.execute("rollback")
+                tx.rollback()
                 r.status = "already_loaded"
                 return r, used
             dup = FileResult(
@@ -343,7 +340,6 @@ def _load_once(
                 error=f"same content as {seen[0][0]!r}, already received; nothing loaded",
             )
             _ledger_insert(conn, dup)
-            conn.execute("commit")
             return dup, used
         # this exact delivery was rejected (or loaded with rows held back) before: its new
         # verdict replaces the old one (a delete that removes nothing is skipped: it would only
@@ -369,11 +365,6 @@ def _load_once(
                 "where clinic_id = ? and sha256 = ? and file_name = ?",
                 [prior.received_at, r.clinic_id, r.sha256, r.file_name],
             )
-        conn.execute("commit")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            conn.execute("rollback")
-        raise
     return r, used
 
 

@@ -43,7 +43,7 @@ class FileResult:
     clients_touched: list[str] = field(default_factory=list)
     load_id: int | None = None
     # fingerprint of what it was judged under: the clinic config, the guard's and the suites'
-    # versions (`pipelines.ingest.run.discover.judge_fingerprint`)
+    # versions (`pipelines.ingest.discovery.judge_fingerprint`)
     config_sha: str | None = None
     # judged again (it had loaded with rows held back, under another fingerprint): how many of
     # the rows held back then loaded now

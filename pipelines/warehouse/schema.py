@@ -3,6 +3,7 @@ registry, the analyst views of sql/views/ and the SQL text of a relation."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 
 from pipelines import registry
 from pipelines.settings import warehouse_settings
+from pipelines.warehouse.backend import transaction
 
 MEASURE_KEY = ("clinic_id", "client_id", "episode_id", "session_number", "instrument")
 VALUE_COLUMNS = (
@@ -37,6 +39,34 @@ def migration_files() -> list[Path]:
     return sorted((sql_dir() / "schema").glob("*.sql"))
 
 
+def table_columns(table: str) -> tuple[str, ...]:
+    """The columns of `table` as the migrations of sql/schema/ leave it, in their order."""
+    columns = _migrated_columns().get(table)
+    if columns is None:
+        raise KeyError(f"sql/schema/ creates no table {table!r}")
+    return columns
+
+
+@functools.cache
+def _migrated_columns() -> dict[str, tuple[str, ...]]:
+    """Every table's columns after the migrations, applied to an in-memory DuckDB (once per
+    process)."""
+    conn = duckdb.connect()
+    try:
+        for f in migration_files():
+            conn.execute(f.read_text(encoding="utf-8"))
+        rows = conn.execute(
+            "select table_name, column_name from duckdb_columns() "
+            "where schema_name = 'main' order by table_name, column_index"
+        ).fetchall()
+    finally:
+        conn.close()
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return {t: tuple(c) for t, c in out.items()}
+
+
 def migrate_embedded(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply every sql/schema/*.sql not yet applied, in order, then the registry and the views;
     return the versions applied."""
@@ -49,14 +79,9 @@ def migrate_embedded(conn: duckdb.DuckDBPyConnection) -> list[str]:
     for f in migration_files():
         if f.stem in done:
             continue
-        conn.execute("begin transaction")
-        try:
+        with transaction(conn):
             conn.execute(f.read_text(encoding="utf-8"))
             conn.execute("insert into schema_migrations (version) values (?)", [f.stem])
-            conn.execute("commit")
-        except Exception:
-            conn.execute("rollback")
-            raise
         applied.append(f.stem)
     if applied or not done:
         load_registry(conn)

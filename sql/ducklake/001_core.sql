@@ -36,12 +36,12 @@ create table if not exists digest_deliveries (
     sent_at timestamp with time zone,
     outbox_path varchar,
     n_clients integer,
-    updated_at timestamp with time zone
+    updated_at timestamp with time zone not null
 );
 create table if not exists erasures (
     erasure_id bigint not null,
     clinic_id varchar not null,
-    erased_at timestamp with time zone,
+    erased_at timestamp with time zone not null,
     rows_removed json not null,
     operator_note varchar
 );
@@ -84,7 +84,7 @@ create table if not exists ingest_files (
     load_id bigint,
     bytes bigint,
     ignored_columns varchar[],
-    received_at timestamp with time zone,
+    received_at timestamp with time zone not null,
     config_sha varchar
 );
 create table if not exists instruments (
@@ -110,7 +110,7 @@ create table if not exists loads (
     sha256 varchar not null,
     client_ids varchar[] not null,
     rows_loaded bigint not null,
-    loaded_at timestamp with time zone
+    loaded_at timestamp with time zone not null
 );
 create table if not exists measurements (
     clinic_id varchar not null,
@@ -137,7 +137,7 @@ create table if not exists measurements (
     source_line bigint not null,
     sha256 varchar not null,
     load_id bigint not null,
-    loaded_at timestamp with time zone
+    loaded_at timestamp with time zone not null
 );
 create table if not exists measurements_history (
     clinic_id varchar not null,
@@ -164,7 +164,7 @@ create table if not exists measurements_history (
     source_line bigint not null,
     sha256 varchar not null,
     load_id bigint not null,
-    loaded_at timestamp with time zone,
+    loaded_at timestamp with time zone not null,
     superseded_at timestamp with time zone
 );
 create table if not exists quarantined_rows (

@@ -3,5 +3,5 @@ create table if not exists clinic_settings (
     clinic_id varchar not null,
     timezone varchar not null,
     cadence_days integer not null,
-    updated_at timestamp with time zone
+    updated_at timestamp with time zone not null
 );

@@ -3,5 +3,5 @@ create table if not exists detection_pending (
     clinic_id varchar not null,
     client_id varchar not null,
     load_id bigint not null,
-    queued_at timestamp with time zone
+    queued_at timestamp with time zone not null
 );

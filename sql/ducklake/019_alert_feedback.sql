@@ -7,7 +7,7 @@ create table if not exists alert_feedback (
     clinician_id varchar not null,
     answer varchar not null,
     answered_at timestamp with time zone not null,
-    loaded_at timestamp with time zone
+    loaded_at timestamp with time zone not null
 );
 create table if not exists alert_feedback_refused (
     answer_id varchar not null,
@@ -17,5 +17,5 @@ create table if not exists alert_feedback_refused (
     answer varchar not null,
     answered_at timestamp with time zone not null,
     reason varchar not null,
-    loaded_at timestamp with time zone
+    loaded_at timestamp with time zone not null
 );

@@ -9,53 +9,24 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.e2e.test_e2e_airflow import SCRIPT
-from tests.e2e.test_e2e_many_clinics import Stack, wait
-
-ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
-
-HOLDER = textwrap.dedent(
-    """
-    import sys, time, duckdb
-    conn = duckdb.connect(sys.argv[1])
-    print("holding", flush=True)
-    time.sleep(600)
-    """
+from tests.e2e.stack import (
+    Stack,
+    alive,
+    generate,
+    hold_warehouse,
+    proc_stat,
+    session_of,
+    stack_env,
+    wait,
 )
 
-
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, session, ...)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def alive(pid: int) -> bool:
-    """Whether the process lives (a zombie holds nothing and is not counted)."""
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def session_of(sid: int) -> set[int]:
-    """The live processes of session `sid`."""
-    out = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            fields = _stat(int(d.name))
-            if fields is not None and fields[0] != "Z" and int(fields[3]) == sid:
-                out.add(int(d.name))
-    return out
+pytestmark = pytest.mark.slow
 
 
 def task_process(s: Stack, ti_id: str) -> int | None:
@@ -64,38 +35,18 @@ def task_process(s: Stack, ti_id: str) -> int | None:
     return int(rows[0][0]) if rows and rows[0][0] and alive(int(rows[0][0])) else None
 
 
-def hold_warehouse(wh: Path) -> subprocess.Popen[str]:
-    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(wh)], stdout=subprocess.PIPE, text=True)
-    assert p.stdout is not None and p.stdout.readline().strip() == "holding"
-    return p
-
-
 def test_a_killed_load_frees_the_slot_within_a_minute_and_down_stops_everything(
     tmp_path: Path,
 ) -> None:
     home = tmp_path / "home"
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(home), "--seed", "5"]
-        + ["--clinics", "1", "--clients", "60", "--period", "quarter", "--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    (clinic,) = sorted(p.stem for p in (home / "config" / "clinics").glob("*.yaml"))
+    (clinic,) = generate(home, seed=5, clinics=1, clients=60, period="quarter")
     files = sorted(p.name for p in (home / "landing" / clinic).iterdir())
     wh = home / "warehouse" / "alliance.duckdb"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ALLIANCE"))}
-    env["ALLIANCE_WATCH_HOME"] = str(home)
+    env = stack_env(home)
     s = Stack(home)
-    up = subprocess.run(
-        ["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=300
-    )
     holder: subprocess.Popen[str] | None = None
     try:
-        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
-        wait("the watcher", lambda: s.sql("select count(*) from trigger") >= [(1,)], 180)
-        wait("start-up runs", lambda: s.sql("select count(*) from dag_run") >= [(2,)], 120)
-        wait("an idle stack", s.idle, 180)
+        s.start(env, watchers=1)
 
         (home / "inbox" / f"{clinic}.ready").touch()
         # the load must be running when it is killed: hold the warehouse once `prepare` is
@@ -109,7 +60,7 @@ def test_a_killed_load_frees_the_slot_within_a_minute_and_down_stops_everything(
         wait("its process", lambda: task_process(s, ti_id) is not None, 30, every=0.2)
         pid = task_process(s, ti_id)
         assert pid is not None
-        supervisor = int((_stat(pid) or ["", "0"])[1])
+        supervisor = int((proc_stat(pid) or ["", "0"])[1])
         # task and supervisor at once: nobody is left to tell Airflow (the worst case)
         for victim in (supervisor, pid):
             os.kill(victim, signal.SIGKILL)
@@ -155,16 +106,14 @@ def test_a_killed_load_frees_the_slot_within_a_minute_and_down_stops_everything(
         task_pid = task_process(s, ti_id)
         assert task_pid is not None
         sid = int((home / "airflow-standalone" / "standalone.pid").read_text())
-        stat = _stat(task_pid)
+        stat = proc_stat(task_pid)
         assert stat is not None and int(stat[2]) != sid, "the task has a process group of its own"
         assert int(stat[3]) == sid, "... in the session `make up` started"
         seen = session_of(sid)
         assert task_pid in seen and len(seen) >= 6, seen
     finally:
         t_down = time.monotonic()
-        down = subprocess.run(
-            ["bash", str(SCRIPT), "down"], env=env, capture_output=True, text=True, timeout=120
-        )
+        down = s.stop(env)
         print(f"make down: {time.monotonic() - t_down:.1f} s; {down.stdout.strip()}")
         if holder is not None:
             holder.kill()

@@ -17,9 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Mailbox, free_port
-from tests.e2e.test_e2e_airflow import SCRIPT
-from tests.e2e.test_e2e_dead_task import HOLDER, alive, session_of
-from tests.e2e.test_e2e_many_clinics import Stack, clinic_ids, wait
+from tests.e2e.stack import HOLDER, Stack, alive, generate, session_of, stack_env, wait
 from tests.e2e.test_exactly_once import contents
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,14 +70,7 @@ def test_the_scheduler_killed_mid_run_then_restarted_loads_every_file_once(
     from pipelines.ingest.run import ingest_all
 
     home = tmp_path / "home"
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(home), "--seed", "4"]
-        + ["--clinics", "2", "--clients", "30", "--period", "quarter", "--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    clinics = clinic_ids(home)
+    clinics = generate(home, seed=4, clinics=2, clients=30, period="quarter")
     expected_wh = tmp_path / "cli.duckdb"
     ingest_all(home / "config", home / "landing", expected_wh)
     expected = contents(expected_wh)
@@ -96,32 +87,18 @@ def test_the_scheduler_killed_mid_run_then_restarted_loads_every_file_once(
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ALLIANCE"))}
-    env |= {
-        "ALLIANCE_WATCH_HOME": str(home),
-        "ALLIANCE_WATCH_SMTP_HOST": "127.0.0.1",
-        "ALLIANCE_WATCH_SMTP_PORT": str(smtp.port),
-        "ALLIANCE_WATCH_SMTP_STARTTLS": "false",
-    }
+    env = stack_env(
+        home,
+        ALLIANCE_WATCH_SMTP_HOST="127.0.0.1",
+        ALLIANCE_WATCH_SMTP_PORT=str(smtp.port),
+        ALLIANCE_WATCH_SMTP_STARTTLS="false",
+    )
     s = Stack(home)
     wh = home / "warehouse" / "alliance.duckdb"
     second: subprocess.Popen[bytes] | None = None
     holder = None
-    up = subprocess.run(
-        ["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=300
-    )
     try:
-        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
-        wait(
-            "watchers",
-            lambda: (
-                s.sql("select count(*) from trigger where triggerer_id is not null")
-                >= [(len(clinics),)]
-            ),
-            180,
-        )
-        wait("start-up runs", lambda: s.sql("select count(*) from dag_run") >= [(2,)], 120)
-        wait("an idle stack", s.idle, 180)
+        s.start(env, watchers=len(clinics))
         sid = int((s.airflow_home / "standalone.pid").read_text())
 
         # a load in flight: it waits for the lock an outside process holds
@@ -211,5 +188,5 @@ def test_the_scheduler_killed_mid_run_then_restarted_loads_every_file_once(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             second.wait(timeout=30)
-        subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=300)
+        s.stop(env, timeout=300)
         smtp.stop()

@@ -10,132 +10,25 @@ the last clinic's flags in the snapshot and the timeline of events and runs."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from tests.e2e.test_e2e_airflow import SCRIPT, contextlib_closing
+from tests.e2e.stack import Stack, digest, full_recompute_flags, generate_clinics, stack_env, wait
 
-ROOT = Path(__file__).resolve().parents[2]
-FLAGS = "select * exclude (detected_at) from flags order by all"
 pytestmark = pytest.mark.slow
-
-
-class Stack:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.airflow_home = home / "airflow-standalone"
-        self.snapshot = home / "warehouse" / "snapshot" / "alliance_snapshot.duckdb"
-
-    def sql(self, query: str, params: list | None = None) -> list[tuple]:
-        db = f"file:{self.airflow_home / 'airflow.db'}?mode=ro"
-        with contextlib_closing(sqlite3.connect(db, uri=True)) as c:
-            try:
-                return c.execute(query, params or []).fetchall()
-            except sqlite3.OperationalError:  # tables not created yet / busy
-                return []
-
-    def read(self, db: Path, query: str) -> list[tuple]:
-        """Rows of a query on a copy of `db` (never the file a task may be replacing)."""
-        copy = self.home / f".read-{db.name}"
-        shutil.copyfile(db, copy)
-        try:
-            with duckdb.connect(str(copy), read_only=True) as con:
-                return con.execute(query).fetchall()
-        finally:
-            copy.unlink(missing_ok=True)
-
-    def snapshot_flags(self) -> list[tuple]:
-        if not self.snapshot.exists():
-            return []
-        try:
-            return self.read(self.snapshot, FLAGS)
-        except duckdb.CatalogException:
-            return []
-
-    def idle(self) -> bool:
-        return self.sql("select count(*) from dag_run where state in ('queued', 'running')") == [
-            (0,)
-        ]
-
-
-def clinic_ids(home: Path) -> list[str]:
-    return sorted(p.stem for p in (home / "config" / "clinics").glob("*.yaml"))
-
-
-def digest(rows: list[tuple]) -> str:
-    return hashlib.sha256(repr(rows).encode()).hexdigest()
-
-
-def wait(what: str, ok, timeout: float, every: float = 0.5) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ok():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def generate_clinics(home: Path, clinics: int = 10, clients: int = 40) -> list[str]:
-    """The generator's clinics (seed 11, every period, as of 2026-06-01) under `home`; their ids."""
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(home), "--seed", "11"]
-        + ["--clinics", str(clinics), "--clients", str(clients), "--period", "all"]
-        + ["--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    return clinic_ids(home)
-
-
-def full_recompute_flags(
-    s: Stack, home: Path, full: Path, env: dict[str, str] | None = None
-) -> list[tuple]:
-    """The flags of a full `alliance-watch detect` on a copy (`full`) of the idle live
-    warehouse: what the event-driven runs must have reached."""
-    shutil.copyfile(home / "warehouse" / "alliance.duckdb", full)
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "detect", "--warehouse", str(full)]
-        + ["--config-dir", str(home / "config")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    return s.read(full, FLAGS)
 
 
 def test_ten_clinics_at_once_every_load_is_detected(tmp_path: Path) -> None:
     home = tmp_path / "home"
     clinics = generate_clinics(home)
     assert len(clinics) == 10
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ALLIANCE"))}
-    env["ALLIANCE_WATCH_HOME"] = str(home)
+    env = stack_env(home)
     s = Stack(home)
     t_up = time.monotonic()
-    up = subprocess.run(
-        ["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=300
-    )
     try:
-        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
-        wait(
-            "ten watchers",
-            lambda: s.sql("select count(*) from trigger where triggerer_id is not null") >= [(10,)],
-            180,
-        )
-        # the catch-up digest and freshness runs fire once at start: let them finish first
-        wait("start-up runs", lambda: s.sql("select count(*) from dag_run") >= [(2,)], 120)
-        wait("an idle stack", s.idle, 180)
+        s.start(env, watchers=10)  # and the catch-up digest and freshness runs finished
         print(f"\nstack ready in {time.monotonic() - t_up:.1f} s")
 
         # --- all ten markers at once
@@ -242,7 +135,7 @@ def test_ten_clinics_at_once_every_load_is_detected(tmp_path: Path) -> None:
         assert s.snapshot_flags() == expected
         assert len(s.sql(woken)) == runs_before
     finally:
-        subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=120)
+        s.stop(env)
 
 
 def timeline(s: Stack, since: float) -> str:

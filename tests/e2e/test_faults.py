@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 from pipelines.deliver.notify import receipt_message
 from pipelines.ingest.batches import plan
 from pipelines.ingest.run import discover_from_snapshot, load_batches, prepare_items
+from tests.e2e.stack import generate
 from tests.e2e.test_exactly_once import contents
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,14 +60,7 @@ def test_the_disk_full_while_staging_holds_files_back_in_words_and_the_rerun_loa
     tmp_path: Path, small_disk: Path
 ) -> None:
     gen = tmp_path / "gen"
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(gen), "--seed", "8"]
-        + ["--clinics", "1", "--clients", "60", "--period", "month", "--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    (clinic,) = [p.stem for p in (gen / "config" / "clinics").glob("*.yaml")]
+    (clinic,) = generate(gen, seed=8, clinics=1, clients=60, period="month")
     cfg, landing = gen / "config", gen / "landing"
     wh, snap = tmp_path / "wh.duckdb", tmp_path / "snap" / "snapshot.duckdb"
     # what the files make on a disk with room

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_e2e_many_clinics import Stack, digest, full_recompute_flags, generate_clinics
+from tests.e2e.stack import Stack, digest, full_recompute_flags, generate_clinics
 from tests.e2e.test_production_stack import _pg_rows, celery_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.production]

@@ -15,7 +15,8 @@ import pytest
 
 from pipelines import registry
 from pipelines import warehouse as wh
-from pipelines.deliver.digest import Week, run_weekly_digest, suppress
+from pipelines.deliver.cells import suppress
+from pipelines.deliver.digest import Week, run_weekly_digest
 from pipelines.deliver.mailer import SmtpSettings
 from tests.conftest import Mailbox, free_port, smtp_controller
 

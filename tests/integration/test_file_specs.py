@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.config import parse_clinic_config
 from pipelines.errors import ConfigError, FileRejected
+from pipelines.ingest import discovery, prepare
 from pipelines.ingest import run as ingest
 from pipelines.ingest.read import SESSION_ORDER_TIE, canonicalize, read_raw
 
@@ -140,8 +141,8 @@ def test_extra_header_rows_are_skipped_in_every_part_with_true_line_numbers(
     lines.append("C999,T1,2025-03-03,1,11,9,9,9,38")  # out of range: quarantined
     (tmp_path / "landing" / "tools").mkdir(parents=True)
     write(tmp_path / "landing" / "tools", "measures_1.csv", "\n".join(lines) + "\n")
-    (d,), _ = ingest.discover(c, tmp_path / "landing", {})
-    staged = ingest.prepare_file(d, c, tmp_path / "stage", part_bytes=2048, build_docs=False)
+    (d,), _ = discovery.discover(c, tmp_path / "landing", {})
+    staged = prepare.prepare_file(d, c, tmp_path / "stage", part_bytes=2048, build_docs=False)
     r = staged.result
     assert (r.rows_in, r.rows_loaded, r.rows_quarantined, r.rows_filtered) == (301, 300, 1, 0)
     assert staged.quarantine_path is not None
@@ -166,9 +167,9 @@ def test_files_each_kind_read_with_its_own_keys_in_one_clinic(tmp_path: Path) ->
             {"pattern": "visits_*.csv", "dataset": "appointments", "columns": {"status": "s"}},
         ],
     )
-    assert ingest.dataset_of("srs_1.csv", c) == "measures"
-    assert ingest.dataset_of("visits_1.csv", c) == "appointments"
-    assert ingest.dataset_of("other.csv", c) is None
+    assert discovery.dataset_of("srs_1.csv", c) == "measures"
+    assert discovery.dataset_of("visits_1.csv", c) == "appointments"
+    assert discovery.dataset_of("other.csv", c) is None
     found = c.reader_for("phq_1.csv")
     assert found is not None
     phq = found[1]

@@ -12,7 +12,8 @@ import duckdb
 import pytest
 
 from pipelines.config import load_clinic_configs
-from pipelines.ingest import run as ingest
+from pipelines.ingest import discovery, pool, prepare, stage
+from pipelines.ingest.assemble import assemble
 from pipelines.ingest.run import ingest_all
 from tests.e2e.test_exactly_once import contents
 
@@ -61,7 +62,7 @@ def test_a_failing_worker_stops_the_run_and_keeps_what_was_loaded(
     """A pipeline fault in a worker (not a data problem) is raised to the caller; the files
     loaded before it stay loaded, and the rerun loads the rest."""
     monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", "2")
-    real = ingest.prepare_part
+    real = prepare.prepare_part
 
     def third_fails(delivery, *args, **kwargs):  # type: ignore[no-untyped-def]
         if delivery.path.name == first_names[2]:
@@ -70,13 +71,15 @@ def test_a_failing_worker_stops_the_run_and_keeps_what_was_loaded(
 
     configs, _ = load_clinic_configs(generated / "config")
     first_names = [
-        p.name for cfg in configs.values() for p in ingest.list_landing(cfg, generated / "landing")
+        p.name
+        for cfg in configs.values()
+        for p in discovery.list_landing(cfg, generated / "landing")
     ]
-    monkeypatch.setattr(ingest, "prepare_part", third_fails)
+    monkeypatch.setattr(pool, "prepare_part", third_fails)
     wh = tmp_path / "wh.duckdb"
     with pytest.raises(RuntimeError, match="engine fault"):
         ingest_all(generated / "config", generated / "landing", wh)
-    monkeypatch.setattr(ingest, "prepare_part", real)
+    monkeypatch.setattr(pool, "prepare_part", real)
     rest = ingest_all(generated / "config", generated / "landing", wh)
     assert [r.file_name for r in rest] == first_names[2:]  # the first two stayed loaded
     monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", "1")
@@ -116,10 +119,10 @@ def test_the_same_bytes_under_two_names_are_staged_apart(
 
     configs, _ = load_clinic_configs(reference_config_dir)
     cfg = configs["ref_clinic"]
-    a = ingest.Delivery(cfg.clinic_id, tmp_path / "measures_1.csv", "measures", "ab" * 32, 10)
-    b = ingest.Delivery(cfg.clinic_id, tmp_path / "measures_2.csv", "measures", "ab" * 32, 10)
-    assert set(ingest.stage_folders(a, cfg, tmp_path)).isdisjoint(
-        ingest.stage_folders(b, cfg, tmp_path)
+    a = discovery.Delivery(cfg.clinic_id, tmp_path / "measures_1.csv", "measures", "ab" * 32, 10)
+    b = discovery.Delivery(cfg.clinic_id, tmp_path / "measures_2.csv", "measures", "ab" * 32, 10)
+    assert set(stage.stage_folders(a, cfg, tmp_path)).isdisjoint(
+        stage.stage_folders(b, cfg, tmp_path)
     )
     rows = [srs(f"C{i:03d}", 1 + i % 9, 5.0 + i % 5) for i in range(200)]
     for name in ("measures_1.csv", "measures_2.csv"):
@@ -150,15 +153,15 @@ def test_a_retried_preparation_stages_only_its_own_parts(
     write_reference(
         "measures_1.csv", [srs(f"C{i:03d}", 1 + i % 9, 7.0) for i in range(200)] + [bad]
     )
-    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
+    (d,), _ = discovery.discover(cfg, tmp_path / "landing", {})
     stage = tmp_path / "stage"
-    first = ingest.prepare_file(d, cfg, stage, part_bytes=2048, build_docs=False)
+    first = prepare.prepare_file(d, cfg, stage, part_bytes=2048, build_docs=False)
     assert (first.result.rows_loaded, first.result.rows_quarantined) == (200, 1)
     assert first.valid_path is not None and first.quarantine_path is not None
     for folder in (first.valid_path, first.quarantine_path):  # a bigger attempt's leftovers
         shutil.copy(sorted(folder.glob("*.parquet"))[0], folder / "p09999.parquet")
 
-    again = ingest.prepare_file(d, cfg, stage, part_bytes=2048, build_docs=False)
+    again = prepare.prepare_file(d, cfg, stage, part_bytes=2048, build_docs=False)
 
     assert again.valid_path is not None and again.quarantine_path is not None
     assert pq.read_table(again.valid_path).num_rows == again.result.rows_loaded == 200
@@ -360,7 +363,7 @@ def test_a_file_rewritten_while_it_is_read_is_rejected_and_its_neighbours_load(
     path = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
     write_reference("measures_2.csv", [srs("C2", 1, 9.0)])
     write_reference("measures_3.csv", [srs("C3", 1, 9.0)])
-    real = ingest._prepare_part
+    real = prepare._prepare_part
 
     def reading_while_rewritten(delivery, *args, **kwargs):  # type: ignore[no-untyped-def]
         outcome = real(delivery, *args, **kwargs)
@@ -368,7 +371,7 @@ def test_a_file_rewritten_while_it_is_read_is_rejected_and_its_neighbours_load(
             _same_size_rewrite(path, "9.0,9.0,9.0,9.0", "8.0,8.0,8.0,8.0")
         return outcome
 
-    monkeypatch.setattr(ingest, "_prepare_part", reading_while_rewritten)
+    monkeypatch.setattr(prepare, "_prepare_part", reading_while_rewritten)
     monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", str(workers))
     results = ingest_all(reference_config_dir, tmp_path / "landing", tmp_path / "wh.duckdb")
     outcome = {r.file_name: (r.status, str(r.error)) for r in results}
@@ -392,7 +395,7 @@ def test_a_large_file_rewritten_while_it_is_copied_into_parts_is_rejected(
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
     path = write_reference("measures_1.csv", [srs(f"C{i}", 1, 9.0) for i in range(1, 40)])
-    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
+    (d,), _ = discovery.discover(cfg, tmp_path / "landing", {})
     real = batching.write_chunks
 
     def copying_while_rewritten(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -402,7 +405,7 @@ def test_a_large_file_rewritten_while_it_is_copied_into_parts_is_rejected(
 
     monkeypatch.setattr(batching, "write_chunks", copying_while_rewritten)
     stage = tmp_path / "stage"
-    staged = ingest.prepare_file(d, cfg, stage, part_bytes=1024)
+    staged = prepare.prepare_file(d, cfg, stage, part_bytes=1024)
     assert staged.result.status == "rejected"
     assert str(staged.result.error).startswith("changed_after_discovery:")
     assert not [f for f in stage.rglob("*") if f.is_file()]
@@ -437,7 +440,7 @@ def test_a_file_that_cannot_be_read_after_discovery_is_rejected_for_that(
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
     rows = 40 if size == "large" else 1
     path = write_reference("measures_1.csv", [srs(f"C{i}", 1, 9.0) for i in range(1, rows + 1)])
-    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
+    (d,), _ = discovery.discover(cfg, tmp_path / "landing", {})
     fault.filename = str(path)
 
     def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -447,7 +450,7 @@ def test_a_file_that_cannot_be_read_after_discovery_is_rejected_for_that(
         monkeypatch.setattr(batching, "write_chunks", refuse)
     else:
         monkeypatch.setattr(readers, "read_raw", refuse)
-    staged = ingest.prepare_file(d, cfg, tmp_path / "stage", part_bytes=1024)
+    staged = prepare.prepare_file(d, cfg, tmp_path / "stage", part_bytes=1024)
     assert staged.result.status == "rejected"
     assert str(staged.result.error).startswith(f"{code}:"), staged.result.error
 
@@ -469,7 +472,7 @@ def test_discovery_skips_a_file_gone_before_hashing_and_reports_an_unreadable_on
     vanishing = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
     locked = write_reference("measures_2.csv", [srs("C2", 1, 9.0)])
     write_reference("measures_3.csv", [srs("C3", 1, 9.0)])
-    real = ingest.sha256_of
+    real = discovery.sha256_of
 
     def hashing(path: Path) -> str:
         # root reads any file whatever its mode, so the fault is injected where the file opens
@@ -479,13 +482,13 @@ def test_discovery_skips_a_file_gone_before_hashing_and_reports_an_unreadable_on
             raise PermissionError(13, "Permission denied")
         return real(path)
 
-    monkeypatch.setattr(ingest, "sha256_of", hashing)
-    listed = ingest.list_landing
+    monkeypatch.setattr(discovery, "sha256_of", hashing)
+    listed = discovery.list_landing
     monkeypatch.setattr(  # a file listed, then renamed away before it is looked at
-        ingest, "list_landing", lambda *a: [*listed(*a), vanishing.with_name("measures_0.csv")]
+        discovery, "list_landing", lambda *a: [*listed(*a), vanishing.with_name("measures_0.csv")]
     )
-    found, rejected = ingest.discover(cfg, tmp_path / "landing", {})
-    monkeypatch.setattr(ingest, "list_landing", listed)
+    found, rejected = discovery.discover(cfg, tmp_path / "landing", {})
+    monkeypatch.setattr(discovery, "list_landing", listed)
     assert [d.path.name for d in found] == ["measures_3.csv"]
     (r,) = rejected
     assert (r.file_name, r.status) == ("measures_2.csv", "rejected")
@@ -493,13 +496,13 @@ def test_discovery_skips_a_file_gone_before_hashing_and_reports_an_unreadable_on
     assert r.dataset == "measures"  # by its name: a measures file arrived, unreadable
 
     wh = tmp_path / "wh.duckdb"
-    monkeypatch.setattr(ingest, "sha256_of", lambda p: hashing(p) if p == locked else real(p))
+    monkeypatch.setattr(discovery, "sha256_of", lambda p: hashing(p) if p == locked else real(p))
     results = ingest_all(reference_config_dir, tmp_path / "landing", wh)
     assert {r.file_name: r.status for r in results} == {
         "measures_2.csv": "rejected",
         "measures_3.csv": "loaded",
     }
-    monkeypatch.setattr(ingest, "sha256_of", real)  # readable again
+    monkeypatch.setattr(discovery, "sha256_of", real)  # readable again
     results = ingest_all(reference_config_dir, tmp_path / "landing", wh)
     assert {r.file_name: r.status for r in results} == {"measures_2.csv": "loaded"}
 
@@ -516,12 +519,12 @@ def test_a_file_removed_once_read_in_full_still_loads(
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
     path = write_reference("measures_1.csv", [srs("C1", 1, 9.0)])
-    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
+    (d,), _ = discovery.discover(cfg, tmp_path / "landing", {})
     stage = tmp_path / "stage"
-    parts = ingest.split_delivery(d, cfg, stage)
-    outcomes = [ingest.prepare_part(d, cfg, p, len(parts), stage, None, False) for p in parts]
+    parts = prepare.split_delivery(d, cfg, stage)
+    outcomes = [prepare.prepare_part(d, cfg, p, len(parts), stage, None, False) for p in parts]
     path.unlink()
-    staged = ingest.assemble(d, cfg, stage, parts, outcomes)
+    staged = assemble(d, cfg, stage, parts, outcomes)
     assert (staged.result.status, staged.result.rows_loaded) == ("loaded", 1)
 
 
@@ -537,8 +540,8 @@ def test_a_rejected_file_removed_once_read_keeps_its_own_reason(
 
     cfg = load_clinic_config(reference_config_dir / "clinics" / "ref_clinic.yaml")
     path = write_reference("measures_1.csv", ["x;y;z"], header="a;b;c")
-    (d,), _ = ingest.discover(cfg, tmp_path / "landing", {})
-    real = ingest._prepare_part
+    (d,), _ = discovery.discover(cfg, tmp_path / "landing", {})
+    real = prepare._prepare_part
 
     def read_then_removed(*args, **kwargs):  # type: ignore[no-untyped-def]
         try:
@@ -546,7 +549,7 @@ def test_a_rejected_file_removed_once_read_keeps_its_own_reason(
         finally:
             path.unlink()
 
-    monkeypatch.setattr(ingest, "_prepare_part", read_then_removed)
-    staged = ingest.prepare_file(d, cfg, tmp_path / "stage")
+    monkeypatch.setattr(prepare, "_prepare_part", read_then_removed)
+    staged = prepare.prepare_file(d, cfg, tmp_path / "stage")
     assert staged.result.status == "rejected"
     assert not str(staged.result.error).startswith("changed_after_discovery"), staged.result.error

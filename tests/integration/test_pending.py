@@ -18,6 +18,7 @@ from pipelines.jobs import drain_detection
 from pipelines.settings import Paths, paths_from_env
 from pipelines.warehouse import open_warehouse
 from tests.conftest import reference_row
+from tests.e2e.stack import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGS = "select * exclude (detected_at) from flags order by all"
@@ -120,13 +121,7 @@ def test_clearing_removes_only_the_rows_it_read(
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two generated clinics (30 clients each), ingested but never detected."""
     root = tmp_path_factory.mktemp("pending")
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "7"]
-        + ["--clinics", "2", "--clients", "30", "--period", "all", "--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    generate(root, seed=7, clinics=2, clients=30, period="all")
     ingest_all(root / "config", root / "landing", root / "wh.duckdb")
     return root
 

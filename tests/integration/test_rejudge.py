@@ -63,7 +63,7 @@ def old_guard(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
         return issues.reset_index(drop=True), mask.reset_index(drop=True)
 
     monkeypatch.setattr(deid, "scan_values", scan_values)
-    monkeypatch.setattr("pipelines.ingest.run.GUARD_VERSION", "1")
+    monkeypatch.setattr("pipelines.ingest.discovery.GUARD_VERSION", "1")
     return monkeypatch
 
 

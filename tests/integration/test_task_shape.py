@@ -24,6 +24,7 @@ from pipelines.ingest.run import (
     load_batches,
     prepare_items,
 )
+from tests.e2e.stack import generate
 from tests.e2e.test_exactly_once import contents
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,13 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two sample clinics, one file per month and dataset (several files each)."""
     root = tmp_path_factory.mktemp("shape")
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "generate", "--out", str(root), "--seed", "5"]
-        + ["--clinics", "2", "--clients", "12", "--period", "month", "--as-of", "2026-06-01"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    generate(root, seed=5, clinics=2, clients=12, period="month")
     return root
 
 

@@ -3,6 +3,7 @@ clients touched per load, parts of a large file, and the writer lock."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -317,6 +318,60 @@ def test_views_are_created_after_the_views_they_read(
     assert conn.execute("select n from a_total").fetchall() == [(1,)]
 
 
+def test_a_transaction_commits_at_its_end_or_early_return_and_rollback_writes_nothing() -> None:
+    from pipelines.warehouse import transaction
+
+    conn = duckdb.connect()
+    conn.execute("create table t (n integer)")
+
+    def write(n: int, rollback: bool = False) -> None:
+        with transaction(conn) as tx:
+            conn.execute("insert into t values (?)", [n])
+            if rollback:
+                tx.rollback()
+                return
+            if n == 2:
+                return  # an early return commits
+            conn.execute("insert into t values (?)", [n * 10])
+
+    write(1)
+    write(2)
+    write(3, rollback=True)
+    with pytest.raises(ValueError), transaction(conn):
+        conn.execute("insert into t values (4)")
+        raise ValueError("the block failed")
+    assert conn.execute("select n from t order by n").fetchall() == [(1,), (2,), (10,)]
+
+
+def migrated() -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse with every embedded migration applied."""
+    from pipelines.warehouse import migrate
+
+    conn = duckdb.connect()
+    migrate(conn)
+    return conn
+
+
+def test_table_columns_are_the_migrated_tables_and_flag_columns_derive_from_flags() -> None:
+    """`table_columns` is a table as sql/schema/ leaves it, in order; detection writes every
+    column of `flags` but the time the warehouse stamps on a new flag."""
+    from pipelines.detect.ruptures import FLAG_COLUMNS
+    from pipelines.warehouse import table_columns
+
+    flags = (
+        migrated()
+        .execute(
+            "select column_name from duckdb_columns() "
+            "where schema_name = 'main' and table_name = 'flags' order by column_index"
+        )
+        .fetchall()
+    )
+    assert table_columns("flags") == tuple(c for (c,) in flags)
+    assert tuple(c for (c,) in flags if c != "detected_at") == FLAG_COLUMNS
+    with pytest.raises(KeyError, match="no table"):
+        table_columns("no_such_table")
+
+
 def test_the_checked_in_ducklake_ddl_is_the_one_generated_from_the_embedded_migrations() -> None:
     """sql/ducklake/ is generated from sql/schema/ (`python -m pipelines.warehouse.lake_ddl`):
     a new embedded migration without its regenerated lake form fails here."""
@@ -349,9 +404,48 @@ def test_the_ducklake_ddl_restates_every_embedded_table_column_for_column() -> N
     assert sorted(emb - lk) == [] and sorted(lk - emb) == []
 
 
+def computed_not_null_columns() -> set[tuple[str, str]]:
+    """(table, column) of every embedded column that is `not null` with a computed default
+    (`now()`, `current_timestamp`, a sequence)."""
+    rows = (
+        migrated()
+        .execute(
+            "select table_name, column_name, column_default from duckdb_columns() "
+            "where schema_name = 'main' and not is_nullable and column_default is not null"
+        )
+        .fetchall()
+    )
+    return {
+        (t, c) for t, c, d in rows if re.search(r"now\(\)|current_timestamp|nextval", str(d), re.I)
+    }
+
+
+def test_the_lake_keeps_not_null_where_its_writers_supply_the_computed_value() -> None:
+    """A value the embedded file computes is written by the code on a lake, with the row, so
+    the lake says `not null` too (a writer that forgot it fails there); only a column stamped
+    after the insert (`STAMPED_AFTER_INSERT`) is nullable."""
+    from pipelines.warehouse import sql_dir
+    from pipelines.warehouse.lake_ddl import STAMPED_AFTER_INSERT
+
+    computed = computed_not_null_columns()
+    assert ("ingest_files", "received_at") in computed and computed >= STAMPED_AFTER_INSERT
+    lake = duckdb.connect()
+    for f in sorted((sql_dir() / "ducklake").glob("*.sql")):
+        lake.execute(f.read_text(encoding="utf-8"))
+    nullable = {
+        (t, c)
+        for t, c in lake.execute(
+            "select table_name, column_name from duckdb_columns() "
+            "where schema_name = 'main' and is_nullable"
+        ).fetchall()
+    }
+    assert sorted(computed & nullable) == sorted(STAMPED_AFTER_INSERT)
+
+
 def test_the_lake_form_of_a_migration_keeps_its_data_and_fills_defaults() -> None:
-    """Keys, sequences and non-literal defaults are dropped; a new column's literal default
-    is written into the rows already there; renames stay renames; data statements stay."""
+    """Keys, sequences and non-literal defaults are dropped (`not null` stays); a new column's
+    literal default is written into the rows already there; renames stay renames; data
+    statements stay."""
     from pipelines.warehouse.lake_ddl import changes, read_catalog
 
     conn = duckdb.connect()
@@ -370,7 +464,7 @@ def test_the_lake_form_of_a_migration_keeps_its_data_and_fills_defaults() -> Non
     conn.execute("alter table t rename to u")
     assert changes(before, read_catalog(conn)) == ["alter table t rename to u;\n"]
     assert changes({}, read_catalog(conn)) == [
-        "create table if not exists u (\n    id bigint,\n    ts timestamp with time "
+        "create table if not exists u (\n    id bigint not null,\n    ts timestamp with time "
         "zone,\n    n integer not null default 0,\n    kind varchar default 'x'\n);\n"
     ]
 
