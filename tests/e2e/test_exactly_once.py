@@ -75,7 +75,7 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from pipelines.ingest import run as ingest
+    from pipelines.ingest import orchestrate, run as ingest
     from pipelines.warehouse import load as warehouse
 
     where, nth = sys.argv[4], int(sys.argv[5])
@@ -98,7 +98,7 @@ KILLER = textwrap.dedent(
     elif where == "after_rows":  # measurements + history written, transaction still open
         kill_on_nth(warehouse, "_load_rows", after=True)
     elif where == "after_commit":  # file n committed, the next not started
-        kill_on_nth(ingest, "load_staged", after=True)
+        kill_on_nth(orchestrate, "load_staged", after=True)  # where the loader calls it
     ingest.ingest_all(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
     print("finished without being killed")
     """
