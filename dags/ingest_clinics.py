@@ -138,7 +138,7 @@ def build_ingest_dag(clinic_id: str, inbox: str, config_error: str | None = None
             # index by length: iterating a lazy XCom sequence probes one offset past its end
             batches = [staged] + [large[i] for i in range(len(large or []))]
             if not any(batches):
-                # nothing new: no writer slot, no warehouse event, no detection
+                # nothing new: the slot is let go at once; no warehouse event, no detection
                 raise AirflowSkipException("no new file: nothing to load")
             p = paths_from_env()
             summary = load_batches(batches, clinic_id, p.config_dir, p.warehouse, p.snapshot)

@@ -36,12 +36,14 @@ def airflow_env(home: Path, airflow_home: Path) -> dict[str, str]:
 
 def prepare_airflow(env: dict[str, str]) -> None:
     """Create the metadata DB and the pools (real Airflow CLI, SQLite)."""
+    from pipelines.settings import prepare_slots
+
     full = {**os.environ, **env}
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=full, check=True, capture_output=True)
     for pool, slots, what in (
         ("duckdb_writer", "1", "single DuckDB writer"),
-        ("ingest_prepare", str(os.cpu_count() or 1), "file preparation (CPU-bound)"),
+        ("ingest_prepare", str(prepare_slots()), "file preparation (CPU-bound)"),
     ):
         subprocess.run(
             [airflow, "pools", "set", pool, slots, what], env=full, check=True, capture_output=True
