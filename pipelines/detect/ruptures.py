@@ -128,7 +128,13 @@ class DetectParams:
     # share of alliance sessions the clinic wants flagged; None: the flag_evidence threshold
     alert_budget: float | None = None
     # earlier alliance sessions a clinic needs before its budget quantile replaces flag_evidence
-    budget_min_sessions: int = 150
+    budget_min_sessions: int = 80
+    # the alert budget's controller (sql/detect/alert_thresholds.sql): the share of the running
+    # balance (flags owed or overspent) a week carries into the next, and how strongly the
+    # balance steers the share asked of the next week's quantile (x balance / sessions of the
+    # last 6 weeks). Chosen on the grid's tuning seeds (docs/detection.md, "Alert budget").
+    budget_forget: float = 0.95
+    budget_gain: float = 2.0
     # weight of the registry's prior within-client SD, in sessions, against the clinic's own
     prior_sessions: int = 20
     # prior weight d0 of the clinic's pooled variance against a client's own (Smyth 2004),
@@ -153,6 +159,8 @@ class DetectParams:
             raise DetectError("min_drop_sd and cusum_k must be >= 0, cusum_h > 0")
         if self.alert_budget is not None and not 0 < self.alert_budget < 0.5:
             raise DetectError("alert_budget must be a share between 0 and 0.5, e.g. 0.05")
+        if not 0 < self.budget_forget <= 1 or self.budget_gain < 0:
+            raise DetectError("budget_forget must be in (0, 1] and budget_gain >= 0")
         if self.budget_min_sessions < 1 or self.prior_sessions < 1 or self.prior_df <= 0:
             raise DetectError("budget_min_sessions, prior_sessions >= 1 and prior_df > 0")
         if self.min_history < 1:
@@ -247,6 +255,8 @@ def _params_frame(
                     "cusum_h": p.cusum_h,
                     "alert_budget": p.alert_budget,
                     "budget_min_sessions": p.budget_min_sessions,
+                    "budget_forget": p.budget_forget,
+                    "budget_gain": p.budget_gain,
                     # the registry's priors, as variances, and their weight in sessions
                     "prior_var_total": (ins.within_sd or ins.standard_error) ** 2,
                     # a part's deviation from the whole (the contrast) carries only the item
@@ -470,14 +480,7 @@ def _calibration_frame_sql() -> str:
         from detect_clinic_calibration as c
         inner join detect_params as p
             on c.param_key = p.param_key
-        left join (
-            select
-                param_key,
-                week_start,
-                any_value(clinic_threshold) as budget_threshold
-            from detect_alert_thresholds
-            group by all
-        ) as t
+        left join detect_alert_thresholds as t
             on c.param_key = t.param_key
             and c.week_start = t.week_start
     """

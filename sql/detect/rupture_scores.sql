@@ -195,16 +195,7 @@ scored as (
             n_prior >= min_history
             and (delta_baseline >= min_drop_sd * clinic_sd or z_pair is not null),
             false
-        ) as is_candidate,
-        -- the stage of the course an alert budget is judged within (alert_thresholds): sessions
-        -- before this one 0-2, 3-4, 5-7, 8-11, 12+
-        case
-            when n_prior < 3 then 0
-            when n_prior < 5 then 1
-            when n_prior < 8 then 2
-            when n_prior < 12 then 3
-            else 4
-        end as course_stage
+        ) as is_candidate
     from pair_gated
 )
 

@@ -60,7 +60,6 @@ signals as (
     left join thresholds as t
         on s.param_key = t.param_key
         and s.week_start = t.week_start
-        and t.stage = s.course_stage
 ),
 
 decided as (
