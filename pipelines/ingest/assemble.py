@@ -48,6 +48,16 @@ def assemble(
     with contextlib.suppress(OSError):
         (stage_dir / f"{stage_stem(delivery, cfg)}.parts").rmdir()
     rejected = next((o.error for o in outcomes if o.error), None)
+    if rejected is None and len(outcomes) > 1:
+        # a keep_rows condition is judged on the whole file, not on each part
+        checks: dict[str, tuple[int, int]] = {}
+        for o in outcomes:
+            for text, (put_to, held) in o.keep_rows_checks.items():
+                before = checks.get(text, (0, 0))
+                checks[text] = (before[0] + put_to, before[1] + held)
+        unmet = readers.unmet_keep_rows(checks)
+        if unmet is not None:
+            rejected = str(unmet)
     if rejected is not None:
         base.error = rejected
         if rejected.startswith(f"{INTERNAL_ERROR}:"):

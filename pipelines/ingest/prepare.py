@@ -257,7 +257,7 @@ def _prepare_part(
 
     dataset = str(delivery.dataset)
     cfg = reading_config(delivery, cfg)
-    raw = readers.read_raw(part.path, dataset, cfg)
+    raw = readers.read_raw(part.path, dataset, cfg, part_of_file=n_parts > 1)
     deid.check_header(raw.header, dataset, cfg.safe_columns)
     if part.line_offset:
         i = raw.table.schema.get_field_index("source_line")
@@ -275,7 +275,15 @@ def _prepare_part(
             {"row": [-1 - i for i in range(n_bad_lines)], "reason": [MALFORMED] * n_bad_lines}
         )
         return PartOutcome(
-            n_bad_lines, 0, n_bad_lines, 0, reason, None, ignored, filtered=raw.filtered
+            n_bad_lines,
+            0,
+            n_bad_lines,
+            0,
+            reason,
+            None,
+            ignored,
+            filtered=raw.filtered,
+            keep_rows_checks=raw.keep_rows_checks,
         )
     id_issues, redact = deid.scan_values(raw.table, cfg)
     typed, cast_issues = readers.canonicalize(raw, cfg)
@@ -330,6 +338,7 @@ def _prepare_part(
         ignored_columns=ignored,
         clients=clients,
         filtered=raw.filtered,
+        keep_rows_checks=raw.keep_rows_checks,
     )
 
 

@@ -77,6 +77,8 @@ class RawFile:
     # row issues found while reading (a session number that cannot be derived); rows index
     # into `table`
     issues: pd.DataFrame | None = None
+    # each `keep_rows` condition: (rows it was put to, rows it held on); see unmet_keep_rows
+    keep_rows_checks: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _issues(rows: np.ndarray, reason: str) -> pd.DataFrame:
@@ -105,8 +107,40 @@ def _header_names(first_line: str, delimiter: str) -> list[str]:
         ) from None
 
 
-def read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
-    """Parse `path` as strings; raise FileRejected for any file-level problem."""
+def read_raw(path: Path, dataset: str, cfg: ClinicConfig, part_of_file: bool = False) -> RawFile:
+    """Parse `path` as strings; raise FileRejected for any file-level problem.
+
+    ``part_of_file``: `path` is one part of a larger file (ingest reads a large CSV in parts).
+    A `keep_rows` condition that holds on none of the part's rows is then no verdict on the
+    file (a part may hold nothing but survey previews): the part's rows are filtered, and the
+    file is judged on the sum of its parts' `keep_rows_checks` (`unmet_keep_rows`)."""
+    raw = _read_raw(path, dataset, cfg)
+    if not part_of_file:
+        rejection = unmet_keep_rows(raw.keep_rows_checks)
+        if rejection is not None:
+            raise rejection
+    return raw
+
+
+def unmet_keep_rows(checks: dict[str, tuple[int, int]]) -> FileRejected | None:
+    """`nothing_kept` for the first `keep_rows` condition that was put to rows and held on none
+    of them (checks: condition -> (rows it was put to, rows it held on), over a file or the sum
+    of its parts); None when each held somewhere."""
+    for text, (put_to, held) in checks.items():
+        if put_to and not held:
+            # no row meets it: a config that does not fit the export (Qualtrics' "numeric
+            # values" write Finished as 1, not True), not a file of rows to set aside
+            column = parse_condition(text)[0]
+            return FileRejected(
+                "nothing_kept",
+                f"keep_rows {text!r} holds on none of the file's {put_to} rows; check "
+                f"the values your export writes in {column!r} (a code or its label, e.g. 1 or "
+                "True) and list them all: '<column> in (<value>, <value>)'",
+            )
+    return None
+
+
+def _read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
     if path.is_symlink() or not path.is_file():
         raise FileRejected("not_a_regular_file", f"{path.name} is not a regular file; not read")
     size = path.stat().st_size
@@ -624,18 +658,10 @@ def _finish(
     taken = ~blank
     if blank.any():
         filtered[BLANK_ROW] = int(blank.sum())
+    checks: dict[str, tuple[int, int]] = {}
     for text in cfg.keep_rows:
         fails = taken & ~_condition_holds(table, text)
-        if fails.any() and fails.sum() == taken.sum():
-            # no row meets it: a config that does not fit the export (Qualtrics' "numeric
-            # values" write Finished as 1, not True), not a file of rows to set aside
-            column = parse_condition(text)[0]
-            raise FileRejected(
-                "nothing_kept",
-                f"keep_rows {text!r} holds on none of the file's {int(taken.sum())} rows; check "
-                f"the values your export writes in {column!r} (a code or its label, e.g. 1 or "
-                "True) and list them all: '<column> in (<value>, <value>)'",
-            )
+        checks[text] = (int(taken.sum()), int(taken.sum() - fails.sum()))
         if fails.any():
             filtered[_filtered_reason(text, "keep_rows")] = int(fails.sum())
             taken &= ~fails
@@ -688,6 +714,7 @@ def _finish(
         malformed_lines=sorted(invalid),
         filtered=filtered,
         issues=issues,
+        keep_rows_checks=checks,
     )
 
 

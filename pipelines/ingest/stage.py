@@ -29,6 +29,8 @@ class PartOutcome:
     # rows not taken in (blank lines, `keep_rows`), by reason: outside rows_in
     filtered: dict[str, int] = field(default_factory=dict)
     clients: list[str] = field(default_factory=list)  # distinct clients of the valid rows
+    # `keep_rows` condition -> (rows it was put to, rows it held on), for the file-level verdict
+    keep_rows_checks: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def base_result(delivery: Delivery, cfg: ClinicConfig) -> FileResult:

@@ -190,10 +190,10 @@ def test_a_fault_of_ours_in_one_file_rejects_only_that_file_and_it_is_tried_agai
         write_reference(f"measures_{k}.csv", [srs(f"C{k}{i:02d}", 1, 7.0) for i in range(10)])
     real = readers.read_raw
 
-    def faulty(path: Path, dataset: str, cfg):  # type: ignore[no-untyped-def]
+    def faulty(path: Path, dataset: str, cfg, **kw):  # type: ignore[no-untyped-def]
         if "measures_2" in path.name:
             raise ValueError("could not convert 'Quincy Adams 555-0101'")
-        return real(path, dataset, cfg)
+        return real(path, dataset, cfg, **kw)
 
     monkeypatch.setattr(readers, "read_raw", faulty)
     monkeypatch.setenv("ALLIANCE_WATCH_PREPARE_WORKERS", str(workers))
