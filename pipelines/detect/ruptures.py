@@ -323,6 +323,7 @@ CALIBRATION_COLUMNS: tuple[str, ...] = (
     "prior_df_bond",
     "prior_df_goal_task",
     "budget_threshold",
+    "pooled_var_total_down",
 )
 
 
@@ -468,7 +469,8 @@ def _calibration_frame_sql() -> str:
             c.prior_df_total,
             c.prior_df_bond,
             c.prior_df_goal_task,
-            t.budget_threshold
+            t.budget_threshold,
+            c.pooled_var_total_down
         from detect_clinic_calibration as c
         inner join detect_params as p
             on c.param_key = p.param_key
