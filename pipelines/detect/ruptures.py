@@ -113,8 +113,10 @@ class DetectParams:
     # (shrunk) SDs (Stiles et al. 2004: 2; Strauss et al. 2006: 1)
     deflection_sd: float = 2.0
     # flag when the strongest direction of the drop (the whole, or the whole with the part that
-    # fell against the rest, on the client's shrunk scale, as normal deviates) reaches this
-    flag_evidence: float = 2.35
+    # fell against the rest, on the client's shrunk scale, as normal deviates) reaches this;
+    # 2.25 since the total is judged on the larger of its symmetric and downside scales (2.35
+    # before: the same grid recall and precision on the tuning seeds)
+    flag_evidence: float = 2.25
     # ... and the drop from the baseline is at least this many of the clinic's pooled
     # within-client SDs (so a client with a very flat history is not flagged for a dip the
     # clinic's measurement noise makes)
@@ -331,6 +333,7 @@ CALIBRATION_COLUMNS: tuple[str, ...] = (
     "prior_df_bond",
     "prior_df_goal_task",
     "budget_threshold",
+    "pooled_var_total_down",
 )
 
 
@@ -476,7 +479,8 @@ def _calibration_frame_sql() -> str:
             c.prior_df_total,
             c.prior_df_bond,
             c.prior_df_goal_task,
-            t.budget_threshold
+            t.budget_threshold,
+            c.pooled_var_total_down
         from detect_clinic_calibration as c
         inner join detect_params as p
             on c.param_key = p.param_key

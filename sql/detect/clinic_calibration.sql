@@ -25,7 +25,8 @@ with features as (
         u_goal_task_contrast,
         baseline_sd,
         baseline_bond_contrast_sd,
-        baseline_goal_task_contrast_sd
+        baseline_goal_task_contrast_sd,
+        is_down
     from detect_alliance_features
 ),
 
@@ -55,6 +56,11 @@ entries as (
     select param_key, week_start, 2, u_goal_task_contrast,
         case when n_prior >= 4 then baseline_goal_task_contrast_sd ^ 2 end, n_prior - 1
     from features
+    union all
+    -- 3: the total's residuals below the prediction only (the downside scale; no variance)
+    select param_key, week_start, 3, u_total, null, null
+    from features
+    where is_down = 1
 ),
 
 bins as (
@@ -202,7 +208,7 @@ estimates as (
         ((v.q75_bin - v.q25_bin) / 16.0 * ln(2.0) / 1.349) ^ 2 as log_var_spread,
         s.sum_trigamma_before / nullif(v.n, 0) as mean_trigamma
     from weeks as w
-    cross join (select unnest([0, 1, 2]) as measure) as m
+    cross join (select unnest([0, 1, 2, 3]) as measure) as m
     left join quantiles as r
         on w.param_key = r.param_key
         and w.week_start = r.week_start
@@ -243,7 +249,7 @@ blended as (
         d.n_residuals,
         (
             p.prior_sessions
-            * case d.measure when 0 then p.prior_var_total else p.prior_var_contrast end
+            * case when d.measure in (0, 3) then p.prior_var_total else p.prior_var_contrast end
             + d.n_residuals * coalesce(d.residual_var, 0)
         ) / (p.prior_sessions + d.n_residuals) as pooled_var,
         (p.prior_sessions * p.prior_df + d.n_variances * coalesce(d.df_estimate, 0))
@@ -261,6 +267,10 @@ calibration as (
         max(pooled_var) filter (where measure = 0) as pooled_var_total,
         max(pooled_var) filter (where measure = 1) as pooled_var_bond,
         max(pooled_var) filter (where measure = 2) as pooled_var_goal_task,
+        -- the median of the squared residuals below the prediction: under a symmetric
+        -- distribution the same as pooled_var_total, larger where clients fall further than
+        -- they rise
+        max(pooled_var) filter (where measure = 3) as pooled_var_total_down,
         max(prior_df) filter (where measure = 0) as prior_df_total,
         max(prior_df) filter (where measure = 1) as prior_df_bond,
         max(prior_df) filter (where measure = 2) as prior_df_goal_task
