@@ -2,12 +2,14 @@
 -- with k = cusum_k: it catches a decline over several sessions that no single session shows.
 -- In closed form S_t = C_t - min(0, min over j <= t of C_j), C the running sum of (z - k): two
 -- window passes over narrow rows (a window sorts every column it carries), joined back by the
--- signals.
+-- signals. The steps are summed as exact decimals: a running sum of doubles depends on the
+-- order DuckDB adds them in, and an incremental run must give the digits of a full one (the
+-- CUSUM is part of each flag's evidence).
 with drops as (
     select
         series_key,
         session_number,
-        coalesce(z_total, 0) - cusum_k as step
+        (coalesce(z_total, 0) - cusum_k)::decimal(38, 9) as step
     from detect_rupture_scores
 ),
 
@@ -27,14 +29,16 @@ cusum as (
     select
         series_key,
         session_number,
-        cusum_sum - least(
-            0,
-            min(cusum_sum) over (
-                partition by series_key
-                order by session_number
-                rows between unbounded preceding and current row
+        (
+            cusum_sum - least(
+                0,
+                min(cusum_sum) over (
+                    partition by series_key
+                    order by session_number
+                    rows between unbounded preceding and current row
+                )
             )
-        ) as cusum
+        )::double as cusum
     from running
 )
 
