@@ -120,41 +120,10 @@ features as (
             as u_bond_contrast,
         (w.goal_task_contrast - w.baseline_goal_task_contrast) ^ 2 * w.n_prior / (w.n_prior + 1)
             as u_goal_task_contrast,
-        -- the same residual when the session fell below the prediction (0 otherwise): the
-        -- downside of the client's variation, in exact decimals so the running sums below give
-        -- an incremental run the digits of a full one
-        case
-            when w.total < w.baseline_total
-                then ((w.total - w.baseline_total) ^ 2 * w.n_prior / (w.n_prior + 1))::decimal(18, 9)
-            else 0
-        end as u_total_down,
+        -- the session fell below the prediction: its residual counts in the clinic's downside
+        -- variance (clinic_calibration)
         (coalesce(w.total < w.baseline_total, false))::integer as is_down
     from windowed as w
-),
-
-downside as (
-    -- the client's downside sum of squares and its count of residuals below the prediction over
-    -- the earlier sessions (and over the sessions before the previous one, for the pair): a
-    -- bounded, compressed scale is skewed, and a drop is judged on how far this client falls on
-    -- an ordinary bad day, not on the symmetric SD
-    select
-        *,
-        coalesce(sum(u_total_down) over w_prior, 0) as ss_total_down,
-        coalesce(sum(is_down) over w_prior, 0) as n_total_down,
-        coalesce(sum(u_total_down) over w_pair, 0) as ss_total_down_pair,
-        coalesce(sum(is_down) over w_pair, 0) as n_total_down_pair
-    from features
-    window
-        w_prior as (
-            partition by series_key
-            order by session_number
-            rows between unbounded preceding and 1 preceding
-        ),
-        w_pair as (
-            partition by series_key
-            order by session_number
-            rows between unbounded preceding and 2 preceding
-        )
 )
 
-select * from downside
+select * from features

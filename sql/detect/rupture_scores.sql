@@ -67,12 +67,11 @@ measured as (
             c.prior_df_total * c.pooled_var_total
             + (f.n_prior - 1) * coalesce(f.baseline_sd ^ 2, 0)
         ) / (c.prior_df_total + f.n_prior - 1) as shrunk_var_total,
-        -- the downside variance: the client's squared residuals below the prediction, each a
-        -- degree of freedom, shrunk toward the clinic's downside variance with the same d0
-        (c.prior_df_total * c.pooled_var_total_down + f.ss_total_down)
-        / (c.prior_df_total + f.n_total_down) as shrunk_var_total_down,
-        (c.prior_df_total * c.pooled_var_total_down + f.ss_total_down_pair)
-        / (c.prior_df_total + f.n_total_down_pair) as shrunk_var_pair_down,
+        -- the clinic's skew: its downside variance (the squared residuals below the
+        -- prediction) over its symmetric one, floored at 1. A bounded, compressed scale (a
+        -- ceiling) makes clients fall further than they rise, so the symmetric variance
+        -- understates an ordinary bad day; under a symmetric distribution the two agree
+        greatest(1, c.pooled_var_total_down / c.pooled_var_total) as clinic_skew,
         (
             c.prior_df_bond * c.pooled_var_bond
             + (f.n_prior - 1) * coalesce(f.baseline_bond_contrast_sd ^ 2, 0)
@@ -122,18 +121,13 @@ paired as (
 scaled as (
     select
         *,
-        -- the mean of two new sessions against a mean of n - 1; on the larger of the
-        -- symmetric and the downside variance (a bounded, compressed scale makes clients fall
-        -- further than they rise: the symmetric SD understates an ordinary bad day)
-        sqrt(
-            greatest(shrunk_var_pair, case when n_prior >= 3 then shrunk_var_pair_down end)
-            * (1 / 2 + 1 / (n_prior - 1))
-        ) as pair_scale,
-        -- the deviation of one new session from a mean of n: predictive scale, on the larger
-        -- of the symmetric and the downside variance
-        case when n_prior >= 1 then
-            sqrt(greatest(shrunk_var_total, shrunk_var_total_down) * (1 + 1 / n_prior))
-        end as deflection_scale,
+        -- the mean of two new sessions against a mean of n - 1, on the client's variance
+        -- widened by the clinic's skew (a drop is judged on how far its clients fall on an
+        -- ordinary bad day)
+        sqrt(shrunk_var_pair * clinic_skew * (1 / 2 + 1 / (n_prior - 1))) as pair_scale,
+        -- the deviation of one new session from a mean of n: predictive scale, widened alike
+        case when n_prior >= 1 then sqrt(shrunk_var_total * clinic_skew * (1 + 1 / n_prior)) end
+            as deflection_scale,
         case when n_prior >= 1 then sqrt(shrunk_var_bond_contrast * (1 + 1 / n_prior)) end
             as bond_contrast_scale,
         case when n_prior >= 1 then sqrt(shrunk_var_goal_task_contrast * (1 + 1 / n_prior)) end
