@@ -52,6 +52,8 @@ MATERIALIZED: frozenset[str] = frozenset(
         "alert_thresholds",
         "episode_sessions",
         "flags",
+        # small (one row per episode), read by the write and by the summary
+        "alert_episodes",
     }
 )
 
@@ -554,20 +556,17 @@ def _replace_rows(
         if scoped
         else ""
     )
+    # straight from detect_<table> (materialized): a copy of every new row with its hash cost a
+    # full extra write of the flags (their evidence is ~0.7 kB a row)
     conn.execute(
-        f"create or replace temp table detect_new_{table} as "  # noqa: S608
-        f"select n.*, {new_hash} as row_hash from detect_{table} as n"
-    )
-    conn.execute(
-        f"delete from {table} as t where not exists (select 1 from detect_new_{table} as n "  # noqa: S608
-        f"where {same_key} and n.row_hash = {old_hash}) {in_scope}"
+        f"delete from {table} as t where not exists (select 1 from detect_{table} as n "  # noqa: S608
+        f"where {same_key} and {new_hash} = {old_hash}) {in_scope}"
     )
     cols = ", ".join(columns)
     conn.execute(
-        f"insert into {table} ({cols}) select {cols} from detect_new_{table} as n "  # noqa: S608
+        f"insert into {table} ({cols}) select {cols} from detect_{table} as n "  # noqa: S608
         f"where not exists (select 1 from {table} as t where {same_key})"
     )
-    conn.execute(f"drop table detect_new_{table}")
 
 
 def _check_series_keys(conn: duckdb.DuckDBPyConnection) -> None:
