@@ -392,15 +392,10 @@ def _flagged_signals(conn: duckdb.DuckDBPyConnection) -> None:
         "(select series_key, session_number from detect_episode_sessions where is_flagged) as e "
         "on f.series_key = e.series_key and f.session_number = e.session_number"
     )
-    for name, source, target in (
-        ("rupture_scores", "detect_alliance_features", "detect_flagged_features"),
-        ("rupture_signals", "detect_rupture_scores", "detect_flagged_scores"),
-    ):
-        sql = _relation_sql(name)
-        if sql.count(source) != 1:
-            raise DetectError(f"{name}.sql must read {source} exactly once")
-        view = "detect_flagged_scores" if name == "rupture_scores" else "detect_flagged_signals"
-        conn.execute(f"create or replace temp view {view} as {sql.replace(source, target)}")
+    scores = _rewired("rupture_scores", "detect_alliance_features", "detect_flagged_features")
+    conn.execute(f"create or replace temp view detect_flagged_scores as {scores}")
+    signals = _rewired("rupture_signals", "detect_rupture_scores", "detect_flagged_scores")
+    conn.execute(f"create or replace temp view detect_flagged_signals as {signals}")
 
 
 def _prepare(
@@ -428,10 +423,46 @@ def _prepare(
     conn.execute(TRIGAMMA_MACRO)
 
 
+def _rewired(name: str, source: str, target: str) -> str:
+    """`<name>.sql` reading `target` where it reads `source` (which it must read exactly once)."""
+    sql = _relation_sql(name)
+    if sql.count(source) != 1:
+        raise DetectError(f"{name}.sql must read {source} exactly once")
+    return sql.replace(source, target)
+
+
+def _episode_signals(conn: duckdb.DuckDBPyConnection) -> None:
+    """`detect_episode_signals`: the scoped signals of the series with at least one flag, for
+    `episode_sessions`.
+
+    A series without a flag has no episode, so none of its sessions is kept; its sessions only
+    made the episode window passes longer (two thirds of them on the benchmark). The flagged
+    series are found from the flag decision alone; the same per-session SQL over their features
+    then gives the same signals (as for `_flagged_signals`), so the arithmetic of the episode
+    columns and the window passes run over those series only."""
+    conn.execute(
+        "create or replace temp table detect_flag_series as "
+        "select distinct series_key from detect_scoped_signals where is_flag"
+    )
+    conn.execute(
+        "create or replace temp view detect_flag_series_features as select f.* "
+        "from detect_alliance_features as f "
+        "semi join detect_flag_series as k on f.series_key = k.series_key"
+    )
+    scores = _rewired("rupture_scores", "detect_alliance_features", "detect_flag_series_features")
+    conn.execute(f"create or replace temp view detect_flag_series_scores as {scores}")
+    signals = _rewired("rupture_signals", "detect_rupture_scores", "detect_flag_series_scores")
+    conn.execute(f"create or replace temp view detect_episode_signals as {signals}")
+
+
 def _create(conn: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
     for name in names:
         kind = "table" if name in MATERIALIZED else "view"
-        conn.execute(f"create or replace temp {kind} detect_{name} as {_relation_sql(name)}")
+        sql = _relation_sql(name)
+        if name == "episode_sessions":
+            _episode_signals(conn)
+            sql = _rewired(name, "detect_scoped_signals", "detect_episode_signals")
+        conn.execute(f"create or replace temp {kind} detect_{name} as {sql}")
 
 
 def build_relations(
@@ -525,6 +556,10 @@ def _calibration_moved(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]
 
 def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
     """Drop every temp relation build_relations() may have created."""
+    conn.execute("drop view if exists detect_episode_signals")
+    conn.execute("drop view if exists detect_flag_series_scores")
+    conn.execute("drop view if exists detect_flag_series_features")
+    conn.execute("drop table if exists detect_flag_series")
     conn.execute("drop view if exists detect_scoped_signals")
     conn.execute("drop view if exists detect_flagged_signals")
     conn.execute("drop view if exists detect_flagged_scores")
