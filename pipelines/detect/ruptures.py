@@ -392,9 +392,18 @@ def _flagged_signals(conn: duckdb.DuckDBPyConnection) -> None:
         "(select series_key, session_number from detect_episode_sessions where is_flagged) as e "
         "on f.series_key = e.series_key and f.session_number = e.session_number"
     )
-    scores = _rewired("rupture_scores", "detect_alliance_features", "detect_flagged_features")
+    conn.execute(
+        "create or replace temp view detect_flagged_cusum as select c.* "
+        "from detect_decline_cusum as c semi join detect_flagged_features as f "
+        "on c.series_key = f.series_key and c.session_number = f.session_number"
+    )
+    scores = _rewired("rupture_scores", ("detect_alliance_features", "detect_flagged_features"))
     conn.execute(f"create or replace temp view detect_flagged_scores as {scores}")
-    signals = _rewired("rupture_signals", "detect_rupture_scores", "detect_flagged_scores")
+    signals = _rewired(
+        "rupture_signals",
+        ("detect_rupture_scores", "detect_flagged_scores"),
+        ("detect_decline_cusum", "detect_flagged_cusum"),
+    )
     conn.execute(f"create or replace temp view detect_flagged_signals as {signals}")
 
 
@@ -423,35 +432,47 @@ def _prepare(
     conn.execute(TRIGAMMA_MACRO)
 
 
-def _rewired(name: str, source: str, target: str) -> str:
-    """`<name>.sql` reading `target` where it reads `source` (which it must read exactly once)."""
+def _rewired(name: str, *replacements: tuple[str, str]) -> str:
+    """`<name>.sql` reading each `target` where it reads `source` (which it must read exactly
+    once): the same SQL over a subset of its input."""
     sql = _relation_sql(name)
-    if sql.count(source) != 1:
-        raise DetectError(f"{name}.sql must read {source} exactly once")
-    return sql.replace(source, target)
+    for source, target in replacements:
+        if sql.count(source) != 1:
+            raise DetectError(f"{name}.sql must read {source} exactly once")
+        sql = sql.replace(source, target)
+    return sql
 
 
 def _episode_signals(conn: duckdb.DuckDBPyConnection) -> None:
     """`detect_episode_signals`: the scoped signals of the series with at least one flag, for
-    `episode_sessions`.
+    `episode_sessions` (and their features, `detect_flag_series_features`, for `flags`).
 
     A series without a flag has no episode, so none of its sessions is kept; its sessions only
     made the episode window passes longer (two thirds of them on the benchmark). The flagged
     series are found from the flag decision alone; the same per-session SQL over their features
-    then gives the same signals (as for `_flagged_signals`), so the arithmetic of the episode
-    columns and the window passes run over those series only."""
+    (and CUSUM rows) then gives the same signals, as for `_flagged_signals`, so the arithmetic
+    of the episode columns and the window passes run over those series only."""
     conn.execute(
         "create or replace temp table detect_flag_series as "
         "select distinct series_key from detect_scoped_signals where is_flag"
     )
-    conn.execute(
-        "create or replace temp view detect_flag_series_features as select f.* "
-        "from detect_alliance_features as f "
-        "semi join detect_flag_series as k on f.series_key = k.series_key"
+    for view, source in (
+        ("detect_flag_series_features", "detect_alliance_features"),
+        ("detect_flag_series_cusum", "detect_decline_cusum"),
+    ):
+        conn.execute(
+            f"create or replace temp view {view} as select r.* from {source} as r "  # noqa: S608
+            "semi join detect_flag_series as k on r.series_key = k.series_key"
+        )
+    scores = _rewired(
+        "rupture_scores", ("detect_alliance_features", "detect_flag_series_features")
     )
-    scores = _rewired("rupture_scores", "detect_alliance_features", "detect_flag_series_features")
     conn.execute(f"create or replace temp view detect_flag_series_scores as {scores}")
-    signals = _rewired("rupture_signals", "detect_rupture_scores", "detect_flag_series_scores")
+    signals = _rewired(
+        "rupture_signals",
+        ("detect_rupture_scores", "detect_flag_series_scores"),
+        ("detect_decline_cusum", "detect_flag_series_cusum"),
+    )
     conn.execute(f"create or replace temp view detect_episode_signals as {signals}")
 
 
@@ -461,7 +482,10 @@ def _create(conn: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
         sql = _relation_sql(name)
         if name == "episode_sessions":
             _episode_signals(conn)
-            sql = _rewired(name, "detect_scoped_signals", "detect_episode_signals")
+            sql = _rewired(name, ("detect_scoped_signals", "detect_episode_signals"))
+        elif name == "flags":
+            # the sustained-decline fit reads the features of the flagged series only
+            sql = _rewired(name, ("detect_alliance_features", "detect_flag_series_features"))
         conn.execute(f"create or replace temp {kind} detect_{name} as {sql}")
 
 
@@ -559,6 +583,8 @@ def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("drop view if exists detect_episode_signals")
     conn.execute("drop view if exists detect_flag_series_scores")
     conn.execute("drop view if exists detect_flag_series_features")
+    conn.execute("drop view if exists detect_flag_series_cusum")
+    conn.execute("drop view if exists detect_flagged_cusum")
     conn.execute("drop table if exists detect_flag_series")
     conn.execute("drop view if exists detect_scoped_signals")
     conn.execute("drop view if exists detect_flagged_signals")
