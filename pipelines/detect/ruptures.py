@@ -464,9 +464,7 @@ def _episode_signals(conn: duckdb.DuckDBPyConnection) -> None:
             f"create or replace temp view {view} as select r.* from {source} as r "  # noqa: S608
             "semi join detect_flag_series as k on r.series_key = k.series_key"
         )
-    scores = _rewired(
-        "rupture_scores", ("detect_alliance_features", "detect_flag_series_features")
-    )
+    scores = _rewired("rupture_scores", ("detect_alliance_features", "detect_flag_series_features"))
     conn.execute(f"create or replace temp view detect_flag_series_scores as {scores}")
     signals = _rewired(
         "rupture_signals",
