@@ -52,6 +52,8 @@ MATERIALIZED: frozenset[str] = frozenset(
         "alert_thresholds",
         "episode_sessions",
         "flags",
+        # small (one row per episode), read by the write and by the summary
+        "alert_episodes",
     }
 )
 
@@ -403,15 +405,19 @@ def _flagged_signals(conn: duckdb.DuckDBPyConnection) -> None:
         "(select series_key, session_number from detect_episode_sessions where is_flagged) as e "
         "on f.series_key = e.series_key and f.session_number = e.session_number"
     )
-    for name, source, target in (
-        ("rupture_scores", "detect_alliance_features", "detect_flagged_features"),
-        ("rupture_signals", "detect_rupture_scores", "detect_flagged_scores"),
-    ):
-        sql = _relation_sql(name)
-        if sql.count(source) != 1:
-            raise DetectError(f"{name}.sql must read {source} exactly once")
-        view = "detect_flagged_scores" if name == "rupture_scores" else "detect_flagged_signals"
-        conn.execute(f"create or replace temp view {view} as {sql.replace(source, target)}")
+    conn.execute(
+        "create or replace temp view detect_flagged_cusum as select c.* "
+        "from detect_decline_cusum as c semi join detect_flagged_features as f "
+        "on c.series_key = f.series_key and c.session_number = f.session_number"
+    )
+    scores = _rewired("rupture_scores", ("detect_alliance_features", "detect_flagged_features"))
+    conn.execute(f"create or replace temp view detect_flagged_scores as {scores}")
+    signals = _rewired(
+        "rupture_signals",
+        ("detect_rupture_scores", "detect_flagged_scores"),
+        ("detect_decline_cusum", "detect_flagged_cusum"),
+    )
+    conn.execute(f"create or replace temp view detect_flagged_signals as {signals}")
 
 
 def _prepare(
@@ -439,10 +445,59 @@ def _prepare(
     conn.execute(TRIGAMMA_MACRO)
 
 
+def _rewired(name: str, *replacements: tuple[str, str]) -> str:
+    """`<name>.sql` reading each `target` where it reads `source` (which it must read exactly
+    once): the same SQL over a subset of its input."""
+    sql = _relation_sql(name)
+    for source, target in replacements:
+        if sql.count(source) != 1:
+            raise DetectError(f"{name}.sql must read {source} exactly once")
+        sql = sql.replace(source, target)
+    return sql
+
+
+def _episode_signals(conn: duckdb.DuckDBPyConnection) -> None:
+    """`detect_episode_signals`: the scoped signals of the series with at least one flag, for
+    `episode_sessions` (and their features, `detect_flag_series_features`, for `flags`).
+
+    A series without a flag has no episode, so none of its sessions is kept; its sessions only
+    made the episode window passes longer (two thirds of them on the benchmark). The flagged
+    series are found from the flag decision alone; the same per-session SQL over their features
+    (and CUSUM rows) then gives the same signals, as for `_flagged_signals`, so the arithmetic
+    of the episode columns and the window passes run over those series only."""
+    conn.execute(
+        "create or replace temp table detect_flag_series as "
+        "select distinct series_key from detect_scoped_signals where is_flag"
+    )
+    for view, source in (
+        ("detect_flag_series_features", "detect_alliance_features"),
+        ("detect_flag_series_cusum", "detect_decline_cusum"),
+    ):
+        conn.execute(
+            f"create or replace temp view {view} as select r.* from {source} as r "  # noqa: S608
+            "semi join detect_flag_series as k on r.series_key = k.series_key"
+        )
+    scores = _rewired("rupture_scores", ("detect_alliance_features", "detect_flag_series_features"))
+    conn.execute(f"create or replace temp view detect_flag_series_scores as {scores}")
+    signals = _rewired(
+        "rupture_signals",
+        ("detect_rupture_scores", "detect_flag_series_scores"),
+        ("detect_decline_cusum", "detect_flag_series_cusum"),
+    )
+    conn.execute(f"create or replace temp view detect_episode_signals as {signals}")
+
+
 def _create(conn: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
     for name in names:
         kind = "table" if name in MATERIALIZED else "view"
-        conn.execute(f"create or replace temp {kind} detect_{name} as {_relation_sql(name)}")
+        sql = _relation_sql(name)
+        if name == "episode_sessions":
+            _episode_signals(conn)
+            sql = _rewired(name, ("detect_scoped_signals", "detect_episode_signals"))
+        elif name == "flags":
+            # the sustained-decline fit reads the features of the flagged series only
+            sql = _rewired(name, ("detect_alliance_features", "detect_flag_series_features"))
+        conn.execute(f"create or replace temp {kind} detect_{name} as {sql}")
 
 
 def build_relations(
@@ -530,6 +585,12 @@ def _calibration_moved(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]
 
 def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
     """Drop every temp relation build_relations() may have created."""
+    conn.execute("drop view if exists detect_episode_signals")
+    conn.execute("drop view if exists detect_flag_series_scores")
+    conn.execute("drop view if exists detect_flag_series_features")
+    conn.execute("drop view if exists detect_flag_series_cusum")
+    conn.execute("drop view if exists detect_flagged_cusum")
+    conn.execute("drop table if exists detect_flag_series")
     conn.execute("drop view if exists detect_scoped_signals")
     conn.execute("drop view if exists detect_flagged_signals")
     conn.execute("drop view if exists detect_flagged_scores")
@@ -556,25 +617,23 @@ def _replace_rows(
     old_hash = f"hash({', '.join(f't.{c}' for c in columns)})"
     same_key = " and ".join(f"n.{k} = t.{k}" for k in key)
     in_scope = (
-        "and exists (select 1 from detect_scope as s "
-        "where s.clinic_id = t.clinic_id and s.client_id = t.client_id)"
+        "semi join detect_scope as s on s.clinic_id = t.clinic_id and s.client_id = t.client_id"
         if scoped
         else ""
     )
+    # straight from detect_<table> (materialized): a copy of every new row with its hash cost a
+    # full extra write of the flags (their evidence is ~0.7 kB a row); and the rows of the
+    # clients in scope first, so that only theirs are hashed (an incremental run hashed every
+    # row of the table)
     conn.execute(
-        f"create or replace temp table detect_new_{table} as "  # noqa: S608
-        f"select n.*, {new_hash} as row_hash from detect_{table} as n"
-    )
-    conn.execute(
-        f"delete from {table} as t where not exists (select 1 from detect_new_{table} as n "  # noqa: S608
-        f"where {same_key} and n.row_hash = {old_hash}) {in_scope}"
+        f"delete from {table} where rowid in (select t.rowid from {table} as t {in_scope} "  # noqa: S608
+        f"anti join detect_{table} as n on {same_key} and {new_hash} = {old_hash})"
     )
     cols = ", ".join(columns)
     conn.execute(
-        f"insert into {table} ({cols}) select {cols} from detect_new_{table} as n "  # noqa: S608
+        f"insert into {table} ({cols}) select {cols} from detect_{table} as n "  # noqa: S608
         f"where not exists (select 1 from {table} as t where {same_key})"
     )
-    conn.execute(f"drop table detect_new_{table}")
 
 
 def _check_series_keys(conn: duckdb.DuckDBPyConnection) -> None:

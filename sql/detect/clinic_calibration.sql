@@ -15,78 +15,111 @@
 -- Medians and quartiles come from cumulative histograms (16 bins per octave): an exact windowed
 -- quantile over every earlier session costs minutes at scale, the histogram a fraction of a
 -- second. Sums are exact decimals, so an incremental run gives the digits of a full one.
-with features as (
+with params as (
+    select * from detect_params
+),
+
+features as (
+    -- per session and measure (0 the total, 1 the bond part against the whole, 2 the goal/task
+    -- part against the whole, 3 the total below its prediction): the bin of the scaled residual (for the median), and the bin of
+    -- the running variance once it rests on 3 degrees of freedom or more (for the quartiles);
+    -- null where there is none
+    select
+        f.param_key,
+        f.week_start,
+        f.n_prior - 1 as df,
+        case when f.u_total <= 0 then -100000 else floor(log2(f.u_total) * 16)::integer end
+            as residual_bin_0,
+        case
+            when f.u_bond_contrast <= 0 then -100000
+            else floor(log2(f.u_bond_contrast) * 16)::integer
+        end as residual_bin_1,
+        case
+            when f.u_goal_task_contrast <= 0 then -100000
+            else floor(log2(f.u_goal_task_contrast) * 16)::integer
+        end as residual_bin_2,
+        -- 3: the total's residual when the session fell below its prediction (the clinic's
+        -- downside variance, rupture_scores' clinic_skew)
+        case
+            when f.is_down = 0 then null
+            when f.u_total <= 0 then -100000
+            else floor(log2(f.u_total) * 16)::integer
+        end as residual_bin_3,
+        case when f.n_prior >= 4 and f.baseline_sd is not null then
+            floor(log2(greatest(f.baseline_sd ^ 2, p.variance_floor)) * 16)::integer
+        end as variance_bin_0,
+        case when f.n_prior >= 4 and f.baseline_bond_contrast_sd is not null then
+            floor(log2(greatest(f.baseline_bond_contrast_sd ^ 2, p.variance_floor)) * 16)::integer
+        end as variance_bin_1,
+        case when f.n_prior >= 4 and f.baseline_goal_task_contrast_sd is not null then
+            floor(
+                log2(greatest(f.baseline_goal_task_contrast_sd ^ 2, p.variance_floor)) * 16
+            )::integer
+        end as variance_bin_2
+    from detect_alliance_features as f
+    inner join params as p
+        on f.param_key = p.param_key
+),
+
+variance_dfs as (
+    -- sessions whose variance entered the spread, per degrees of freedom (df takes few values)
     select
         param_key,
         week_start,
-        n_prior,
-        u_total,
-        u_bond_contrast,
-        u_goal_task_contrast,
-        baseline_sd,
-        baseline_bond_contrast_sd,
-        baseline_goal_task_contrast_sd,
-        is_down
-    from detect_alliance_features
-),
-
-params as (
-    select * from detect_params
+        df,
+        count(variance_bin_0) as n_0,
+        count(variance_bin_1) as n_1,
+        count(variance_bin_2) as n_2
+    from features
+    group by param_key, week_start, df
 ),
 
 weeks as (
     select distinct
         param_key,
         week_start
-    from features
-),
-
-entries as (
-    -- one narrow row per session and measure (0 the total, 1 the bond part against the whole,
-    -- 2 the goal/task part against the whole): the scaled residual, and the running variance
-    -- once it rests on 3 degrees of freedom or more
-    select param_key, week_start, 0 as measure, u_total as u,
-        case when n_prior >= 4 then baseline_sd ^ 2 end as s2, n_prior - 1 as df
-    from features
-    union all
-    select param_key, week_start, 1, u_bond_contrast,
-        case when n_prior >= 4 then baseline_bond_contrast_sd ^ 2 end, n_prior - 1
-    from features
-    union all
-    select param_key, week_start, 2, u_goal_task_contrast,
-        case when n_prior >= 4 then baseline_goal_task_contrast_sd ^ 2 end, n_prior - 1
-    from features
-    union all
-    -- 3: the total's residuals below the prediction only (the downside scale; no variance)
-    select param_key, week_start, 3, u_total, null, null
-    from features
-    where is_down = 1
+    from variance_dfs
 ),
 
 bins as (
     -- kind 0: residuals (for the median), kind 1: log variances (for the quartiles)
-    select
-        e.param_key,
-        e.week_start,
-        e.measure,
-        0 as kind,
-        case when e.u <= 0 then -100000 else floor(log2(e.u) * 16)::integer end as bin,
-        count(*) as n
-    from entries as e
-    where e.u is not null
-    group by all
+    select param_key, week_start, 0 as measure, 0 as kind, residual_bin_0 as bin, count(*) as n
+    from features where residual_bin_0 is not null group by all
     union all
+    select param_key, week_start, 1, 0, residual_bin_1, count(*)
+    from features where residual_bin_1 is not null group by all
+    union all
+    select param_key, week_start, 2, 0, residual_bin_2, count(*)
+    from features where residual_bin_2 is not null group by all
+    union all
+    select param_key, week_start, 3, 0, residual_bin_3, count(*)
+    from features where residual_bin_3 is not null group by all
+    union all
+    select param_key, week_start, 0, 1, variance_bin_0, count(*)
+    from features where variance_bin_0 is not null group by all
+    union all
+    select param_key, week_start, 1, 1, variance_bin_1, count(*)
+    from features where variance_bin_1 is not null group by all
+    union all
+    select param_key, week_start, 2, 1, variance_bin_2, count(*)
+    from features where variance_bin_2 is not null group by all
+),
+
+sampling as (
+    -- mean sampling variance of a log variance with df degrees of freedom, trigamma(df / 2),
+    -- over the earlier weeks' sessions whose variance entered the spread
     select
-        e.param_key,
-        e.week_start,
-        e.measure,
-        1 as kind,
-        floor(log2(greatest(e.s2, p.variance_floor)) * 16)::integer as bin,
-        count(*) as n
-    from entries as e
-    inner join params as p
-        on e.param_key = p.param_key
-    where e.s2 is not null
+        param_key,
+        week_start,
+        measure,
+        sum(n * aw_trigamma(df / 2.0)::decimal(18, 9)) as sum_trigamma
+    from (
+        select param_key, week_start, 0 as measure, df, n_0 as n from variance_dfs where n_0 > 0
+        union all
+        select param_key, week_start, 1, df, n_1 from variance_dfs where n_1 > 0
+        union all
+        select param_key, week_start, 2, df, n_2 from variance_dfs where n_2 > 0
+    )
     group by all
 ),
 
@@ -149,24 +182,6 @@ quantiles as (
         min(bin) filter (where n_total > 0 and n_running * 2 >= n_total) as median_bin,
         min(bin) filter (where n_total > 0 and n_running * 4 >= 3 * n_total) as q75_bin
     from ranked
-    group by all
-),
-
-sampling as (
-    -- mean sampling variance of a log variance with df degrees of freedom, trigamma(df / 2),
-    -- over the earlier weeks' sessions whose variance entered the spread (counted per df first:
-    -- df takes few values)
-    select
-        param_key,
-        week_start,
-        measure,
-        sum(n * aw_trigamma(df / 2.0)::decimal(18, 9)) as sum_trigamma
-    from (
-        select param_key, week_start, measure, df, count(*) as n
-        from entries
-        where s2 is not null
-        group by all
-    )
     group by all
 ),
 

@@ -32,6 +32,8 @@ names as (
     inner join episodes as e
         on hash(m.clinic_id, m.client_id, coalesce(m.episode_id, ''), m.instrument) = e.series_key
         and m.session_number = e.session_number
+    -- alliance measures only: the key is hashed for the rows left
+    where m.instrument in (select distinct instrument from detect_params)
 ),
 
 signals as (
