@@ -2,14 +2,15 @@
 -- with k = cusum_k: it catches a decline over several sessions that no single session shows.
 -- In closed form S_t = C_t - min(0, min over j <= t of C_j), C the running sum of (z - k): two
 -- window passes over narrow rows (a window sorts every column it carries), joined back by the
--- signals. The steps are summed as exact decimals: a running sum of doubles depends on the
--- order DuckDB adds them in, and an incremental run must give the digits of a full one (the
--- CUSUM is part of each flag's evidence).
+-- signals. The steps are summed exactly, as whole millionths (a bigint: as fast as the doubles,
+-- where a decimal(38, 9) sum cost ~5 CPU s at 10M rows): a running sum of doubles depends on
+-- the order DuckDB adds them in, and an incremental run must give the digits of a full one (the
+-- CUSUM is part of each flag's evidence and of its decision).
 with drops as (
     select
         series_key,
         session_number,
-        (coalesce(z_total, 0) - cusum_k)::decimal(38, 9) as step
+        round(least(greatest(coalesce(z_total, 0) - cusum_k, -1e6), 1e6) * 1e6)::bigint as step
     from detect_rupture_scores
 ),
 
@@ -38,7 +39,7 @@ cusum as (
                     rows between unbounded preceding and current row
                 )
             )
-        )::double as cusum
+        )::double / 1e6 as cusum
     from running
 )
 
