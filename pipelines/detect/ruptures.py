@@ -22,7 +22,7 @@ from pipelines import settings
 from pipelines.config import ClinicConfig, Thresholds
 from pipelines.errors import AllianceWatchError
 from pipelines.registry import ALLIANCE_INSTRUMENTS, INSTRUMENTS, MAX_ITEMS, SYMPTOM_INSTRUMENTS
-from pipelines.warehouse import sql_text, table_columns
+from pipelines.warehouse import sql_text, table_columns, transaction
 
 # Relations in dependency order; each file `<name>.sql` becomes the temp relation `detect_<name>`.
 RELATIONS: tuple[str, ...] = (
@@ -791,8 +791,7 @@ def _detect(
     _check_series_keys(conn)
 
     scoped = clients is not None
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         _replace_rows(conn, "flags", FLAG_KEY, FLAG_COLUMNS, scoped=scoped)
         _replace_rows(conn, "alert_episodes", ("alert_episode_id",), EPISODE_COLUMNS, scoped=scoped)
         # a warehouse without non-literal defaults (a lake) leaves detected_at empty: new flags
@@ -810,10 +809,6 @@ def _detect(
             f"insert into detect_calibration ({', '.join(CALIBRATION_COLUMNS)}) "
             + _calibration_frame_sql()
         )
-        conn.execute("commit")
-    except Exception:
-        conn.execute("rollback")
-        raise
 
     scoped_features = (
         "select f.client_key from detect_alliance_features as f "
