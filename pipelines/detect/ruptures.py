@@ -410,14 +410,11 @@ def _flagged_signals(conn: duckdb.DuckDBPyConnection) -> None:
         "from detect_decline_cusum as c semi join detect_flagged_features as f "
         "on c.series_key = f.series_key and c.session_number = f.session_number"
     )
-    scores = _rewired("rupture_scores", ("detect_alliance_features", "detect_flagged_features"))
-    conn.execute(f"create or replace temp view detect_flagged_scores as {scores}")
-    signals = _rewired(
-        "rupture_signals",
-        ("detect_rupture_scores", "detect_flagged_scores"),
-        ("detect_decline_cusum", "detect_flagged_cusum"),
+    _signals_view(
+        conn,
+        ("detect_flagged_features", "detect_flagged_cusum"),
+        ("detect_flagged_scores", "detect_flagged_signals"),
     )
-    conn.execute(f"create or replace temp view detect_flagged_signals as {signals}")
 
 
 def _prepare(
@@ -456,6 +453,24 @@ def _rewired(name: str, *replacements: tuple[str, str]) -> str:
     return sql
 
 
+def _signals_view(
+    conn: duckdb.DuckDBPyConnection, sources: tuple[str, str], views: tuple[str, str]
+) -> None:
+    """The per-session SQL of rupture_scores and rupture_signals (no window) as views over a
+    subset of the sessions: `sources` = (its features, its CUSUM rows), `views` = (the scores
+    view, the signals view) to create."""
+    features, cusum = sources
+    scores_view, signals_view = views
+    scores = _rewired("rupture_scores", ("detect_alliance_features", features))
+    conn.execute(f"create or replace temp view {scores_view} as {scores}")
+    signals = _rewired(
+        "rupture_signals",
+        ("detect_rupture_scores", scores_view),
+        ("detect_decline_cusum", cusum),
+    )
+    conn.execute(f"create or replace temp view {signals_view} as {signals}")
+
+
 def _episode_signals(conn: duckdb.DuckDBPyConnection) -> None:
     """`detect_episode_signals`: the scoped signals of the series with at least one flag, for
     `episode_sessions` (and their features, `detect_flag_series_features`, for `flags`).
@@ -477,14 +492,11 @@ def _episode_signals(conn: duckdb.DuckDBPyConnection) -> None:
             f"create or replace temp view {view} as select r.* from {source} as r "  # noqa: S608
             "semi join detect_flag_series as k on r.series_key = k.series_key"
         )
-    scores = _rewired("rupture_scores", ("detect_alliance_features", "detect_flag_series_features"))
-    conn.execute(f"create or replace temp view detect_flag_series_scores as {scores}")
-    signals = _rewired(
-        "rupture_signals",
-        ("detect_rupture_scores", "detect_flag_series_scores"),
-        ("detect_decline_cusum", "detect_flag_series_cusum"),
+    _signals_view(
+        conn,
+        ("detect_flag_series_features", "detect_flag_series_cusum"),
+        ("detect_flag_series_scores", "detect_episode_signals"),
     )
-    conn.execute(f"create or replace temp view detect_episode_signals as {signals}")
 
 
 def _create(conn: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
