@@ -94,14 +94,19 @@ def test_a_killed_load_frees_the_slot_within_a_minute_and_down_stops_everything(
         assert all(r[1] == "loaded" and r[2] == r[3] for r in ledger), ledger
         assert dup == (0,)
 
-        # --- `make down` with a task running: the `prepare` of a new marker
+        # --- `make down` with a task running: the `load` of a re-sent file, waiting for the
+        # warehouse held here. (A `prepare` with nothing new now takes ~0.15 s, too short to
+        # catch reliably by polling; a load waiting for the file lock runs until released.)
         holder = hold_warehouse(wh)
-        (home / "inbox" / f"{clinic}.ready").touch()
-        running_discover = (
-            "select id from task_instance where task_id = 'prepare' and state = 'running'"
+        last = home / "landing" / clinic / files[-1]
+        resent = last.read_text(encoding="utf-8").splitlines(keepends=True)[:-1]
+        last.with_name(f"{last.stem}_resent{last.suffix}").write_text(
+            "".join(resent), encoding="utf-8"
         )
-        wait("a running task", lambda: bool(s.sql(running_discover)), 120, every=0.2)
-        ((ti_id,),) = s.sql(running_discover)
+        (home / "inbox" / f"{clinic}.ready").touch()
+        running_load = "select id from task_instance where task_id = 'load' and state = 'running'"
+        wait("a running task", lambda: bool(s.sql(running_load)), 240, every=0.2)
+        ((ti_id,),) = s.sql(running_load)
         wait("its process", lambda: task_process(s, ti_id) is not None, 30, every=0.2)
         task_pid = task_process(s, ti_id)
         assert task_pid is not None
