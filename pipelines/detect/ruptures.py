@@ -116,8 +116,8 @@ class DetectParams:
     deflection_sd: float = 2.0
     # flag when the strongest direction of the drop (the whole, or the whole with the part that
     # fell against the rest, on the client's shrunk scale, as normal deviates) reaches this;
-    # 2.25 since the total is judged on the larger of its symmetric and downside scales (2.35
-    # before: the same grid recall and precision on the tuning seeds)
+    # 2.25 since the total's scale is widened by the clinic's skew (2.35 before: the same grid
+    # recall and precision on the tuning seeds)
     flag_evidence: float = 2.25
     # ... and the drop from the baseline is at least this many of the clinic's pooled
     # within-client SDs (so a client with a very flat history is not flagged for a dip the
@@ -502,13 +502,14 @@ def _episode_signals(conn: duckdb.DuckDBPyConnection) -> None:
 def _create(conn: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
     for name in names:
         kind = "table" if name in MATERIALIZED else "view"
-        sql = _relation_sql(name)
         if name == "episode_sessions":
             _episode_signals(conn)
             sql = _rewired(name, ("detect_scoped_signals", "detect_episode_signals"))
         elif name == "flags":
             # the sustained-decline fit reads the features of the flagged series only
             sql = _rewired(name, ("detect_alliance_features", "detect_flag_series_features"))
+        else:
+            sql = _relation_sql(name)
         conn.execute(f"create or replace temp {kind} detect_{name} as {sql}")
 
 

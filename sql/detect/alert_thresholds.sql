@@ -22,16 +22,14 @@ with recursive scores as (
         s.param_key,
         s.week_start,
         s.is_candidate,
-        p.flag_evidence,
+        s.flag_evidence,
         -- the alert score: the flag score, or the CUSUM on its scale (rupture_signals)
         greatest(s.flag_score, c.cusum * s.flag_evidence / s.cusum_h) as alert_score
     from detect_rupture_scores as s
-    inner join detect_params as p
-        on s.param_key = p.param_key
     inner join detect_decline_cusum as c
         on s.series_key = c.series_key
         and s.session_number = c.session_number
-    where p.alert_budget is not null
+    where s.alert_budget is not null
 ),
 
 weekly as (
@@ -168,10 +166,9 @@ control (param_key, week_no, balance, threshold_bin, n_flagged) as (
         c.param_key,
         s.week_no,
         -- the balance after this week: the older part fades, this week's budget less its flags
-        s.budget_forget * c.balance + s.alert_budget * s.n_sessions
-        - (case when s.is_young then s.n_default else coalesce(t.n_week_at_or_above, 0) end),
+        s.budget_forget * c.balance + s.alert_budget * s.n_sessions - f.n_flagged,
         case when not s.is_young then coalesce(q.bin, 1000) end,
-        case when s.is_young then s.n_default else coalesce(t.n_week_at_or_above, 0) end
+        f.n_flagged
     from control as c
     inner join steps as s
         on c.param_key = s.param_key
@@ -195,6 +192,11 @@ control (param_key, week_no, balance, threshold_bin, n_flagged) as (
         on t.param_key = s.param_key
         and t.week_no = s.week_no
         and t.bin = coalesce(q.bin, 1000)
+    -- the week's flags: the default threshold's in a young clinic, else those at or above it
+    cross join lateral (
+        select case when s.is_young then s.n_default else coalesce(t.n_week_at_or_above, 0) end
+            as n_flagged
+    ) as f
 )
 
 select
