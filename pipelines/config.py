@@ -198,11 +198,23 @@ class Thresholds(_Strict):
     cusum_h: float | None = Field(default=None, gt=0)
     # share of alliance sessions the clinic wants flagged (e.g. 0.05); see docs/detection.md
     alert_budget: float | None = Field(default=None, gt=0, lt=0.5)
+    # without a budget: the share of sessions flagged above which the threshold rises; false: off
+    alert_ceiling: float | Literal[False] | None = Field(default=None)
     budget_min_sessions: int | None = Field(default=None, ge=1)
     decline_sessions: int | None = Field(default=None, ge=3, le=5)
     decline_min_drop: float | None = Field(default=None, gt=0)
     min_history: int | None = Field(default=None, ge=1)
     ended_after_days: int | None = Field(default=None, ge=1)
+
+    @field_validator("alert_ceiling", mode="before")
+    @classmethod
+    def _ceiling_share(cls, value: Any) -> Any:
+        # checked before parsing: 0 would otherwise pass as false
+        if value is True or (
+            isinstance(value, int | float) and value is not False and not 0 < value < 0.5
+        ):
+            raise ValueError("a share between 0 and 0.5 (e.g. 0.085), or false to switch it off")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -131,6 +131,11 @@ class DetectParams:
     cusum_h: float = 4.0
     # share of alliance sessions the clinic wants flagged; None: the flag_evidence threshold
     alert_budget: float | None = None
+    # with no alert_budget: the share of alliance sessions a clinic's flags may reach before its
+    # threshold rises above flag_evidence (the budget's controller, binding only upward and only
+    # once the clinic's flags overran the ceiling by more than chance); None: no ceiling. 0.085
+    # keeps every grid cell's burden under 10 % (docs/detection.md, "Alert ceiling")
+    alert_ceiling: float | None = 0.085
     # earlier alliance sessions a clinic needs before its budget quantile replaces flag_evidence
     budget_min_sessions: int = 80
     # the alert budget's controller (sql/detect/alert_thresholds.sql): the share of the running
@@ -163,6 +168,8 @@ class DetectParams:
             raise DetectError("min_drop_sd and cusum_k must be >= 0, cusum_h > 0")
         if self.alert_budget is not None and not 0 < self.alert_budget < 0.5:
             raise DetectError("alert_budget must be a share between 0 and 0.5, e.g. 0.05")
+        if self.alert_ceiling is not None and not 0 < self.alert_ceiling < 0.5:
+            raise DetectError("alert_ceiling must be a share between 0 and 0.5, e.g. 0.085")
         if not 0 < self.budget_forget <= 1 or self.budget_gain < 0:
             raise DetectError("budget_forget must be in (0, 1] and budget_gain >= 0")
         if self.budget_min_sessions < 1 or self.prior_sessions < 1 or self.prior_df <= 0:
@@ -187,7 +194,8 @@ class DetectParams:
         changes: dict[str, object] = {"cutoffs": cutoffs}
         for name, value in thresholds.model_dump(exclude={"srs_cutoff", "wai_cutoff"}).items():
             if value is not None:
-                changes[name] = value
+                # alert_ceiling: false switches the ceiling off
+                changes[name] = None if value is False else value
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
@@ -258,6 +266,7 @@ def _params_frame(
                     "cusum_k": p.cusum_k,
                     "cusum_h": p.cusum_h,
                     "alert_budget": p.alert_budget,
+                    "alert_ceiling": p.alert_ceiling,
                     "budget_min_sessions": p.budget_min_sessions,
                     "budget_forget": p.budget_forget,
                     "budget_gain": p.budget_gain,

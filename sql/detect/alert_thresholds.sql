@@ -14,6 +14,13 @@
 -- the next week's threshold on them: one recursive pass over each clinic's weeks, in order,
 -- whose every step reads only earlier weeks (no look-ahead).
 --
+-- A clinic with no budget has a ceiling instead (`thresholds.alert_ceiling`, default 0.085):
+-- the same controller with the ceiling as its budget, whose threshold applies only when it lies
+-- above `flag_evidence` and the clinic's balance is overdrawn by more than one binomial SD of
+-- its faded sessions' expected flags (sqrt(ceiling x faded sessions)). Below its ceiling a
+-- clinic keeps the default threshold and banks credit, so a small clinic's week of clustered
+-- ruptures does not raise its bar; a clinic flagged above its ceiling week after week does.
+--
 -- A clinic with fewer than `budget_min_sessions` earlier alliance sessions has too few for a
 -- quantile: the default evidence threshold applies (the prior), and its flags count in the
 -- balance. Scores are binned at 0.05: exact running quantiles cost minutes at scale.
@@ -29,7 +36,7 @@ with recursive scores as (
     inner join detect_decline_cusum as c
         on s.series_key = c.series_key
         and s.session_number = c.session_number
-    where s.alert_budget is not null
+    where s.alert_budget is not null or s.alert_ceiling is not null
 ),
 
 weekly as (
@@ -118,14 +125,12 @@ earlier as (
 ),
 
 tails as (
-    -- per week and bin: candidates of the 6 earlier weeks scoring at or above the bin, and
-    -- the week's own candidates at or above it (the flags that bin as a threshold gives)
+    -- per week and bin: candidates of the 6 earlier weeks scoring at or above the bin
     select
         param_key,
         week_no,
         bin,
-        sum(n_before) over w_down as n_recent_at_or_above,
-        sum(n) over w_down as n_week_at_or_above
+        sum(n_before) over w_down as n_recent_at_or_above
     from earlier
     window
         w_down as (
@@ -144,7 +149,10 @@ steps as (
         h.n_default,
         h.n_recent,
         h.n_history < p.budget_min_sessions as is_young,
-        p.alert_budget,
+        -- a budget steers both ways; a ceiling (no budget) only ever raises the threshold
+        coalesce(p.alert_budget, p.alert_ceiling) as alert_budget,
+        p.alert_budget is null as is_ceiling,
+        p.flag_evidence,
         p.budget_forget,
         p.budget_gain
     from history as h
@@ -152,11 +160,12 @@ steps as (
         on h.param_key = p.param_key
 ),
 
-control (param_key, week_no, balance, threshold_bin, n_flagged) as (
+control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
     -- week 0: nothing flagged, nothing owed
     select distinct
         param_key,
         0::bigint,
+        0.0::double,
         0.0::double,
         null::integer,
         0::bigint
@@ -167,35 +176,62 @@ control (param_key, week_no, balance, threshold_bin, n_flagged) as (
         s.week_no,
         -- the balance after this week: the older part fades, this week's budget less its flags
         s.budget_forget * c.balance + s.alert_budget * s.n_sessions - f.n_flagged,
-        case when not s.is_young then coalesce(q.bin, 1000) end,
+        s.budget_forget * c.n_weighted + s.n_sessions,
+        b.threshold_bin,
         f.n_flagged
     from control as c
     inner join steps as s
         on c.param_key = s.param_key
         and s.week_no = c.week_no + 1
-    -- the lowest bin whose recent tail stays within the steered share; none qualifies: above
-    -- all (bin 1000 = score 50)
-    left join lateral (
-        select min(r.bin) as bin
+    -- the lowest bin whose recent tail stays within the steered share: one above the highest
+    -- bin whose tail exceeds it (none: every bin, -1000 = score -50; the top bin's tail too
+    -- large: above all). Taken from the bins the earlier weeks reached, never the minimum
+    -- over the clinic's bins, which later weeks add to (look-ahead)
+    cross join lateral (
+        select coalesce(max(r.bin) + 1, -1000) as bin
         from tails as r
         where r.param_key = s.param_key
             and r.week_no = s.week_no
-            and r.n_recent_at_or_above <= s.n_recent * least(
+            and r.n_recent_at_or_above > s.n_recent * least(
                 greatest(
                     s.alert_budget + s.budget_gain * c.balance / greatest(s.n_recent, 1),
                     0.25 * s.alert_budget
                 ),
                 2.0 * s.alert_budget
             )
-    ) as q on true
-    left join tails as t
-        on t.param_key = s.param_key
-        and t.week_no = s.week_no
-        and t.bin = coalesce(q.bin, 1000)
+    ) as q
+    -- a ceiling's quantile below the default threshold leaves the default (null)
+    cross join lateral (
+        select
+            case
+                -- too young, or no session in the last 6 weeks: the default threshold
+                when s.is_young or s.n_recent = 0 then null
+                -- a ceiling binds only once the clinic's flags overran it by more than chance
+                -- (one binomial SD of the faded sessions' expected flags), and only upward
+                when s.is_ceiling
+                    and (
+                        c.balance >= -sqrt(s.alert_budget * greatest(c.n_weighted, 1))
+                        or q.bin / 20.0 <= s.flag_evidence
+                    )
+                    then null
+                else q.bin
+            end as threshold_bin
+    ) as b
+    -- the week's flags at that threshold (its bin need not be one the clinic reached)
+    cross join lateral (
+        select sum(h.n) as n_week_at_or_above
+        from bins as h
+        where h.param_key = s.param_key
+            and h.week_no = s.week_no
+            and h.bin >= b.threshold_bin
+    ) as t
     -- the week's flags: the default threshold's in a young clinic, else those at or above it
     cross join lateral (
-        select case when s.is_young then s.n_default else coalesce(t.n_week_at_or_above, 0) end
-            as n_flagged
+        select
+            case
+                when b.threshold_bin is null then s.n_default
+                else coalesce(t.n_week_at_or_above, 0)
+            end as n_flagged
     ) as f
 )
 

@@ -46,6 +46,7 @@ measured as (
         p.cusum_k,
         p.cusum_h,
         p.alert_budget,
+        p.alert_ceiling,
         p.decline_sessions,
         p.decline_min_drop,
         c.n_calibration_sessions,

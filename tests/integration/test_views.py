@@ -296,6 +296,49 @@ def test_data_team_summary_counts_a_file_tried_again_once(tmp_path: Path) -> Non
     assert dict(s.rejected_by_reason) == {"unreadable": 1}
 
 
+def test_the_data_teams_summary_says_when_the_alert_ceiling_raised_the_threshold(
+    tmp_path: Path,
+) -> None:
+    """Issue 15: without a budget, a clinic flagged above its alert ceiling gets a raised
+    threshold and fewer alerts; its data team reads why, and how to change it, in the weekly
+    summary. A clinic with a budget chose its thresholds, and a week the ceiling did not touch
+    says nothing."""
+    import datetime as dt
+
+    from pipelines.config import load_clinic_config
+    from pipelines.deliver.digest import Week, build_data_team_summary, render_data_team_summary
+
+    base = "clinic_id: ref_clinic\ntimezone: Europe/Berlin\nformat: reference\n"
+    notes = {}
+    with open_warehouse(tmp_path / "wh.duckdb") as conn:
+        conn.execute(
+            "insert into detect_calibration (clinic_id, instrument, week_start, "
+            "n_calibration_sessions, budget_threshold) values "
+            "('ref_clinic', 'SRS', date '2026-03-02', 400, 3.1), "
+            "('ref_clinic', 'WAI-SR', date '2026-03-02', 400, null), "
+            "('other', 'SRS', date '2026-03-02', 400, 4.0)"
+        )
+        for name, extra, day in (
+            ("default", "", dt.date(2026, 3, 9)),
+            ("budget", "thresholds:\n  alert_budget: 0.05\n", dt.date(2026, 3, 9)),
+            ("off", "thresholds:\n  alert_ceiling: false\n", dt.date(2026, 3, 9)),
+            ("week_after", "", dt.date(2026, 3, 16)),
+        ):
+            (tmp_path / name).mkdir()
+            config = tmp_path / name / "ref_clinic.yaml"
+            config.write_text(base + extra)
+            summary = build_data_team_summary(conn, load_clinic_config(config), Week.before(day))
+            notes[name] = summary.ceiling_note
+            if name == "default":
+                text = render_data_team_summary(summary).text
+    assert notes["default"] is not None
+    assert "above 8.5% of alliance sessions" in notes["default"]
+    assert "(SRS to 3.10; default 2.25)" in notes["default"]
+    assert "thresholds.alert_ceiling" in notes["default"]
+    assert "Alert ceiling: flags had run above 8.5%" in " ".join(text.split())
+    assert notes["budget"] is None and notes["off"] is None and notes["week_after"] is None
+
+
 def test_flags_with_evidence_shows_the_thresholds_the_rules_used(tmp_path: Path) -> None:
     """A clinic with its own SRS cutoff (35): the view showed only the registry's 36 as if the
     rules had used it, and left out alert_kind."""

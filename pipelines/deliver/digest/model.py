@@ -114,6 +114,8 @@ class DataTeamSummary:
     clients_newly_flagged: str
     config_note: str | None = None
     answer_rate: str | None = None  # clinicians' answers to the last four weeks' alerts
+    # the weeks whose flag threshold the clinic's alert ceiling raised (no budget set)
+    ceiling_note: str | None = None
 
 
 @dataclass(frozen=True)

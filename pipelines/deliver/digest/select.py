@@ -408,4 +408,39 @@ def build_data_team_summary(
         answer_rate=answer_rate_text(
             conn, cfg.clinic_id, week.end - dt.timedelta(days=28), week.end
         ),
+        ceiling_note=ceiling_note(conn, cfg, week),
+    )
+
+
+def ceiling_note(conn: duckdb.DuckDBPyConnection, cfg: ClinicConfig, week: Week) -> str | None:
+    """Why a clinic with no alert budget got fewer, stronger alerts: the weeks overlapping
+    `week` whose threshold its alert ceiling raised (detect_calibration.budget_threshold), per
+    instrument; None when the ceiling did not bind (or the clinic set a budget, whose thresholds
+    are its own choice)."""
+    from pipelines.detect.ruptures import DetectParams
+
+    params = DetectParams().with_thresholds(cfg.thresholds)
+    if params.alert_budget is not None or params.alert_ceiling is None:
+        return None
+    rows = conn.execute(
+        """
+        select instrument, max(budget_threshold)
+        from detect_calibration
+        where clinic_id = ?
+          and budget_threshold is not null
+          and week_start > ? - interval 7 day
+          and week_start < ?
+        group by instrument
+        order by instrument
+        """,
+        [cfg.clinic_id, week.start, week.end],
+    ).fetchall()
+    if not rows:
+        return None
+    raised = ", ".join(f"{code} to {threshold:.2f}" for code, threshold in rows)
+    return (
+        f"Alert ceiling: flags had run above {100 * params.alert_ceiling:g}% of alliance "
+        f"sessions, so the alert threshold was raised ({raised}; default "
+        f"{params.flag_evidence:g}) until the rate falls back; only the stronger drops were "
+        "flagged. thresholds.alert_ceiling in the clinic's config sets the ceiling (false: off)"
     )
