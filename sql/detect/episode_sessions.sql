@@ -20,6 +20,7 @@ with signals as (
         reliable_change,
         n_missed_since_previous,
         alert_budget,
+        is_clinic_threshold,
         is_flag,
         case
             when not is_flag then 0
@@ -176,9 +177,10 @@ select
     is_opening,
     is_escalation,
     is_ongoing,
-    -- under an alert budget every flag row is one whose evidence passed the clinic's
-    -- threshold: sessions still below baseline keep the episode open but are no flag rows
-    is_flag or (is_ongoing and alert_budget is null) as is_flagged,
+    -- under an alert budget, and in a week the alert ceiling raised the threshold, every flag
+    -- row is one whose evidence passed the clinic's threshold: sessions still below baseline
+    -- keep the episode open but are no flag rows
+    is_flag or (is_ongoing and alert_budget is null and not is_clinic_threshold) as is_flagged,
     is_disengagement,
     is_repair_point,
     opened_session

@@ -33,6 +33,8 @@ signals as (
     select
         s.*,
         coalesce(t.budget_threshold, s.flag_evidence) as flag_threshold,
+        -- the clinic's own threshold holds this week (its budget's, or its ceiling raised it)
+        t.budget_threshold is not null as is_clinic_threshold,
         s.total < s.cutoff as is_below_cutoff,
         coalesce(s.n_prior >= 1 and s.delta_previous >= s.reliable_change, false)
             as is_reliable_drop_previous,
