@@ -51,6 +51,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -71,7 +72,7 @@ SEEDS: tuple[int, ...] = (41, 42)
 
 # per instrument: items, range, the latent's centre and item units per latent unit, scoring,
 # the parts' items (0-based), cutoff and reliable change (for the chronic-low truth only)
-INSTR: dict[str, dict[str, object]] = {
+INSTR: dict[str, dict[str, Any]] = {
     "SRS": {
         "k": 4,
         "lo": 0.0,
@@ -428,7 +429,7 @@ def generate(c: Clinic, seed: int) -> Generated:  # noqa: PLR0915
     ).drop_duplicates(subset=["clinic_id", "client_id", "appointment_date"])
 
     truth: list[dict[str, object]] = []
-    for i in np.flatnonzero(has_r):
+    for i in map(int, np.flatnonzero(has_r)):
         truth.append(
             {
                 "kind": "rupture",
@@ -445,7 +446,7 @@ def generate(c: Clinic, seed: int) -> Generated:  # noqa: PLR0915
     med = np.array([np.median(clean_total[i, : sessions[i]]) for i in range(n)])
     cut = np.where(codes[:, 0] == "SRS", float(INSTR["SRS"]["cutoff"]) - 4.32, 3.0 - 0.61)
     chronic = med < cut
-    for i in np.flatnonzero(chronic):
+    for i in map(int, np.flatnonzero(chronic)):
         truth.append(
             {
                 "kind": "chronic_low",
