@@ -23,7 +23,7 @@ Likert answers, rounded and clipped):
   process in calendar time, so a long gap lets the level move); mid-year switches of the form
   (VAS -> whole numbers) or of the instrument (SRS -> WAI-SR).
 
-Ruptures: in 35 % of clients (onset from session 3), a dip (one session), a sustained drop
+Ruptures: in 35 % of clients (20 % in low_prevalence; onset from session 3), a dip (one session), a sustained drop
 (repaired after 2-4 sessions or never) or a decline (a ramp over 2-3 sessions, then held), on the
 bond items, the goal/task items (30 % spill-over onto the rest) or all items. Their size is 2-5
 of the client's own within-client SDs of the observed total, measured on the client's own
@@ -150,6 +150,11 @@ def _both(name: str, **kw: object) -> tuple[Clinic, ...]:
 
 MODELS: tuple[Model, ...] = (
     Model("reference", "Gaussian AR(0.3) noise, weekly, 6-20 sessions (a control)", _both("ref")),
+    Model(
+        "low_prevalence",
+        "the reference with ruptures in 20 % of clients (DOMAIN.md's range: 20-55 %)",
+        _both("lowprev", rupture_rate=0.2),
+    ),
     Model(
         "heavy_tails",
         "Student-t(3-5) session noise and 3 % bad-day sessions (no rupture)",
