@@ -25,18 +25,18 @@
 -- quantile: the default evidence threshold applies (the prior), and its flags count in the
 -- balance. Scores are binned at 0.05: exact running quantiles cost minutes at scale.
 with recursive scores as (
+    -- decline_cusum carries each session's alert score (the flag score, or the CUSUM on its
+    -- scale, as rupture_signals computes it)
     select
-        s.param_key,
-        s.week_start,
-        s.is_candidate,
-        s.flag_evidence,
-        -- the alert score: the flag score, or the CUSUM on its scale (rupture_signals)
-        greatest(s.flag_score, c.cusum * s.flag_evidence / s.cusum_h) as alert_score
-    from detect_rupture_scores as s
-    inner join detect_decline_cusum as c
-        on s.series_key = c.series_key
-        and s.session_number = c.session_number
-    where s.alert_budget is not null or s.alert_ceiling is not null
+        c.param_key,
+        c.week_start,
+        c.is_candidate,
+        p.flag_evidence,
+        c.alert_score
+    from detect_decline_cusum as c
+    inner join detect_params as p
+        on c.param_key = p.param_key
+    where p.alert_budget is not null or p.alert_ceiling is not null
 ),
 
 weekly as (
@@ -125,12 +125,14 @@ earlier as (
 ),
 
 tails as (
-    -- per week and bin: candidates of the 6 earlier weeks scoring at or above the bin
+    -- per week and bin: candidates of the 6 earlier weeks scoring at or above the bin, and the
+    -- week's own candidates at or above it (the flags that bin as a threshold gives)
     select
         param_key,
         week_no,
         bin,
-        sum(n_before) over w_down as n_recent_at_or_above
+        sum(n_before) over w_down as n_recent_at_or_above,
+        sum(n) over w_down as n_week_at_or_above
     from earlier
     window
         w_down as (
@@ -138,6 +140,32 @@ tails as (
             order by bin desc
             rows between unbounded preceding and current row
         )
+),
+
+tail_lists as (
+    -- one row per clinic and week for the recursion (a join of each step with every bin of
+    -- the clinic cost ~20 CPU s at 10M rows): the bins whose recent tail the steered share can
+    -- reach (at most 2 x the budget of the recent sessions) as a list, and the highest bin
+    -- beyond that reach (its tail exceeds every share the controller can ask)
+    select
+        t.param_key,
+        t.week_no,
+        list({'bin': t.bin, 'recent': t.n_recent_at_or_above, 'week': t.n_week_at_or_above})
+            filter (
+                where t.n_recent_at_or_above
+                    <= 2.0 * coalesce(p.alert_budget, p.alert_ceiling) * h.n_recent
+            ) as reachable,
+        max(t.bin) filter (
+            where t.n_recent_at_or_above
+                > 2.0 * coalesce(p.alert_budget, p.alert_ceiling) * h.n_recent
+        ) as beyond_bin
+    from tails as t
+    inner join history as h
+        on t.param_key = h.param_key
+        and t.week_no = h.week_no
+    inner join detect_params as p
+        on t.param_key = p.param_key
+    group by t.param_key, t.week_no
 ),
 
 steps as (
@@ -154,10 +182,15 @@ steps as (
         p.alert_budget is null as is_ceiling,
         p.flag_evidence,
         p.budget_forget,
-        p.budget_gain
+        p.budget_gain,
+        l.reachable,
+        l.beyond_bin
     from history as h
     inner join detect_params as p
         on h.param_key = p.param_key
+    left join tail_lists as l
+        on h.param_key = l.param_key
+        and h.week_no = l.week_no
 ),
 
 control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
@@ -183,22 +216,41 @@ control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
     inner join steps as s
         on c.param_key = s.param_key
         and s.week_no = c.week_no + 1
-    -- the lowest bin whose recent tail stays within the steered share: one above the highest
-    -- bin whose tail exceeds it (none: every bin, -1000 = score -50; the top bin's tail too
-    -- large: above all). Taken from the bins the earlier weeks reached, never the minimum
-    -- over the clinic's bins, which later weeks add to (look-ahead)
+    -- the share the controller asks of the recent weeks' candidates
     cross join lateral (
-        select coalesce(max(r.bin) + 1, -1000) as bin
-        from tails as r
-        where r.param_key = s.param_key
-            and r.week_no = s.week_no
-            and r.n_recent_at_or_above > s.n_recent * least(
+        select
+            s.n_recent * least(
                 greatest(
                     s.alert_budget + s.budget_gain * c.balance / greatest(s.n_recent, 1),
                     0.25 * s.alert_budget
                 ),
                 2.0 * s.alert_budget
-            )
+            ) as allowed
+    ) as a
+    -- the lowest bin whose recent tail stays within that share: one above the highest bin
+    -- whose tail exceeds it (none: every bin, -1000 = score -50). Taken from the bins the
+    -- earlier weeks reached, never the minimum over the clinic's bins, which later weeks add
+    -- to (look-ahead). The week's flags at it: its candidates at or above the lowest bin within
+    -- the share (a tail is non-increasing in the bin, so the largest such count)
+    cross join lateral (
+        select
+            coalesce(
+                list_max(
+                    list_transform(list_filter(s.reachable, x -> x.recent > a.allowed), x -> x.bin)
+                ),
+                s.beyond_bin
+            ) + 1 as above_bin,
+            coalesce(
+                list_max(
+                    list_transform(
+                        list_filter(s.reachable, x -> x.recent <= a.allowed), x -> x.week
+                    )
+                ),
+                0
+            ) as n_at_threshold
+    ) as r
+    cross join lateral (
+        select coalesce(r.above_bin, -1000) as bin
     ) as q
     -- a ceiling's quantile below the default threshold leaves the default (null)
     cross join lateral (
@@ -217,20 +269,12 @@ control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
                 else q.bin
             end as threshold_bin
     ) as b
-    -- the week's flags at that threshold (its bin need not be one the clinic reached)
-    cross join lateral (
-        select sum(h.n) as n_week_at_or_above
-        from bins as h
-        where h.param_key = s.param_key
-            and h.week_no = s.week_no
-            and h.bin >= b.threshold_bin
-    ) as t
     -- the week's flags: the default threshold's in a young clinic, else those at or above it
     cross join lateral (
         select
             case
                 when b.threshold_bin is null then s.n_default
-                else coalesce(t.n_week_at_or_above, 0)
+                else r.n_at_threshold
             end as n_flagged
     ) as f
 )

@@ -7,10 +7,17 @@
 -- the order DuckDB adds them in, and an incremental run must give the digits of a full one (the
 -- CUSUM is part of each flag's evidence and of its decision).
 with drops as (
+    -- with what alert_thresholds needs of each session, so that it reads this table instead of
+    -- evaluating the scores view a third time (~5 CPU s at 10M rows)
     select
         series_key,
         session_number,
-        round(least(greatest(coalesce(z_total, 0) - cusum_k, -1e6), 1e6) * 1e6)::bigint as step
+        round(least(greatest(coalesce(z_total, 0) - cusum_k, -1e6), 1e6) * 1e6)::bigint as step,
+        param_key,
+        week_start,
+        is_candidate,
+        flag_score,
+        flag_evidence / cusum_h as cusum_scale
     from detect_rupture_scores
 ),
 
@@ -18,6 +25,11 @@ running as (
     select
         series_key,
         session_number,
+        param_key,
+        week_start,
+        is_candidate,
+        flag_score,
+        cusum_scale,
         sum(step) over (
             partition by series_key
             order by session_number
@@ -30,6 +42,11 @@ cusum as (
     select
         series_key,
         session_number,
+        param_key,
+        week_start,
+        is_candidate,
+        flag_score,
+        cusum_scale,
         (
             cusum_sum - least(
                 0,
@@ -43,4 +60,13 @@ cusum as (
     from running
 )
 
-select * from cusum
+select
+    series_key,
+    session_number,
+    cusum,
+    param_key,
+    week_start,
+    is_candidate,
+    -- the alert score: the flag score, or the CUSUM on its scale (cusum_h meets flag_evidence)
+    greatest(flag_score, cusum * cusum_scale) as alert_score
+from cusum
