@@ -321,6 +321,22 @@ def test_clinic_thresholds_override_defaults(wh: duckdb.DuckDBPyConnection) -> N
     assert cutoff == (30.0,)
 
 
+def test_a_clinic_sets_or_switches_off_its_alert_ceiling() -> None:
+    """`thresholds.alert_ceiling`: a share, or false to switch the ceiling off; unset keeps the
+    default (0.085). True, 0 and shares of 0.5 or more are refused with what to write instead."""
+    from pydantic import ValidationError
+
+    default = DetectParams()
+    assert default.alert_ceiling == 0.085
+    for value, expected in ((0.1, 0.1), (False, None), (None, 0.085)):
+        assert default.with_thresholds(Thresholds(alert_ceiling=value)).alert_ceiling == expected
+    for bad in (True, 0, 0.7):
+        with pytest.raises(ValidationError, match="or false to switch it off"):
+            Thresholds(alert_ceiling=bad)
+    with pytest.raises(DetectError, match="alert_ceiling"):
+        DetectParams(alert_ceiling=0.6)
+
+
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(DetectError, match="decline_sessions"):
         DetectParams(decline_sessions=9)
