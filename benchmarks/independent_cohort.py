@@ -47,6 +47,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.detect.evaluate import METHODS, alliance_sessions, flagged_sessions, score  # noqa: E402
+from pipelines.detect.grid import insert_canonical  # noqa: E402
 from pipelines.detect.ruptures import DetectParams, detect  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -254,17 +255,6 @@ def cohort(code: str, seed: int, noise: float, clinic_id: str) -> tuple[pd.DataF
     return measures, appointments, tr, stats
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: pd.DataFrame) -> None:
-    conn.register("ic_rows", rows)
-    try:
-        conn.execute(
-            f"insert into {table} by name select *, 'independent' as source_file, "  # noqa: S608
-            "0 as source_line, 'independent' as sha256, 0 as load_id from ic_rows"
-        )
-    finally:
-        conn.unregister("ic_rows")
-
-
 def score_level(noise: float, seeds: tuple[int, ...]) -> dict[str, dict[str, float]]:
     """Per method (and the detector under a 0.05 budget): mean and worst clinic-seed figures."""
     from pipelines.warehouse import migrate
@@ -277,8 +267,7 @@ def score_level(noise: float, seeds: tuple[int, ...]) -> dict[str, dict[str, flo
             for budget in (None, 0.05):
                 conn = duckdb.connect(":memory:")
                 migrate(conn)
-                _insert(conn, "measurements", measures)
-                _insert(conn, "appointments", appointments)
+                insert_canonical(conn, measures, appointments, source="independent")
                 params = DetectParams(alert_budget=budget)
                 detect(conn, params=params)
                 sessions = alliance_sessions(conn)

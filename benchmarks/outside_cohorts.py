@@ -65,6 +65,7 @@ from pipelines.detect.evaluate import (  # noqa: E402
     flagged_sessions,
     score,
 )
+from pipelines.detect.grid import insert_canonical  # noqa: E402
 from pipelines.detect.ruptures import DetectParams, detect  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -501,17 +502,6 @@ def generate(c: Clinic, seed: int) -> Generated:  # noqa: PLR0915
     return Generated(measures, appointments, tr, facts, stats)
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: pd.DataFrame) -> None:
-    conn.register("oc_rows", rows)
-    try:
-        conn.execute(
-            f"insert into {table} by name select *, 'outside' as source_file, "  # noqa: S608
-            "0 as source_line, 'outside' as sha256, 0 as load_id from oc_rows"
-        )
-    finally:
-        conn.unregister("oc_rows")
-
-
 def load(model: Model, seed: int) -> tuple[duckdb.DuckDBPyConnection, list[Generated]]:
     """A fresh in-memory warehouse holding every clinic of the model."""
     from pipelines.warehouse import migrate
@@ -519,8 +509,12 @@ def load(model: Model, seed: int) -> tuple[duckdb.DuckDBPyConnection, list[Gener
     gens = [generate(c, seed) for c in model.clinics]
     conn = duckdb.connect(":memory:")
     migrate(conn)
-    _insert(conn, "measurements", pd.concat([g.measures for g in gens], ignore_index=True))
-    _insert(conn, "appointments", pd.concat([g.appointments for g in gens], ignore_index=True))
+    insert_canonical(
+        conn,
+        pd.concat([g.measures for g in gens], ignore_index=True),
+        pd.concat([g.appointments for g in gens], ignore_index=True),
+        source="outside",
+    )
     return conn, gens
 
 

@@ -126,16 +126,17 @@ def load_world(
 
 
 def insert_canonical(
-    conn: duckdb.DuckDBPyConnection, measures: object, appointments: object
+    conn: duckdb.DuckDBPyConnection, measures: object, appointments: object, source: str = "sim"
 ) -> None:
     """Simulated canonical rows (frames or Arrow tables) straight into the warehouse tables,
-    as if loaded from one file 'sim' (no ingest: the evaluation scores detection alone)."""
+    as if loaded from one file `source` (no ingest: the evaluation scores detection alone)."""
     for table, rows in (("measurements", measures), ("appointments", appointments)):
         conn.register("sim_rows", rows)
         try:
             conn.execute(
-                f"insert into {table} by name select *, 'sim' as source_file, "  # noqa: S608
-                "0 as source_line, 'sim' as sha256, 0 as load_id from sim_rows"
+                f"insert into {table} by name select *, ? as source_file, "  # noqa: S608
+                "0 as source_line, ? as sha256, 0 as load_id from sim_rows",
+                [source, source],
             )
         finally:
             conn.unregister("sim_rows")

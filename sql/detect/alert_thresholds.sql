@@ -26,7 +26,7 @@
 -- balance. Scores are binned at 0.05: exact running quantiles cost minutes at scale.
 with recursive scores as (
     -- decline_cusum carries each session's alert score (the flag score, or the CUSUM on its
-    -- scale, as rupture_signals computes it)
+    -- scale), the one rupture_signals judges
     select
         c.param_key,
         c.week_start,
@@ -237,9 +237,10 @@ control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
             coalesce(
                 list_max(
                     list_transform(list_filter(s.reachable, x -> x.recent > a.allowed), x -> x.bin)
-                ),
-                s.beyond_bin
-            ) + 1 as above_bin,
+                ) + 1,
+                s.beyond_bin + 1,
+                -1000
+            ) as bin,
             coalesce(
                 list_max(
                     list_transform(
@@ -249,9 +250,6 @@ control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
                 0
             ) as n_at_threshold
     ) as r
-    cross join lateral (
-        select coalesce(r.above_bin, -1000) as bin
-    ) as q
     -- a ceiling's quantile below the default threshold leaves the default (null)
     cross join lateral (
         select
@@ -263,10 +261,10 @@ control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
                 when s.is_ceiling
                     and (
                         c.balance >= -sqrt(s.alert_budget * greatest(c.n_weighted, 1))
-                        or q.bin / 20.0 <= s.flag_evidence
+                        or r.bin / 20.0 <= s.flag_evidence
                     )
                     then null
-                else q.bin
+                else r.bin
             end as threshold_bin
     ) as b
     -- the week's flags: the default threshold's in a young clinic, else those at or above it

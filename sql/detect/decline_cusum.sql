@@ -7,8 +7,9 @@
 -- the order DuckDB adds them in, and an incremental run must give the digits of a full one (the
 -- CUSUM is part of each flag's evidence and of its decision).
 with drops as (
-    -- with what alert_thresholds needs of each session, so that it reads this table instead of
-    -- evaluating the scores view a third time (~5 CPU s at 10M rows)
+    -- with what the alert score needs, so that alert_thresholds reads it here instead of
+    -- evaluating the scores view a third time (~5 CPU s at 10M rows), and rupture_signals and
+    -- alert_thresholds judge the same score
     select
         series_key,
         session_number,
@@ -17,7 +18,8 @@ with drops as (
         week_start,
         is_candidate,
         flag_score,
-        flag_evidence / cusum_h as cusum_scale
+        flag_evidence,
+        cusum_h
     from detect_rupture_scores
 ),
 
@@ -29,7 +31,8 @@ running as (
         week_start,
         is_candidate,
         flag_score,
-        cusum_scale,
+        flag_evidence,
+        cusum_h,
         sum(step) over (
             partition by series_key
             order by session_number
@@ -46,7 +49,8 @@ cusum as (
         week_start,
         is_candidate,
         flag_score,
-        cusum_scale,
+        flag_evidence,
+        cusum_h,
         (
             cusum_sum - least(
                 0,
@@ -68,5 +72,5 @@ select
     week_start,
     is_candidate,
     -- the alert score: the flag score, or the CUSUM on its scale (cusum_h meets flag_evidence)
-    greatest(flag_score, cusum * cusum_scale) as alert_score
+    greatest(flag_score, cusum * flag_evidence / cusum_h) as alert_score
 from cusum

@@ -46,7 +46,6 @@ measured as (
         p.cusum_k,
         p.cusum_h,
         p.alert_budget,
-        p.alert_ceiling,
         p.decline_sessions,
         p.decline_min_drop,
         c.n_calibration_sessions,

@@ -17,8 +17,9 @@ with scores as (
     select
         s.*,
         c.cusum,
-        -- the flag score, or the CUSUM on its scale (cusum_h meets flag_evidence)
-        greatest(s.flag_score, c.cusum * s.flag_evidence / s.cusum_h) as alert_score
+        -- the flag score, or the CUSUM on its scale (decline_cusum: alert_thresholds reads the
+        -- same)
+        c.alert_score
     from detect_rupture_scores as s
     inner join detect_decline_cusum as c
         on s.series_key = c.series_key
