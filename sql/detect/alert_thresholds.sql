@@ -24,7 +24,26 @@
 -- A clinic with fewer than `budget_min_sessions` earlier alliance sessions has too few for a
 -- quantile: the default evidence threshold applies (the prior), and its flags count in the
 -- balance. Scores are binned at 0.05: exact running quantiles cost minutes at scale.
-with recursive scores as (
+with recursive targets as (
+    -- the clinics with a budget, or else a ceiling, as the controller's target share; the
+    -- bounds of the share it may ask of a week's quantile (the recursion's, and the reach of
+    -- the bins it is given)
+    select
+        param_key,
+        coalesce(alert_budget, alert_ceiling) as target,
+        -- a budget steers both ways; a ceiling (no budget) only ever raises the threshold
+        alert_budget is null as is_ceiling,
+        0.25 * coalesce(alert_budget, alert_ceiling) as min_share,
+        2.0 * coalesce(alert_budget, alert_ceiling) as max_share,
+        flag_evidence,
+        budget_min_sessions,
+        budget_forget,
+        budget_gain
+    from detect_params
+    where alert_budget is not null or alert_ceiling is not null
+),
+
+scores as (
     -- decline_cusum carries each session's alert score (the flag score, or the CUSUM on its
     -- scale), the one rupture_signals judges
     select
@@ -34,9 +53,8 @@ with recursive scores as (
         p.flag_evidence,
         c.alert_score
     from detect_decline_cusum as c
-    inner join detect_params as p
+    inner join targets as p
         on c.param_key = p.param_key
-    where p.alert_budget is not null or p.alert_ceiling is not null
 ),
 
 weekly as (
@@ -145,26 +163,21 @@ tails as (
 tail_lists as (
     -- one row per clinic and week for the recursion (a join of each step with every bin of
     -- the clinic cost ~20 CPU s at 10M rows): the bins whose recent tail the steered share can
-    -- reach (at most 2 x the budget of the recent sessions) as a list, and the highest bin
-    -- beyond that reach (its tail exceeds every share the controller can ask)
+    -- reach (at most max_share of the recent sessions) as a list, and the highest bin beyond
+    -- that reach (its tail exceeds every share the controller can ask)
     select
         t.param_key,
         t.week_no,
         list({'bin': t.bin, 'recent': t.n_recent_at_or_above, 'week': t.n_week_at_or_above})
-            filter (
-                where t.n_recent_at_or_above
-                    <= 2.0 * coalesce(p.alert_budget, p.alert_ceiling) * h.n_recent
-            ) as reachable,
-        max(t.bin) filter (
-            where t.n_recent_at_or_above
-                > 2.0 * coalesce(p.alert_budget, p.alert_ceiling) * h.n_recent
-        ) as beyond_bin
+            filter (where t.n_recent_at_or_above <= r.most_allowed) as reachable,
+        max(t.bin) filter (where t.n_recent_at_or_above > r.most_allowed) as beyond_bin
     from tails as t
     inner join history as h
         on t.param_key = h.param_key
         and t.week_no = h.week_no
-    inner join detect_params as p
+    inner join targets as p
         on t.param_key = p.param_key
+    cross join lateral (select p.max_share * h.n_recent as most_allowed) as r
     group by t.param_key, t.week_no
 ),
 
@@ -177,16 +190,17 @@ steps as (
         h.n_default,
         h.n_recent,
         h.n_history < p.budget_min_sessions as is_young,
-        -- a budget steers both ways; a ceiling (no budget) only ever raises the threshold
-        coalesce(p.alert_budget, p.alert_ceiling) as alert_budget,
-        p.alert_budget is null as is_ceiling,
+        p.target,
+        p.is_ceiling,
+        p.min_share,
+        p.max_share,
         p.flag_evidence,
         p.budget_forget,
         p.budget_gain,
         l.reachable,
         l.beyond_bin
     from history as h
-    inner join detect_params as p
+    inner join targets as p
         on h.param_key = p.param_key
     left join tail_lists as l
         on h.param_key = l.param_key
@@ -208,7 +222,7 @@ control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
         c.param_key,
         s.week_no,
         -- the balance after this week: the older part fades, this week's budget less its flags
-        s.budget_forget * c.balance + s.alert_budget * s.n_sessions - f.n_flagged,
+        s.budget_forget * c.balance + s.target * s.n_sessions - f.n_flagged,
         s.budget_forget * c.n_weighted + s.n_sessions,
         b.threshold_bin,
         f.n_flagged
@@ -221,10 +235,9 @@ control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
         select
             s.n_recent * least(
                 greatest(
-                    s.alert_budget + s.budget_gain * c.balance / greatest(s.n_recent, 1),
-                    0.25 * s.alert_budget
+                    s.target + s.budget_gain * c.balance / greatest(s.n_recent, 1), s.min_share
                 ),
-                2.0 * s.alert_budget
+                s.max_share
             ) as allowed
     ) as a
     -- the lowest bin whose recent tail stays within that share: one above the highest bin
@@ -260,7 +273,7 @@ control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
                 -- (one binomial SD of the faded sessions' expected flags), and only upward
                 when s.is_ceiling
                     and (
-                        c.balance >= -sqrt(s.alert_budget * greatest(c.n_weighted, 1))
+                        c.balance >= -sqrt(s.target * greatest(c.n_weighted, 1))
                         or r.bin / 20.0 <= s.flag_evidence
                     )
                     then null
