@@ -1,15 +1,15 @@
 -- The flag threshold of each clinic with an alert budget (`thresholds.alert_budget`: the share
 -- of alliance sessions it wants flagged), per instrument and week: the alert score (the flag
 -- score, or the CUSUM on its scale) above which a share of the clinic's candidate sessions of
--- the last 6 EARLIER weeks fall, so that the clinic gets the alert rate it chose whatever its
--- noise.
+-- the last 6 EARLIER weeks fall (more weeks where 6 hold fewer than `budget_min_sessions`
+-- sessions), so that the clinic gets the alert rate it chose whatever its noise.
 --
 -- A trailing quantile alone lags a clinic whose case mix moves (a young clinic filling up with
 -- later sessions, sustained ruptures accumulating), and a small clinic's quantile of a few
 -- dozen sessions misses by a few flags either way; nothing would pay those back. So the share
 -- asked of the quantile is steered by what the clinic has actually been flagged so far (an
 -- integral controller): the budget plus the clinic's running balance (sessions x budget less
--- flags, the older weeks' part fading by `budget_forget` a week) spread over the next 6 weeks'
+-- flags, the older weeks' part fading by `budget_forget` a week) spread over the next window's
 -- sessions, bounded to 0.25-2 x the budget. The flags a week gets depend on its threshold, and
 -- the next week's threshold on them: one recursive pass over each clinic's weeks, in order,
 -- whose every step reads only earlier weeks (no look-ahead).
@@ -69,11 +69,39 @@ weekly as (
     group by all
 ),
 
-weeks as (
+numbered as (
     select
         *,
-        row_number() over (partition by param_key order by week_start) as week_no
+        row_number() over (partition by param_key order by week_start) as week_no,
+        coalesce(
+            sum(n_sessions) over (
+                partition by param_key
+                order by week_start
+                rows between unbounded preceding and 1 preceding
+            ),
+            0
+        ) as n_history
     from weekly
+),
+
+weeks as (
+    -- the quantile's window: the last 6 weeks with a session, or as many more as it takes to
+    -- hold `budget_min_sessions` sessions (a clinic of five sessions a week would otherwise
+    -- take its 5 % quantile from the second-highest of ~30 scores, and its threshold would
+    -- swing with each week's few candidates). The nearest earlier week j from which the weeks
+    -- j .. this one - 1 hold that many (n_history rises every week: an as-of join)
+    select
+        w.* exclude (budget_min_sessions),
+        greatest(6, coalesce(w.week_no - j.week_no, 6)) as lookback
+    from (
+        select n.*, p.budget_min_sessions
+        from numbered as n
+        inner join targets as p
+            on n.param_key = p.param_key
+    ) as w
+    asof left join numbered as j
+        on w.param_key = j.param_key
+        and w.n_history - w.budget_min_sessions >= j.n_history
 ),
 
 history as (
@@ -83,18 +111,10 @@ history as (
             sum(n_sessions) over (
                 partition by param_key
                 order by week_no
-                rows between 6 preceding and 1 preceding
+                rows between lookback preceding and 1 preceding
             ),
             0
-        ) as n_recent,
-        coalesce(
-            sum(n_sessions) over (
-                partition by param_key
-                order by week_no
-                rows between unbounded preceding and 1 preceding
-            ),
-            0
-        ) as n_history
+        ) as n_recent
     from weeks
 ),
 
@@ -117,6 +137,7 @@ grid as (
     select
         w.param_key,
         w.week_no,
+        w.lookback,
         b.bin,
         coalesce(h.n, 0) as n
     from weeks as w
@@ -135,7 +156,7 @@ earlier as (
             sum(n) over (
                 partition by param_key, bin
                 order by week_no
-                rows between 6 preceding and 1 preceding
+                rows between lookback preceding and 1 preceding
             ),
             0
         ) as n_before
@@ -267,7 +288,7 @@ control (param_key, week_no, balance, n_weighted, threshold_bin, n_flagged) as (
     cross join lateral (
         select
             case
-                -- too young, or no session in the last 6 weeks: the default threshold
+                -- too young, or no session in the window: the default threshold
                 when s.is_young or s.n_recent = 0 then null
                 -- a ceiling binds only once the clinic's flags overran it by more than chance
                 -- (one binomial SD of the faded sessions' expected flags), and only upward
@@ -294,8 +315,13 @@ select
     w.param_key,
     w.week_start,
     c.threshold_bin / 20.0 as budget_threshold,
-    c.n_flagged
+    c.n_flagged,
+    -- the sessions of the weeks the quantile rests on
+    h.n_recent
 from control as c
+inner join history as h
+    on c.param_key = h.param_key
+    and c.week_no = h.week_no
 inner join weeks as w
     on c.param_key = w.param_key
     and c.week_no = w.week_no

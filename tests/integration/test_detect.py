@@ -529,6 +529,53 @@ def test_alert_budget_sets_the_clinics_flag_rate(tmp_path: Path) -> None:
             conn.close()
 
 
+def test_a_small_clinics_budget_quantile_rests_on_enough_sessions() -> None:
+    """A 15-client clinic has ~5 alliance sessions a week: its budget's 5 % quantile over the
+    last 6 weeks rested on ~30 scores (the second-highest), its threshold swung 0.85-6.95 and the
+    outside cohorts' tiny clinics ended at 0.065-0.098 under a 0.05 budget. The window now
+    reaches back until it holds `budget_min_sessions` sessions; a clinic with that many in 6
+    weeks keeps its 6 weeks."""
+    from pipelines.detect.grid import load_world
+    from pipelines.detect.ruptures import RELATIONS, build_relations
+    from pipelines.detect.worlds import World
+
+    params = DetectParams(alert_budget=0.05)
+    upto = RELATIONS[: RELATIONS.index("alert_thresholds") + 1]
+    for world, small in ((World(name="tiny", n_clients=15), True), (World(), False)):
+        conn, _truth = load_world(world, [7])
+        try:
+            build_relations(conn, params=params, relations=upto)
+            rows = conn.execute(
+                """
+                with weekly as (
+                    select f.param_key, f.week_start, count(*) as n
+                    from detect_alliance_features as f group by all
+                ),
+                six as (
+                    select *, coalesce(sum(n) over (partition by param_key order by week_start
+                        rows between 6 preceding and 1 preceding), 0) as n_six
+                    from weekly
+                )
+                select t.n_recent, s.n_six from detect_alert_thresholds as t
+                inner join six as s using (param_key, week_start)
+                where t.budget_threshold is not null
+                """
+            ).fetchall()
+        finally:
+            conn.close()
+        assert rows, world.name
+        assert all(n_recent >= params.budget_min_sessions for n_recent, _ in rows), world.name
+        if small:
+            # the 6 weeks alone would have held far fewer
+            assert max(n_six for _, n_six in rows) < params.budget_min_sessions
+        else:
+            held = [
+                (n_recent, n_six) for n_recent, n_six in rows if n_six >= params.budget_min_sessions
+            ]
+            assert len(held) > len(rows) / 2
+            assert all(n_recent == n_six for n_recent, n_six in held)
+
+
 def test_the_alert_ceiling_caps_a_heavy_clinic_and_leaves_the_others_alone() -> None:
     """Issue 15 asks burden <= 10 % with default settings. Without a budget, a clinic whose
     flags overrun `alert_ceiling` (0.085) by more than chance gets a raised threshold: a stable
