@@ -393,12 +393,38 @@ def _set_scope_clients(conn: duckdb.DuckDBPyConnection, clients: list[tuple[str,
     conn.unregister("detect_scope_frame")
 
 
+# rupture_signals' flag decision, from what decline_cusum and alert_thresholds already hold: a
+# candidate whose alert score reaches the clinic's threshold of the week (its budget's, else
+# flag_evidence). It only chooses the series the episode passes read; _check_flag_decisions
+# refuses to go on if it ever disagrees with rupture_signals.sql's own is_flag on them.
+FLAG_DECISION_SQL = """
+    select c.series_key, c.session_number
+    from detect_decline_cusum as c
+    inner join detect_params as p
+        on c.param_key = p.param_key
+    left join detect_alert_thresholds as t
+        on c.param_key = t.param_key
+        and c.week_start = t.week_start
+    where c.is_candidate and c.alert_score >= coalesce(t.budget_threshold, p.flag_evidence)
+"""
+
+
 def _scope_signals(conn: duckdb.DuckDBPyConnection, scoped: bool) -> None:
-    """`detect_scoped_signals`: the sessions whose flags and episodes are (re)computed."""
+    """`detect_scoped_signals`: the sessions whose flags and episodes are (re)computed, and
+    `detect_scoped_flag_decisions`: those of them that are flags."""
     conn.execute(
         "create or replace temp view detect_scoped_signals as select s.* "
         "from detect_rupture_signals as s"
         + (" semi join detect_scope as k on s.client_key = k.client_key" if scoped else "")
+    )
+    conn.execute(
+        f"create or replace temp view detect_scoped_flag_decisions as {FLAG_DECISION_SQL}"  # noqa: S608
+        + (
+            " and c.series_key in (select f.series_key from detect_alliance_features as f "
+            "semi join detect_scope as k on f.client_key = k.client_key)"
+            if scoped
+            else ""
+        )
     )
 
 
@@ -488,10 +514,18 @@ def _episode_signals(conn: duckdb.DuckDBPyConnection) -> None:
     made the episode window passes longer (two thirds of them on the benchmark). The flagged
     series are found from the flag decision alone; the same per-session SQL over their features
     (and CUSUM rows) then gives the same signals, as for `_flagged_signals`, so the arithmetic
-    of the episode columns and the window passes run over those series only."""
+    of the episode columns and the window passes run over those series only.
+
+    The decision is read from decline_cusum and alert_thresholds (FLAG_DECISION_SQL): evaluating
+    rupture_signals over every session for its is_flag cost ~3 CPU s at 10M rows, the join
+    ~0.2 s."""
+    conn.execute(
+        "create or replace temp table detect_flag_decisions as "
+        "select * from detect_scoped_flag_decisions"
+    )
     conn.execute(
         "create or replace temp table detect_flag_series as "
-        "select distinct series_key from detect_scoped_signals where is_flag"
+        "select distinct series_key from detect_flag_decisions"
     )
     for view, source in (
         ("detect_flag_series_features", "detect_alliance_features"),
@@ -520,6 +554,30 @@ def _create(conn: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> None:
         else:
             sql = _relation_sql(name)
         conn.execute(f"create or replace temp {kind} detect_{name} as {sql}")
+        if name == "episode_sessions":
+            _check_flag_decisions(conn)
+
+
+def _check_flag_decisions(conn: duckdb.DuckDBPyConnection) -> None:
+    """Refuse to go on if the flags rupture_signals.sql decides over the flagged series are not
+    exactly the sessions FLAG_DECISION_SQL chose them by: the two copies of the decision have
+    drifted apart (a change to one that the other must follow), and series with a flag could
+    be missing from the episodes. Every flag of those series is in episode_sessions."""
+    row = conn.execute(
+        """
+        with real as (
+            select series_key, session_number from detect_episode_sessions where is_flag
+        )
+        select
+            (select count(*) from (select * from real except select * from detect_flag_decisions))
+            + (select count(*) from (select * from detect_flag_decisions except select * from real))
+        """
+    ).fetchone()
+    if row is not None and row[0]:
+        raise DetectError(
+            "ruptures.FLAG_DECISION_SQL no longer decides the flags rupture_signals.sql does "
+            f"({row[0]} sessions differ); make the two agree"
+        )
 
 
 def build_relations(
@@ -613,6 +671,8 @@ def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("drop view if exists detect_flag_series_cusum")
     conn.execute("drop view if exists detect_flagged_cusum")
     conn.execute("drop table if exists detect_flag_series")
+    conn.execute("drop table if exists detect_flag_decisions")
+    conn.execute("drop view if exists detect_scoped_flag_decisions")
     conn.execute("drop view if exists detect_scoped_signals")
     conn.execute("drop view if exists detect_flagged_signals")
     conn.execute("drop view if exists detect_flagged_scores")
