@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.answers.tokens import AnswerClaim
+from pipelines.detect.ids import is_clients_episode
 
 MARKER = "answers.ready"
 
@@ -114,8 +115,10 @@ def remove(answers: Path, done: list[InboxAnswer]) -> None:
 
 def erase(answers: Path, clinic_id: str, client_id: str) -> int:
     """Remove one client's answers still waiting in the inbox (right to erasure); returns how
-    many. Episode ids are `clinic:client:...` (`sql/detect/flags.sql`)."""
-    prefix = f"{clinic_id}:{client_id}:"
-    theirs = [a for a in pending(answers) if a.alert_episode_id.startswith(prefix)]
+    many. Episode ids start `clinic:client:`, their colons escaped (`pipelines/detect/ids.py`):
+    client 'a' no longer takes client 'a:b''s answers with it."""
+    theirs = [
+        a for a in pending(answers) if is_clients_episode(a.alert_episode_id, clinic_id, client_id)
+    ]
     remove(answers, theirs)
     return len(theirs)

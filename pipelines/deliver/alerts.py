@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.detect.ids import is_clients_episode
 from pipelines.settings import AnswerSettings, Paths, answer_settings_from_env
 
 if TYPE_CHECKING:
@@ -60,14 +61,15 @@ def _ledger_lock(folder: Path) -> Iterator[None]:
 
 def erase_from_notices(folder: Path, clinic_id: str, client_id: str) -> int:
     """Drop one client's episodes from the clinic's immediate-notice ledger (erasure); return
-    how many. Episode ids are `clinic:client:instrument:session` (`sql/detect/flags.sql`); the
-    instrument code and the session number hold no colon, so the split is exact."""
+    how many. Episode ids start `clinic:client:`, their colons escaped
+    (`pipelines/detect/ids.py`), so the prefix is exact; it also holds for a named treatment
+    episode (`clinic:client:episode:instrument:session`), which a split from the right missed."""
     path = _ledger_path(folder, clinic_id)
     if not path.exists():
         return 0
     with _ledger_lock(folder):
         announced = _announced(path)
-        theirs = {e for e in announced if e.rsplit(":", 2)[0] == f"{clinic_id}:{client_id}"}
+        theirs = {e for e in announced if is_clients_episode(e, clinic_id, client_id)}
         if theirs:
             _save(path, announced - theirs)
     return len(theirs)
