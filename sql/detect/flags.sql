@@ -62,7 +62,8 @@ recent as (
         s.session_number,
         count(f.total) as n,
         sum(f.session_number) filter (where f.total is not null) as sx,
-        sum(f.session_number * f.session_number) filter (where f.total is not null) as sxx,
+        -- bigint: a session number past 46,340 squared overflows an integer
+        sum(f.session_number::bigint * f.session_number) filter (where f.total is not null) as sxx,
         sum(f.total::decimal(18, 6)) as sy,
         sum(f.session_number * f.total::decimal(18, 6)) as sxy
     from signals as s
@@ -128,12 +129,14 @@ flag_rows as (
             ],
             x -> x is not null
         ) as reasons,
-        -- a treatment episode other than the one '' is named in the id (concat_ws skips null)
+        -- a treatment episode other than the one '' is named in the id (concat_ws skips null);
+        -- a ':' inside an id is written %3A (and '%' %25), so that client 'a' of treatment
+        -- episode 'b' and client 'a:b' never share an id (pipelines/detect/ids.py)
         concat_ws(
             ':',
-            n.clinic_id,
-            n.client_id,
-            nullif(n.episode_id, ''),
+            replace(replace(n.clinic_id, '%', '%25'), ':', '%3A'),
+            replace(replace(n.client_id, '%', '%25'), ':', '%3A'),
+            replace(replace(nullif(n.episode_id, ''), '%', '%25'), ':', '%3A'),
             n.instrument,
             s.opened_session::varchar
         ) as alert_episode_id,

@@ -28,10 +28,6 @@ calibration as (
     select * from detect_clinic_calibration
 ),
 
-symptoms as (
-    select * from detect_symptom_context
-),
-
 measured as (
     select
         f.*,
@@ -54,8 +50,6 @@ measured as (
         c.prior_df_total,
         c.prior_df_bond,
         c.prior_df_goal_task,
-        s.deteriorated_instruments is not null as is_symptom_deterioration,
-        s.deteriorated_instruments,
         f.previous_total - f.total as delta_previous,
         f.baseline_total - f.total as delta_baseline,
         f.baseline_bond - f.bond_score as delta_bond,
@@ -102,9 +96,6 @@ measured as (
     inner join calibration as c
         on f.param_key = c.param_key
         and f.week_start = c.week_start
-    left join symptoms as s
-        on f.client_key = s.client_key
-        and f.session_number = s.session_number
 ),
 
 paired as (

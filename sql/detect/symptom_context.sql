@@ -1,10 +1,15 @@
 -- Client sessions with reliable symptom deterioration (ORS, PHQ-9, GAD-7): the score is worse than
--- the client's first score by at least the registry's reliable change (Jacobson & Truax 1991).
--- Context for alliance flags: it raises their priority, it never raises a flag by itself. Only
--- deteriorated sessions are kept (a small relation the signals left-join).
+-- the client's first score of the same treatment episode by at least the registry's reliable
+-- change (Jacobson & Truax 1991). Context for alliance flags: it raises their priority, it never
+-- raises a flag by itself. Only deteriorated sessions are kept (a small relation the signals
+-- left-join), keyed as the alliance series of the same treatment episode are (one row per
+-- alliance instrument): a second episode restarts its session numbers, and its scores must not
+-- mark the first episode's sessions of the same number (that was a look-ahead).
 with symptoms as (
     select
-        hash(m.clinic_id, m.client_id) as client_key,
+        m.clinic_id,
+        m.client_id,
+        coalesce(m.episode_id, '') as episode_id,
         m.session_number,
         m.instrument,
         m.total,
@@ -19,21 +24,27 @@ firsts as (
     -- the client's first score on each instrument: the reference for deterioration (a grouped
     -- aggregate rather than a window: the same answer, several times faster at scale)
     select
-        client_key,
+        clinic_id,
+        client_id,
+        episode_id,
         instrument,
         arg_min(total, session_number) as first_total
     from symptoms
-    group by client_key, instrument
+    group by clinic_id, client_id, episode_id, instrument
 ),
 
 deteriorated as (
     select
-        s.client_key,
+        s.clinic_id,
+        s.client_id,
+        s.episode_id,
         s.session_number,
         s.instrument
     from symptoms as s
     inner join firsts as f
-        on s.client_key = f.client_key
+        on s.clinic_id = f.clinic_id
+        and s.client_id = f.client_id
+        and s.episode_id = f.episode_id
         and s.instrument = f.instrument
     -- worse_sign makes the difference positive = worse, in the instrument's own units
     where s.worse_sign * (s.total - f.first_total) >= s.reliable_change
@@ -41,11 +52,20 @@ deteriorated as (
 
 per_session as (
     select
-        client_key,
+        clinic_id,
+        client_id,
+        episode_id,
         session_number,
         list(instrument order by instrument) as deteriorated_instruments
     from deteriorated
-    group by client_key, session_number
+    group by clinic_id, client_id, episode_id, session_number
 )
 
-select * from per_session
+-- the key of each alliance series of the episode (alliance_series: clinic, client, episode,
+-- instrument)
+select
+    hash(d.clinic_id, d.client_id, d.episode_id, a.instrument) as series_key,
+    d.session_number,
+    d.deteriorated_instruments
+from per_session as d
+cross join (select distinct instrument from detect_params) as a

@@ -704,33 +704,17 @@ def test_incremental_after_a_change_equals_full(
 # Failures found (strict xfails: they turn red once fixed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=duckdb.OutOfRangeException,
-    reason="session numbers >= 46341 crash detect: 'Out of Range Error: Overflow in "
-    "multiplication of INT32 (50004 * 50004)' in the sustained-decline fit, "
-    "sql/detect/flags.sql:65 sum(f.session_number * f.session_number) multiplies two INTEGERs "
-    "(session_number is integer in measurements); any flagged series numbered that high fails "
-    "the whole run",
-)
 def test_large_session_numbers_do_not_overflow(wh: duckdb.DuckDBPyConnection) -> None:
+    """Session numbers past 46,340 overflowed an integer square in the decline fit (flags.sql) and failed the whole run."""
     add_srs(wh, "big", [STEADY] * 4 + [DROP], first_session=50_000)
     detect(wh)
     assert wh.execute("select session_number from flags").fetchall() == [(50_004,)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=duckdb.ConstraintException,
-    reason="alert_episode_id is concat_ws(':', clinic, client, episode, instrument, session) "
-    "(sql/detect/flags.sql:132-139): client 'a' in treatment episode 'b' and client 'a:b' "
-    "(no episode) both get 'c1:a:b:SRS:5', and writing alert_episodes fails the whole run for "
-    "every clinic: 'Constraint Error: PRIMARY KEY or UNIQUE constraint violation: duplicate "
-    'key "c1:a:b:SRS:5"\'',
-)
 def test_ids_containing_the_separator_get_distinct_alert_episodes(
     wh: duckdb.DuckDBPyConnection,
 ) -> None:
+    """Client 'a' of treatment episode 'b' and client 'a:b' shared 'c1:a:b:SRS:5', and the write failed for every clinic; a ':' in an id part is now %3A."""
     for s in range(1, 6):
         items = STEADY if s < 5 else DROP
         measure(wh, "a", s, START + (s - 1) * WEEK, items, episode="b")
@@ -813,19 +797,10 @@ def _two_treatment_episodes_with_phq9(conn: duckdb.DuckDBPyConnection) -> None:
             symptom(conn, "e", "PHQ-9", s, date, phq9, episode=episode)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="symptom context ignores the treatment episode: sql/detect/symptom_context.sql:7 "
-    "keys symptoms by hash(clinic, client) and sql/detect/rupture_scores.sql:105-107 joins "
-    "them on (client_key, session_number), so the PHQ-9 of episode ep2's session 5 (dated 40 "
-    "weeks later) marks ep1's session-5 flag symptom_deterioration "
-    "(look-ahead; a truncation before ep2 removes it); the first score, arg_min(total, "
-    "session_number) at line 24, ties across episodes; and a client deteriorating in both "
-    'episodes gets deteriorated_instruments ["PHQ-9","PHQ-9"]',
-)
 def test_symptoms_of_another_treatment_episode_do_not_mark_a_flag(
     wh: duckdb.DuckDBPyConnection,
 ) -> None:
+    """Symptoms were keyed by client and session number, so a second treatment episode's PHQ-9 marked the first episode's session of the same number (a look-ahead); they now key as the episode's alliance series do."""
     _two_treatment_episodes_with_phq9(wh)
     detect(wh)
     rows = wh.execute(
