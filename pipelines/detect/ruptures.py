@@ -326,6 +326,12 @@ create or replace temp macro aw_trigamma(x) as
     + 1 / (42 * (x + 6) ^ 7)
 """
 
+# one clinic, client or episode id as it stands in an alert episode id (pipelines/detect/ids.py
+# writes the same rule for Python)
+ID_PART_MACRO = """
+create or replace temp macro aw_id_part(x) as replace(replace(x, '%', '%25'), ':', '%3A')
+"""
+
 
 # Relations computed for every client of the clinics in scope: the clinic's calibration and
 # budget threshold rest on all its sessions. The rest are computed for the clients in scope.
@@ -475,6 +481,7 @@ def _prepare(
     )
     conn.unregister("detect_symptom_params_frame")
     conn.execute(TRIGAMMA_MACRO)
+    conn.execute(ID_PART_MACRO)
 
 
 def _rewired(name: str, *replacements: tuple[str, str]) -> str:

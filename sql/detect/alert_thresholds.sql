@@ -91,17 +91,14 @@ weeks as (
     -- swing with each week's few candidates). The nearest earlier week j from which the weeks
     -- j .. this one - 1 hold that many (n_history rises every week: an as-of join)
     select
-        w.* exclude (budget_min_sessions),
+        w.*,
         greatest(6, coalesce(w.week_no - j.week_no, 6)) as lookback
-    from (
-        select n.*, p.budget_min_sessions
-        from numbered as n
-        inner join targets as p
-            on n.param_key = p.param_key
-    ) as w
+    from numbered as w
+    inner join targets as p
+        on w.param_key = p.param_key
     asof left join numbered as j
         on w.param_key = j.param_key
-        and w.n_history - w.budget_min_sessions >= j.n_history
+        and w.n_history - p.budget_min_sessions >= j.n_history
 ),
 
 history as (

@@ -25,7 +25,8 @@ series as (
     select
         -- one integer key per series (and per client) so every window sorts integers, not
         -- three strings; detect.py checks that no two series share a key
-        -- a client's treatment episodes are separate series (each restarts its sessions)
+        -- a client's treatment episodes are separate series (each restarts its sessions);
+        -- symptom_context keys its rows the same way
         hash(m.clinic_id, m.client_id, m.episode_id, m.instrument) as series_key,
         hash(m.clinic_id, m.client_id) as client_key,
         p.param_key,

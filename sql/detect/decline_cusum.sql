@@ -25,14 +25,7 @@ with drops as (
 
 running as (
     select
-        series_key,
-        session_number,
-        param_key,
-        week_start,
-        is_candidate,
-        flag_score,
-        flag_evidence,
-        cusum_h,
+        * exclude (step),
         sum(step) over (
             partition by series_key
             order by session_number
@@ -43,14 +36,7 @@ running as (
 
 cusum as (
     select
-        series_key,
-        session_number,
-        param_key,
-        week_start,
-        is_candidate,
-        flag_score,
-        flag_evidence,
-        cusum_h,
+        * exclude (cusum_sum),
         (
             cusum_sum - least(
                 0,

@@ -131,12 +131,12 @@ flag_rows as (
         ) as reasons,
         -- a treatment episode other than the one '' is named in the id (concat_ws skips null);
         -- a ':' inside an id is written %3A (and '%' %25), so that client 'a' of treatment
-        -- episode 'b' and client 'a:b' never share an id (pipelines/detect/ids.py)
+        -- episode 'b' and client 'a:b' never share an id (aw_id_part, pipelines/detect/ids.py)
         concat_ws(
             ':',
-            replace(replace(n.clinic_id, '%', '%25'), ':', '%3A'),
-            replace(replace(n.client_id, '%', '%25'), ':', '%3A'),
-            replace(replace(nullif(n.episode_id, ''), '%', '%25'), ':', '%3A'),
+            aw_id_part(n.clinic_id),
+            aw_id_part(n.client_id),
+            aw_id_part(nullif(n.episode_id, '')),
             n.instrument,
             s.opened_session::varchar
         ) as alert_episode_id,

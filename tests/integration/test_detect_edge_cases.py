@@ -123,12 +123,8 @@ def symptom(
     episode: str = "",
     clinic: str = "c1",
 ) -> None:
-    conn.execute(
-        "insert into measurements (clinic_id, client_id, clinician_id, session_number, "
-        "session_date, instrument, instrument_version, total, source_file, source_line, sha256, "
-        "load_id, episode_id) values (?, ?, 't1', ?, ?, ?, '1', ?, 'f.csv', 1, 'x', 1, ?)",
-        [clinic, client, session, date, code, total, episode],
-    )
+    """A symptom score (total only): a measurement without items."""
+    measure(conn, client, session, date, (), code, total, clinic, episode)
 
 
 def miss(
