@@ -751,7 +751,36 @@ def _check_series_keys(conn: duckdb.DuckDBPyConnection) -> None:
         """
     ).fetchone()
     if clash is not None and clash[0]:
+        _check_duplicate_sessions(conn)
         raise DetectError("two alliance series share a hash key; report this as a bug")
+
+
+def _check_duplicate_sessions(conn: duckdb.DuckDBPyConnection) -> None:
+    """A session stored twice in one series (rows written around the loader, which keeps one
+    row per key; or once with episode_id NULL and once with '', which name the same treatment
+    episode) is a data problem, not a hash clash: say which sessions, so that whoever wrote
+    them can keep one row of each. Only called once the cheap check found a clash."""
+    rows = conn.execute(
+        """
+        select clinic_id, client_id, instrument, coalesce(episode_id, '') as episode,
+            session_number, count(*) as n
+        from detect_scope_measurements
+        group by all
+        having count(*) > 1
+        order by all
+        """
+    ).fetchall()
+    if not rows:
+        return
+    clinic, client, instrument, episode, session, n = rows[0]
+    where = f"treatment episode '{episode}'" if episode else "no treatment episode"
+    raise DetectError(
+        f"measurements holds {len(rows)} alliance session(s) more than once in one series, "
+        f"e.g. clinic {clinic}, client {client}, {instrument} session {session}, {where}, "
+        f"{n} rows (episode_id NULL and '' are the same treatment episode); the loader keeps "
+        "one row per session, so these rows were written around it: keep one row of each "
+        "and run detection again"
+    )
 
 
 def detect(

@@ -618,12 +618,16 @@ def test_one_session_delivered_twice_is_refused_with_a_detect_error(
 ) -> None:
     """measurements has no key (migration 012: the loader keeps one row per key); a cohort
     written around the loader with one session twice, or once with episode_id NULL and once
-    with '' (detection reads both as ''), is refused rather than half flagged. The message
-    ("report this as a bug") reads as a bug of ours, not of the data."""
+    with '' (detection reads both as ''), is refused rather than half flagged, with a message
+    that names the data problem and the session (it used to say "report this as a bug")."""
     add_srs(wh, "x", [STEADY] * 5)
     measure(wh, "x", 3, START + 2 * WEEK, STEADY, episode=episode)
-    with pytest.raises(DetectError, match="share a hash key"):
+    with pytest.raises(DetectError) as refused:
         detect(wh)
+    message = str(refused.value)
+    assert "bug" not in message
+    assert "1 alliance session(s) more than once" in message
+    assert "client x, SRS session 3, no treatment episode, 2 rows" in message
 
 
 # ---------------------------------------------------------------------------------------------
