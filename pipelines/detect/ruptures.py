@@ -807,21 +807,25 @@ def with_open_episodes(
     params: DetectParams | None = None,
 ) -> list[tuple[str, str]]:
     """`clients` and every client of their clinics whose open episode has ended by now.
-    Whether an open episode ended (the client stopped attending) is judged against the
-    clinic's latest data date, which any load of the clinic moves on; a client who dropped out
-    never appears in a load again, so their episode would stay `ongoing` under incremental
-    detection alone. Only clients whose last attended date lies `ended_after_days` or more
-    before that date are added (at the boundary too, to be safe): for every other client
-    nothing of theirs changed, so the run stays as small as the load."""
+    Whether an open episode ended (the client stopped attending, or left its treatment episode
+    for a later one) is judged against the clinic's latest data date, which any load of the
+    clinic moves on; a client who dropped out never appears in a load again, so their episode
+    would stay `ongoing` under incremental detection alone. Only clients whose last attended
+    date, or the last session of an open episode's treatment episode, lies `ended_after_days`
+    or more before that date are added (at the boundary too, to be safe): for every other
+    client nothing of theirs changed, so the run stays as small as the load."""
     clinics = sorted({clinic for clinic, _ in clients})
     if not clinics:
         return clients
     rows = conn.execute(
         """
-        with open_clients as (
-            select distinct clinic_id, client_id
+        with open_episodes as (
+            select distinct clinic_id, client_id, coalesce(episode_id, '') as episode_id
             from alert_episodes
             where status = 'ongoing' and list_contains($clinics, clinic_id)
+        ),
+        open_clients as (
+            select distinct clinic_id, client_id from open_episodes
         ),
         clinic_latest as (
             select clinic_id, max(latest) as latest_date
@@ -845,6 +849,16 @@ def with_open_episodes(
             ) as seen
                 on o.clinic_id = seen.clinic_id and o.client_id = seen.client_id
             group by o.clinic_id, o.client_id
+            union all
+            -- the open episode's treatment episode (a superset of those the client left for a
+            -- later one: the detection decides)
+            select o.clinic_id, o.client_id, max(m.session_date)
+            from open_episodes as o
+            inner join measurements as m
+                on o.clinic_id = m.clinic_id and o.client_id = m.client_id
+                and o.episode_id = coalesce(m.episode_id, '')
+            where o.episode_id <> ''
+            group by o.clinic_id, o.client_id, o.episode_id
         )
         select a.clinic_id, a.client_id, date_diff('day', a.last_date, l.latest_date)
         from last_attended as a

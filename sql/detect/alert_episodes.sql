@@ -1,7 +1,9 @@
 -- The rows of `alert_episodes`: one per episode, with its status now. Repaired when the alliance
 -- was back within reliable change of its baseline for two sessions running; ended when the client
 -- has had no attended session for `ended_after_days` before the clinic's latest data date (the
--- client stopped attending); ongoing otherwise.
+-- client stopped attending), or when the episode's treatment episode has had no session for as
+-- long while the client went on in a later one (the treatment the rupture belonged to is over);
+-- ongoing otherwise.
 with flagged as (
     select * from detect_flags
     where is_flag
@@ -47,6 +49,7 @@ open_episodes as (
         e.series_key,
         e.clinic_id,
         e.client_id,
+        e.episode_id,
         e.instrument
     from per_episode as e
     anti join repairs as r
@@ -103,6 +106,44 @@ client_last_attended as (
     group by clinic_id, client_id
 ),
 
+treatment_episodes as (
+    -- each treatment episode of a client with an open episode: its last session (any
+    -- instrument); measurements carry the treatment episode, appointments do not
+    select
+        m.clinic_id,
+        m.client_id,
+        coalesce(m.episode_id, '') as episode_id,
+        max(m.session_date) as last_date
+    from detect_scope_measurements as m
+    semi join open_episodes as o
+        on m.clinic_id = o.clinic_id
+        and m.client_id = o.client_id
+    group by all
+),
+
+left_treatment as (
+    -- open episodes whose treatment episode the client left for a later one: the client's
+    -- latest session of any treatment episode is later than this one's last. (A correlated
+    -- `exists` with two inequalities, `<>` on the episode and `>` on the date, returned no
+    -- rows in DuckDB 1.4.4: a join on the client's latest date instead.)
+    select
+        o.alert_episode_id,
+        t.last_date as treatment_last_date
+    from open_episodes as o
+    inner join treatment_episodes as t
+        on o.clinic_id = t.clinic_id
+        and o.client_id = t.client_id
+        and o.episode_id = t.episode_id
+    inner join (
+        select clinic_id, client_id, max(last_date) as client_last_date
+        from treatment_episodes
+        group by all
+    ) as c
+        on t.clinic_id = c.clinic_id
+        and t.client_id = c.client_id
+    where c.client_last_date > t.last_date
+),
+
 statused as (
     select
         e.*,
@@ -113,6 +154,7 @@ statused as (
         case
             when r.repaired_session is not null then 'repaired'
             when a.last_attended_date < l.latest_date - p.ended_after_days::integer then 'ended'
+            when t.treatment_last_date < l.latest_date - p.ended_after_days::integer then 'ended'
             else 'ongoing'
         end as status
     from per_episode as e
@@ -129,6 +171,8 @@ statused as (
     left join client_last_attended as a
         on e.clinic_id = a.clinic_id
         and e.client_id = a.client_id
+    left join left_treatment as t
+        on e.alert_episode_id = t.alert_episode_id
 )
 
 select

@@ -642,6 +642,69 @@ def test_a_second_treatment_episode_is_its_own_series(wh: duckdb.DuckDBPyConnect
     assert wh.execute("select * exclude (detected_at) from flags order by all").fetchall() == before
 
 
+def _rupture_then_a_new_treatment_episode(
+    conn: duckdb.DuckDBPyConnection, weeks_of_second: int
+) -> None:
+    """Client 'e' ruptures at session 5 of treatment episode 'ep1' (no repair) and goes on,
+    two weeks later, with `weeks_of_second` weekly sessions of a new episode 'ep2'; client
+    'f' ruptures the same way in 'ep1' and keeps attending appointments of no new episode."""
+    for client in ("e", "f"):
+        add_srs(conn, client, [STEADY] * 4 + [(5.0, 9.0, 9.0, 8.0)])
+    conn.execute("update measurements set episode_id = 'ep1'")
+    later = START + dt.timedelta(days=7 * 6)
+    add_srs(conn, "e", [STEADY] * weeks_of_second, start=later)
+    conn.execute("update measurements set episode_id = 'ep2' where coalesce(episode_id, '') = ''")
+    for week in range(6, 6 + weeks_of_second):
+        add_appointment(conn, "f", START + dt.timedelta(days=7 * week), "attended")
+
+
+def test_an_alert_of_a_treatment_episode_the_client_left_for_a_new_one_ends(
+    wh: duckdb.DuckDBPyConnection,
+) -> None:
+    """An unrepaired alert of treatment episode 1 stayed `ongoing` for as long as the client
+    attended episode 2, so the clinician's list kept a rupture of a treatment that was over.
+    It is `ended` once the episode has had no session for `ended_after_days` while the client
+    went on in a later one; a client still attending with no new episode keeps it open."""
+    _rupture_then_a_new_treatment_episode(wh, 10)
+    detect(wh)
+    rows = wh.execute(
+        "select client_id, episode_id, status, closed_session from alert_episodes order by all"
+    ).fetchall()
+    assert rows == [("e", "ep1", "ended", 5), ("f", "ep1", "ongoing", None)]
+
+
+def test_a_treatment_episode_left_for_a_new_one_ends_in_incremental_runs_too(
+    tmp_path: Path,
+) -> None:
+    """The episode ends by the clinic's latest date, which other clients' loads move on: an
+    incremental run for another client takes the client whose old episode went quiet."""
+    from pipelines.detect.ruptures import with_open_episodes
+
+    runs = {}
+    for name in ("full", "incremental"):
+        conn = connect(tmp_path / f"{name}.duckdb")
+        migrate(conn)
+        _rupture_then_a_new_treatment_episode(conn, 3)
+        detect(conn)
+        assert conn.execute(
+            "select status from alert_episodes where client_id = 'e'"
+        ).fetchall() == [("ongoing",)]
+        # another client is seen until week 11: ep1's last session (week 4) is 7 weeks back,
+        # e's last (ep2, week 8) only 3: e has not stopped attending, ep1 has gone quiet
+        add_srs(conn, "other", [STEADY] * 12)
+        if name == "full":
+            detect(conn)
+        else:
+            detect(conn, clients=with_open_episodes(conn, [("c1", "other")]))
+        runs[name] = (
+            conn.execute("select * exclude (detected_at) from flags order by all").fetchall(),
+            conn.execute("select * from alert_episodes order by all").fetchall(),
+        )
+        conn.close()
+    assert runs["incremental"] == runs["full"]
+    assert ("e", "ended") in {(r[2], r[9]) for r in runs["full"][1]}  # client, status
+
+
 def test_every_flag_says_why_it_was_raised() -> None:
     """A clinician reads the reasons: a flag decided by the calibrated score alone (the whole
     and a part falling together, neither past its own rule) still names what it rests on."""
