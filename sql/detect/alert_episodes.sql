@@ -82,30 +82,6 @@ clinic_latest as (
     group by clinic_id
 ),
 
-client_last_attended as (
-    select
-        clinic_id,
-        client_id,
-        max(last_date) as last_attended_date
-    from (
-        select m.clinic_id, m.client_id, max(m.session_date) as last_date
-        from detect_scope_measurements as m
-        semi join open_episodes as o
-            on m.clinic_id = o.clinic_id
-            and m.client_id = o.client_id
-        group by m.clinic_id, m.client_id
-        union all
-        select a.clinic_id, a.client_id, max(a.appointment_date)
-        from detect_scope_appointments as a
-        semi join open_episodes as o
-            on a.clinic_id = o.clinic_id
-            and a.client_id = o.client_id
-        where a.status = 'attended'
-        group by a.clinic_id, a.client_id
-    )
-    group by clinic_id, client_id
-),
-
 treatment_episodes as (
     -- each treatment episode of a client with an open episode: its last session (any
     -- instrument); measurements carry the treatment episode, appointments do not
@@ -119,6 +95,25 @@ treatment_episodes as (
         on m.clinic_id = o.clinic_id
         and m.client_id = o.client_id
     group by all
+),
+
+client_last_attended as (
+    select
+        clinic_id,
+        client_id,
+        max(last_date) as last_attended_date
+    from (
+        select clinic_id, client_id, last_date from treatment_episodes
+        union all
+        select a.clinic_id, a.client_id, max(a.appointment_date)
+        from detect_scope_appointments as a
+        semi join open_episodes as o
+            on a.clinic_id = o.clinic_id
+            and a.client_id = o.client_id
+        where a.status = 'attended'
+        group by a.clinic_id, a.client_id
+    )
+    group by clinic_id, client_id
 ),
 
 left_treatment as (
