@@ -52,15 +52,23 @@ def signals(seeds: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.concat(sigs, ignore_index=True), pd.concat(truths, ignore_index=True)
 
 
-def score(s: pd.DataFrame, ruptures: pd.DataFrame, flag: pd.Series) -> tuple[float, float]:
-    """Mean recall and precision over the cells with a target."""
+def score(
+    s: pd.DataFrame, ruptures: pd.DataFrame, flag: pd.Series
+) -> tuple[float, float, str, str]:
+    """Mean recall and precision over the cells with a target, and the worst cell of each."""
     s = s.assign(f=flag.to_numpy())
     hit = s[s["f"] & s["ontime"]][KEY].drop_duplicates().assign(hit=True)
     r = ruptures.merge(hit, on=KEY, how="left")
     recall = r.assign(hit=r["hit"].eq(True)).groupby("cell")["hit"].mean()
     precision = s[s["f"] & ~s["chronic"]].groupby("cell")["inside"].mean()
     target = ruptures.groupby("cell")["target"].first()
-    return float(recall[target].mean()), float(precision[target].mean())
+    recall, precision = recall[target], precision[target]
+    return (
+        float(recall.mean()),
+        float(precision.mean()),
+        f"{recall.min():.3f} ({recall.idxmin()})",
+        f"{precision.min():.3f} ({precision.idxmin()})",
+    )
 
 
 def main() -> int:
@@ -87,15 +95,20 @@ def main() -> int:
     z = (s["mean"] - s["total"]) / s["std"]
     pair = (z + z.groupby([s[k] for k in KEY]).shift(1)) / np.sqrt(2)
     oracle_score = np.fmax(z, pair.fillna(-99))
-    lines = ["| method | threshold | mean recall | mean precision |", "|---|---|---|---|"]
-    for t in (2.05, 2.2, 2.35, 2.5, 2.65):
+    lines = [
+        "| method | threshold | mean recall | mean precision | worst recall | worst precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in (2.05, 2.2, 2.25, 2.35, 2.5, 2.65):
         flag = s["is_candidate"] & (s["alert_score"] >= t)
-        r, p = score(s, ruptures, flag)
-        lines.append(f"| detector | {t} | {r:.3f} | {p:.3f} |")
+        r, p, wr, wp = score(s, ruptures, flag)
+        lines.append(f"| detector | {t} | {r:.3f} | {p:.3f} | {wr} | {wp} |")
     for t in (1.8, 2.0, 2.2, 2.35, 2.5):
         flag = (s["n_prior"] >= 2) & (oracle_score >= t)
-        r, p = score(s, ruptures, flag)
-        lines.append(f"| oracle (true mean and SD, total only) | {t} | {r:.3f} | {p:.3f} |")
+        r, p, wr, wp = score(s, ruptures, flag)
+        lines.append(
+            f"| oracle (true mean and SD, total only) | {t} | {r:.3f} | {p:.3f} | {wr} | {wp} |"
+        )
     print(f"seeds {args.seeds}, cells with a target\n" + "\n".join(lines))
     return 0
 
