@@ -6,7 +6,8 @@ the calibration pools by calendar week, so the session would rest on sessions da
 look-ahead that moves the whole clinic's flags), and its misses "since the previous session"
 could count backwards. `sql/detect/dated_out_of_order.sql` finds them (the rule and why it
 looks only backwards in time are written there); `sql/detect/alliance_series.sql` leaves them
-out; `record` writes them, with their reason, to the warehouse table `detect_excluded_sessions`,
+out; `record` names them (`sql/detect/excluded_sessions.sql`) and writes them, with their
+reason, to the warehouse table `detect_excluded_sessions`,
 which the clinic's data team sees in its weekly data-quality summary (docs/detection.md, "Sessions
 dated out of order").
 """
@@ -35,8 +36,9 @@ EXCLUDED_COLUMNS: tuple[str, ...] = (
 
 
 def build(conn: duckdb.DuckDBPyConnection) -> None:
-    """The temp table `detect_dated_out_of_order` of the clinics in scope (it reads
-    `detect_scope_measurements` and `detect_params`); alliance_series reads it."""
+    """The temp table `detect_dated_out_of_order` (series key, session number and dates of each
+    session left out) of the clinics in scope (it reads `detect_scope_measurements` and
+    `detect_params`); alliance_series anti-joins it."""
     conn.execute(
         f"create or replace temp table {RELATION} as {sql_text('detect/dated_out_of_order.sql')}"
     )
@@ -48,14 +50,18 @@ def drop(conn: duckdb.DuckDBPyConnection) -> None:
 
 def record(conn: duckdb.DuckDBPyConnection, scoped: bool) -> int:
     """Make `detect_excluded_sessions` hold the sessions left out for the clinics in scope (every
-    clinic for a full run): the whole clinic's rows are replaced, as an incremental run computes
-    them from all the clinic's sessions, so incremental and full runs leave the same rows. Call
-    inside detect's transaction. Returns the number of sessions left out in scope."""
+    clinic for a full run): the whole clinic's rows are replaced, as every run computes them from
+    all the clinic's sessions, so incremental and full runs leave the same rows. Call inside
+    detect's transaction. Returns the number of sessions left out in scope."""
     in_scope = " where clinic_id in (select distinct clinic_id from detect_scope)" if scoped else ""
     conn.execute(f"delete from detect_excluded_sessions{in_scope}")  # noqa: S608
-    cols = ", ".join(EXCLUDED_COLUMNS)
-    conn.execute(
-        f"insert into detect_excluded_sessions ({cols}) select {cols} from {RELATION}"  # noqa: S608
-    )
     row = conn.execute(f"select count(*) from {RELATION}").fetchone()  # noqa: S608
-    return int(row[0]) if row else 0
+    n = int(row[0]) if row else 0
+    if n:
+        # naming them reads the measurements again: only when there are any
+        cols = ", ".join(EXCLUDED_COLUMNS)
+        conn.execute(
+            f"insert into detect_excluded_sessions ({cols}) "  # noqa: S608
+            f"select {cols} from ({sql_text('detect/excluded_sessions.sql')})"
+        )
+    return n

@@ -78,7 +78,7 @@ select
     s.goal_task_score - s.total_per_item as goal_task_contrast
 from series as s
 -- a session dated after a higher-numbered session of its series is left out (its windows would
--- rest on later-dated sessions: a look-ahead); dated_out_of_order.sql finds and names them, and
+-- rest on later-dated sessions: a look-ahead); dated_out_of_order.sql finds them, and
 -- detect_excluded_sessions records them for the clinic's data team
 anti join detect_dated_out_of_order as x
     on s.series_key = x.series_key

@@ -3,8 +3,8 @@
 -- instrument), e.g. a REDCap repeat instance entered late, or a typo in a date. The windows order
 -- a series by session number while the calibration pools by calendar week, so such a session
 -- would rest on sessions dated after it (a look-ahead). Detection leaves these sessions out
--- (alliance_series anti-joins this relation) and `detect_excluded_sessions` records each one
--- with its reason for the clinic's data team.
+-- (alliance_series anti-joins this relation); excluded_sessions.sql names them for the warehouse
+-- table `detect_excluded_sessions`, which the clinic's data team reads.
 --
 -- The rule keeps a session iff its date is not later than the date of any higher-numbered
 -- session of its series. Whether a session is kept depends only on sessions dated before it
@@ -12,88 +12,56 @@
 -- whether a session that survives the truncation is kept: no look-ahead. The sessions kept are in
 -- date order. (Leaving out the later-numbered, earlier-dated session instead would depend on
 -- sessions dated after it.) Equal dates are in order (same-day sessions).
-with measures as (
+with keyed as (
+    -- integer keys only through the windows: the series key alliance_series computes; alliance
+    -- measures only (every clinic in scope has detect_params rows for each)
     select
-        m.clinic_id,
-        m.client_id,
-        coalesce(m.episode_id, '') as episode_id,
-        m.instrument,
-        m.session_number,
-        m.session_date,
-        m.source_file,
-        m.source_line
-    from detect_scope_measurements as m
-    -- alliance measures only, as alliance_series reads them
-    semi join detect_params as p
-        on m.clinic_id = p.clinic_id
-        and m.instrument = p.instrument
-),
-
-keyed as (
-    -- integer keys only through the window: the series key alliance_series computes
-    select
-        hash(clinic_id, client_id, episode_id, instrument) as series_key,
+        hash(clinic_id, client_id, coalesce(episode_id, ''), instrument) as series_key,
         session_number,
         session_date
-    from measures
+    from detect_scope_measurements
+    where instrument in (select distinct instrument from detect_params)
+),
+
+descending as (
+    -- the series with a session dated after the next one: a series with a session dated after
+    -- any higher-numbered one has such a neighbour somewhere between the two. A lead over every
+    -- session is the one pass over all of them (~0.9 CPU s at 10M rows); the frame of every
+    -- later session (below) runs over these few series only
+    select distinct series_key
+    from (
+        select
+            series_key,
+            session_date > lead(session_date) over (
+                partition by series_key
+                order by session_number
+            ) as descends
+        from keyed
+    )
+    where descends
 ),
 
 later as (
     select
-        series_key,
-        session_number,
-        session_date,
+        k.series_key,
+        k.session_number,
+        k.session_date,
         -- the earliest date of the higher-numbered sessions (a range frame: a session number
-        -- delivered twice is not "higher", and the key check of detect.py still sees both)
-        min(session_date) over (
-            partition by series_key
-            order by session_number
+        -- delivered twice is not "higher", and detect.py's key check still sees both)
+        min(k.session_date) over (
+            partition by k.series_key
+            order by k.session_number
             range between 1 following and unbounded following
         ) as later_date
-    from keyed
-),
-
-out_of_order as (
-    select *
-    from later
-    where session_date > later_date
-),
-
-blocking as (
-    -- the first higher-numbered session dated at that earliest date, to name in the reason
-    select
-        o.series_key,
-        o.session_number,
-        min(k.session_number) as later_session_number
-    from out_of_order as o
-    inner join keyed as k
-        on o.series_key = k.series_key
-        and k.session_number > o.session_number
-        and k.session_date = o.later_date
-    group by all
+    from keyed as k
+    semi join descending as d
+        on k.series_key = d.series_key
 )
 
 select
-    o.series_key,
-    m.clinic_id,
-    m.client_id,
-    m.episode_id,
-    m.instrument,
-    m.session_number,
-    m.session_date,
-    b.later_session_number,
-    o.later_date as later_session_date,
-    m.source_file,
-    m.source_line,
-    'session_dated_after_later_session: ' || m.instrument || ' session ' || m.session_number
-    || ' (' || strftime(m.session_date, '%Y-%m-%d') || ') is dated after session '
-    || b.later_session_number || ' (' || strftime(o.later_date, '%Y-%m-%d')
-    || ') of the same series; detection leaves it out until the dates or numbers are corrected'
-        as reason
-from out_of_order as o
-inner join blocking as b
-    on o.series_key = b.series_key
-    and o.session_number = b.session_number
-inner join measures as m
-    on hash(m.clinic_id, m.client_id, m.episode_id, m.instrument) = o.series_key
-    and m.session_number = o.session_number
+    series_key,
+    session_number,
+    session_date,
+    later_date
+from later
+where session_date > later_date
