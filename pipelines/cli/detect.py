@@ -48,4 +48,10 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.flags} flags ({summary.new_flags} new, {summary.escalations} escalations), episodes: {episodes} "
         f"in {summary.seconds:.1f} s"
     )
+    if summary.excluded_sessions:
+        print(
+            f"detect: {summary.excluded_sessions} alliance sessions left out, each dated after a "
+            "higher-numbered session of its series (warehouse relation detect_excluded_sessions; "
+            "the data teams' weekly summary lists them)"
+        )
     return 0

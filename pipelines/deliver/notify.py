@@ -238,6 +238,16 @@ def receipt_message(
         reasons = f.get("top_reasons") or []
         if reasons and isinstance(reasons, list):
             lines.append("  row reasons: " + ", ".join(str(r) for r in reasons))
+        late = _n(f.get("sessions_out_of_order"))
+        if late:
+            # loaded, but detection leaves them out (docs/detection.md, "Sessions dated out of
+            # order"): a count only, no date or client from the file
+            lines.append(
+                f"  {_counted(late, 'alliance session')} of the clients, instruments and "
+                "episodes in this file dated after a later-numbered session of the same series: "
+                "loaded, but left out of detection until the date or the number is corrected "
+                "(detect_excluded_sessions, after detection runs)"
+            )
         filtered = f.get("filtered_reasons") or []
         if filtered and isinstance(filtered, list):
             # rows the clinic's config says are not measures: counted apart from rows read

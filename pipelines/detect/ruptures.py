@@ -20,6 +20,7 @@ import pandas as pd
 
 from pipelines import settings
 from pipelines.config import ClinicConfig, Thresholds
+from pipelines.detect import session_order
 from pipelines.errors import AllianceWatchError
 from pipelines.registry import ALLIANCE_INSTRUMENTS, INSTRUMENTS, MAX_ITEMS, SYMPTOM_INSTRUMENTS
 from pipelines.warehouse import sql_text, table_columns, transaction
@@ -216,6 +217,9 @@ class DetectSummary:
     escalations: int  # flags that raised an open episode's severity
     episodes: dict[str, int]  # status -> count, for the clients (re)computed
     seconds: float
+    # alliance sessions left out, dated after a higher-numbered session of their series
+    # (pipelines/detect/session_order.py), in the clinics computed
+    excluded_sessions: int = 0
 
 
 def _part_weights(code: str, part: str) -> list[float]:
@@ -482,6 +486,8 @@ def _prepare(
     conn.unregister("detect_symptom_params_frame")
     conn.execute(TRIGAMMA_MACRO)
     conn.execute(ID_PART_MACRO)
+    # sessions dated out of session order, which alliance_series leaves out
+    session_order.build(conn)
 
 
 def _rewired(name: str, *replacements: tuple[str, str]) -> str:
@@ -687,6 +693,7 @@ def drop_relations(conn: duckdb.DuckDBPyConnection) -> None:
     for name in (*reversed(RELATIONS), "baseline_rules"):
         kind = "table" if name in MATERIALIZED else "view"
         conn.execute(f"drop {kind} if exists detect_{name}")
+    session_order.drop(conn)
 
 
 def _replace_rows(
@@ -941,6 +948,8 @@ def _detect(
             f"insert into detect_calibration ({', '.join(CALIBRATION_COLUMNS)}) "
             + _calibration_frame_sql()
         )
+        # the sessions left out, with their reason, for the clinics' data teams
+        excluded = session_order.record(conn, scoped=scoped)
 
     scoped_features = (
         "select f.client_key from detect_alliance_features as f "
@@ -975,4 +984,5 @@ def _detect(
         escalations=int(stats[4]),
         episodes={str(k): int(v) for k, v in episodes.items()},
         seconds=time.perf_counter() - start,
+        excluded_sessions=excluded,
     )

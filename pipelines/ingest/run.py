@@ -18,12 +18,15 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import duckdb
+
 from pipelines.config import ClinicConfig
 from pipelines.ingest.data_docs import publish_data_docs
 from pipelines.ingest.discovery import Delivery, discover, judge_fingerprint
 from pipelines.ingest.orchestrate import ingest_all, ingest_clinic, ingest_clinics, load_one
 from pipelines.ingest.pool import prepared_in_order
 from pipelines.ingest.prepare import prepare_file
+from pipelines.registry import ALLIANCE_INSTRUMENTS
 from pipelines.warehouse import (
     FileResult,
     StagedFile,
@@ -201,6 +204,7 @@ def load_prepared(
                 # detection, which may never have heard of them
                 r.clients_touched = clients_of_earlier_load(conn, r)
             results.append(r)
+        out_of_order = [sessions_dated_out_of_order(conn, r) for r in results]
     if snapshot is not None and results:
         publish_snapshot(warehouse, snapshot)
     clinics = sorted({r.clinic_id for r in results})
@@ -220,12 +224,67 @@ def load_prepared(
                 "rows_released": r.rows_released,
                 "top_reasons": list(r.top_reasons),
                 "error": r.error,
+                "sessions_out_of_order": late,
             }
-            for r in results
+            for r, late in zip(results, out_of_order, strict=True)
         ],
         "rows": sum(r.rows_loaded for r in results),
         "clients": sorted({(r.clinic_id, c) for r in results for c in r.clients_touched}),
     }
+
+
+# The alliance sessions detection leaves out (sql/detect/dated_out_of_order.sql has the rule and
+# why), counted at load time for the series a file delivered to, so the data team's receipt says
+# so at once rather than in the next weekly summary.
+_OUT_OF_ORDER_SQL = """
+with touched as (
+    select distinct clinic_id, client_id, coalesce(episode_id, '') as episode_id, instrument
+    from measurements
+    where load_id = ? and list_contains(?, instrument)
+),
+
+series as (
+    select
+        m.clinic_id,
+        m.client_id,
+        coalesce(m.episode_id, '') as episode_id,
+        m.instrument,
+        m.session_number,
+        m.session_date
+    from measurements as m
+    semi join touched as t
+        on m.clinic_id = t.clinic_id
+        and m.client_id = t.client_id
+        and coalesce(m.episode_id, '') = t.episode_id
+        and m.instrument = t.instrument
+)
+
+select count(*)
+from (
+    select
+        session_date > min(session_date) over (
+            partition by clinic_id, client_id, episode_id, instrument
+            order by session_number
+            range between 1 following and unbounded following
+        ) as is_late
+    from series
+)
+where is_late
+"""
+
+
+def sessions_dated_out_of_order(conn: duckdb.DuckDBPyConnection, r: FileResult) -> int:
+    """Alliance sessions, in the series this file's load delivered to, dated after a
+    higher-numbered session of the same series: loaded, but left out of detection until
+    corrected. 0 for a file that loaded nothing."""
+    if (
+        r.load_id is None
+        or not r.rows_loaded
+        or r.status not in ("loaded", "loaded_with_quarantine")
+    ):
+        return 0
+    row = conn.execute(_OUT_OF_ORDER_SQL, [r.load_id, list(ALLIANCE_INSTRUMENTS)]).fetchone()
+    return int(row[0]) if row else 0
 
 
 def load_batches(

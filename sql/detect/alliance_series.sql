@@ -1,8 +1,10 @@
 -- One narrow row per alliance measurement in scope: integer keys, the session, the total and the
 -- two parts of the alliance that can fall: the bond (SRS relationship item, WAI-SR Bond subscale)
 -- and goal/task agreement (SRS goals + approach items, WAI-SR Goal + Task). Part scores are
--- per-item means, weighted by registry-derived weights in detect_params. No strings are carried:
--- every window downstream sorts what it carries, and flags join the names back at the end.
+-- per-item means, weighted by registry-derived weights in detect_params. Sessions dated after a
+-- higher-numbered session of their series are not in scope (dated_out_of_order.sql). No strings
+-- are carried: every window downstream sorts what it carries, and flags join the names back at
+-- the end.
 with measures as (
     select
         clinic_id,
@@ -69,9 +71,15 @@ series as (
 )
 
 select
-    *,
+    s.*,
     -- each part against the whole, per item: the session's shared swing cancels, a fall in one
     -- part does not
-    bond_score - total_per_item as bond_contrast,
-    goal_task_score - total_per_item as goal_task_contrast
-from series
+    s.bond_score - s.total_per_item as bond_contrast,
+    s.goal_task_score - s.total_per_item as goal_task_contrast
+from series as s
+-- a session dated after a higher-numbered session of its series is left out (its windows would
+-- rest on later-dated sessions: a look-ahead); dated_out_of_order.sql finds them, and
+-- detect_excluded_sessions records them for the clinic's data team
+anti join detect_dated_out_of_order as x
+    on s.series_key = x.series_key
+    and s.session_number = x.session_number

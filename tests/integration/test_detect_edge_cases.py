@@ -350,6 +350,26 @@ def stable_and_noisy_clients(conn: duckdb.DuckDBPyConnection) -> None:
             measure(conn, f"m{c}", s, START + (s - 1) * WEEK, items)
 
 
+def reversed_dates(conn: duckdb.DuckDBPyConnection) -> None:
+    """Six ordinary clients and one whose session numbers run backwards in time (session 1 is
+    the latest date), with a no-show in every gap."""
+    cohort(conn, n=6)
+    for s in range(1, 9):
+        date = START + (9 - s) * WEEK
+        measure(conn, "back", s, date, STEADY if s < 7 else DROP)
+        miss(conn, "back", date + 3 * DAY)
+
+
+def one_date_typed_late(conn: duckdb.DuckDBPyConnection) -> None:
+    """Six ordinary clients and one weekly client whose session 6 is dated three weeks late
+    (after sessions 7 and 8: a typo), with a no-show in every gap; its alliance drops at 7."""
+    cohort(conn, n=6)
+    for s in range(1, 9):
+        date = START + (s - 1) * WEEK + (3 * WEEK if s == 6 else dt.timedelta(0))
+        measure(conn, "back", s, date, STEADY if s < 7 else DROP)
+        miss(conn, "back", date + 3 * DAY)
+
+
 WORLDS: dict[str, World] = {
     f.__name__: f
     for f in (
@@ -384,6 +404,8 @@ WORLDS: dict[str, World] = {
         appointments_only_clinic_beside_another,
         many_no_shows,
         stable_and_noisy_clients,
+        reversed_dates,
+        one_date_typed_late,
     )
 }
 
@@ -701,7 +723,7 @@ def test_incremental_after_a_change_equals_full(
 
 
 # ---------------------------------------------------------------------------------------------
-# Failures found (strict xfails: they turn red once fixed)
+# Failures found (fixed; they were strict xfails)
 
 
 def test_large_session_numbers_do_not_overflow(wh: duckdb.DuckDBPyConnection) -> None:
@@ -724,34 +746,20 @@ def test_ids_containing_the_separator_get_distinct_alert_episodes(
     assert wh.execute("select count(*) from alert_episodes").fetchone() == (2,)
 
 
-def _reversed_dates(conn: duckdb.DuckDBPyConnection) -> None:
-    """Six ordinary clients and one whose session numbers run backwards in time (session 1 is
-    the latest date), with a no-show in every gap."""
-    cohort(conn, n=6)
-    for s in range(1, 9):
-        date = START + (9 - s) * WEEK
-        measure(conn, "back", s, date, STEADY if s < 7 else DROP)
-        miss(conn, "back", date + 3 * DAY)
+# Dates that run backwards against session numbers: a session dated after a higher-numbered
+# session of its series is left out (sql/detect/dated_out_of_order.sql) and recorded. These were
+# strict xfails: the windows order a series by session_number while clinic_calibration pools
+# residuals by the week of session_date, so a residual dated in week W rested on sessions dated
+# later (truncating at 2025-02-17 changed ordinary client r0's flags: session 6 flag_score
+# 4.819 -> 4.859), and n_missed_since_previous counted -1.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dates that do not increase with session_number break no look-ahead, and for the "
-    "whole clinic: the windows of sql/detect/alliance_features.sql (w_series / w_prior, "
-    "lines 78-86) order a series by session_number, while clinic_calibration pools each "
-    "session's residual by the week of its date, so a residual dated in week W rests on "
-    "sessions dated later. Truncating at 2025-02-17 changes ordinary client r0's flags: "
-    "session 6 flag_score 4.819 -> 4.859, session 7 3.931 -> 4.257 (and gains goal_task_drop). "
-    "Fixed when detect orders by date or refuses the cohort with a DetectError",
-)
-def test_dates_out_of_session_order_leave_no_look_ahead(tmp_path: Path) -> None:
-    full = warehouse(tmp_path / "full.duckdb", _reversed_dates)
-    try:
-        detect(full)
-    except DetectError:
-        return  # refused with a clear error: fixed
+@pytest.mark.parametrize("world", [reversed_dates, one_date_typed_late])
+def test_dates_out_of_session_order_leave_no_look_ahead(tmp_path: Path, world: World) -> None:
+    full = warehouse(tmp_path / "full.duckdb", world)
+    detect(full)
     cut = START + 6 * WEEK
-    part = warehouse(tmp_path / "part.duckdb", _reversed_dates)
+    part = warehouse(tmp_path / "part.duckdb", world)
     part.execute("delete from measurements where session_date > ?", [cut])
     part.execute("delete from appointments where appointment_date > ?", [cut])
     detect(part)
@@ -760,30 +768,105 @@ def test_dates_out_of_session_order_leave_no_look_ahead(tmp_path: Path) -> None:
     ordinary_part = [r for r in flag_rows(part) if "'back'" not in r]
     assert ordinary_part == ordinary_full, _diff(ordinary_full, ordinary_part)
     assert flag_hashes(part) == flag_hashes(full, until=cut)
+    # and a session left out stays left out when later data is cut away (what is kept
+    # depends only on sessions dated before it)
+    excluded = "select session_number from detect_excluded_sessions where session_date <= ?"
+    assert part.execute(excluded, [cut]).fetchall() == full.execute(excluded, [cut]).fetchall()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with dates out of session order n_missed_since_previous goes negative (-1 in the "
-    "evidence of 'back' sessions 7 and 8): sql/detect/alliance_features.sql counts misses "
-    "before each session in date order (line 40, order by session_date) and takes the "
-    "difference from the previous session in session_number order (line 65, lag over "
-    "w_series). Fixed when detect orders by date or refuses the cohort with a DetectError",
-)
 def test_missed_appointments_since_the_previous_session_are_never_negative(
     wh: duckdb.DuckDBPyConnection,
 ) -> None:
-    _reversed_dates(wh)
-    try:
-        detect(wh)
-    except DetectError:
-        return
+    """Counted in session-number order, 'back' session 7 (after session 6 dated three weeks
+    late) had -2 misses since the previous session; session 6 is now left out, so session 7
+    follows session 5 and the no-show between them counts."""
+    one_date_typed_late(wh)
+    detect(wh)
     misses = wh.execute(
         "select session_number, (evidence->>'n_missed_since_previous')::integer from flags "
         "where client_id = 'back' order by 1"
     ).fetchall()
-    assert misses
+    assert misses and misses[0] == (7, 1), misses
     assert all(m >= 0 for _, m in misses), misses
+
+
+def test_a_session_dated_out_of_order_is_left_out_and_recorded_with_its_reason(
+    wh: duckdb.DuckDBPyConnection,
+) -> None:
+    one_date_typed_late(wh)
+    summary = detect(wh)
+    assert summary.excluded_sessions == 1
+    rows = wh.execute(
+        "select clinic_id, client_id, episode_id, instrument, session_number, session_date, "
+        "later_session_number, later_session_date, source_file, reason "
+        "from detect_excluded_sessions"
+    ).fetchall()
+    assert rows == [
+        (
+            "c1",
+            "back",
+            "",
+            "SRS",
+            6,
+            dt.date(2025, 3, 3),
+            7,
+            dt.date(2025, 2, 17),
+            "f.csv",
+            "session_dated_after_later_session: SRS session 6 (2025-03-03) is dated after "
+            "session 7 (2025-02-17) of the same series; detection leaves it out until the "
+            "dates or numbers are corrected",
+        )
+    ]
+    assert wh.execute(
+        "select count(*) from flags where client_id = 'back' and session_number = 6"
+    ).fetchone() == (0,)
+    # an incremental run of another client keeps the record; the correction clears it
+    detect(wh, clients=[("c1", "r1")])
+    assert wh.execute("select count(*) from detect_excluded_sessions").fetchone() == (1,)
+    wh.execute(
+        "update measurements set session_date = session_date - 21 "
+        "where client_id = 'back' and session_number = 6"
+    )
+    assert detect(wh, clients=[("c1", "back")]).excluded_sessions == 0
+    assert wh.execute("select count(*) from detect_excluded_sessions").fetchone() == (0,)
+
+
+def _excluded(conn: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
+    return conn.execute("select * from detect_excluded_sessions order by all").fetchall()
+
+
+@pytest.mark.parametrize("params", list(PARAMS.values()), ids=list(PARAMS))
+def test_a_late_session_dated_early_leaves_out_kept_sessions_incremental_equals_full(
+    tmp_path: Path, params: DetectParams
+) -> None:
+    """'late' is flagged at session 6; then a session 8 dated in week 3 arrives (a typo): its
+    sessions 5-7, dated after it, are left out, and the flag goes, in an incremental run of the
+    client the load names as in a full recompute."""
+    conn = connect(tmp_path / "w.duckdb")
+    migrate(conn)
+    cohort(conn, n=12, seed=11)
+    for s in range(1, 8):
+        measure(conn, "late", s, START + (s - 1) * WEEK, STEADY if s < 6 else DROP)
+    detect(conn, params=params)
+    assert conn.execute(
+        "select count(*) from flags where client_id = 'late' and session_number = 6"
+    ).fetchone() == (1,)
+    measure(conn, "late", 8, START + 3 * WEEK + 2 * DAY, STEADY)
+    summary = detect(
+        conn, clients=with_open_episodes(conn, [("c1", "late")], params=params), params=params
+    )
+    assert summary.excluded_sessions == 3
+    flags, episodes, excluded = flag_hashes(conn), episode_hashes(conn), _excluded(conn)
+    calibration = conn.execute("select * from detect_calibration order by all").fetchall()
+    assert [r[4] for r in excluded] == [5, 6, 7]
+    assert conn.execute(
+        "select count(*) from flags where client_id = 'late' and session_number >= 5"
+    ).fetchone() == (0,)
+    detect(conn, params=params)
+    assert flag_hashes(conn) == flags
+    assert episode_hashes(conn) == episodes
+    assert _excluded(conn) == excluded
+    assert conn.execute("select * from detect_calibration order by all").fetchall() == calibration
 
 
 def _two_treatment_episodes_with_phq9(conn: duckdb.DuckDBPyConnection) -> None:

@@ -339,6 +339,45 @@ def test_the_data_teams_summary_says_when_the_alert_ceiling_raised_the_threshold
     assert notes["budget"] is None and notes["off"] is None and notes["week_after"] is None
 
 
+def test_the_data_teams_summary_lists_the_sessions_detection_leaves_out(tmp_path: Path) -> None:
+    """A session dated after a later-numbered session of its series (a typo in a date) is left
+    out of detection; the clinic's data team reads which one and where it was delivered (the
+    client's code, never a value from the file), and that it comes back once corrected."""
+    import datetime as dt
+
+    from pipelines.config import load_clinic_config
+    from pipelines.deliver.digest import Week, build_data_team_summary, render_data_team_summary
+    from pipelines.detect.ruptures import detect
+    from tests.integration.test_detect_edge_cases import one_date_typed_late
+
+    config = tmp_path / "c1.yaml"
+    config.write_text("clinic_id: c1\ntimezone: Europe/Berlin\nformat: reference\n")
+    cfg = load_clinic_config(config)
+    week = Week.before(dt.date(2025, 3, 17))
+    with open_warehouse(tmp_path / "wh.duckdb") as conn:
+        one_date_typed_late(conn)
+        detect(conn)
+        summary = build_data_team_summary(conn, cfg, week)
+        rendered = render_data_team_summary(summary)
+        conn.execute(
+            "update measurements set session_date = session_date - 21 where "
+            "client_id = 'back' and session_number = 6"
+        )
+        detect(conn)
+        after = build_data_team_summary(conn, cfg, week)
+    assert summary.excluded_sessions == (
+        "client back: SRS session 6 is dated after session 7 of the same series (f.csv, line 1)",
+    )
+    text = " ".join(rendered.text.split())
+    assert "SESSIONS LEFT OUT OF DETECTION" in text
+    assert "client back: SRS session 6 is dated after session 7" in text
+    section = rendered.text.split("SESSIONS LEFT OUT OF DETECTION")[1].split("STALE FEEDS")[0]
+    assert not re.search(r"\d{4}-\d{2}-\d{2}", section)  # no date from the file
+    assert "Sessions left out of detection" in rendered.html_email
+    assert after.excluded_sessions == ()
+    assert "LEFT OUT" not in render_data_team_summary(after).text
+
+
 def test_flags_with_evidence_shows_the_thresholds_the_rules_used(tmp_path: Path) -> None:
     """A clinic with its own SRS cutoff (35): the view showed only the registry's 36 as if the
     rules had used it, and left out alert_kind."""

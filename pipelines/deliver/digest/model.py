@@ -116,6 +116,10 @@ class DataTeamSummary:
     answer_rate: str | None = None  # clinicians' answers to the last four weeks' alerts
     # the weeks whose flag threshold the clinic's alert ceiling raised (no budget set)
     ceiling_note: str | None = None
+    # alliance sessions detection leaves out until their date or number is corrected (dated
+    # after a higher-numbered session of the same series; detect_excluded_sessions), one line
+    # each, as the last detection found them, whatever week they were delivered in
+    excluded_sessions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -409,7 +409,47 @@ def build_data_team_summary(
             conn, cfg.clinic_id, week.end - dt.timedelta(days=28), week.end
         ),
         ceiling_note=ceiling_note(conn, cfg, week),
+        excluded_sessions=excluded_session_lines(conn, cfg.clinic_id),
     )
+
+
+# lines of the data team's summary for sessions left out of detection; the rest are counted
+EXCLUDED_LINES = 20
+
+
+def excluded_session_lines(conn: duckdb.DuckDBPyConnection, clinic_id: str) -> tuple[str, ...]:
+    """The clinic's alliance sessions that detection leaves out (detect_excluded_sessions, as the
+    last detection found them), one line each: the pseudonymous client code, the session and
+    where it was delivered, never a value from the file (no dates); the full reasons, with the
+    dates, are in the warehouse relation. The first EXCLUDED_LINES, then a count of the rest."""
+    rows = conn.execute(
+        """
+        select
+            client_id,
+            episode_id,
+            instrument,
+            session_number,
+            later_session_number,
+            source_file,
+            source_line
+        from detect_excluded_sessions
+        where clinic_id = ?
+        order by client_id, episode_id, instrument, session_number
+        """,
+        [clinic_id],
+    ).fetchall()
+    lines = [
+        f"client {client}"
+        + (f", treatment episode {episode}" if episode else "")
+        + f": {code} session {number} is dated after session {later} of the same series"
+        + (f" ({file}, line {line})" if file else "")
+        for client, episode, code, number, later, file, line in rows[:EXCLUDED_LINES]
+    ]
+    if len(rows) > EXCLUDED_LINES:
+        lines.append(
+            f"and {len(rows) - EXCLUDED_LINES} more (warehouse relation detect_excluded_sessions)"
+        )
+    return tuple(lines)
 
 
 def ceiling_note(conn: duckdb.DuckDBPyConnection, cfg: ClinicConfig, week: Week) -> str | None:
