@@ -14,6 +14,10 @@ with symptoms as (
         m.client_id,
         coalesce(m.episode_id, '') as episode_id,
         m.session_number,
+        -- the order in which the scores became known: by date, same-day sessions by number
+        -- (one integer: a day is 10^10 session numbers apart, wider than any session number)
+        date_diff('day', date '2000-01-01', m.session_date)::bigint * 10000000000
+        + m.session_number as known_order,
         m.instrument,
         m.total,
         p.reliable_change,
@@ -26,11 +30,12 @@ with symptoms as (
 firsts as (
     -- the client's first score of the treatment episode on each instrument: the reference for
     -- deterioration (a grouped aggregate rather than a window: the same answer, several times
-    -- faster at scale)
+    -- faster at scale). First by date, not by session number: a first session typed with a
+    -- later date would otherwise be the reference of sessions dated before it (a look-ahead)
     select
         episode_key,
         instrument,
-        arg_min(total, session_number) as first_total
+        arg_min(total, known_order) as first_total
     from symptoms
     group by episode_key, instrument
 ),

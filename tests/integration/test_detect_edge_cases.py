@@ -900,3 +900,34 @@ def test_symptoms_of_another_treatment_episode_do_not_mark_a_flag(
         "evidence->>'deteriorated_instruments' from flags where session_number = 5 order by 1"
     ).fetchall()
     assert rows == [("ep1", False, None), ("ep2", True, '["PHQ-9"]')]
+
+
+def _phq9_first_session_dated_late(conn: duckdb.DuckDBPyConnection) -> None:
+    """A rupture at session 5 (weekly alliance sessions in order); the PHQ-9 is steady at 12
+    in sessions 2-5, and its session 1, typed with a date nine weeks late, is 5."""
+    for s in range(1, 6):
+        measure(conn, "t", s, START + (s - 1) * WEEK, STEADY if s < 5 else DROP)
+        date = START + (9 if s == 1 else s - 1) * WEEK
+        symptom(conn, "t", "PHQ-9", s, date, 5.0 if s == 1 else 12.0)
+
+
+def test_a_symptom_score_dated_later_is_not_the_first_score_of_earlier_sessions(
+    tmp_path: Path,
+) -> None:
+    """Deterioration was measured against the lowest-numbered score of the episode, so a first
+    session dated after the others (a typo in a date) made every later-numbered, earlier-dated
+    session 'deteriorated' by a score not yet known at its date (a look-ahead). The reference
+    is now the earliest-dated score."""
+    full = warehouse(tmp_path / "full.duckdb", _phq9_first_session_dated_late)
+    detect(full)
+    rows = full.execute(
+        "select session_number, list_contains(reasons, 'symptom_deterioration') from flags"
+    ).fetchall()
+    assert rows == [(5, False)]
+    cut = START + 5 * WEEK
+    part = warehouse(tmp_path / "part.duckdb", _phq9_first_session_dated_late)
+    part.execute("delete from measurements where session_date > ?", [cut])
+    detect(part)
+    assert flag_hashes(part) == flag_hashes(full, until=cut), _diff(
+        flag_rows(full, cut), flag_rows(part)
+    )
