@@ -4,7 +4,9 @@
 -- a series by session number while the calibration pools by calendar week, so such a session
 -- would rest on sessions dated after it (a look-ahead). Detection leaves these sessions out
 -- (alliance_series anti-joins this relation); excluded_sessions.sql names them for the warehouse
--- table `detect_excluded_sessions`, which the clinic's data team reads.
+-- table `detect_excluded_sessions`, which the clinic's data team reads. The ingest receipt
+-- counts the same sessions at load time with this rule on the warehouse's names
+-- (pipelines/ingest/run.py, sessions_dated_out_of_order): a change of the rule changes both.
 --
 -- The rule keeps a session iff its date is not later than the date of any higher-numbered
 -- session of its series. Whether a session is kept depends only on sessions dated before it
