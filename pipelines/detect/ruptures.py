@@ -772,6 +772,8 @@ def _check_duplicate_sessions(conn: duckdb.DuckDBPyConnection) -> None:
         select clinic_id, client_id, instrument, coalesce(episode_id, '') as episode,
             session_number, count(*) as n
         from detect_scope_measurements
+        -- the alliance series the clash was found in
+        where instrument in (select distinct instrument from detect_params)
         group by all
         having count(*) > 1
         order by all
@@ -845,27 +847,35 @@ def with_open_episodes(
             )
             group by clinic_id
         ),
-        last_attended as (
-            select o.clinic_id, o.client_id, max(seen.day) as last_date
+        last_seen as (
+            -- one scan of the open clients' sessions and attended appointments: the last date
+            -- per treatment episode ('' for appointments, which carry none)
+            select o.clinic_id, o.client_id, seen.episode_id, max(seen.day) as last_date
             from open_clients as o
             inner join (
-                select clinic_id, client_id, session_date as day from measurements
+                select clinic_id, client_id, coalesce(episode_id, '') as episode_id,
+                    session_date as day
+                from measurements
                 union all
-                select clinic_id, client_id, appointment_date from appointments
+                select clinic_id, client_id, '', appointment_date from appointments
                 where status = 'attended'
             ) as seen
                 on o.clinic_id = seen.clinic_id and o.client_id = seen.client_id
-            group by o.clinic_id, o.client_id
+            group by all
+        ),
+        last_attended as (
+            select clinic_id, client_id, max(last_date) as last_date
+            from last_seen
+            group by clinic_id, client_id
             union all
             -- the open episode's treatment episode (a superset of those the client left for a
             -- later one: the detection decides)
-            select o.clinic_id, o.client_id, max(m.session_date)
-            from open_episodes as o
-            inner join measurements as m
-                on o.clinic_id = m.clinic_id and o.client_id = m.client_id
-                and o.episode_id = coalesce(m.episode_id, '')
-            where o.episode_id <> ''
-            group by o.clinic_id, o.client_id, o.episode_id
+            select s.clinic_id, s.client_id, s.last_date
+            from last_seen as s
+            semi join open_episodes as o
+                on s.clinic_id = o.clinic_id and s.client_id = o.client_id
+                and s.episode_id = o.episode_id
+            where s.episode_id <> ''
         )
         select a.clinic_id, a.client_id, date_diff('day', a.last_date, l.latest_date)
         from last_attended as a
