@@ -62,6 +62,7 @@ METADATA_SCHEMA = "public"  # where DuckLake keeps its catalog tables in that da
 EXTENSION_VERSION = "v1.4.4"
 T = TypeVar("T")
 MAX_ATTEMPTS = 8  # per file transaction (and per migration) on a write-write conflict
+ATTACH_ATTEMPTS = 8  # per attach cut short by the catalog (0.1 s doubling to 2 s: ~7 s in all)
 
 
 def extension_dir() -> Path | None:
@@ -130,12 +131,10 @@ def connect(
         options = f"data_path {_quote(str(data) + os.sep)}"
         if read_only:
             options += ", read_only"
-        _attach_lake(
-            conn, f"attach {_quote('ducklake:postgres:' + catalog)} as {ALIAS} ({options})"
-        )
-        conn.execute(f"use {ALIAS}")
+        _on_catalog(conn, f"attach {_quote('ducklake:postgres:' + catalog)} as {ALIAS} ({options})")
+        _on_catalog(conn, f"use {ALIAS}")  # reads the lake's tables from the catalog
         if not read_only:
-            conn.execute(f"attach {_quote(catalog)} as aw_pg (type postgres)")
+            _on_catalog(conn, f"attach {_quote(catalog)} as aw_pg (type postgres)")
             # our own bounded retry (load_staged) re-runs a conflicting file from the start
             conn.execute("set ducklake_max_retry_count = 10")
     except Exception:
@@ -144,20 +143,32 @@ def connect(
     return conn
 
 
-def _attach_lake(conn: duckdb.DuckDBPyConnection, statement: str) -> None:
-    """Attach the lake. The first attach to an empty catalog database creates DuckLake's
-    metadata tables; two processes doing that at once collide in PostgreSQL, and the loser
-    attaches again once the winner's tables exist."""
+def _on_catalog(conn: duckdb.DuckDBPyConnection, statement: str) -> None:
+    """Run a statement of `connect` that talks to the catalog: attaching the lake, or the
+    catalog database itself, and the first use of the lake, which read DuckLake's metadata over
+    several catalog queries:
+    - the first attach to an empty catalog database creates DuckLake's metadata tables; two
+      processes doing that at once collide in PostgreSQL, and the loser attaches again once the
+      winner's tables exist;
+    - a catalog connection cut in the middle (a restart of its PostgreSQL) is run again,
+      pausing a little longer each time; one still cut after ATTACH_ATTEMPTS tries raises
+      CatalogUnavailable (nothing was written)."""
     delay = 0.1
-    for attempt in range(1, 6):
+    for attempt in range(1, ATTACH_ATTEMPTS + 1):
         try:
             conn.execute(statement)
             return
         except duckdb.Error as e:
-            if "failed to initialize ducklake" not in str(e).lower() or attempt == 5:
+            lost = is_catalog_lost(e)
+            racing = "failed to initialize ducklake" in str(e).lower()
+            if lost and attempt == ATTACH_ATTEMPTS:
+                raise catalog_unavailable("connecting to the warehouse") from None
+            if not (lost or racing) or attempt == ATTACH_ATTEMPTS:
                 raise
+            if lost:
+                log.warning("opening the lake: the catalog's connection was lost; trying again")
             time.sleep(delay)
-            delay *= 2
+            delay = min(delay * 2, 2.0)
 
 
 @contextlib.contextmanager
@@ -193,9 +204,18 @@ _CATALOG_LOST = (
 )
 
 
+# DuckLake's own catalog transaction (its metadata reads on attach) failed under it: its next
+# query finds that transaction aborted. Only this prefix: DuckDB says "Current transaction is
+# aborted" alone after an error inside a transaction of ours, which is not the catalog's doing.
+_CATALOG_TX_ABORTED = "failed to load existing ducklake: current transaction is aborted"
+
+
 def is_catalog_lost(e: BaseException) -> bool:
     """Whether a DuckDB error is the catalog's PostgreSQL gone (restarted, unreachable)."""
-    return isinstance(e, duckdb.Error) and any(t in str(e).lower() for t in _CATALOG_LOST)
+    if not isinstance(e, duckdb.Error):
+        return False
+    text = str(e).lower()
+    return _CATALOG_TX_ABORTED in text or any(t in text for t in _CATALOG_LOST)
 
 
 def catalog_unavailable(what: str) -> CatalogUnavailable:
