@@ -102,7 +102,8 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake attached as `wh` and in use (unqualified names are the
     warehouse's; temp relations stay in memory). Writers also attach the catalog database itself
-    (as ``aw_pg``) for load ids. Arguments default to the environment (`settings_from_env`)."""
+    (as ``aw_pg``) for load ids. Arguments default to the environment (`settings_from_env`).
+    Opened again on a new connection when the catalog cut it short (`_open_again`)."""
     if catalog is None or data_path is None:
         env_catalog, env_data = settings_from_env()
         catalog = catalog if catalog is not None else env_catalog
@@ -116,59 +117,60 @@ def connect(
     data = Path(data_path)
     if not read_only:
         data.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(
-        config={
-            "memory_limit": warehouse_settings().memory_limit,
-            # never fetch anything from the network: the wheels hold the extensions
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        }
-    )
-    try:
-        conn.execute(f"set extension_directory = {_quote(str(ext))}")
-        conn.execute("load ducklake")
-        conn.execute("load postgres")
-        options = f"data_path {_quote(str(data) + os.sep)}"
-        if read_only:
-            options += ", read_only"
-        _on_catalog(conn, f"attach {_quote('ducklake:postgres:' + catalog)} as {ALIAS} ({options})")
-        _on_catalog(conn, f"use {ALIAS}")  # reads the lake's tables from the catalog
-        if not read_only:
-            _on_catalog(conn, f"attach {_quote(catalog)} as aw_pg (type postgres)")
-            # our own bounded retry (load_staged) re-runs a conflicting file from the start
-            conn.execute("set ducklake_max_retry_count = 10")
-    except Exception:
-        conn.close()
-        raise
-    return conn
+    options = f"data_path {_quote(str(data) + os.sep)}"
+    if read_only:
+        options += ", read_only"
+    delay = 0.1
+    for attempt in range(1, ATTACH_ATTEMPTS + 1):
+        conn = duckdb.connect(
+            config={
+                "memory_limit": warehouse_settings().memory_limit,
+                # never fetch anything from the network: the wheels hold the extensions
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            }
+        )
+        try:
+            conn.execute(f"set extension_directory = {_quote(str(ext))}")
+            conn.execute("load ducklake")
+            conn.execute("load postgres")
+            conn.execute(f"attach {_quote('ducklake:postgres:' + catalog)} as {ALIAS} ({options})")
+            conn.execute(f"use {ALIAS}")  # reads the lake's tables from the catalog
+            if not read_only:
+                conn.execute(f"attach {_quote(catalog)} as aw_pg (type postgres)")
+                # our own bounded retry (load_staged) re-runs a conflicting file from the start
+                conn.execute("set ducklake_max_retry_count = 10")
+            return conn
+        except duckdb.Error as e:
+            conn.close()
+            if not _open_again(e, attempt):
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
 
 
-def _on_catalog(conn: duckdb.DuckDBPyConnection, statement: str) -> None:
-    """Run a statement of `connect` that talks to the catalog: attaching the lake, or the
-    catalog database itself, and the first use of the lake, which read DuckLake's metadata over
-    several catalog queries:
+def _open_again(e: duckdb.Error, attempt: int) -> bool:
+    """Whether `connect` opens the lake again, on a new connection, after `e`. Attaching the
+    lake and its first use read DuckLake's metadata over several catalog queries:
     - the first attach to an empty catalog database creates DuckLake's metadata tables; two
       processes doing that at once collide in PostgreSQL, and the loser attaches again once the
       winner's tables exist;
-    - a catalog connection cut in the middle (a restart of its PostgreSQL) is run again,
-      pausing a little longer each time; one still cut after ATTACH_ATTEMPTS tries raises
-      CatalogUnavailable (nothing was written)."""
-    delay = 0.1
-    for attempt in range(1, ATTACH_ATTEMPTS + 1):
-        try:
-            conn.execute(statement)
-            return
-        except duckdb.Error as e:
-            lost = is_catalog_lost(e)
-            racing = "failed to initialize ducklake" in str(e).lower()
-            if lost and attempt == ATTACH_ATTEMPTS:
-                raise catalog_unavailable("connecting to the warehouse") from None
-            if not (lost or racing) or attempt == ATTACH_ATTEMPTS:
-                raise
-            if lost:
-                log.warning("opening the lake: the catalog's connection was lost; trying again")
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    - a catalog connection cut in the middle (a restart of its PostgreSQL) is tried again,
+      pausing a little longer each time (a half-made attach stays on the closed connection);
+      one still cut after ATTACH_ATTEMPTS tries raises CatalogUnavailable (nothing was
+      written)."""
+    lost = is_catalog_lost(e)
+    if lost and attempt == ATTACH_ATTEMPTS:
+        raise catalog_unavailable("connecting to the warehouse") from None
+    if not (lost or "failed to initialize ducklake" in str(e).lower()):
+        return False
+    if lost:
+        log.warning("opening the lake: the catalog's connection was lost; trying again")
+    return attempt < ATTACH_ATTEMPTS
 
 
 @contextlib.contextmanager
