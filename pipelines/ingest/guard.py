@@ -39,7 +39,7 @@ REDACTED = "[redacted]"
 # (`pipelines.ingest.discovery.judge_fingerprint`).
 # Raise it with every change that can alter a verdict, so files judged by an older guard are
 # judged again and rows it held back wrongly load.
-GUARD_VERSION = "3"
+GUARD_VERSION = "4"
 
 # Header judging. A header is cut into tokens (camelCase, "_", "-", spaces and any other
 # punctuation split it; lowercase, accents folded, ß -> ss) and judged token by token, never by
@@ -263,10 +263,12 @@ _DATE_IN_TEXT: tuple[str, ...] = (
     r"(?i)(^|[^\p{L}\d])(0?[1-9]|[12]\d|3[01])\.?\s+\p{L}{3,9}\.?,?\s+(19|20)\d{2}($|\D)",
     r"(?i)(^|[^\p{L}])\p{L}{3,9}\.?\s+(0?[1-9]|[12]\d|3[01]),?\s+(19|20)\d{2}($|\D)",
 )
-# A date of birth with its label, in any column ("geb. 12.03.1985", "DOB 85-03-12").
+# A date of birth with its label, in any column ("geb. 12.03.1985", "DOB 85-03-12"): a date after
+# the label, not any digit ("GEB 378 13" is a code with a site prefix that spells "geb").
 _DOB_LABEL: tuple[str, ...] = (
     r"(?i)(^|[^\p{L}])(dob|d\.o\.b|born|birth\w*|geb|geboren|n[ée]e?\s+le|"
-    r"geburts\w*|fecha\s+de\s+nacimiento|nato|nata)(\s*[:.]\s*|\s+)\d",
+    r"geburts\w*|fecha\s+de\s+nacimiento|nato|nata)(\s*[:.]\s*|\s+)"
+    r"(\d{1,4}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}(st|nd|rd|th)?\.?\s*\p{L}{3,}|\d{6}(\d{2})?($|\D))",
     r"^\s*[*✱]\s*\d{1,4}[-./]\d{1,2}[-./]\d{2,4}\s*$",
 )
 # A street address: a house number next to a street word, or a postal code before a town.
@@ -342,8 +344,9 @@ _IBAN_GROUPED = r"^\s*[A-Z]{2}\d{2}([\s\x{00A0}]?[A-Z0-9]{4}){2,7}([\s\x{00A0}]?
 _DASH = r"\-\x{2010}-\x{2015}\x{2212}"
 _SPACE = r"\s\x{00A0}\x{2007}\x{2009}\x{202F}"
 _PUNCT = rf"[{_SPACE}{_DASH}./()]"
-# A phone extension or a "Tel:" label around a number.
-_PHONE_LABEL = r"(?i)^\s*((tel|phone|fon|mobil|mobile|mob|handy|fax)\s*[.:]?|[tmf]\s*[.:])\s*"
+# A phone extension or a "Tel:" label around a number (the label followed by "." or ":" or a
+# space: "FON/2029/7850-1" is a code with a site prefix that spells "Fon").
+_PHONE_LABEL = r"(?i)^\s*((tel|phone|fon|mobil|mobile|mob|handy|fax)(\s*[.:]|\s)|[tmf]\s*[.:])\s*"
 _PHONE_EXT = r"(?i)\s*[,;]?\s*(ext|extension|durchwahl|dw|poste|x|#)\s*[.:]?\s*\d{1,6}\s*$"
 # What a whole phone number is made of: digits, "+" and phone punctuation, nothing else.
 _PHONE_CHARS = rf"^[0-9+{_SPACE}{_DASH}./()]+$"

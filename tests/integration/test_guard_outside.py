@@ -167,3 +167,27 @@ def test_an_episode_label_that_is_no_code_is_held_back(value: str) -> None:
 def test_episode_labels_pass(value: str) -> None:
     flagged, _ = guard_verdict([value], "episode")
     assert not flagged[0]
+
+
+# Codes that guard version 3 read as identifiers, and codes of the layouts version 4 reads.
+@pytest.mark.parametrize(
+    "code",
+    [
+        # a site prefix that reads as a phone or birth-date label ("Fon", "geb.") is no label
+        "FON/2029/7850-1",
+        "GEB 378 13",
+        # a year, a site and a sequence is no "1-" North American number with letters
+        "1998-AAS-4129",
+        # initials and digits, and a site prefix that spells a label (documented: a code shape)
+        "mrn66932",
+        "MRN-218924",
+        # Aadhaar's 4-4-4 layout with a year first is a case number
+        "2024-0412-0007",
+        # six pairs of decimal digits with dashes: digit groups, not a MAC address
+        "12-34-56-78-90-12",
+        # a named site between dashes is no month ("AMS" is no month's name)
+        "03-AMS-2025",
+    ],
+)
+def test_v4_codes_that_look_like_labels_or_layouts_load(code: str) -> None:
+    assert not len(scan_values(pa.table({"client_id": [code]}), CFG)[1])
