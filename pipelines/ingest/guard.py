@@ -380,6 +380,10 @@ _LABELLED_NUMBER = (
     r"ssn|sin|cpf|dni|nif|nie|ppsn|chi|aadhaar|ihi|hcn|health\s*card|med\.?\s*rec\w*|"
     r"chart|member\s*id|policy|acct|account)(\s*(no|nr|number)\.?)?(\s*[:.#]\s*|\s+)\d"
 )
+# A record or social security number with its label joined to it ("MRN-00391399",
+# "SSN_123456789"): outside client and clinician code columns only, since there it is also the
+# shape of a code with a three-letter site prefix (the corpus's "MRN-218924").
+_LABEL_JOINED = r"(?i)^\s*(mrn|ssn)[-_#]?\d{5,}\s*$"
 # IBANs: a country code, two check digits and the country's account number, compact or in
 # groups of four; the account numbers' own shapes keep hashes and codes out.
 _IBAN_BBAN = {
@@ -718,8 +722,10 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         if token_id.any():
             shaped = _matches(values, _IBAN) | _matches(values, _NATIONAL_ID)
             skip &= ~(token_id & (shaped | _matches(values, _DATE9)))
-        # and bare digits with a phone extension
-        skip &= ~_matches(values, _DIGITS_EXT)
+        # and bare digits with a phone extension, and outside code columns (an episode label is
+        # none) a joined label
+        joined = kind != "codes" or col in EPISODE_COLUMNS
+        skip &= ~_matches(values, f"{_DIGITS_EXT}|{_LABEL_JOINED}" if joined else _DIGITS_EXT)
         if col in EPISODE_COLUMNS:
             # held to the episode shape first: a bare word (a surname) is no episode label
             odd = ~_fullmatches(values, EPISODE_PATTERN) & ~_matches(values, r"^\s*$")
@@ -776,6 +782,8 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         record(col, "street-address-like", address, where, code)
         found = email | ip | mac | ssn | gps | phone | address
         national = judged & (gated(digits, _NATIONAL_ID) | gated(mixed, _LABELLED_NUMBER))
+        if joined:
+            national |= judged & gated(mixed, _LABEL_JOINED)
         national &= ~found
         record(col, "national-id-like", national, where, code)
         card = judged & gated(digits, _CARD) & ~found & ~national
