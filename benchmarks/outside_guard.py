@@ -613,6 +613,307 @@ IDENTIFIERS: dict[str, tuple[str, Gen]] = {
     "IP address / URL": ("192.0.2.7:8080", _ip_url),
 }
 
+# ------------------------------------------------- families added with guard version 4
+# Each drawn from its own seeded generator (`random.Random(f"{seed}:{family}")`), so the
+# families above keep the draws, and the figures, they had before these were added.
+
+_B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+_B36 = string.digits + string.ascii_lowercase
+_WORDS_A = ["quiet", "brave", "amber", "lucky", "misty", "sunny", "swift", "calm", "bold",
+            "rapid", "silver", "gentle", "happy", "little", "purple", "cosmic", "eager"]  # fmt: skip
+_WORDS_N = ["otter", "falcon", "maple", "river", "pebble", "comet", "lantern", "meadow",
+            "walrus", "heron", "cedar", "badger", "willow", "harbor", "ember", "tulip"]  # fmt: skip
+
+
+def _snowflake(r: random.Random) -> str:
+    """Twitter/Discord-style snowflakes: ms timestamp << 22 | worker | sequence (18-19 digits)."""
+    ms = r.randint(1_300_000_000_000, 1_800_000_000_000) - 1_288_834_974_657
+    return str((ms << 22) | r.getrandbits(22))
+
+
+def _ksuid_cuid(r: random.Random) -> str:
+    return r.choice(
+        [
+            lambda: _tok(r, _B62, 27),  # KSUID
+            lambda: "c" + _tok(r, _B36, 24),  # cuid
+            lambda: r.choice(string.ascii_lowercase) + _tok(r, _B36, r.choice([23, 9, 31])),
+            lambda: _tok(r, "0123456789abcdef", 24),  # MongoDB ObjectId
+            lambda: _tok(r, "0123456789ABCDEF", 24),
+        ]
+    )()
+
+
+def _hashid(r: random.Random) -> str:
+    """hashids / sqids: short mixed-case tokens of 4-10 characters."""
+    return _tok(r, _ALNUM, r.randint(4, 10))
+
+
+def _crockford_grouped(r: random.Random) -> str:
+    k, g = r.choice([(3, 4), (4, 4), (2, 5), (4, 3)])
+    text = "-".join(_tok(r, _CROCKFORD, g) for _ in range(k))
+    return text.lower() if r.random() < 0.2 else text
+
+
+def _site_year_seq_check(r: random.Random) -> str:
+    cc = _tok(r, string.ascii_uppercase, 2)
+    site = _tok(r, string.ascii_uppercase, 3)
+    y = r.randint(2010, 2030)
+    return r.choice(
+        [
+            f"{cc}-{site}-{y}-{_d(r, 4)}-{r.randint(0, 9)}",
+            f"{site}-{y}-{_d(r, 4)}-{r.choice('0123456789X')}",
+            f"{cc}{site}{y}{_d(r, 4)}{r.randint(0, 9)}",
+            f"{cc}-{site}-{y % 100:02d}-{_d(r, 3)}-{r.choice(string.ascii_uppercase)}",
+            f"{site}/{y}/{_d(r, 4)}-{r.randint(0, 9)}",
+        ]
+    )
+
+
+def _diceware(r: random.Random) -> str:
+    a, n = r.choice(_WORDS_A), r.choice(_WORDS_N)
+    k = r.randint(1, 999)
+    return r.choice(
+        [
+            f"client-{a}-{n}-{k}",
+            f"{a}-{n}-{k}",
+            f"{a}_{n}_{k:03d}",
+            f"{a.capitalize()}{n.capitalize()}{k}",
+            f"{a}-{n}-{r.choice(_WORDS_N)}-{k}",
+        ]
+    )
+
+
+def _spreadsheet_mangled(r: random.Random) -> str:
+    """Codes after a spreadsheet: a float column's ".0", lost leading zeros, scientific form."""
+    n = _nz(r, r.randint(9, 15))
+    return r.choice(
+        [
+            f"{_nz(r, r.randint(3, 10))}.0",
+            str(int("000" + _d(r, r.randint(3, 6))) or 7),
+            f"{n[0]}.{n[1 : r.randint(3, 6)].rstrip('0') or '1'}E+{len(n) - 1}",
+            f"{n[0]},{n[1:6]}E+{len(n) - 1}",
+        ]
+    )
+
+
+def _spaced_code(r: random.Random) -> str:
+    return r.choice(
+        [
+            f"PT {_d(r, 4)}",
+            f"Client {r.randint(1, 999)}",
+            f"{_tok(r, string.ascii_uppercase, 3)} {_d(r, 3)} {_d(r, 2)}",
+            f"Site {r.randint(1, 20)} Client {r.randint(1, 999)}",
+        ]
+    )
+
+
+def _numeric_grouped_code(r: random.Random) -> str:
+    """Numeric codes in digit groups: subject-visit, year-sequence, kit numbers."""
+    y = r.randint(2010, 2030)
+    return r.choice(
+        [
+            f"{y}-{_d(r, 4)}-{_d(r, 4)}",
+            f"{_d(r, 5)}-{_d(r, 3)}",
+            f"{_d(r, 3)}-{_d(r, 3)}",
+            f"{_d(r, 2)}-{_d(r, 3)}-{_d(r, 3)}",
+            f"{_d(r, 6)}-{_d(r, 2)}",
+        ]
+    )
+
+
+PSEUDONYMS_V4: dict[str, tuple[str, Gen]] = {
+    "Snowflake id (18-19 digits)": ("1541815603606036480", _snowflake),
+    "KSUID, cuid/cuid2, ObjectId": ("ck9x8...", _ksuid_cuid),
+    "hashids/sqids (4-10 chars)": ("jR3kPq", _hashid),
+    "Crockford base32 in groups": ("7ZQM-4H2K-9XTB", _crockford_grouped),
+    "site+year+sequence+check": ("NL-AMS-2025-0412-7", _site_year_seq_check),
+    "word pseudonym (diceware)": ("client-quiet-otter-42", _diceware),
+    "spreadsheet-mangled code": ("12345.0, 1.23E+11", _spreadsheet_mangled),
+    "code with spaces": ("PT 0412", _spaced_code),
+    "numeric code in digit groups": ("2024-0412-0007", _numeric_grouped_code),
+}
+
+
+def _name_latin_more(r: random.Random) -> str:
+    g, f, m = _latin_word(r), _latin_word(r), _latin_word(r)
+    return r.choice(
+        [
+            f"{f}, {g} {m[0]}.",
+            f"{f.upper()}, {g.upper()}",
+            f"{g} {r.choice(['van der', 'de la', 'bin', 'von und zu', 'dos'])} {f}",
+            f"{g} al-{f}",
+            f"{g} {f}-{m}",
+            f"{f}-{m}, {g}",
+            f"{r.choice(['Dr.', 'Mx.', 'Prof. Dr.', 'Dr', 'Ms', 'Sr.', 'Sra.'])} {g} {f}",
+            f"{g} {f} {r.choice(['Jr.', 'III', 'MD', 'PhD'])}",
+            f"{g[0]}.{m[0]}. {f}",
+            f"{f}, {g[0]}.",
+            f"{g}.{f}",
+            f"{g}_{f}",
+        ]
+    )
+
+
+def _email_more(r: random.Random) -> str:
+    g, f = _ascii(_latin_word(r)).lower() or "x", _ascii(_latin_word(r)).lower() or "y"
+    dom = _ascii(_domain(r)) or "dom"
+    return r.choice(
+        [
+            f"{g}+{_tok(r, string.ascii_lowercase, 5)}@{dom}.example",
+            f"{g}.{f}@mail.{dom}.example.org",
+            f"{g}@xn--{_tok(r, string.ascii_lowercase, 6)}-{_tok(r, 'abcdefghijklmnopqrstuvwxyz0123456789', 3)}.example",
+            f"{g} at {dom} dot org",
+            f"{g}.{f} AT {dom} DOT de",
+            f"{g}{{at}}{dom}{{dot}}fr",
+            f"{g} (at) {dom} (dot) nl",
+            f"{g}@{dom}",  # intranet address, no dot in the domain
+            f"{g}%40{dom}.example",  # URL-encoded at sign
+        ]
+    )
+
+
+def _phone_more(r: random.Random) -> str:
+    letters = "ABCDEFGHIJKLMNOPRSTUVWXY"
+    return r.choice(
+        [
+            lambda: f"({_nz(r, 3)}) {_nz(r, 3)}-{_d(r, 4)} x{_d(r, r.randint(2, 4))}",
+            lambda: f"{_nz(r, 3)}-{_nz(r, 3)}-{_d(r, 4)} ext. {_d(r, r.randint(1, 4))}",
+            lambda: f"+49 30 {_nz(r, 7)}-{_d(r, 2)}",
+            lambda: f"1-800-{_tok(r, letters, 7)}",
+            lambda: f"1-{r.choice(['800', '888', '877'])}-{_tok(r, letters, 3)}-{_d(r, 4)}",
+            lambda: f"+1 {_nz(r, 3)} {_tok(r, letters, 3)} {_d(r, 4)}",
+            lambda: f"{_nz(r, 3)}{_nz(r, 3)}{_d(r, 4)}x{_d(r, 3)}",
+            lambda: f"+{r.choice(['44', '49', '33', '31'])}(0){_nz(r, 3)} {_d(r, 6)}",
+            lambda: f"tel. {_nz(r, 3)}/{_d(r, 7)}",
+        ]
+    )()
+
+
+def _national_id_more(r: random.Random) -> str:
+    b = _birth(r)
+    return r.choice(
+        [
+            lambda: f"{r.randint(2, 9)}{_d(r, 3)} {_d(r, 4)} {_d(r, 4)}",  # IN Aadhaar spaced
+            lambda: f"{r.randint(2, 9)}{_d(r, 3)}-{_d(r, 4)}-{_d(r, 4)}",  # Aadhaar dashed
+            lambda: f"{_d(r, 6)}{b:%Y%m%d}{_d(r, 3)}{r.choice('0123456789X')}",  # CN resident id
+            lambda: f"{_d(r, 6)}{b:%Y%m%d}{_d(r, 3)}X",  # CN, check character X
+            lambda: f"{b:%y%m%d}{_d(r, 4)}{r.randint(0, 1)}8{_d(r, 1)}",  # ZA id (13 digits)
+            lambda: f"{b:%y%m%d}-{r.randint(1, 4)}{_d(r, 6)}",  # KR RRN
+            lambda: f"{_d(r, 3)}-{_d(r, 3)}-{_d(r, 4)}",  # NHS number dashed
+            lambda: f"{_nz(r, 3)}.{_d(r, 2)}.{_d(r, 4)}",  # SSN dotted
+            lambda: f"SSN: {_nz(r, 3)}{_d(r, 2)}{_d(r, 4)}",
+            lambda: f"SSN {_nz(r, 3)}-{_d(r, 2)}-{_d(r, 4)}",
+            lambda: f"MRN-{_d(r, 8)}",
+            lambda: f"MRN#{_d(r, 7)}",
+            lambda: (
+                f"{r.choice(['SIN', 'CPF', 'PESEL', 'BSN', 'DNI', 'NIF', 'PPSN', 'CHI'])}: {_d(r, 9)}"
+            ),
+            lambda: f"{r.choice(['Chart', 'Med Rec', 'Member ID', 'Policy', 'Acct'])} #{_d(r, 8)}",
+            lambda: f"{_d(r, 4)} {_d(r, 4)} {_d(r, 4)} {_d(r, 4)}",  # payment card
+            lambda: f"{r.choice('3456')}{_d(r, 3)}-{_d(r, 4)}-{_d(r, 4)}-{_d(r, 4)}",
+        ]
+    )()
+
+
+def _postal_code_alone(r: random.Random) -> str:
+    up = string.ascii_uppercase
+    return r.choice(
+        [
+            lambda: f"{_d(r, 5)}-{_d(r, 4)}",  # US ZIP+4
+            lambda: (
+                f"{r.choice('ABCEGHJKLMNPRSTVXY')}{r.randint(0, 9)}{r.choice(up)} {r.randint(0, 9)}{r.choice(up)}{r.randint(0, 9)}"
+            ),  # CA
+            lambda: f"{_d(r, 4)} {_tok(r, 'ABCDEFGHJKLMNPRSTVWXZ', 2)}",  # NL
+            lambda: f"D-{_d(r, 5)}",
+            lambda: f"{_d(r, 2)}-{_d(r, 3)}",  # PL
+            lambda: f"ZIP {_d(r, 5)}",
+        ]
+    )()
+
+
+def _network_device(r: random.Random) -> str:
+    hx = "0123456789ABCDEF"
+    pairs = [_tok(r, hx, 2) for _ in range(6)]
+    return r.choice(
+        [
+            lambda: ":".join(pairs),
+            lambda: "-".join(pairs),
+            lambda: "-".join(pairs).lower(),
+            lambda: ".".join("".join(pairs[i : i + 2]) for i in (0, 2, 4)).lower(),  # Cisco
+            lambda: f"2001:db8:{_tok(r, hx, 4).lower()}::{_tok(r, hx, 3).lower()}",
+            lambda: f"fe80::{_tok(r, hx, 4).lower()}:{_tok(r, hx, 4).lower()}%eth0",
+            lambda: f"[2001:db8::{_tok(r, hx, 2).lower()}]:{r.randint(1000, 9999)}",
+            lambda: f"::ffff:192.0.2.{r.randint(1, 254)}",
+            lambda: f"https://t.me/{_ascii(_latin_word(r)).lower()}",
+            lambda: f"instagram.com/{_ascii(_latin_word(r)).lower()}",
+            lambda: f"linkedin.com/in/{_ascii(_latin_word(r)).lower()}-{_d(r, 4)}",
+            lambda: f"{_ascii(_domain(r))}.social/@{_ascii(_latin_word(r)).lower()}",
+            lambda: f"{_ascii(_domain(r))}.fr/{_ascii(_latin_word(r)).lower()}",
+        ]
+    )()
+
+
+_MONTHS_MORE = ["January", "Feb", "MAR", "Apr", "Mai", "juin", "Jul", "ago", "Sept", "okt",
+                "Nov", "dic"]  # fmt: skip
+
+
+def _dob_locales(r: random.Random) -> str:
+    b = _birth(r)
+    m = r.choice(_MONTHS_MORE)
+    suffix = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}.get(b.day, "th")
+    return r.choice(
+        [
+            lambda: f"{b.day:02d}-{m}-{b.year}",
+            lambda: f"{b.day:02d}-{m.upper()[:3]}-{b:%y}",
+            lambda: f"{m}-{b.day:02d}-{b.year}",
+            lambda: f"{b.year}-{m}-{b.day:02d}",
+            lambda: f"{b.day}{suffix} {m} {b.year}",
+            lambda: f"{m} {b.day}{suffix}, {b.year}",
+            lambda: f"{b.day} de {r.choice(['marzo', 'enero', 'julio'])} de {b.year}",
+            lambda: f"{b.day}. {m} {b.year}",
+            lambda: f"{b.year}년 {b.month}월 {b.day}일",
+            lambda: f"{b.year}/{b.month}/{b.day}",
+            lambda: f"{b:%Y.%m.%d}.",
+            lambda: f"{b.day}/{b.month}/{b.year}",
+            lambda: f"{b:%d.%m.%Y} ({dt.date.today().year - b.year} J.)",
+        ]
+    )()
+
+
+def _coordinates(r: random.Random) -> str:
+    lat, lon = r.uniform(-60, 70), r.uniform(-170, 170)
+    return r.choice(
+        [
+            lambda: f"N {abs(lat):.4f}, E {abs(lon):.4f}",
+            lambda: f"geo:{lat:.5f},{lon:.5f}",
+            lambda: f"POINT({lon:.5f} {lat:.5f})",
+            lambda: f"@{lat:.4f},{lon:.4f},15z",
+            lambda: f"{lat:.3f}, {lon:.3f}",
+            lambda: f"{lat:.6f};{lon:.6f}",
+            lambda: (
+                f"{abs(int(lat))}°{r.randint(0, 59)}'{r.randint(0, 59)}\"N {abs(int(lon))}°{r.randint(0, 59)}'{r.randint(0, 59)}\"E"
+            ),
+            lambda: (
+                f"{_tok(r, '23456789CFGHJMPQRVWX', 4)}{_tok(r, '23456789CFGHJMPQRVWX', 4)}+{_tok(r, '23456789CFGHJMPQRVWX', 2)}"
+            ),  # plus code
+        ]
+    )()
+
+
+IDENTIFIERS_V4: dict[str, tuple[str, Gen]] = {
+    "name: Last, First M.; particles; titles; caps; dotted": (
+        "Schöltz, Brána M.",
+        _name_latin_more,
+    ),
+    "e-mail: plus-tags, subdomains, punycode, spelt-out": ("g at dom dot org", _email_more),
+    "phone: extensions, letters (vanity), (0)": ("(212) 555-0142 x12", _phone_more),
+    "national id: Aadhaar, CN, ZA, labelled, payment card": ("2345 6789 0123", _national_id_more),
+    "postal code alone": ("12345-6789", _postal_code_alone),
+    "MAC, IPv6 forms, social-profile URL": ("00-1A-2B-3C-4D-5E", _network_device),
+    "date of birth, more locales": ("12-Mar-1985", _dob_locales),
+    "geographic coordinates, more forms": ("N 52.5200, E 13.4050", _coordinates),
+}
+
 # ------------------------------------------------------------------------------ judging
 
 COLUMN_OF_KIND = {
@@ -656,48 +957,69 @@ def _examples(values: list[str], hits: list[bool], k: int = 4) -> list[str]:
     return sorted({v for v, h in zip(values, hits, strict=True) if h})[:k]
 
 
-def run(n_codes: int, n_ids: int, seed: int) -> dict:  # type: ignore[type-arg]
+def _judge_pseudonyms(name: str, example: str, values: list[str]) -> dict:  # type: ignore[type-arg]
     from pipelines.config import DEFAULT_CODE_PATTERN
-    from pipelines.ingest.guard import GUARD_VERSION
 
-    r = random.Random(seed)
     default = re.compile(DEFAULT_CODE_PATTERN)
-    pseud = []
-    for name, (example, gen) in PSEUDONYMS.items():
-        values = _sample(r, gen, n_codes)
-        flagged, _ = guard_verdict(values, "codes")
-        unfit = [
-            not g and default.fullmatch(v) is None for v, g in zip(values, flagged, strict=True)
-        ]
-        pseud.append(
+    flagged, _ = guard_verdict(values, "codes")
+    unfit = [not g and default.fullmatch(v) is None for v, g in zip(values, flagged, strict=True)]
+    return {
+        "family": name,
+        "example": example,
+        "codes": len(values),
+        "guard_false_positive_rate": sum(flagged) / len(values),
+        "not_loadable_default_pattern_rate": sum(unfit) / len(values),
+        "examples_flagged": _examples(values, flagged),
+        "examples_not_loadable": _examples(values, unfit),
+    }
+
+
+def _judge_identifiers(name: str, example: str, values: list[str]) -> list[dict]:  # type: ignore[type-arg]
+    out = []
+    for kind in COLUMN_OF_KIND:
+        flagged, exposed = guard_verdict(values, kind)
+        missed = [not f for f in flagged]
+        out.append(
             {
                 "family": name,
                 "example": example,
-                "codes": n_codes,
-                "guard_false_positive_rate": sum(flagged) / n_codes,
-                "not_loadable_default_pattern_rate": sum(unfit) / n_codes,
-                "examples_flagged": _examples(values, flagged),
-                "examples_not_loadable": _examples(values, unfit),
+                "column_kind": kind,
+                "values": len(values),
+                "guard_miss_rate": sum(missed) / len(values),
+                "exposure_rate": sum(exposed) / len(values),
+                "examples_missed": _examples(values, missed),
+                "examples_exposed": _examples(values, exposed),
             }
         )
-    ids = []
-    for name, (example, gen) in IDENTIFIERS.items():
-        values = _sample(r, gen, n_ids)
-        for kind in COLUMN_OF_KIND:
-            flagged, exposed = guard_verdict(values, kind)
-            missed = [not f for f in flagged]
-            ids.append(
-                {
-                    "family": name,
-                    "example": example,
-                    "column_kind": kind,
-                    "values": n_ids,
-                    "guard_miss_rate": sum(missed) / n_ids,
-                    "exposure_rate": sum(exposed) / n_ids,
-                    "examples_missed": _examples(values, missed),
-                    "examples_exposed": _examples(values, exposed),
-                }
-            )
+    return out
+
+
+def sample_v4(family: str, n: int, seed: int = 4242) -> list[str]:
+    """``n`` values of a family added with guard version 4, from its own seeded generator."""
+    table = PSEUDONYMS_V4 if family in PSEUDONYMS_V4 else IDENTIFIERS_V4
+    r = random.Random(f"{seed}:{family}")
+    return _sample(r, table[family][1], n)
+
+
+def run(n_codes: int, n_ids: int, seed: int, families: str = "all") -> dict:  # type: ignore[type-arg]
+    """``families``: "all", "v3" (the first 27, drawn from one shared generator as before) or
+    "v4" (the families added with guard version 4, each from its own)."""
+    from pipelines.ingest.guard import GUARD_VERSION
+
+    pseud, ids = [], []
+    if families in ("all", "v3"):
+        r = random.Random(seed)
+        for name, (example, gen) in PSEUDONYMS.items():
+            pseud.append(_judge_pseudonyms(name, example, _sample(r, gen, n_codes)))
+        for name, (example, gen) in IDENTIFIERS.items():
+            ids.extend(_judge_identifiers(name, example, _sample(r, gen, n_ids)))
+    if families in ("all", "v4"):
+        for name, (example, _) in PSEUDONYMS_V4.items():
+            values = sample_v4(name, n_codes, seed)
+            pseud.append({**_judge_pseudonyms(name, example, values), "added": "v4"})
+        for name, (example, _) in IDENTIFIERS_V4.items():
+            values = sample_v4(name, n_ids, seed)
+            ids.extend({**i, "added": "v4"} for i in _judge_identifiers(name, example, values))
     return {
         "benchmark": "outside_guard",
         "guard_version": GUARD_VERSION,
@@ -712,10 +1034,11 @@ def main() -> None:
     ap.add_argument("--codes", type=int, default=100_000, help="codes per pseudonym family")
     ap.add_argument("--identifiers", type=int, default=20_000, help="values per identifier family")
     ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--families", choices=("all", "v3", "v4"), default="all")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     t0 = time.process_time()
-    out = run(args.codes, args.identifiers, args.seed)
+    out = run(args.codes, args.identifiers, args.seed, args.families)
     out["cpu_seconds"] = round(time.process_time() - t0, 1)
     for p in out["pseudonym_families"]:
         print(
@@ -726,7 +1049,8 @@ def main() -> None:
     for i in out["identifier_families"]:
         print(
             f"miss {i['guard_miss_rate']:8.4%} exposed {i['exposure_rate']:8.4%}  "
-            f"{i['column_kind']:7} {i['family'][:40]}  {i['examples_exposed'][:2]}"
+            f"{i['column_kind']:7} {i['family'][:40]}  {i['examples_exposed'][:2]} "
+            f"{i['examples_missed'][:2]}"
         )
     print(f"{out['cpu_seconds']} CPU s")
     if args.out:

@@ -39,7 +39,7 @@ REDACTED = "[redacted]"
 # (`pipelines.ingest.discovery.judge_fingerprint`).
 # Raise it with every change that can alter a verdict, so files judged by an older guard are
 # judged again and rows it held back wrongly load.
-GUARD_VERSION = "3"
+GUARD_VERSION = "4"
 
 # Header judging. A header is cut into tokens (camelCase, "_", "-", spaces and any other
 # punctuation split it; lowercase, accents folded, ß -> ss) and judged token by token, never by
@@ -217,21 +217,37 @@ def check_header(header: list[str], dataset: str, safe: list[str] | tuple[str, .
 
 # Value patterns (RE2 syntax, for pyarrow.compute.match_substring_regex).
 _EMAIL = (
-    r"([\p{L}\p{N}._%+-]+|\"[^\"]+\")@([\p{L}\p{N}-]+(\.[\p{L}\p{N}-]+)*\.\p{L}{2,}|\[[0-9.:a-fA-F]+\])"
+    r"([\p{L}\p{N}._%+-]+|\"[^\"]+\")(@|%40)([\p{L}\p{N}-]+(\.[\p{L}\p{N}-]+)*\.\p{L}{2,}|\[[0-9.:a-fA-F]+\])"
     r"|(?i)[a-z0-9._%+-]+\s*[\[(<{]\s*(at|@)\s*[\])>}]\s*[a-z0-9-]+"
     r"(\s*([\[(<{]\s*(dot|\.)\s*[\])>}]|\.)\s*[a-z0-9-]+)+"
+    # an intranet address, its host without a dot ("anna@praxis"), as a whole value
+    r"|^\s*[\p{L}\p{N}._%+-]*\p{L}[\p{L}\p{N}._%+-]*@\p{L}[\p{L}\p{N}-]*\s*$"
+    # spelt out with words alone ("anna at example dot org"), as a whole value
+    r"|(?i)^\s*[a-z0-9._%+-]+\s+at\s+[a-z0-9-]+((\s+dot\s+|\.)[a-z0-9-]+)*(\s+dot\s+|\.)[a-z]{2,}\s*$"
 )
 # (Python `re` form, for header names: no \p{..} classes there)
 _EMAIL_ASCII = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-_URL = r"(?i)(\b[a-z][a-z0-9+.-]*://|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|org|net|edu|gov|de|at|ch|uk|io|info)(/|\b))"
+_URL = (
+    r"(?i)(\b[a-z][a-z0-9+.-]*://|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|org|net|edu|gov|de|at|ch|uk|io|info)(/|\b)"
+    # (other top-level domains with a path: a social profile "example.social/@anna", "t.me/x")
+    r"|\b[a-z0-9-]+\.(fr|nl|be|lu|it|es|pt|se|no|dk|fi|is|ie|pl|cz|sk|hu|ro|gr|tr|ru|ua|eu|us|"
+    r"ca|mx|br|ar|au|nz|in|jp|cn|kr|za|il|me|ly|co|tv|app|dev|page|social|online|site|xyz|link|"
+    r"bio)/[@~]?[a-z0-9_])"
+)
 # (four parts exactly: not inside a longer dotted number such as "01.23.45.67.89")
 _IPV4 = r"(^|[^\d.])(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}($|[^\d.]|\.\D|\.$)"
 _IPV6 = r"(?i)(\b[0-9a-f]{1,4}(:[0-9a-f]{1,4}){7}\b|\b[0-9a-f]{0,4}(:[0-9a-f]{1,4})*::[0-9a-f]{1,4}(:[0-9a-f]{1,4})*\b)"
-_SSN = r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"
+_SSN = r"\b\d{3}[- .]\d{2}[- .]\d{4}\b"
 # GPS coordinates: two signed decimals with at least four places (a pair, or one with a
 # hemisphere letter or degree sign); scores have at most two places.
 _GPS = (
     r"[-+]?\d{1,3}\.\d{4,}\s*°?\s*[NSEWnsew]?\s*[,;/ ]\s*[-+]?\d{1,3}\.\d{4,}"
+    # a pair with three places (about 100 m) and a comma or semicolon between
+    r"|^\s*[-+]?\d{1,3}\.\d{3,}\s*[,;]\s*[-+]?\d{1,3}\.\d{3,}\s*$"
+    # the hemisphere letter before each number ("N 52.5200, E 13.4050")
+    r"|[NSns]\s*\d{1,3}\.\d{3,}\s*°?\s*[,;/ ]\s*[EWew]\s*\d{1,3}\.\d{3,}"
+    # an Open Location Code ("9F4MGC22+22"): a "+" no code carries
+    r"|(^|\s)[23456789CFGHJMPQRVWX]{4,8}\+[23456789CFGHJMPQRVWX]{2,3}($|[\s,])"
     r"|\d{1,3}\s*°\s*\d{1,2}\s*['′]"
     r"|^\s*[-+]?\d{1,3}\.\d{4,}\s*(°\s*[NSEWnsew]?|[NSEWnsew])\s*$"
 )
@@ -241,14 +257,28 @@ _GPS_LONE = r"^\s*[-+]?\d{1,3}\.\d{5,}\s*$"
 _DATE9 = r"(?i)^\s*(0?[1-9]|[12]\d|3[01])(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(19|20)\d{2}\s*$"
 # A date (of birth, say) where a code, score or label belongs: day, month and year with
 # separators in any common order (bare 8-digit numbers are left to the code pattern).
+# A day with an English ordinal ("3rd"), and the Spanish and Portuguese "de" between parts.
+_ORD = r"(st|nd|rd|th)?"
+_DE = r"(\s+de)?"
+# A month's name or abbreviation in English, German, French, Spanish, Italian, Dutch or
+# Portuguese, as spreadsheets and clinical systems write it between dashes ("12-Mar-1985",
+# "06-okt-2002", "Jul-03-1938"): a named month, not any three letters (a site code).
+_MONTH_NAME = (
+    r"(jan|feb|f[eé]v|m[aä]r|apr|avr|abr|may|mai|mei|mag|jun|jui|giu|jul|lug|aug|ago|ao[uû]|sep|"
+    r"set|oct|okt|ott|out|nov|dec|d[eé]c|dez|dic)\p{L}{0,6}\.?"
+)
 _DATE_SHAPE = (
-    r"^\s*(19|20)\d{2}[-./](0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])\s*$"
+    r"^\s*(19|20)\d{2}[-./](0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])\.?\s*$"
     r"|^\s*(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\s*$"
     r"|^\s*(0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])[-./](19|20)\d{2}\s*$"
-    r"|(?i)^\s*(0?[1-9]|[12]\d|3[01])\.?\s+\p{L}{3,9}\.?\s+(19|20)\d{2}\s*$"
-    r"|(?i)^\s*\p{L}{3,9}\.?\s+(0?[1-9]|[12]\d|3[01]),?\s+(19|20)\d{2}\s*$"
+    rf"|(?i)^\s*(0?[1-9]|[12]\d|3[01]){_ORD}\.?{_DE}\s+\p{{L}}{{3,9}}\.?,?{_DE}\s+(19|20)\d{{2}}\s*$"
+    rf"|(?i)^\s*\p{{L}}{{3,9}}\.?\s+(0?[1-9]|[12]\d|3[01]){_ORD},?\s+(19|20)\d{{2}}\s*$"
     rf"|{_DATE9}"
-    r"|(19|20)\d{2}\s*年\s*\d{1,2}\s*月(\s*\d{1,2}\s*日)?"
+    r"|(19|20)\d{2}\s*(年|년)\s*\d{1,2}\s*(月|월)(\s*\d{1,2}\s*(日|일))?"
+    # a named month between dashes, dots, slashes or spaces, in any of the three orders
+    rf"|(?i)^\s*(0?[1-9]|[12]\d|3[01])[-./ ]{_MONTH_NAME}[-./ ]((19|20)?\d{{2}})\s*$"
+    rf"|(?i)^\s*{_MONTH_NAME}[-./ ](0?[1-9]|[12]\d|3[01])[-./ ,]\s*(19|20)\d{{2}}\s*$"
+    rf"|(?i)^\s*(19|20)\d{{2}}[-./ ]{_MONTH_NAME}[-./ ](0?[1-9]|[12]\d|3[01])\s*$"
 )
 # A day/month/two-digit year (or month/day/...) written with slashes: "12/03/85".
 _SLASH_DATE_SHORT_YEAR = r"^\s*((0?[1-9]|[12]\d|3[01])/(0?[1-9]|1[0-2])|(0?[1-9]|1[0-2])/(0?[1-9]|[12]\d|3[01]))/\d{2}\s*$"
@@ -260,13 +290,15 @@ _DATE_IN_TEXT: tuple[str, ...] = (
     r"(^|[^\d.])(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}($|\D)",
     r"(^|[^\d.])(0?[1-9]|1[0-2])/(0?[1-9]|[12]\d|3[01])/(19|20)\d{2}($|\D)",
     r"^\s*(0?[1-9]|[12]\d|3[01])([-./])(0?[1-9]|1[0-2])[-./]\d{2}\s*$",
-    r"(?i)(^|[^\p{L}\d])(0?[1-9]|[12]\d|3[01])\.?\s+\p{L}{3,9}\.?,?\s+(19|20)\d{2}($|\D)",
-    r"(?i)(^|[^\p{L}])\p{L}{3,9}\.?\s+(0?[1-9]|[12]\d|3[01]),?\s+(19|20)\d{2}($|\D)",
+    rf"(?i)(^|[^\p{{L}}\d])(0?[1-9]|[12]\d|3[01]){_ORD}\.?{_DE}\s+\p{{L}}{{3,9}}\.?,?{_DE}\s+(19|20)\d{{2}}($|\D)",
+    rf"(?i)(^|[^\p{{L}}])\p{{L}}{{3,9}}\.?\s+(0?[1-9]|[12]\d|3[01]){_ORD},?\s+(19|20)\d{{2}}($|\D)",
 )
-# A date of birth with its label, in any column ("geb. 12.03.1985", "DOB 85-03-12").
+# A date of birth with its label, in any column ("geb. 12.03.1985", "DOB 85-03-12"): a date after
+# the label, not any digit ("GEB 378 13" is a code with a site prefix that spells "geb").
 _DOB_LABEL: tuple[str, ...] = (
     r"(?i)(^|[^\p{L}])(dob|d\.o\.b|born|birth\w*|geb|geboren|n[ée]e?\s+le|"
-    r"geburts\w*|fecha\s+de\s+nacimiento|nato|nata)(\s*[:.]\s*|\s+)\d",
+    r"geburts\w*|fecha\s+de\s+nacimiento|nato|nata)(\s*[:.]\s*|\s+)"
+    r"(\d{1,4}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}(st|nd|rd|th)?\.?\s*\p{L}{3,}|\d{6}(\d{2})?($|\D))",
     r"^\s*[*✱]\s*\d{1,4}[-./]\d{1,2}[-./]\d{2,4}\s*$",
 )
 # A street address: a house number next to a street word, or a postal code before a town.
@@ -297,6 +329,13 @@ _ADDRESS: tuple[str, ...] = (
     # "00-950 Warszawa", "1100-053 Lisboa", "111 22 Stockholm"); case matters
     r"\b(\d{4}\s?[A-Z]{2}|\d{2}-\d{3}|\d{4}-\d{3}|\d{3}\s\d{2})\s+\p{Lu}\p{Ll}{2,}",
 )
+# A postal code alone that no code takes: Canadian ("K1A 0B1") and Dutch ("1012 AB") with
+# their space, or with its label ("ZIP 12345", "PLZ 10115").
+_POSTCODE_ALONE: tuple[str, ...] = (
+    r"^\s*[ABCEGHJ-NPRSTVXY]\d[A-Z]\s\d[A-Z]\d\s*$",
+    r"^\s*[1-9]\d{3}\s[A-Z]{2}\s*$",
+    r"(?i)(^|[^\p{L}])(zip|zip\s*code|plz|postcode|postal\s*code)\s*[:.]?\s*\d{4,5}($|\D)",
+)
 # a postal code before a town ("10115 Berlin", "75002 Paris", "1165 København"); case matters
 _ZIP_TOWN = r"\b\d{4,5}\s+\p{Lu}\p{Ll}{2,}"
 # National identity and insurance numbers whose shape is their own: a birth date then a serial
@@ -316,13 +355,35 @@ _NATIONAL_ID: tuple[str, ...] = (
     r"^\s*[A-Z]{2}\s\d{2}\s\d{2}\s\d{2}\s[A-D]\s*$",
     r"\b756[.\s]?\d{4}[.\s]?\d{4}[.\s]?\d{2}\b",
     r"^\s*(\d{3}\.\d{3}\.\d{3}-\d{2}|\d{2}\.\d{2}\.\d{2}-\d{3}\.\d{2})\s*$",
+    # the Chinese resident identity number: region, birth date, serial, check character "X"
+    # (all digits, it is an 18-digit number: a code in a code column, a long number elsewhere)
+    r"^\s*\d{6}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[Xx]\s*$",
+    # the Indian Aadhaar number in three groups of four, first digit 2-9 (a first group that is
+    # a year, 2000-2099, is a case number's "2024-0412-0007")
+    r"^\s*(2[1-9]\d{2}|[3-9]\d{3})[ -]\d{4}[ -]\d{4}\s*$",
+)
+# A payment card number in groups (4-4-4-4, or Amex 4-6-5): an account number.
+_CARD = r"^\s*(\d{4}([ -]\d{4}){3}|3\d{3}[ -]\d{6}[ -]\d{5})\s*$"
+# A device's hardware (MAC) address: six pairs or three quads of hex digits (with a letter
+# a-f: six pairs of decimal digits may be a code of digit groups).
+_MAC = (
+    r"(?i)^\s*([0-9a-f]{2}:){5}[0-9a-f]{2}\s*$",
+    r"(?i)^\s*([0-9a-f]{2}-){5}[0-9a-f]{2}\s*$",
+    r"(?i)^\s*[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}\s*$",
 )
 # a record, insurance or identity number with its label ("MRN: 12345678")
 _LABELLED_NUMBER = (
     r"(?i)(^|[^\p{L}\p{N}])(mrn|nhs|medicare|ahv|avs|bsn|svnr|kvnr|nir|insee|pesel|cpr|hetu|"
     r"personnummer|fødselsnummer|fodselsnummer|sozialversicherungs\w*|versicherten\w*|"
-    r"patient(en)?\s*(nr|no|number|nummer|id))(\s*[:.#]\s*|\s+)\d"
+    r"patient(en)?\s*(nr|no|number|nummer|id)|"
+    # (social security, tax and health numbers of other countries; record and account labels)
+    r"ssn|sin|cpf|dni|nif|nie|ppsn|chi|aadhaar|ihi|hcn|health\s*card|med\.?\s*rec\w*|"
+    r"chart|member\s*id|policy|acct|account)(\s*(no|nr|number)\.?)?(\s*[:.#]\s*|\s+)\d"
 )
+# A record or social security number with its label joined to it ("MRN-00391399",
+# "SSN_123456789"): outside client and clinician code columns only, since there it is also the
+# shape of a code with a three-letter site prefix (the corpus's "MRN-218924").
+_LABEL_JOINED = r"(?i)^\s*(mrn|ssn)[-_#]?\d{5,}\s*$"
 # IBANs: a country code, two check digits and the country's account number, compact or in
 # groups of four; the account numbers' own shapes keep hashes and codes out.
 _IBAN_BBAN = {
@@ -342,9 +403,19 @@ _IBAN_GROUPED = r"^\s*[A-Z]{2}\d{2}([\s\x{00A0}]?[A-Z0-9]{4}){2,7}([\s\x{00A0}]?
 _DASH = r"\-\x{2010}-\x{2015}\x{2212}"
 _SPACE = r"\s\x{00A0}\x{2007}\x{2009}\x{202F}"
 _PUNCT = rf"[{_SPACE}{_DASH}./()]"
-# A phone extension or a "Tel:" label around a number.
-_PHONE_LABEL = r"(?i)^\s*((tel|phone|fon|mobil|mobile|mob|handy|fax)\s*[.:]?|[tmf]\s*[.:])\s*"
+# A phone extension or a "Tel:" label around a number (the label followed by "." or ":" or a
+# space: "FON/2029/7850-1" is a code with a site prefix that spells "Fon").
+_PHONE_LABEL = r"(?i)^\s*((tel|phone|fon|mobil|mobile|mob|handy|fax)(\s*[.:]|\s)|[tmf]\s*[.:])\s*"
 _PHONE_EXT = r"(?i)\s*[,;]?\s*(ext|extension|durchwahl|dw|poste|x|#)\s*[.:]?\s*\d{1,6}\s*$"
+# Bare digits with an extension ("5551234567x89"), a bare token to the cheap pass.
+_DIGITS_EXT = r"(?i)^\s*\d{10,15}(x|ext)\d{1,6}\s*$"
+# A North American number with letters for digits ("1-800-FLOWERS", "+1 212 ABC 1234"): the
+# "1" or "+1" first, apart from the area code ("1998-AAS-4129" is a year and a site), and a
+# letter in the last seven.
+_PHONE_VANITY = (
+    r"^\s*(\+\s?1[-. ]?|1[-. ])\(?\d{3}\)?[-. ]"
+    r"[A-Z0-9]{3}[-. ]?[A-Z0-9]{4}\s*$"
+)
 # What a whole phone number is made of: digits, "+" and phone punctuation, nothing else.
 _PHONE_CHARS = rf"^[0-9+{_SPACE}{_DASH}./()]+$"
 # Signs no pseudonymous code carries: a leading "+" or "00" international prefix, an area
@@ -393,6 +464,8 @@ _PHONE_RUN = rf"(?:\+[{_SPACE}]*\d|\(\d|\d)[\d{_SPACE}{_DASH}()./]{{6,}}\d"
 _PERSON_NAME = (
     r"^[\s\p{Zs}]*\p{L}[\p{L}\p{M}'’.-]*(,?[\s\p{Zs}]+\p{L}[\p{L}\p{M}'’.-]*)+[\s\p{Zs}]*$"
     r"|^\s*\p{L}[\p{L}\p{M}]*,\s*\p{L}[\p{L}\p{M}]*\s*$"
+    # two capitalised words joined by a dot or an underscore ("Anna.Schmidt", "Anna_Schmidt")
+    r"|^\s*\p{Lu}[\p{Ll}\p{M}]+[._]\p{Lu}[\p{Ll}\p{M}]+\s*$"
 )
 # Cells that cannot be any kind above: a bare token of letters/digits/underscores with a letter
 # or "_" (no @, dot, colon, space, comma or punctuation), a number of at most 8 digits before
@@ -410,9 +483,9 @@ _CANNOT_IDENTIFY = {
     "scores": f"{_BARE_TOKEN}|{_SCORE_NUMBER}|{_BLANK}",
     "other": f"{_BARE_TOKEN}|{_SHORT_NUMBER}|{_BLANK}",
 }
-# A bare whole number of 9 or more digits: a phone, account or record number wherever a score,
-# date or label belongs (in a code column it may be the code: see `_phone_like`).
-_LONG_NUMBER = r"^\s*\d{9,15}\s*$"
+# A bare whole number of 9 or more digits (up to 19: card and 18-digit identity numbers): a
+# phone, account or record number wherever a score, date or label belongs (in a code column it may be the code: see `_phone_like`).
+_LONG_NUMBER = r"^\s*\d{9,}\s*$"
 # Free text: five or more words in one cell.
 _FREE_TEXT = r"(\p{L}+[\s,.;:!?]+){4,}\p{L}+"
 # A time part after a date ("2026-05-01 10:03:33", "2026-05-01T10:03:33Z", "... 10:03 PM").
@@ -506,6 +579,10 @@ def _phone_like(column: pa.Array, whole_value_only: bool) -> np.ndarray:
     templated = _matches(bare, _PHONE_TEMPLATES) & (digits >= 9) & (digits <= 12)
     spaced8 = (digits == 8) & _matches(bare, _PHONE_SPACED8) & ~_matches(bare, _SPACED_DATE)
     found = marked | templated | spaced8 | _matches(bare, _PHONE_BARE_INTL)
+    # an extension marks bare digits as a phone number ("5551234567x89"), and letters for
+    # digits do in the North American layout
+    found |= _matches(column, _PHONE_EXT) & _matches(bare, r"^\s*\d{10,15}\s*$")
+    found |= _matches(column, _PHONE_VANITY) & _matches(column, r"[A-Z]")
     if whole_value_only:
         return found
     # a phone number inside other text: the first run of digits and phone punctuation, once
@@ -645,6 +722,10 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         if token_id.any():
             shaped = _matches(values, _IBAN) | _matches(values, _NATIONAL_ID)
             skip &= ~(token_id & (shaped | _matches(values, _DATE9)))
+        # and bare digits with a phone extension, and outside code columns (an episode label is
+        # none) a joined label
+        joined = kind != "codes" or col in EPISODE_COLUMNS
+        skip &= ~_matches(values, f"{_DIGITS_EXT}|{_LABEL_JOINED}" if joined else _DIGITS_EXT)
         if col in EPISODE_COLUMNS:
             # held to the episode shape first: a bare word (a surname) is no episode label
             odd = ~_fullmatches(values, EPISODE_PATTERN) & ~_matches(values, r"^\s*$")
@@ -668,7 +749,7 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         gated = functools.partial(_gated, cells)
 
         # An e-mail address or a URL is never a code, whatever a pattern admits.
-        email = gated(_matches(cells, r"@|[aA][tT]"), _EMAIL)
+        email = gated(_matches(cells, r"@|[aA][tT]|%40"), _EMAIL)
         record(col, "email-like", email, where, code)
         record(col, "URL-like", _matches(cells, _URL) & ~email, where, code)
         # A pattern the clinic declared is authoritative for the values it matches in full:
@@ -683,6 +764,11 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
             judged &= ~_fullmatches(cells, declared)
         ip = judged & (_matches(cells, _IPV4) | _matches(cells, _IPV6))
         record(col, "IP-address-like", ip, where, code)
+        # (six pairs of decimal digits with dashes or dots may be a code's digit groups)
+        mac = judged & gated(letters, _MAC[1:]) & _matches(cells, r"(?i)[a-f]")
+        mac |= judged & _matches(cells, _MAC[0])
+        mac &= ~ip
+        record(col, "MAC-address-like", mac, where, code)
         ssn = judged & _matches(cells, _SSN)
         record(col, "SSN-like", ssn, where, code)
         gps = judged & _matches(cells, _GPS) & ~ip
@@ -692,11 +778,17 @@ def scan_values(table: pa.Table, cfg: ClinicConfig) -> tuple[pd.DataFrame, Redac
         phone = judged & _phone_like(cells, whole_value_only=kind == "codes") & ~ssn & ~ip & ~gps
         record(col, "phone-number-like", phone, where, code)
         address = judged & (gated(mixed, _ADDRESS) | gated(mixed, _ZIP_TOWN)) & ~phone
+        address |= judged & gated(digits, _POSTCODE_ALONE) & ~phone
         record(col, "street-address-like", address, where, code)
-        found = email | ip | ssn | gps | phone | address
+        found = email | ip | mac | ssn | gps | phone | address
         national = judged & (gated(digits, _NATIONAL_ID) | gated(mixed, _LABELLED_NUMBER))
+        if joined:
+            national |= judged & gated(mixed, _LABEL_JOINED)
         national &= ~found
         record(col, "national-id-like", national, where, code)
+        card = judged & gated(digits, _CARD) & ~found & ~national
+        record(col, "account-number-like", card, where, code)
+        found |= card
         compact = pc.replace_substring_regex(cells, r"[\s\x{00A0}]", "")
         grouped = _matches(cells, _IBAN_GROUPED) | ~_matches(cells, r"\s")
         iban = judged & grouped & mixed & ~found & ~national
