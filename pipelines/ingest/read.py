@@ -39,7 +39,13 @@ from pipelines.canonical import (
     REFERENCE_MEASURE_COLUMNS,
     SCHEMAS,
 )
-from pipelines.config import WIDE_KEYS, ClinicConfig, condition_values, parse_condition
+from pipelines.config import (
+    EXCEL_SERIAL,
+    WIDE_KEYS,
+    ClinicConfig,
+    condition_values,
+    parse_condition,
+)
 from pipelines.errors import FileRejected
 from pipelines.ingest.guard import identifying_headers, shown_header
 from pipelines.issues import empty_issues
@@ -693,6 +699,12 @@ def _finish(
             out = out.append_column(
                 "session_number", pa.repeat(pa.scalar("", pa.string()), out.num_rows)
             )
+    if dataset == "measures" and cfg.item_values:
+        out, unmapped = _item_answers(out, cfg)
+        if unmapped is not None:
+            issues = (
+                unmapped if issues is None else pd.concat([issues, unmapped], ignore_index=True)
+            )
     # A column whose name reads as an identifier but that is blank on every line holds none
     # (Qualtrics writes IPAddress, Recipient*, ExternalReference and Location* into every export,
     # empty for an anonymous survey): it is ignored, not judged. One value in it, and the header
@@ -716,6 +728,45 @@ def _finish(
         issues=issues,
         keep_rows_checks=checks,
     )
+
+
+def _item_answers(table: pa.Table, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFrame | None]:
+    """Items of the instruments under `item_values` read through their answers (trimmed,
+    case-insensitive): each answer becomes its score. This runs before the guard, which then
+    sees a score where the export wrote one of the clinic's declared answers ("Not at all": a
+    label the config names, as the guard treats `status_values`); every other value stays as
+    delivered, for the guard to judge, and its row is held back (`item_value_unmapped`): a
+    number the answers do not list is not taken as it is (under Qualtrics' 1-4 codes a 0 would
+    be scored wrong)."""
+    instrument = _lookup(_blank_to_null(table.column("instrument")), cfg.instrument_values, False)
+    codes = _numpy(pc.fill_null(pc.utf8_upper(instrument), ""))
+    frames: list[pd.DataFrame] = []
+    for code, answers in cfg.item_values.items():
+        rows = codes == code
+        if not rows.any():
+            continue
+        keys = pa.array([a.strip().lower() for a in answers], pa.string())
+        scores = pa.array([f"{v:g}" for v in answers.values()], pa.string())
+        for c in registry.INSTRUMENTS[code].item_columns:
+            col = table.column(c)
+            values_d, idx = _distinct(col)
+            trimmed = pc.utf8_trim_whitespace(values_d)
+            mapped_d = pc.take(scores, pc.index_in(pc.utf8_lower(trimmed), value_set=keys))
+            present = _numpy(pc.take(pc.not_equal(trimmed, ""), idx)).astype(bool)
+            found = _numpy(pc.take(pc.is_valid(mapped_d), idx)).astype(bool)
+            unmapped = np.flatnonzero(rows & present & ~found)
+            if len(unmapped):
+                frames.append(
+                    _issues(
+                        unmapped,
+                        f"item_value_unmapped: {c} of {code} is not one of the answers under "
+                        f"item_values.{code}; add the answer there (or fix the export)",
+                    )
+                )
+            use = pa.array(rows & found)
+            value = pc.if_else(use, pc.take(mapped_d, idx), col.combine_chunks())
+            table = table.set_column(table.schema.get_field_index(c), c, value)
+    return table, (pd.concat(frames, ignore_index=True) if frames else None)
 
 
 def _all_blank(col: pa.ChunkedArray) -> bool:
@@ -834,7 +885,36 @@ def _strip_leading_zeros(text: pa.ChunkedArray) -> pa.ChunkedArray:
 _LOCAL_TIME = r"(?i)[ T]+\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?(\s*[ap]\.?m\.?)?\s*$"
 
 
+# Excel's serial day numbers: day 1 is 1900-01-01, but Excel counts a 29 February 1900 that
+# never was, so from day 61 (1900-03-01) on, a serial is its days since 1899-12-30; a fraction
+# is the time of day (not kept). Serials below 61 are not taken (no session is dated 1900).
+_EXCEL_EPOCH = dt.date(1899, 12, 30)
+_EXCEL_SERIAL = r"^\d{2,7}([.,]\d+)?$"
+_EXCEL_FIRST, _EXCEL_LAST = 61, (dt.date(9999, 12, 31) - _EXCEL_EPOCH).days
+
+
+def _cast_excel_serial(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Dates from Excel serial day numbers (`date_format: excel`); a cell that is not one (a
+    date as text, a word, a serial out of range) is a row issue, never guessed."""
+    values_d, idx = _distinct(col)
+    text = _blank_to_null(values_d)
+    shaped = pc.fill_null(pc.match_substring_regex(text, _EXCEL_SERIAL), False)
+    whole = pc.replace_substring_regex(
+        pc.if_else(shaped, text, pa.scalar(None, pa.string())), r"[.,]\d+$", ""
+    )
+    days = pc.cast(whole, pa.int64())
+    in_range = pc.and_(pc.greater_equal(days, _EXCEL_FIRST), pc.less_equal(days, _EXCEL_LAST))
+    ok = pc.fill_null(in_range, False)
+    offset = (_EXCEL_EPOCH - dt.date(1970, 1, 1)).days
+    since_1970 = pc.add(pc.if_else(ok, days, pa.scalar(None, pa.int64())), offset)
+    dates_d = pc.cast(pc.cast(since_1970, pa.int32()), pa.date32())
+    bad_d = pc.and_(pc.is_valid(text), pc.invert(ok))
+    return pc.take(dates_d, idx), _rows_with(bad_d, idx)
+
+
 def _cast_date(col: pa.ChunkedArray, fmt: str) -> tuple[pa.Array, np.ndarray]:
+    if fmt == EXCEL_SERIAL:
+        return _cast_excel_serial(col)
     values_d, idx = _distinct(col)
     text = _blank_to_null(values_d)
     if not any(d in fmt for d in ("%H", "%I", "%M", "%S", "%p", "%X", "%c")):

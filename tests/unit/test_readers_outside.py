@@ -221,3 +221,106 @@ def test_a_date_format_reads_the_day_of_a_local_timestamp(
     typed, issues = canonicalize(read_raw(_write(tmp_path, text), "measures", cfg), cfg)
     assert (typed.column("session_date").null_count == 0) is loads
     assert issues.empty is loads
+
+
+# ---- item answers (item_values) and Excel serial dates: benchmarks/outside_exports.py's
+# "PHQ-9 answers as labels", "default recodes 1-4" and "Excel serial numbers" exports
+
+SPLIT_PHQ: dict[str, Any] = {
+    "clinic_id": "split_probe",
+    "timezone": "Europe/Berlin",
+    "format": "custom",
+    "instrument": "PHQ-9",
+    "columns": {
+        "client_id": "client",
+        "clinician_id": "therapist",
+        "session_date": "date",
+        "session_number": "session",
+        **{f"item_{i}": f"phq9_{i}" for i in range(1, 10)},
+    },
+}
+PHQ_HEAD = "client,therapist,date,session," + ",".join(f"phq9_{i}" for i in range(1, 10)) + "\n"
+LABELS = {"Not at all": 0, "Several days": 1, "More than half the days": 2, "Nearly every day": 3}
+
+
+def test_items_exported_as_choice_text_are_scored_by_item_values(tmp_path: Path) -> None:
+    answers = ["Not at all", "several days ", "More than half the days", "Nearly every day"] * 2
+    line = "C-12,T1,2025-03-03,1," + ",".join([*answers, "Not at all"]) + "\n"
+    cfg = _cfg(SPLIT_PHQ, item_values={"PHQ-9": LABELS})
+    raw = read_raw(_write(tmp_path, PHQ_HEAD + line), "measures", cfg)
+    # the guard sees scores where the export wrote a declared answer, never free text
+    assert raw.table.column("item_4").to_pylist() == ["3"]
+    typed, issues = canonicalize(raw, cfg)
+    assert issues.empty
+    assert typed.column("total").to_pylist() == [12.0]
+
+
+def test_an_answer_item_values_does_not_list_holds_its_row_back(tmp_path: Path) -> None:
+    # Qualtrics' default codes 1-4 for a 0-3 scale: a 0 the map does not list is not taken as 0
+    recode = {"PHQ-9": {"1": 0, "2": 1, "3": 2, "4": 3}}
+    rows = [
+        "C-12,T1,2025-03-03,1," + ",".join(["4", "1", "2", "3", "1", "1", "1", "1", "2"]) + "\n",
+        "C-12,T1,2025-03-10,2," + ",".join(["0", "1", "2", "3", "1", "1", "1", "1", "2"]) + "\n",
+    ]
+    cfg = _cfg(SPLIT_PHQ, item_values=recode)
+    raw = read_raw(_write(tmp_path, PHQ_HEAD + "".join(rows)), "measures", cfg)
+    typed, issues = canonicalize(raw, cfg)
+    assert typed.column("item_1").to_pylist()[0] == 3.0
+    assert typed.column("total").to_pylist()[0] == 7.0
+    assert issues["row"].tolist() == [1]
+    assert issues["reason"].iloc[0].startswith("item_value_unmapped: item_1 of PHQ-9")
+    assert "item_values.PHQ-9" in issues["reason"].iloc[0]
+
+
+def test_item_values_leave_other_instruments_alone(tmp_path: Path) -> None:
+    cfg = _cfg(
+        QUALTRICS,
+        item_values={"PHQ-9": LABELS},
+        wide={
+            "blocks": {
+                "SRS": {"items": ["Q1_1", "Q1_2", "Q1_3", "Q1_4"]},
+                "PHQ-9": {"items": [f"Q2_{i}" for i in range(1, 10)]},
+            }
+        },
+    )
+    head = HEAD.rstrip("\n") + "," + ",".join(f"Q2_{i}" for i in range(1, 10)) + "\n"
+    texts = ",".join(["x"] * 22) + "\n"
+    imports = ",".join(['"{""ImportId"":""x""}"'] * 22) + "\n"
+    row = "0,,1,2025-03-03 10:00:00,,,7,8,9,9.5,C-12,T1,1," + ",".join(["Several days"] * 9)
+    raw = read_raw(_write(tmp_path, head + texts + imports + row + "\n"), "measures", cfg)
+    typed, issues = canonicalize(raw, cfg)
+    assert issues.empty
+    assert typed.column("instrument").to_pylist() == ["SRS", "PHQ-9"]
+    assert typed.column("total").to_pylist() == [33.5, 9.0]
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"PHQ-9": {"Nearly every day": 4}}, "outside the PHQ-9 item range 0-3"),
+        ({"PHQ9": {"1": 0}}, "not an instrument"),
+        ({"PHQ-9": {"Yes": 1, " yes": 0}}, "the same answer"),
+    ],
+)
+def test_item_values_are_checked_against_the_registry(answers: Any, message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        _cfg(SPLIT_PHQ, item_values=answers)
+
+
+def test_dates_as_excel_serial_numbers(tmp_path: Path) -> None:
+    items = ",".join(["1"] * 9)
+    rows = [
+        f"C-12,T1,45749,1,{items}\n",  # 2025-04-02
+        f"C-12,T1,45756.5833,2,{items}\n",  # 2025-04-09, 14:00
+        f"C-12,T1,2025-04-16,3,{items}\n",  # a date as text is no serial: held back
+        f"C-12,T1,12,4,{items}\n",  # 1900-01-12: before Excel's false leap day, not taken
+    ]
+    cfg = _cfg(SPLIT_PHQ, date_format="excel")
+    raw = read_raw(_write(tmp_path, PHQ_HEAD + "".join(rows)), "measures", cfg)
+    typed, issues = canonicalize(raw, cfg)
+    assert [str(d) for d in typed.column("session_date").to_pylist()[:2]] == [
+        "2025-04-02",
+        "2025-04-09",
+    ]
+    assert issues["row"].tolist() == [2, 3]
+    assert set(issues["reason"]) == {"bad_date: session_date is not a date in excel"}
