@@ -707,7 +707,59 @@ def generic_exports(es: list[Entry]) -> list[Export]:
                {**custom, "delimiter": "\t", "encoding": "utf-16", "measures_pattern": "measures*"}, n),
         Export("UTF-16 LE with BOM, comma, encoding left at utf-8 (a first try)",
                {"measures_u16b.csv": _csv(rows).encode("utf-16")}, ref, n),
-    ]  # fmt: skip
+    ] + _generic_more(es)  # fmt: skip
+
+
+_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+
+
+def _generic_more(es: list[Entry]) -> list[Export]:
+    """Statistics packages and scripts: SPSS' CSV (SAVE TRANSLATE /TYPE=CSV /TEXTOPTIONS
+    FORMAT=VARIABLE writes each value in its display format: F8.2 numbers as 3.00, DATE11
+    dates as 02-APR-2025) and a pandas to_csv of a column with blanks (3.0)."""
+    head = ["client", "therapist", "sdate", "session", "instr",
+            *[f"item{i}" for i in range(1, 13)], "total"]  # fmt: skip
+    rows = [head]
+    for e in es:
+        y, m, d = e.day
+        rows.append(
+            [e.client, e.clinician, f"{d:02d}-{_MONTHS[m - 1]}-{y}", f"{e.session:.2f}", "SRS",
+             *[f"{x:.2f}" for x in e.srs], *[""] * 8, ""]
+        )  # fmt: skip
+    spss = {
+        "clinic_id": "outside",
+        "timezone": "Europe/Berlin",
+        "format": "custom",
+        "date_format": "%d-%b-%Y",
+        "columns": {
+            "client_id": "client",
+            "clinician_id": "therapist",
+            "session_date": "sdate",
+            "session_number": "session",
+            "instrument": "instr",
+            **{f"item_{i}": f"item{i}" for i in range(1, 13)},
+            "total": "total",
+        },
+    }
+    ref = _reference_rows(es)
+    pandas_rows = [ref[0]] + [[*r[:3], f"{float(r[3])}", *r[4:]] for r in ref[1:]]
+    return [
+        Export(
+            "SPSS CSV (FORMAT=VARIABLE): session numbers and items as F8.2 (3.00), DATE11 "
+            "dates (02-APR-2025)",
+            {"measures_spss.csv": _csv(rows).encode()},
+            spss,
+            len(es),
+            expected_values=expected(es, ("SRS",)),
+        ),
+        Export(
+            "pandas to_csv: session numbers as floats (3.0), LF (3-key config)",
+            {"measures_pandas.csv": _csv(pandas_rows, ",", "\n").encode()},
+            {"clinic_id": "outside", "timezone": "Europe/Berlin", "format": "reference"},
+            len(es),
+            expected_values=expected(es, ("SRS",)),
+        ),
+    ]
 
 
 def split_exports(es: list[Entry]) -> list[Export]:

@@ -410,15 +410,16 @@ class ClinicConfig(_Strict):
     def _date_format(cls, v: str) -> str:
         if v == EXCEL_SERIAL:
             return v
+        # the month as a number (%m) or a name (%b: Apr, APR as SPSS writes; %B: April)
         if (
             not any(d in v for d in ("%d", "%j"))
-            or "%m" not in v
+            or not any(m in v for m in ("%m", "%b", "%B"))
             and "%j" not in v
             or "%Y" not in v
         ):
             raise ValueError(
-                f"{v!r} is not a full date format; use strftime codes with %Y, %m and %d, "
-                "e.g. %d.%m.%Y"
+                f"{v!r} is not a full date format; use strftime codes with %Y, %m (or %b) and "
+                "%d, e.g. %d.%m.%Y"
             )
         probe = dt.date(2024, 11, 23)
         try:

@@ -920,11 +920,17 @@ def _cast_date(col: pa.ChunkedArray, fmt: str) -> tuple[pa.Array, np.ndarray]:
     if not any(d in fmt for d in ("%H", "%I", "%M", "%S", "%p", "%X", "%c")):
         # a date format and a timestamp (survey tools record the time): the date is the day
         text = pc.replace_substring_regex(text, _LOCAL_TIME, "")
+    if "%b" in fmt or "%B" in fmt:
+        # month names in any case: SPSS writes its DATE11 format as 02-APR-2025
+        text = pc.utf8_title(text)
     parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
     # strptime rolls impossible dates over (31.02. -> 03.03.): a date must format back to its
-    # own text (leading zeros aside, so 3/4/2025 passes for %m/%d/%Y).
+    # own text (leading zeros and the case of a month name aside, so 3/4/2025 passes for
+    # %m/%d/%Y).
     back = pc.strftime(parsed, format=fmt)
-    same = pc.equal(_strip_leading_zeros(back), _strip_leading_zeros(text))
+    same = pc.equal(
+        pc.utf8_lower(_strip_leading_zeros(back)), pc.utf8_lower(_strip_leading_zeros(text))
+    )
     bad_d = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(same, False)))
     parsed = pc.if_else(bad_d, pa.scalar(None, parsed.type), parsed)
     dates = pc.take(pc.cast(parsed, pa.date32()), idx)
@@ -1021,6 +1027,10 @@ def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFram
                 _issues(bad, f"bad_date: session_date is not a date in {cfg.date_format}")
             )
         sn = _blank_to_null(t.column("session_number"))
+        # a whole number written with a zero fraction in the file's decimal mark is that number
+        # (SPSS writes its default F8.2 format as "3.00", pandas a column with blanks as "3.0")
+        point = re.escape(cfg.decimal)
+        sn = pc.replace_substring_regex(sn, rf"^(\+?\d{{1,6}}){point}0+$", r"\1")
         ok = pc.fill_null(pc.match_substring_regex(sn, r"^\+?\d{1,6}$"), False)
         bad_sn = pc.and_(pc.is_valid(sn), pc.invert(ok))
         cols["session_number"] = pc.cast(

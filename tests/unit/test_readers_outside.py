@@ -324,3 +324,62 @@ def test_dates_as_excel_serial_numbers(tmp_path: Path) -> None:
     ]
     assert issues["row"].tolist() == [2, 3]
     assert set(issues["reason"]) == {"bad_date: session_date is not a date in excel"}
+
+
+# ---- SPSS' CSV (FORMAT=VARIABLE) and pandas: "SPSS CSV" and "pandas to_csv" in the probe
+
+
+def test_session_numbers_with_a_zero_fraction_are_whole_numbers(tmp_path: Path) -> None:
+    items = ",".join(["1"] * 9)
+    rows = [
+        f"C-12,T1,2025-03-03,1.00,{items}\n",  # SPSS F8.2
+        f"C-12,T1,2025-03-10,2.0,{items}\n",  # pandas, a column with blanks
+        f"C-12,T1,2025-03-17,3,{items}\n",
+        f"C-12,T1,2025-03-24,3.5,{items}\n",  # not a whole number: held back
+        f"C-12,T1,2025-03-31,4.01,{items}\n",
+    ]
+    cfg = _cfg(SPLIT_PHQ)
+    typed, issues = canonicalize(
+        read_raw(_write(tmp_path, PHQ_HEAD + "".join(rows)), "measures", cfg), cfg
+    )
+    assert typed.column("session_number").to_pylist()[:3] == [1, 2, 3]
+    assert issues["row"].tolist() == [3, 4]
+    assert set(issues["reason"]) == {"bad_session_number: session_number is not a whole number"}
+
+
+def test_a_zero_fraction_is_read_in_the_files_decimal_mark(tmp_path: Path) -> None:
+    items = ";".join(["1"] * 9)
+    head = PHQ_HEAD.replace(",", ";")
+    text = f"C-12;T1;2025-03-03;1,00;{items}\nC-12;T1;2025-03-10;2.00;{items}\n"
+    cfg = _cfg(SPLIT_PHQ, delimiter=";", decimal=",")
+    typed, issues = canonicalize(read_raw(_write(tmp_path, head + text), "measures", cfg), cfg)
+    assert typed.column("session_number").to_pylist()[0] == 1
+    assert issues["row"].tolist() == [1]  # "2.00" under a decimal comma is no whole number
+
+
+def test_month_names_are_read_in_any_case(tmp_path: Path) -> None:
+    items = ",".join(["1"] * 9)
+    rows = [
+        f"C-12,T1,02-APR-2025,1,{items}\n",  # SPSS DATE11
+        f"C-12,T1,09-Apr-2025,2,{items}\n",
+        f"C-12,T1,31-FEB-2025,3,{items}\n",  # no such day: held back, not rolled over
+    ]
+    cfg = _cfg(SPLIT_PHQ, date_format="%d-%b-%Y")
+    typed, issues = canonicalize(
+        read_raw(_write(tmp_path, PHQ_HEAD + "".join(rows)), "measures", cfg), cfg
+    )
+    assert [str(d) for d in typed.column("session_date").to_pylist()[:2]] == [
+        "2025-04-02",
+        "2025-04-09",
+    ]
+    assert issues["row"].tolist() == [2]
+
+
+@pytest.mark.parametrize("fmt", ["%d-%b-%Y", "%d %B %Y", "%b %d, %Y"])
+def test_a_date_format_may_name_the_month(fmt: str) -> None:
+    assert _cfg(SPLIT_PHQ, date_format=fmt).date_format == fmt
+
+
+def test_a_date_format_without_a_month_is_still_refused() -> None:
+    with pytest.raises(Exception, match="not a full date format"):
+        _cfg(SPLIT_PHQ, date_format="%d.%Y")
