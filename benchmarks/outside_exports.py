@@ -381,6 +381,55 @@ def _redcap_more(es: list[Entry]) -> list[Export]:
             expected_values=expected(es, ("SRS",)),
         )
     )
+    # two repeating instruments, each with its own date field: an SRS instance's row holds
+    # srs_date, a PHQ-9 instance's row phq9_date; the clinician on the record's base row
+    head = ["record_id", "redcap_repeat_instrument", "redcap_repeat_instance", "clinician_code",
+            "enrollment_complete", "srs_date", *srs, "session_rating_scale_complete",
+            "phq9_date", *phq, "phq9_complete"]  # fmt: skip
+    rows = [head]
+    for client, items in _by_client(es).items():
+        rows.append([client, "", "", items[0].clinician, "2", "", *[""] * 4, "", "",
+                     *[""] * 9, ""])  # fmt: skip
+        for e in items:
+            rows.append(
+                [client, "session_rating_scale", str(e.session), "", "", _iso(e.day),
+                 *[_num(x) for x in e.srs], "2", "", *[""] * 9, ""]
+            )  # fmt: skip
+        for e in items:
+            rows.append(
+                [client, "phq9", str(e.session), "", "", "", *[""] * 4, "", _iso(e.day),
+                 *[str(x) for x in e.phq], "2"]
+            )  # fmt: skip
+    cfg = _example(
+        "redcap_clinic",
+        measures_pattern="*_DATA_*.csv",
+        columns={"client_id": "record_id", "clinician_id": "clinician_code"},
+        session_number_from={"column": "redcap_repeat_instance"},
+        fill_from_client=["clinician_id"],
+        wide={
+            "blocks": {
+                "SRS": {
+                    "items": srs,
+                    "session_date": "srs_date",
+                    "keep_rows": ["session_rating_scale_complete == 2"],
+                },
+                "PHQ-9": {
+                    "items": phq,
+                    "session_date": "phq9_date",
+                    "keep_rows": ["phq9_complete == 2"],
+                },
+            }
+        },
+    )
+    out.append(
+        Export(
+            "REDCap two repeating instruments (SRS, PHQ-9), each with its own date field",
+            {"Study_DATA_2025-07-01_1211.csv": (BOM + _csv(rows)).encode()},
+            cfg,
+            2 * len(es),
+            expected_values=expected(es, ("SRS", "PHQ-9")),
+        )
+    )
     # the SRS as a survey: redcap_survey_identifier (blank), the survey's timestamp as the
     # session date, '[not completed]' on a survey left incomplete
     head = ["record_id", "redcap_event_name", "redcap_survey_identifier",

@@ -118,11 +118,15 @@ def _conditions(v: list[str]) -> list[str]:
 class WideBlock(_Strict):
     """One instrument's columns on a wide line: its item headers in item order, and its total;
     `keep_rows`: conditions this instrument's entries must meet (e.g. REDCap's
-    `phq9_complete == 2`), others are filtered and counted."""
+    `phq9_complete == 2`), others are filtered and counted; `session_date`: the header of this
+    instrument's own date column, where each form carries its date (REDCap: two repeating
+    instruments, `srs_date` and `phq9_date`), read for this block instead of
+    `columns.session_date`."""
 
     items: list[str]
     total: str | None = None
     keep_rows: list[str] = Field(default_factory=list)
+    session_date: str | None = None
 
     @field_validator("keep_rows")
     @classmethod
@@ -160,6 +164,10 @@ class WideLayout(_Strict):
                     f"blocks.{code}.items lists {len(block.items)} columns; {code} has {n} items"
                 )
         return self
+
+    def own_dates(self) -> dict[str, str]:
+        """Instrument -> the header of its own date column, for the blocks that name one."""
+        return {code: b.session_date for code, b in self.blocks.items() if b.session_date}
 
     def resolved(self) -> dict[str, tuple[list[str], str | None]]:
         """Instrument -> (item headers in item order, total header or None)."""

@@ -309,6 +309,7 @@ def _config_columns(dataset: str, cfg: ClinicConfig) -> set[str]:
     named = set(mapping.values())
     named |= {parse_condition(c)[0] for c in cfg.keep_rows}
     if dataset == "measures" and cfg.wide is not None and cfg.layout == "wide":
+        named |= set(cfg.wide.own_dates().values())
         for code, (items, total) in cfg.wide.resolved().items():
             named |= {*items, *([total] if total else [])}
             block = cfg.wide.blocks.get(code)
@@ -410,6 +411,14 @@ def _required(dataset: str, cfg: ClinicConfig, wide: bool) -> tuple[str, ...]:
     derived = {"session_number"} if cfg.session_number_from is not None else set()
     if wide or cfg.instrument is not None:
         derived.add("instrument")
+    # every block reads its own date column: no shared one is needed
+    if (
+        wide
+        and cfg.wide is not None
+        and "session_date" not in cfg.columns
+        and set(cfg.wide.own_dates()) == set(cfg.wide.resolved())
+    ):
+        derived.add("session_date")
     return tuple(c for c in (*WIDE_KEYS[:4], "instrument") if c not in derived)
 
 
@@ -451,10 +460,13 @@ def _missing_columns(
     ]
     # A mapped optional column (an item, the total, the episode) is a promise of the config too.
     missing += [("mapped", c) for c in mapping if c not in required and mapping[c] not in have]
+    own_dates = cfg.wide.own_dates() if cfg.wide is not None and blocks else {}
     for code, (items, total) in blocks.items():
         absent = [f"{j + 1} ({h!r})" for j, h in enumerate(items) if h not in have]
         if total is not None and total not in have:
             absent.append(f"the total ({total!r})")
+        if code in own_dates and own_dates[code] not in have:
+            absent.append(f"the session date ({own_dates[code]!r})")
         if absent:
             missing.append(
                 (
@@ -636,6 +648,8 @@ def _finish(
         for code, (_items, _total) in blocks.items()
         for c in (cfg.wide.blocks[code].keep_rows if cfg.wide and code in cfg.wide.blocks else [])
     }
+    if wide and cfg.wide is not None:
+        helpers |= set(cfg.wide.own_dates().values())
     snf = cfg.session_number_from if dataset == "measures" else None
     if snf is not None and snf.column:
         helpers.add(snf.column)
@@ -820,6 +834,11 @@ def _melt_wide(
                 filtered[reason] = filtered.get(reason, 0) + int(fails.sum())
                 any_value &= ~fails
         cols: dict[str, pa.ChunkedArray | pa.Array] = {c: keys.column(c) for c in carried}
+        own_date = (
+            cfg.wide.blocks[code].session_date if cfg.wide and code in cfg.wide.blocks else None
+        )
+        if own_date:  # this form's own date column (replaces the shared one, in its place)
+            cols["session_date"] = table.column(own_date)
         cols["instrument"] = pa.repeat(pa.scalar(code, pa.string()), n)
         for j, c in enumerate(registry.ITEM_COLUMNS):
             cols[c] = table.column(items[j]) if j < len(items) else blank

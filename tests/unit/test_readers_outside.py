@@ -383,3 +383,66 @@ def test_a_date_format_may_name_the_month(fmt: str) -> None:
 def test_a_date_format_without_a_month_is_still_refused() -> None:
     with pytest.raises(Exception, match="not a full date format"):
         _cfg(SPLIT_PHQ, date_format="%d.%Y")
+
+
+# ---- REDCap: two repeating instruments, each with its own date field
+# ("REDCap two repeating instruments" in the probe)
+
+TWO_FORMS = (
+    "record_id,redcap_repeat_instrument,redcap_repeat_instance,clinician_code,srs_date,"
+    "srs_1,srs_2,srs_3,srs_4,phq9_date," + ",".join(f"phq9_{i}" for i in range(1, 10)) + "\n"
+    "12-3,,,T01,,,,,,," + "," * 8 + "\n"
+    "12-3,srs,1,,2025-03-03,7,8,9,9,," + "," * 8 + "\n"
+    "12-3,phq9,1,,,,,,,2025-03-05," + ",".join(["1"] * 9) + "\n"
+)
+
+
+def _two_forms(**blocks: dict[str, Any]) -> ClinicConfig:
+    phq = [f"phq9_{i}" for i in range(1, 10)]
+    srs = ["srs_1", "srs_2", "srs_3", "srs_4"]
+    return _cfg(
+        REDCAP_REPEATING,
+        columns={"client_id": "record_id", "clinician_id": "clinician_code"},
+        wide={
+            "blocks": {
+                "SRS": {"items": srs, **blocks.get("SRS", {})},
+                "PHQ-9": {"items": phq, **blocks.get("PHQ-9", {})},
+            }
+        },
+    )
+
+
+def test_each_wide_block_may_read_its_own_date_column(tmp_path: Path) -> None:
+    cfg = _two_forms(SRS={"session_date": "srs_date"}, **{"PHQ-9": {"session_date": "phq9_date"}})
+    raw = read_raw(_write(tmp_path, TWO_FORMS), "measures", cfg)
+    assert "srs_date" not in raw.ignored_columns and "phq9_date" not in raw.ignored_columns
+    typed, issues = canonicalize(raw, cfg)
+    assert issues.empty
+    assert typed.column("instrument").to_pylist() == ["SRS", "PHQ-9"]
+    assert [str(d) for d in typed.column("session_date").to_pylist()] == [
+        "2025-03-03",
+        "2025-03-05",
+    ]
+
+
+def test_a_block_date_overrides_the_shared_one_for_that_block_only(tmp_path: Path) -> None:
+    cfg = _two_forms(**{"PHQ-9": {"session_date": "phq9_date"}})
+    cfg = cfg.model_copy(update={"columns": {**cfg.columns, "session_date": "srs_date"}})
+    typed, issues = canonicalize(read_raw(_write(tmp_path, TWO_FORMS), "measures", cfg), cfg)
+    assert issues.empty
+    assert [str(d) for d in typed.column("session_date").to_pylist()] == [
+        "2025-03-03",
+        "2025-03-05",
+    ]
+
+
+def test_a_missing_block_date_column_names_its_key(tmp_path: Path) -> None:
+    cfg = _two_forms(SRS={"session_date": "srs_date"}, **{"PHQ-9": {"session_date": "phq_date"}})
+    with pytest.raises(FileRejected, match=r"wide.blocks.PHQ-9: .*the session date \('phq_date'\)"):
+        read_raw(_write(tmp_path, TWO_FORMS), "measures", cfg)
+
+
+def test_without_a_date_for_every_block_the_shared_date_is_required(tmp_path: Path) -> None:
+    cfg = _two_forms(SRS={"session_date": "srs_date"})
+    with pytest.raises(FileRejected, match="required column.*session_date"):
+        read_raw(_write(tmp_path, TWO_FORMS), "measures", cfg)
