@@ -791,6 +791,33 @@ def _generic_more(es: list[Entry]) -> list[Export]:
         },
     }
     ref = _reference_rows(es)
+    # a workbook delivered as it is, not saved as CSV: .xlsx (a zip of XML parts) and Excel
+    # 97-2003 .xls (an OLE2 compound file); the right outcome is a rejection that says so
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        z.writestr("xl/workbook.xml", '<?xml version="1.0"?><workbook/>')
+        z.writestr("xl/worksheets/sheet1.xml", _csv(ref))
+    xls = bytes.fromhex("D0CF11E0A1B11AE1") + bytes(504) + _csv(ref).encode("utf-16-le")
+    three_keys = {"clinic_id": "outside", "timezone": "Europe/Berlin", "format": "reference"}
+    workbooks = [
+        Export(
+            "Excel workbook delivered as .xlsx (not saved as CSV)",
+            {"measures_2025-07.xlsx": buf.getvalue()},
+            three_keys,
+            0,
+            expect_reason="Excel workbook",
+        ),
+        Export(
+            "Excel 97-2003 workbook delivered as .xls",
+            {"measures_2025-07.xls": xls},
+            three_keys,
+            0,
+            expect_reason="Excel 97-2003 workbook",
+        ),
+    ]
     pandas_rows = [ref[0]] + [[*r[:3], f"{float(r[3])}", *r[4:]] for r in ref[1:]]
     return [
         Export(
@@ -808,6 +835,7 @@ def _generic_more(es: list[Entry]) -> list[Export]:
             len(es),
             expected_values=expected(es, ("SRS",)),
         ),
+        *workbooks,
     ]
 
 

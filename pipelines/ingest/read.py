@@ -53,6 +53,7 @@ from pipelines.issues import empty_issues
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 PARQUET_MAGIC = b"PAR1"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 .xls (a compound file)
 REQUIRED = {
     "measures": ("client_id", "clinician_id", "session_date", "session_number", "instrument"),
     "appointments": REFERENCE_APPOINTMENT_COLUMNS,
@@ -154,6 +155,19 @@ def _read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
         raise FileRejected("empty", "the file has no bytes; re-send the export")
     with path.open("rb") as fh:
         head = fh.read(64 * 1024)
+    save_as_csv = (
+        "not a CSV file; open it in Excel and save it with 'Save As' -> 'CSV UTF-8 (Comma "
+        "delimited)' (or export CSV from the system that wrote it)"
+    )
+    if head.startswith(ZIP_MAGIC) and (b"[Content_Types].xml" in head or b"xl/" in head):
+        # an .xlsx/.xlsm workbook is a zip: say what it is, not only that it is compressed
+        raise FileRejected("compressed", f"the file is an Excel workbook (.xlsx), {save_as_csv}")
+    if head.startswith(OLE2_MAGIC):
+        # Excel 97-2003 (.xls) is an OLE2 compound file: its bytes would read as "not valid
+        # UTF-8", which sends the data team to the wrong setting
+        raise FileRejected(
+            "unparseable", f"the file is an Excel 97-2003 workbook (.xls), {save_as_csv}"
+        )
     if head.startswith(GZIP_MAGIC) or head.startswith(ZIP_MAGIC):
         raise FileRejected(
             "compressed",

@@ -1,7 +1,7 @@
 """Outside-style exports (`benchmarks/outside_exports.py`) through the real ingest (reader, guard,
 GX, DuckDB under tmp_path): the ones the reader or the guard refused, or loaded nothing from,
 before they were fixed, and what they loaded checked value by value where the export says what
-must load. The benchmark runs all 34 through the CLI."""
+must load. The benchmark runs all 36 through the CLI."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ NAMES = (
     "SPSS CSV (FORMAT=VARIABLE)",
     "pandas to_csv: session numbers as floats",
     "REDCap two repeating instruments (SRS, PHQ-9), each with its own date field",
+    "Excel workbook delivered as .xlsx",
+    "Excel 97-2003 workbook delivered as .xls",
 )
 
 

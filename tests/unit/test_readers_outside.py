@@ -446,3 +446,24 @@ def test_without_a_date_for_every_block_the_shared_date_is_required(tmp_path: Pa
     cfg = _two_forms(SRS={"session_date": "srs_date"})
     with pytest.raises(FileRejected, match="required column.*session_date"):
         read_raw(_write(tmp_path, TWO_FORMS), "measures", cfg)
+
+
+# ---- Excel workbooks delivered as they are ("Excel workbook" in the probe)
+
+
+def test_an_excel_workbook_is_rejected_as_one(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    cfg = _cfg(SPLIT_PHQ)
+    with pytest.raises(FileRejected, match=r"^compressed: the file is an Excel workbook \(.xlsx\)"):
+        read_raw(_write(tmp_path, buf.getvalue(), "m.xlsx"), "measures", cfg)
+    xls = bytes.fromhex("D0CF11E0A1B11AE1") + b"\x00" * 512 + "Ä".encode("cp1252")
+    with pytest.raises(FileRejected, match=r"^unparseable: .*Excel 97-2003 workbook \(.xls\)"):
+        read_raw(_write(tmp_path, xls, "m.xls"), "measures", cfg)
+    with pytest.raises(FileRejected, match="CSV UTF-8"):
+        read_raw(_write(tmp_path, xls, "m.xls"), "measures", cfg)
