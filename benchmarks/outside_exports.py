@@ -2,13 +2,17 @@
 Excel's own conventions (as their documentation and the open parsers of their exports describe
 them), in variants that `config/examples/` and the simulator's tool exports do not cover; each
 with a config made from its example as docs/clinic-onboarding.md says, run through the product's
-CLI (`alliance-watch ingest`). The data are synthetic: 6 clients x 4 sessions of the SRS (REDCap:
-and the PHQ-9), every entry valid, so every entry should load.
+CLI (`alliance-watch ingest`). The data are synthetic: 6 clients x 4 sessions of the SRS (some
+exports: and the PHQ-9), every entry valid, so every entry should load; where an export says
+what must load (`expected_values`), the warehouse is checked entry by entry (instrument, session,
+date, total), so a value read wrong fails too. A few exports must be rejected with a reason that
+names what to change (`expect_reason`).
 
     .venv/bin/python -m benchmarks.outside_exports [--keep DIR] [--only NAME]
 
-Prints one line per export: the CLI's status, rows loaded / quarantined / filtered, and the
-reason of a rejection or the commonest reasons rows were held back.
+Prints one line per export: OK or FAIL, rows loaded / expected, and for a failure the CLI's
+table (status, rows loaded / quarantined / filtered, the reason of a rejection or the commonest
+reasons rows were held back) and how many entries differ in value.
 """
 
 from __future__ import annotations
