@@ -2,13 +2,17 @@
 Excel's own conventions (as their documentation and the open parsers of their exports describe
 them), in variants that `config/examples/` and the simulator's tool exports do not cover; each
 with a config made from its example as docs/clinic-onboarding.md says, run through the product's
-CLI (`alliance-watch ingest`). The data are synthetic: 6 clients x 4 sessions of the SRS (REDCap:
-and the PHQ-9), every entry valid, so every entry should load.
+CLI (`alliance-watch ingest`). The data are synthetic: 6 clients x 4 sessions of the SRS (some
+exports: and the PHQ-9), every entry valid, so every entry should load; where an export says
+what must load (`expected_values`), the warehouse is checked entry by entry (instrument, session,
+date, total), so a value read wrong fails too. A few exports must be rejected with a reason that
+names what to change (`expect_reason`).
 
     .venv/bin/python -m benchmarks.outside_exports [--keep DIR] [--only NAME]
 
-Prints one line per export: the CLI's status, rows loaded / quarantined / filtered, and the
-reason of a rejection or the commonest reasons rows were held back.
+Prints one line per export: OK or FAIL, rows loaded / expected, and for a failure the CLI's
+table (status, rows loaded / quarantined / filtered, the reason of a rejection or the commonest
+reasons rows were held back) and how many entries differ in value.
 """
 
 from __future__ import annotations
@@ -66,6 +70,9 @@ class Export:
     note: str = ""
     # a rejection that is the right outcome (its reason must name what to change)
     expect_reason: str = ""
+    # what must load, as (instrument, session_number, session_date, total) per entry: checked
+    # against the warehouse, so that a value read wrong (a date, a recoded item) is seen too
+    expected_values: list[tuple[str, int, str, float]] | None = None
 
 
 def _csv(rows: list[list[str]], delimiter: str = ",", newline: str = "\r\n") -> str:
@@ -292,6 +299,178 @@ def redcap_exports(es: list[Entry]) -> list[Export]:
             len(es),
         )
     )
+    return out + _redcap_more(es)
+
+
+def _by_client(es: list[Entry]) -> dict[str, list[Entry]]:
+    out: dict[str, list[Entry]] = {}
+    for e in es:
+        out.setdefault(e.client, []).append(e)
+    return out
+
+
+def _redcap_more(es: list[Entry]) -> list[Export]:
+    """Longitudinal designs the session-named events above do not show: events named by week
+    with a screening event and incomplete / unverified forms; a repeating event; survey
+    timestamps as the session date."""
+    out = []
+    srs = ["srs_1", "srs_2", "srs_3", "srs_4"]
+    phq = [f"phq9_{i}" for i in range(1, 10)]
+    # events by week (week_1, week_3, ...); a screening event with the enrollment form only; a
+    # follow-up event (not mapped) with an incomplete SRS and an unverified PHQ-9
+    head = ["record_id", "redcap_event_name", "redcap_data_access_group", "clinician_code",
+            "session_date", *srs, "session_rating_scale_complete", *phq, "phq9_complete"]  # fmt: skip
+    rows = [head]
+    for k, (client, items) in enumerate(_by_client(es).items()):
+        dag = f"site_{client.split('-')[0]}"
+        rows.append([client, "screening_arm_1", dag, "", "", *[""] * 4, "", *[""] * 9, ""])
+        for e in items:
+            rows.append(
+                [client, f"week_{2 * e.session - 1}_arm_1", dag, e.clinician, _iso(e.day),
+                 *[_num(x) for x in e.srs], "2", *[str(x) for x in e.phq], "2"]
+            )  # fmt: skip
+        if k == 0:
+            e = items[-1]
+            rows.append(
+                [client, "week_9_arm_1", dag, e.clinician, "2025-08-01",
+                 _num(e.srs[0]), _num(e.srs[1]), "", "", "0", *[str(x) for x in e.phq], "1"]
+            )  # fmt: skip
+    cfg = _redcap_config(
+        False,
+        session_number_from={
+            "column": "redcap_event_name",
+            "values": {f"week_{2 * s - 1}_arm_1": s for s in range(1, SESSIONS + 1)},
+        },
+    )
+    out.append(
+        Export(
+            "REDCap longitudinal, events by week mapped by values:, a screening event, an "
+            "incomplete (0) and an unverified (1) form",
+            {"Study_DATA_2025-07-01_1208.csv": (BOM + _csv(rows)).encode()},
+            cfg,
+            2 * len(es),
+            expected_values=expected(es, ("SRS", "PHQ-9")),
+        )
+    )
+    # a repeating event: the weekly session event repeats (redcap_repeat_instrument blank,
+    # redcap_repeat_instance the repeat); the clinician on the enrollment event
+    head = ["record_id", "redcap_event_name", "redcap_repeat_instrument",
+            "redcap_repeat_instance", "clinician_code", "enrollment_complete", "session_date",
+            *srs, "session_rating_scale_complete"]  # fmt: skip
+    rows = [head]
+    for client, items in _by_client(es).items():
+        rows.append([client, "enrollment_arm_1", "", "", items[0].clinician, "2", "",
+                     *[""] * 4, ""])  # fmt: skip
+        for e in items:
+            rows.append(
+                [client, "weekly_session_arm_1", "", str(e.session), "", "", _iso(e.day),
+                 *[_num(x) for x in e.srs], "2"]
+            )  # fmt: skip
+    cfg = _example(
+        "redcap_clinic",
+        measures_pattern="*_DATA_*.csv",
+        session_number_from={"column": "redcap_repeat_instance"},
+        fill_from_client=["clinician_id"],
+        wide={
+            "blocks": {"SRS": {"items": srs, "keep_rows": ["session_rating_scale_complete == 2"]}}
+        },
+    )
+    out.append(
+        Export(
+            "REDCap repeating event (instance on the event, repeat_instrument blank), "
+            "clinician on the enrollment event",
+            {"Study_DATA_2025-07-01_1209.csv": (BOM + _csv(rows)).encode()},
+            cfg,
+            len(es),
+            expected_values=expected(es, ("SRS",)),
+        )
+    )
+    # two repeating instruments, each with its own date field: an SRS instance's row holds
+    # srs_date, a PHQ-9 instance's row phq9_date; the clinician on the record's base row
+    head = ["record_id", "redcap_repeat_instrument", "redcap_repeat_instance", "clinician_code",
+            "enrollment_complete", "srs_date", *srs, "session_rating_scale_complete",
+            "phq9_date", *phq, "phq9_complete"]  # fmt: skip
+    rows = [head]
+    for client, items in _by_client(es).items():
+        rows.append([client, "", "", items[0].clinician, "2", "", *[""] * 4, "", "",
+                     *[""] * 9, ""])  # fmt: skip
+        for e in items:
+            rows.append(
+                [client, "session_rating_scale", str(e.session), "", "", _iso(e.day),
+                 *[_num(x) for x in e.srs], "2", "", *[""] * 9, ""]
+            )  # fmt: skip
+        for e in items:
+            rows.append(
+                [client, "phq9", str(e.session), "", "", "", *[""] * 4, "", _iso(e.day),
+                 *[str(x) for x in e.phq], "2"]
+            )  # fmt: skip
+    cfg = _example(
+        "redcap_clinic",
+        measures_pattern="*_DATA_*.csv",
+        columns={"client_id": "record_id", "clinician_id": "clinician_code"},
+        session_number_from={"column": "redcap_repeat_instance"},
+        fill_from_client=["clinician_id"],
+        wide={
+            "blocks": {
+                "SRS": {
+                    "items": srs,
+                    "session_date": "srs_date",
+                    "keep_rows": ["session_rating_scale_complete == 2"],
+                },
+                "PHQ-9": {
+                    "items": phq,
+                    "session_date": "phq9_date",
+                    "keep_rows": ["phq9_complete == 2"],
+                },
+            }
+        },
+    )
+    out.append(
+        Export(
+            "REDCap two repeating instruments (SRS, PHQ-9), each with its own date field",
+            {"Study_DATA_2025-07-01_1211.csv": (BOM + _csv(rows)).encode()},
+            cfg,
+            2 * len(es),
+            expected_values=expected(es, ("SRS", "PHQ-9")),
+        )
+    )
+    # the SRS as a survey: redcap_survey_identifier (blank), the survey's timestamp as the
+    # session date, '[not completed]' on a survey left incomplete
+    head = ["record_id", "redcap_event_name", "redcap_survey_identifier",
+            "session_rating_scale_timestamp", "clinician_code", *srs,
+            "session_rating_scale_complete"]  # fmt: skip
+    rows = [head]
+    for k, (client, items) in enumerate(_by_client(es).items()):
+        for e in items:
+            rows.append(
+                [client, f"session_{e.session}_arm_1", "", f"{_iso(e.day)} 14:0{k}:31",
+                 e.clinician, *[_num(x) for x in e.srs], "2"]
+            )  # fmt: skip
+        if k == 0:
+            rows.append([client, "session_5_arm_1", "", "[not completed]", items[0].clinician,
+                         "7.5", "", "", "", "0"])  # fmt: skip
+    cfg = _example(
+        "redcap_clinic",
+        measures_pattern="*_DATA_*.csv",
+        columns={
+            "client_id": "record_id",
+            "clinician_id": "clinician_code",
+            "session_date": "session_rating_scale_timestamp",
+        },
+        wide={
+            "blocks": {"SRS": {"items": srs, "keep_rows": ["session_rating_scale_complete == 2"]}}
+        },
+    )
+    out.append(
+        Export(
+            "REDCap survey: redcap_survey_identifier, <form>_timestamp as the session date, "
+            "'[not completed]' on an incomplete survey",
+            {"Study_DATA_2025-07-01_1210.csv": (BOM + _csv(rows)).encode()},
+            cfg,
+            len(es),
+            expected_values=expected(es, ("SRS",)),
+        )
+    )
     return out
 
 
@@ -480,6 +659,66 @@ def qualtrics_exports(es: list[Entry]) -> list[Export]:
             n,
         )
     )
+    return out + _qualtrics_more(es)
+
+
+PHQ_LABELS = ["Not at all", "Several days", "More than half the days", "Nearly every day"]
+
+
+def _qualtrics_phq(es: list[Entry], how: str) -> list[list[str]]:
+    """`_qualtrics` numeric export with a PHQ-9 matrix (Q2_1..Q2_9) after the SRS: its answers
+    as choice text (`how="text"`) or as Qualtrics' default recodes 1-4 (`how="recode"`), which
+    a survey author who did not recode to 0-3 exports."""
+    rows = _qualtrics(es, how != "text", False, _qstamp)
+    rows[0] += [f"Q2_{i}" for i in range(1, 10)]
+    rows[1] += [f"Over the last 2 weeks... - item {i}" for i in range(1, 10)]
+    rows[2] += [f'{{"ImportId":"QID2_{i}"}}' for i in range(1, 10)]
+    # data rows: e0, its preview, its unfinished copy, then e1, e2, ...
+    owners = [es[0], es[0], *es]
+    for row, e in zip(rows[3:], owners, strict=True):
+        row += [PHQ_LABELS[x] if how == "text" else str(x + 1) for x in e.phq]
+    return rows
+
+
+def _qualtrics_more(es: list[Entry]) -> list[Export]:
+    out = []
+    phq_block = {"items": [f"Q2_{i}" for i in range(1, 10)]}
+    for how, title in (
+        ("text", "Qualtrics choice text, PHQ-9 answers as labels ('Not at all' .. 'Nearly every day')"),
+        ("recode", "Qualtrics numeric values, PHQ-9 with Qualtrics' default recodes 1-4 (not 0-3)"),
+    ):  # fmt: skip
+        cfg = _qualtrics_config(how != "text")
+        cfg["wide"]["blocks"]["PHQ-9"] = dict(phq_block)
+        cfg["instruments"] = {"SRS": "3.0", "PHQ-9": "1.0"}
+        # what the export writes for each answer, as docs/clinic-onboarding.md says
+        answers = PHQ_LABELS if how == "text" else ["1", "2", "3", "4"]
+        cfg["item_values"] = {"PHQ-9": {a: k for k, a in enumerate(answers)}}
+        out.append(
+            Export(
+                title,
+                {f"Session Feedback_phq_{how}.csv": (BOM + _csv(_qualtrics_phq(es, how))).encode()},
+                cfg,
+                2 * len(es),
+                expected_values=expected(es, ("SRS", "PHQ-9")),
+            )
+        )
+    # Qualtrics' own "TSV" download: UTF-16 LE with a BOM, tabs, the 3 header rows, question
+    # texts with line breaks
+    out.append(
+        Export(
+            "Qualtrics TSV download (UTF-16 LE, tab, 3 header rows, multi-line question text)",
+            {
+                "Session Feedback_July 1, 2025_12.03.tsv": _csv(
+                    _qualtrics(es, True, True, _qstamp), "\t"
+                ).encode("utf-16")
+            },
+            _qualtrics_config(
+                True, delimiter="\t", encoding="utf-16", measures_pattern="Session Feedback*.tsv"
+            ),
+            len(es),
+            expected_values=expected(es, ("SRS",)),
+        )
+    )
     return out
 
 
@@ -521,7 +760,87 @@ def generic_exports(es: list[Entry]) -> list[Export]:
                {**custom, "delimiter": "\t", "encoding": "utf-16", "measures_pattern": "measures*"}, n),
         Export("UTF-16 LE with BOM, comma, encoding left at utf-8 (a first try)",
                {"measures_u16b.csv": _csv(rows).encode("utf-16")}, ref, n),
-    ]  # fmt: skip
+    ] + _generic_more(es)  # fmt: skip
+
+
+_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+
+
+def _generic_more(es: list[Entry]) -> list[Export]:
+    """Statistics packages and scripts: SPSS' CSV (SAVE TRANSLATE /TYPE=CSV /TEXTOPTIONS
+    FORMAT=VARIABLE writes each value in its display format: F8.2 numbers as 3.00, DATE11
+    dates as 02-APR-2025) and a pandas to_csv of a column with blanks (3.0)."""
+    head = ["client", "therapist", "sdate", "session", "instr",
+            *[f"item{i}" for i in range(1, 13)], "total"]  # fmt: skip
+    rows = [head]
+    for e in es:
+        y, m, d = e.day
+        rows.append(
+            [e.client, e.clinician, f"{d:02d}-{_MONTHS[m - 1]}-{y}", f"{e.session:.2f}", "SRS",
+             *[f"{x:.2f}" for x in e.srs], *[""] * 8, ""]
+        )  # fmt: skip
+    spss = {
+        "clinic_id": "outside",
+        "timezone": "Europe/Berlin",
+        "format": "custom",
+        "date_format": "%d-%b-%Y",
+        "columns": {
+            "client_id": "client",
+            "clinician_id": "therapist",
+            "session_date": "sdate",
+            "session_number": "session",
+            "instrument": "instr",
+            **{f"item_{i}": f"item{i}" for i in range(1, 13)},
+            "total": "total",
+        },
+    }
+    ref = _reference_rows(es)
+    # a workbook delivered as it is, not saved as CSV: .xlsx (a zip of XML parts) and Excel
+    # 97-2003 .xls (an OLE2 compound file); the right outcome is a rejection that says so
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        z.writestr("xl/workbook.xml", '<?xml version="1.0"?><workbook/>')
+        z.writestr("xl/worksheets/sheet1.xml", _csv(ref))
+    xls = bytes.fromhex("D0CF11E0A1B11AE1") + bytes(504) + _csv(ref).encode("utf-16-le")
+    three_keys = {"clinic_id": "outside", "timezone": "Europe/Berlin", "format": "reference"}
+    workbooks = [
+        Export(
+            "Excel workbook delivered as .xlsx (not saved as CSV)",
+            {"measures_2025-07.xlsx": buf.getvalue()},
+            three_keys,
+            0,
+            expect_reason="Excel workbook",
+        ),
+        Export(
+            "Excel 97-2003 workbook delivered as .xls",
+            {"measures_2025-07.xls": xls},
+            three_keys,
+            0,
+            expect_reason="Excel 97-2003 workbook",
+        ),
+    ]
+    pandas_rows = [ref[0]] + [[*r[:3], f"{float(r[3])}", *r[4:]] for r in ref[1:]]
+    return [
+        Export(
+            "SPSS CSV (FORMAT=VARIABLE): session numbers and items as F8.2 (3.00), DATE11 "
+            "dates (02-APR-2025)",
+            {"measures_spss.csv": _csv(rows).encode()},
+            spss,
+            len(es),
+            expected_values=expected(es, ("SRS",)),
+        ),
+        Export(
+            "pandas to_csv: session numbers as floats (3.0), LF (3-key config)",
+            {"measures_pandas.csv": _csv(pandas_rows, ",", "\n").encode()},
+            {"clinic_id": "outside", "timezone": "Europe/Berlin", "format": "reference"},
+            len(es),
+            expected_values=expected(es, ("SRS",)),
+        ),
+        *workbooks,
+    ]
 
 
 def split_exports(es: list[Entry]) -> list[Export]:
@@ -545,7 +864,82 @@ def split_exports(es: list[Entry]) -> list[Export]:
             cfg,
             2 * len(es),
         )
-    ]
+    ] + _split_more(es)
+
+
+def _excel_serial(d: tuple[int, int, int]) -> str:
+    import datetime as dt
+
+    return str((dt.date(*d) - dt.date(1899, 12, 30)).days)
+
+
+def _split_more(es: list[Entry]) -> list[Export]:
+    """One-file-per-instrument systems and spreadsheet leftovers."""
+    out = []
+    cfg = _example("split_clinic")
+    cfg["files"] = [f for f in cfg["files"] if f["instrument"] != "GAD-7"]
+    # each file names the client column its own way
+    srs = [["client", "therapist", "date", "session", "relationship", "goals", "approach",
+            "overall", "total"]]  # fmt: skip
+    phq = [["Client Code", "Therapist Code", "Date Completed", "Visit", *[f"phq9_{i}" for i in range(1, 10)],
+            "phq9_total"]]  # fmt: skip
+    for e in es:
+        srs.append([e.client, e.clinician, _iso(e.day), str(e.session), *map(_num, e.srs), ""])
+        phq.append([e.client, e.clinician, _iso(e.day), str(e.session), *map(str, e.phq), ""])
+    named = yaml.safe_load(yaml.safe_dump(cfg))
+    named["files"][1]["columns"].update(
+        {"client_id": "Client Code", "clinician_id": "Therapist Code",
+         "session_date": "Date Completed", "session_number": "Visit"}
+    )  # fmt: skip
+    out.append(
+        Export(
+            "one file per instrument, the key columns named differently in each file",
+            {"srs_2025-08.csv": _csv(srs).encode(), "phq9_2025-08.csv": _csv(phq).encode()},
+            named,
+            2 * len(es),
+            expected_values=expected(es, ("SRS", "PHQ-9")),
+        )
+    )
+    # dates as Excel serial day numbers (a sheet whose date column lost its format), European
+    # Excel: semicolons, decimal comma
+    srs_x = [srs[0]] + [
+        [e.client, e.clinician, _excel_serial(e.day), str(e.session), *[_num(x, ",") for x in e.srs], ""]
+        for e in es
+    ]  # fmt: skip
+    phq_x = [phq[0][:0] + srs[0][:4] + phq[0][4:]] + [
+        [e.client, e.clinician, _excel_serial(e.day), str(e.session), *map(str, e.phq), ""]
+        for e in es
+    ]  # fmt: skip
+    serial = yaml.safe_load(yaml.safe_dump(cfg))
+    serial.update(delimiter=";", decimal=",", date_format="excel")
+    out.append(
+        Export(
+            "one file per instrument, dates as Excel serial numbers (45749), ';' and decimal comma",
+            {
+                "srs_2025-09.csv": _csv(srs_x, ";").encode(),
+                "phq9_2025-09.csv": _csv(phq_x, ";").encode(),
+            },
+            serial,
+            2 * len(es),
+            expected_values=expected(es, ("SRS", "PHQ-9")),
+        )
+    )
+    # a sheet saved as CSV: trailing empty columns (header and rows end in ',,'), and a
+    # summary row at the end
+    rows = [[*r, "", ""] for r in _reference_rows(es)]
+    rows.append(
+        ["Total", "", "", "", "", *[""] * 12, _num(round(sum(sum(e.srs) for e in es), 1)), "", ""]
+    )
+    out.append(
+        Export(
+            "spreadsheet CSV with trailing empty columns and a 'Total' summary row",
+            {"measures_sheet.csv": _csv(rows).encode()},
+            {"clinic_id": "outside", "timezone": "Europe/Berlin", "format": "reference"},
+            len(es),
+            expected_values=expected(es, ("SRS",)),
+        )
+    )
+    return out
 
 
 # ---------------------------------------------------------------------------------- running
@@ -574,15 +968,47 @@ def _run(export: Export, base: Path) -> dict:  # type: ignore[type-arg]
     ok = loaded == export.expected_loaded and (
         not export.expect_reason or export.expect_reason in reasons
     )
+    wrong = _wrong_values(export, base / "wh.duckdb") if export.expected_values else 0
+    ok = ok and not wrong
     return {
         "export": export.name,
         "expected_loaded": export.expected_loaded,
         "loaded": loaded,
         "ok": ok,
+        "wrong_values": wrong,
         "exit": proc.returncode,
         "table": proc.stdout.strip().splitlines(),
         "stderr": proc.stderr.strip().splitlines()[-3:],
     }
+
+
+def _wrong_values(export: Export, warehouse: Path) -> int:
+    """How many of the expected (instrument, session, date, total) entries the warehouse does not
+    hold, plus the loaded ones not expected (counts only: no value is shown)."""
+    import duckdb
+
+    if not warehouse.exists():
+        return len(export.expected_values or [])
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        got = con.execute(
+            "select instrument, session_number, strftime(session_date, '%Y-%m-%d'), "
+            "round(total, 2) from measurements"
+        ).fetchall()
+    want = [(i, s, d, round(t, 2)) for i, s, d, t in export.expected_values or []]
+    from collections import Counter
+
+    diff = (Counter(want) - Counter(got)) + (Counter(got) - Counter(want))
+    return sum(diff.values())
+
+
+def expected(es: list[Entry], instruments: tuple[str, ...]) -> list[tuple[str, int, str, float]]:
+    out = []
+    for e in es:
+        if "SRS" in instruments:
+            out.append(("SRS", e.session, _iso(e.day), round(sum(e.srs), 1)))
+        if "PHQ-9" in instruments:
+            out.append(("PHQ-9", e.session, _iso(e.day), float(sum(e.phq))))
+    return out
 
 
 def main() -> None:
@@ -608,6 +1034,8 @@ def main() -> None:
             results.append(res)
             mark = "OK  " if res["ok"] else "FAIL"
             print(f"{mark} {res['loaded']:>3}/{res['expected_loaded']:<3} {export.name}")
+            if res["wrong_values"]:
+                print(f"        {res['wrong_values']} loaded or expected entries differ in value")
             if not res["ok"]:
                 for ln in res["table"][1:] or res["stderr"]:
                     print(f"        {ln}")

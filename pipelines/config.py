@@ -118,11 +118,15 @@ def _conditions(v: list[str]) -> list[str]:
 class WideBlock(_Strict):
     """One instrument's columns on a wide line: its item headers in item order, and its total;
     `keep_rows`: conditions this instrument's entries must meet (e.g. REDCap's
-    `phq9_complete == 2`), others are filtered and counted."""
+    `phq9_complete == 2`), others are filtered and counted; `session_date`: the header of this
+    instrument's own date column, where each form carries its date (REDCap: two repeating
+    instruments, `srs_date` and `phq9_date`), read for this block instead of
+    `columns.session_date`."""
 
     items: list[str]
     total: str | None = None
     keep_rows: list[str] = Field(default_factory=list)
+    session_date: str | None = None
 
     @field_validator("keep_rows")
     @classmethod
@@ -160,6 +164,10 @@ class WideLayout(_Strict):
                     f"blocks.{code}.items lists {len(block.items)} columns; {code} has {n} items"
                 )
         return self
+
+    def own_dates(self) -> dict[str, str]:
+        """Instrument -> the header of its own date column, for the blocks that name one."""
+        return {code: b.session_date for code, b in self.blocks.items() if b.session_date}
 
     def resolved(self) -> dict[str, tuple[list[str], str | None]]:
         """Instrument -> (item headers in item order, total header or None)."""
@@ -290,7 +298,11 @@ FILE_SPEC_KEYS: tuple[str, ...] = (
     "keep_rows",
     "session_number_from",
     "fill_from_client",
+    "item_values",
 )
+# `date_format: excel`: dates written as Excel's serial day numbers (45749 = 2025-04-02), as a
+# spreadsheet column that lost its date format saves them
+EXCEL_SERIAL = "excel"
 # columns `fill_from_client` may fill (a client's fixed attributes, never a session's values)
 FILL_FROM_CLIENT_KEYS: tuple[str, ...] = ("clinician_id", "episode_id")
 
@@ -317,6 +329,12 @@ class FileSpec(_Strict):
     keep_rows: list[str] | None = None
     session_number_from: SessionNumberFrom | None = None
     fill_from_client: list[str] | None = None
+    item_values: dict[str, dict[str, float]] | None = None
+
+    @field_validator("item_values", mode="before")
+    @classmethod
+    def _item_values_text(cls, v: Any) -> Any:
+        return _answer_keys_as_text(v)
 
 
 class ClinicConfig(_Strict):
@@ -354,6 +372,10 @@ class ClinicConfig(_Strict):
     fill_from_client: list[str] = Field(default_factory=list)
     # instruments whose entries may carry a total without items (paper forms scored by hand)
     allow_total_only: list[str] = Field(default_factory=list)
+    # instrument -> {answer as exported: score}: items exported as choice text ("Not at all")
+    # or as a survey tool's own codes (Qualtrics' default 1-4 for a 0-3 scale); every item of
+    # that instrument must be one of the answers listed, others are row issues
+    item_values: dict[str, dict[str, float]] = Field(default_factory=dict)
     # several kinds of file: each its own pattern, dataset and reading keys (FILE_SPEC_KEYS);
     # empty: the top-level keys describe the clinic's one measures and one appointments file
     files: list[FileSpec] = Field(default_factory=list)
@@ -394,15 +416,18 @@ class ClinicConfig(_Strict):
     @field_validator("date_format")
     @classmethod
     def _date_format(cls, v: str) -> str:
+        if v == EXCEL_SERIAL:
+            return v
+        # the month as a number (%m) or a name (%b: Apr, APR as SPSS writes; %B: April)
         if (
             not any(d in v for d in ("%d", "%j"))
-            or "%m" not in v
+            or not any(m in v for m in ("%m", "%b", "%B"))
             and "%j" not in v
             or "%Y" not in v
         ):
             raise ValueError(
-                f"{v!r} is not a full date format; use strftime codes with %Y, %m and %d, "
-                "e.g. %d.%m.%Y"
+                f"{v!r} is not a full date format; use strftime codes with %Y, %m (or %b) and "
+                "%d, e.g. %d.%m.%Y"
             )
         probe = dt.date(2024, 11, 23)
         try:
@@ -505,6 +530,41 @@ class ClinicConfig(_Strict):
                     f"{c!r} cannot be filled from the client's other rows; use "
                     f"{', '.join(FILL_FROM_CLIENT_KEYS)}"
                 )
+        return v
+
+    @field_validator("item_values", mode="before")
+    @classmethod
+    def _item_values_text(cls, v: Any) -> Any:
+        return _answer_keys_as_text(v)
+
+    @field_validator("item_values")
+    @classmethod
+    def _item_values(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for code, answers in v.items():
+            ins = INSTRUMENTS.get(code)
+            if ins is None:
+                raise ValueError(
+                    f"{code!r} is not an instrument; key item_values by one of "
+                    f"{', '.join(INSTRUMENTS)}"
+                )
+            if not answers:
+                raise ValueError(f"item_values.{code} lists no answers")
+            folded: dict[str, str] = {}
+            for answer, score in answers.items():
+                if not answer.strip():
+                    raise ValueError(f"item_values.{code}: an answer is blank")
+                key = answer.strip().lower()
+                if key in folded:
+                    raise ValueError(
+                        f"item_values.{code}: {folded[key]!r} and {answer!r} are the same answer "
+                        "(compared trimmed, case-insensitive)"
+                    )
+                folded[key] = answer
+                if not ins.item_min <= score <= ins.item_max:
+                    raise ValueError(
+                        f"item_values.{code}: {answer!r} scores {score:g}, outside the "
+                        f"{code} item range {ins.item_min:g}-{ins.item_max:g}"
+                    )
         return v
 
     @field_validator("allow_total_only")
@@ -620,6 +680,16 @@ class ClinicConfig(_Strict):
 
     def instrument_version(self, code: str) -> str:
         return self.instruments.get(code, INSTRUMENTS[code].default_version)
+
+
+def _answer_keys_as_text(v: Any) -> Any:
+    """YAML reads `{1: 0, 2: 1}` with number keys: the answers are compared as text."""
+    if not isinstance(v, dict):
+        return v
+    return {
+        code: {str(k): s for k, s in answers.items()} if isinstance(answers, dict) else answers
+        for code, answers in v.items()
+    }
 
 
 def _known_instruments(v: dict[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,13 @@ from pipelines.canonical import (
     REFERENCE_MEASURE_COLUMNS,
     SCHEMAS,
 )
-from pipelines.config import WIDE_KEYS, ClinicConfig, condition_values, parse_condition
+from pipelines.config import (
+    EXCEL_SERIAL,
+    WIDE_KEYS,
+    ClinicConfig,
+    condition_values,
+    parse_condition,
+)
 from pipelines.errors import FileRejected
 from pipelines.ingest.guard import identifying_headers, shown_header
 from pipelines.issues import empty_issues
@@ -47,6 +53,7 @@ from pipelines.issues import empty_issues
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 PARQUET_MAGIC = b"PAR1"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 .xls (a compound file)
 REQUIRED = {
     "measures": ("client_id", "clinician_id", "session_date", "session_number", "instrument"),
     "appointments": REFERENCE_APPOINTMENT_COLUMNS,
@@ -148,6 +155,19 @@ def _read_raw(path: Path, dataset: str, cfg: ClinicConfig) -> RawFile:
         raise FileRejected("empty", "the file has no bytes; re-send the export")
     with path.open("rb") as fh:
         head = fh.read(64 * 1024)
+    save_as_csv = (
+        "not a CSV file; open it in Excel and save it with 'Save As' -> 'CSV UTF-8 (Comma "
+        "delimited)' (or export CSV from the system that wrote it)"
+    )
+    if head.startswith(ZIP_MAGIC) and (b"[Content_Types].xml" in head or b"xl/" in head):
+        # an .xlsx/.xlsm workbook is a zip: say what it is, not only that it is compressed
+        raise FileRejected("compressed", f"the file is an Excel workbook (.xlsx), {save_as_csv}")
+    if head.startswith(OLE2_MAGIC):
+        # Excel 97-2003 (.xls) is an OLE2 compound file: its bytes would read as "not valid
+        # UTF-8", which sends the data team to the wrong setting
+        raise FileRejected(
+            "unparseable", f"the file is an Excel 97-2003 workbook (.xls), {save_as_csv}"
+        )
     if head.startswith(GZIP_MAGIC) or head.startswith(ZIP_MAGIC):
         raise FileRejected(
             "compressed",
@@ -303,6 +323,7 @@ def _config_columns(dataset: str, cfg: ClinicConfig) -> set[str]:
     named = set(mapping.values())
     named |= {parse_condition(c)[0] for c in cfg.keep_rows}
     if dataset == "measures" and cfg.wide is not None and cfg.layout == "wide":
+        named |= set(cfg.wide.own_dates().values())
         for code, (items, total) in cfg.wide.resolved().items():
             named |= {*items, *([total] if total else [])}
             block = cfg.wide.blocks.get(code)
@@ -404,6 +425,14 @@ def _required(dataset: str, cfg: ClinicConfig, wide: bool) -> tuple[str, ...]:
     derived = {"session_number"} if cfg.session_number_from is not None else set()
     if wide or cfg.instrument is not None:
         derived.add("instrument")
+    # every block reads its own date column: no shared one is needed
+    if (
+        wide
+        and cfg.wide is not None
+        and "session_date" not in cfg.columns
+        and set(cfg.wide.own_dates()) == set(cfg.wide.resolved())
+    ):
+        derived.add("session_date")
     return tuple(c for c in (*WIDE_KEYS[:4], "instrument") if c not in derived)
 
 
@@ -445,10 +474,13 @@ def _missing_columns(
     ]
     # A mapped optional column (an item, the total, the episode) is a promise of the config too.
     missing += [("mapped", c) for c in mapping if c not in required and mapping[c] not in have]
+    own_dates = cfg.wide.own_dates() if cfg.wide is not None and blocks else {}
     for code, (items, total) in blocks.items():
         absent = [f"{j + 1} ({h!r})" for j, h in enumerate(items) if h not in have]
         if total is not None and total not in have:
             absent.append(f"the total ({total!r})")
+        if code in own_dates and own_dates[code] not in have:
+            absent.append(f"the session date ({own_dates[code]!r})")
         if absent:
             missing.append(
                 (
@@ -630,6 +662,8 @@ def _finish(
         for code, (_items, _total) in blocks.items()
         for c in (cfg.wide.blocks[code].keep_rows if cfg.wide and code in cfg.wide.blocks else [])
     }
+    if wide and cfg.wide is not None:
+        helpers |= set(cfg.wide.own_dates().values())
     snf = cfg.session_number_from if dataset == "measures" else None
     if snf is not None and snf.column:
         helpers.add(snf.column)
@@ -693,6 +727,12 @@ def _finish(
             out = out.append_column(
                 "session_number", pa.repeat(pa.scalar("", pa.string()), out.num_rows)
             )
+    if dataset == "measures" and cfg.item_values:
+        out, unmapped = _item_answers(out, cfg)
+        if unmapped is not None:
+            issues = (
+                unmapped if issues is None else pd.concat([issues, unmapped], ignore_index=True)
+            )
     # A column whose name reads as an identifier but that is blank on every line holds none
     # (Qualtrics writes IPAddress, Recipient*, ExternalReference and Location* into every export,
     # empty for an anonymous survey): it is ignored, not judged. One value in it, and the header
@@ -716,6 +756,45 @@ def _finish(
         issues=issues,
         keep_rows_checks=checks,
     )
+
+
+def _item_answers(table: pa.Table, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFrame | None]:
+    """Items of the instruments under `item_values` read through their answers (trimmed,
+    case-insensitive): each answer becomes its score. This runs before the guard, which then
+    sees a score where the export wrote one of the clinic's declared answers ("Not at all": a
+    label the config names, as the guard treats `status_values`); every other value stays as
+    delivered, for the guard to judge, and its row is held back (`item_value_unmapped`): a
+    number the answers do not list is not taken as it is (under Qualtrics' 1-4 codes a 0 would
+    be scored wrong)."""
+    instrument = _lookup(_blank_to_null(table.column("instrument")), cfg.instrument_values, False)
+    codes = _numpy(pc.fill_null(pc.utf8_upper(instrument), ""))
+    frames: list[pd.DataFrame] = []
+    for code, answers in cfg.item_values.items():
+        rows = codes == code
+        if not rows.any():
+            continue
+        keys = pa.array([a.strip().lower() for a in answers], pa.string())
+        scores = pa.array([f"{v:g}" for v in answers.values()], pa.string())
+        for c in registry.INSTRUMENTS[code].item_columns:
+            col = table.column(c)
+            values_d, idx = _distinct(col)
+            trimmed = pc.utf8_trim_whitespace(values_d)
+            mapped_d = pc.take(scores, pc.index_in(pc.utf8_lower(trimmed), value_set=keys))
+            present = _numpy(pc.take(pc.not_equal(trimmed, ""), idx)).astype(bool)
+            found = _numpy(pc.take(pc.is_valid(mapped_d), idx)).astype(bool)
+            unmapped = np.flatnonzero(rows & present & ~found)
+            if len(unmapped):
+                frames.append(
+                    _issues(
+                        unmapped,
+                        f"item_value_unmapped: {c} of {code} is not one of the answers under "
+                        f"item_values.{code}; add the answer there (or fix the export)",
+                    )
+                )
+            use = pa.array(rows & found)
+            value = pc.if_else(use, pc.take(mapped_d, idx), col.combine_chunks())
+            table = table.set_column(table.schema.get_field_index(c), c, value)
+    return table, (pd.concat(frames, ignore_index=True) if frames else None)
 
 
 def _all_blank(col: pa.ChunkedArray) -> bool:
@@ -769,6 +848,11 @@ def _melt_wide(
                 filtered[reason] = filtered.get(reason, 0) + int(fails.sum())
                 any_value &= ~fails
         cols: dict[str, pa.ChunkedArray | pa.Array] = {c: keys.column(c) for c in carried}
+        own_date = (
+            cfg.wide.blocks[code].session_date if cfg.wide and code in cfg.wide.blocks else None
+        )
+        if own_date:  # this form's own date column (replaces the shared one, in its place)
+            cols["session_date"] = table.column(own_date)
         cols["instrument"] = pa.repeat(pa.scalar(code, pa.string()), n)
         for j, c in enumerate(registry.ITEM_COLUMNS):
             cols[c] = table.column(items[j]) if j < len(items) else blank
@@ -834,17 +918,52 @@ def _strip_leading_zeros(text: pa.ChunkedArray) -> pa.ChunkedArray:
 _LOCAL_TIME = r"(?i)[ T]+\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?(\s*[ap]\.?m\.?)?\s*$"
 
 
+# Excel's serial day numbers: day 1 is 1900-01-01, but Excel counts a 29 February 1900 that
+# never was, so from day 61 (1900-03-01) on, a serial is its days since 1899-12-30; a fraction
+# is the time of day (not kept). Serials below 61 are not taken (no session is dated 1900).
+_EXCEL_EPOCH = dt.date(1899, 12, 30)
+_EXCEL_SERIAL = r"^\d{2,7}([.,]\d+)?$"
+_EXCEL_FIRST, _EXCEL_LAST = 61, (dt.date(9999, 12, 31) - _EXCEL_EPOCH).days
+
+
+def _cast_excel_serial(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Dates from Excel serial day numbers (`date_format: excel`); a cell that is not one (a
+    date as text, a word, a serial out of range) is a row issue, never guessed."""
+    values_d, idx = _distinct(col)
+    text = _blank_to_null(values_d)
+    shaped = pc.fill_null(pc.match_substring_regex(text, _EXCEL_SERIAL), False)
+    whole = pc.replace_substring_regex(
+        pc.if_else(shaped, text, pa.scalar(None, pa.string())), r"[.,]\d+$", ""
+    )
+    days = pc.cast(whole, pa.int64())
+    in_range = pc.and_(pc.greater_equal(days, _EXCEL_FIRST), pc.less_equal(days, _EXCEL_LAST))
+    ok = pc.fill_null(in_range, False)
+    offset = (_EXCEL_EPOCH - dt.date(1970, 1, 1)).days
+    since_1970 = pc.add(pc.if_else(ok, days, pa.scalar(None, pa.int64())), offset)
+    dates_d = pc.cast(pc.cast(since_1970, pa.int32()), pa.date32())
+    bad_d = pc.and_(pc.is_valid(text), pc.invert(ok))
+    return pc.take(dates_d, idx), _rows_with(bad_d, idx)
+
+
 def _cast_date(col: pa.ChunkedArray, fmt: str) -> tuple[pa.Array, np.ndarray]:
+    if fmt == EXCEL_SERIAL:
+        return _cast_excel_serial(col)
     values_d, idx = _distinct(col)
     text = _blank_to_null(values_d)
     if not any(d in fmt for d in ("%H", "%I", "%M", "%S", "%p", "%X", "%c")):
         # a date format and a timestamp (survey tools record the time): the date is the day
         text = pc.replace_substring_regex(text, _LOCAL_TIME, "")
+    if "%b" in fmt or "%B" in fmt:
+        # month names in any case: SPSS writes its DATE11 format as 02-APR-2025
+        text = pc.utf8_title(text)
     parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
     # strptime rolls impossible dates over (31.02. -> 03.03.): a date must format back to its
-    # own text (leading zeros aside, so 3/4/2025 passes for %m/%d/%Y).
+    # own text (leading zeros and the case of a month name aside, so 3/4/2025 passes for
+    # %m/%d/%Y).
     back = pc.strftime(parsed, format=fmt)
-    same = pc.equal(_strip_leading_zeros(back), _strip_leading_zeros(text))
+    same = pc.equal(
+        pc.utf8_lower(_strip_leading_zeros(back)), pc.utf8_lower(_strip_leading_zeros(text))
+    )
     bad_d = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(same, False)))
     parsed = pc.if_else(bad_d, pa.scalar(None, parsed.type), parsed)
     dates = pc.take(pc.cast(parsed, pa.date32()), idx)
@@ -941,6 +1060,10 @@ def canonicalize(raw: RawFile, cfg: ClinicConfig) -> tuple[pa.Table, pd.DataFram
                 _issues(bad, f"bad_date: session_date is not a date in {cfg.date_format}")
             )
         sn = _blank_to_null(t.column("session_number"))
+        # a whole number written with a zero fraction in the file's decimal mark is that number
+        # (SPSS writes its default F8.2 format as "3.00", pandas a column with blanks as "3.0")
+        point = re.escape(cfg.decimal)
+        sn = pc.replace_substring_regex(sn, rf"^(\+?\d{{1,6}}){point}0+$", r"\1")
         ok = pc.fill_null(pc.match_substring_regex(sn, r"^\+?\d{1,6}$"), False)
         bad_sn = pc.and_(pc.is_valid(sn), pc.invert(ok))
         cols["session_number"] = pc.cast(
