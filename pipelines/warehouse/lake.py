@@ -61,8 +61,9 @@ ERASURE_ID_SEQUENCE = "alliance_watch_erasure_id_seq"  # likewise (`erasures.era
 METADATA_SCHEMA = "public"  # where DuckLake keeps its catalog tables in that database
 EXTENSION_VERSION = "v1.4.4"
 T = TypeVar("T")
-MAX_ATTEMPTS = 8  # per file transaction (and per migration) on a write-write conflict
-ATTACH_ATTEMPTS = 8  # per attach cut short by the catalog (0.1 s doubling to 2 s: ~7 s in all)
+# per file transaction (and per migration) on a write-write conflict, and per opening of the
+# lake cut short by the catalog (0.1 s doubling to 2 s: ~7 s in all)
+MAX_ATTEMPTS = 8
 
 
 def extension_dir() -> Path | None:
@@ -103,7 +104,7 @@ def connect(
     """An in-memory DuckDB with the lake attached as `wh` and in use (unqualified names are the
     warehouse's; temp relations stay in memory). Writers also attach the catalog database itself
     (as ``aw_pg``) for load ids. Arguments default to the environment (`settings_from_env`).
-    Opened again on a new connection when the catalog cut it short (`_open_again`)."""
+    Opened again on a new connection when the catalog cut it short (`retrying`)."""
     if catalog is None or data_path is None:
         env_catalog, env_data = settings_from_env()
         catalog = catalog if catalog is not None else env_catalog
@@ -120,8 +121,8 @@ def connect(
     options = f"data_path {_quote(str(data) + os.sep)}"
     if read_only:
         options += ", read_only"
-    delay = 0.1
-    for attempt in range(1, ATTACH_ATTEMPTS + 1):
+
+    def open_once() -> duckdb.DuckDBPyConnection:
         conn = duckdb.connect(
             config={
                 "memory_limit": warehouse_settings().memory_limit,
@@ -140,37 +141,23 @@ def connect(
                 conn.execute(f"attach {_quote(catalog)} as aw_pg (type postgres)")
                 # our own bounded retry (load_staged) re-runs a conflicting file from the start
                 conn.execute("set ducklake_max_retry_count = 10")
-            return conn
-        except duckdb.Error as e:
-            conn.close()
-            if not _open_again(e, attempt):
-                raise
         except BaseException:
-            conn.close()
+            conn.close()  # a half-made attach stays on the closed connection
             raise
-        time.sleep(delay)
-        delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+        return conn
+
+    # Attaching the lake and its first use read DuckLake's metadata over several catalog
+    # queries: the first attach to an empty catalog database creates DuckLake's metadata tables
+    # (two processes doing that at once collide in PostgreSQL, and the loser attaches again once
+    # the winner's tables exist), and a catalog connection cut in the middle (a restart of its
+    # PostgreSQL) is opened again; nothing was written either way.
+    return retrying(
+        "connecting to the warehouse", open_once, also=_is_init_race, first_delay=0.1, busy=None
+    )
 
 
-def _open_again(e: duckdb.Error, attempt: int) -> bool:
-    """Whether `connect` opens the lake again, on a new connection, after `e`. Attaching the
-    lake and its first use read DuckLake's metadata over several catalog queries:
-    - the first attach to an empty catalog database creates DuckLake's metadata tables; two
-      processes doing that at once collide in PostgreSQL, and the loser attaches again once the
-      winner's tables exist;
-    - a catalog connection cut in the middle (a restart of its PostgreSQL) is tried again,
-      pausing a little longer each time (a half-made attach stays on the closed connection);
-      one still cut after ATTACH_ATTEMPTS tries raises CatalogUnavailable (nothing was
-      written)."""
-    lost = is_catalog_lost(e)
-    if lost and attempt == ATTACH_ATTEMPTS:
-        raise catalog_unavailable("connecting to the warehouse") from None
-    if not (lost or "failed to initialize ducklake" in str(e).lower()):
-        return False
-    if lost:
-        log.warning("opening the lake: the catalog's connection was lost; trying again")
-    return attempt < ATTACH_ATTEMPTS
+def _is_init_race(e: duckdb.Error) -> bool:
+    return "failed to initialize ducklake" in str(e).lower()
 
 
 @contextlib.contextmanager
@@ -190,6 +177,10 @@ def open_warehouse(
 def _is_conflict(e: duckdb.Error) -> bool:
     text = str(e).lower()
     return isinstance(e, duckdb.TransactionException) or "conflict" in text
+
+
+def _busy(what: str) -> WarehouseBusy:
+    return WarehouseBusy(f"{what}: conflicted with other writers {MAX_ATTEMPTS} times; retry later")
 
 
 # what libpq says when the catalog's server went away under a connection or refuses new ones
@@ -229,27 +220,35 @@ def catalog_unavailable(what: str) -> CatalogUnavailable:
     )
 
 
-def retrying(what: str, attempt_fn: Callable[[], T]) -> T:
-    """Run `attempt_fn()` (one whole transaction) up to MAX_ATTEMPTS times while it fails on a
-    write-write conflict with another process, or on the catalog's connection lost (a restart
-    of its PostgreSQL: the transaction did not commit, and the postgres extension connects
-    again), pausing a little longer each time; then WarehouseBusy or CatalogUnavailable."""
-    delay = 0.05
+def retrying(
+    what: str,
+    attempt_fn: Callable[[], T],
+    also: Callable[[duckdb.Error], bool] = _is_conflict,
+    first_delay: float = 0.05,
+    busy: Callable[[str], Exception] | None = _busy,
+) -> T:
+    """Run `attempt_fn()` (one whole transaction, or one opening of the lake) up to
+    MAX_ATTEMPTS times while it fails on the catalog's connection lost (a restart of its
+    PostgreSQL: nothing in flight committed, and the postgres extension connects again) or on
+    an error `also` names (by default a write-write conflict with another process), pausing a
+    little longer each time; then CatalogUnavailable, or `busy(what)` (WarehouseBusy; None:
+    the last error itself)."""
+    delay = first_delay
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             return attempt_fn()
         except duckdb.Error as e:
             lost = is_catalog_lost(e)
-            if not lost and not _is_conflict(e):
+            if not lost and not also(e):
                 raise
             if lost:
                 log.warning("%s: the catalog's connection was lost; trying again", what)
                 if attempt == MAX_ATTEMPTS:
                     raise catalog_unavailable(what) from None
             if attempt == MAX_ATTEMPTS:
-                raise WarehouseBusy(
-                    f"{what}: conflicted with other writers {MAX_ATTEMPTS} times; retry later"
-                ) from None
+                if busy is None:
+                    raise
+                raise busy(what) from None
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
     raise AssertionError("unreachable")
