@@ -17,10 +17,18 @@ import functools
 import re
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.errors import ConfigError
 from pipelines.registry import (
@@ -307,6 +315,20 @@ EXCEL_SERIAL = "excel"
 FILL_FROM_CLIENT_KEYS: tuple[str, ...] = ("clinician_id", "episode_id")
 
 
+def _answer_keys_as_text(v: Any) -> Any:
+    """YAML reads `{1: 0, 2: 1}` with number keys: the answers are compared as text."""
+    if not isinstance(v, dict):
+        return v
+    return {
+        code: {str(k): s for k, s in answers.items()} if isinstance(answers, dict) else answers
+        for code, answers in v.items()
+    }
+
+
+# instrument -> {answer as exported: score} (`item_values`), the answers compared as text
+ItemValues = Annotated[dict[str, dict[str, float]], BeforeValidator(_answer_keys_as_text)]
+
+
 class FileSpec(_Strict):
     """One kind of file a clinic delivers (`files:`): its name pattern, dataset and how to read
     it. A key not given here is taken from the clinic's top level."""
@@ -329,12 +351,7 @@ class FileSpec(_Strict):
     keep_rows: list[str] | None = None
     session_number_from: SessionNumberFrom | None = None
     fill_from_client: list[str] | None = None
-    item_values: dict[str, dict[str, float]] | None = None
-
-    @field_validator("item_values", mode="before")
-    @classmethod
-    def _item_values_text(cls, v: Any) -> Any:
-        return _answer_keys_as_text(v)
+    item_values: ItemValues | None = None
 
 
 class ClinicConfig(_Strict):
@@ -375,7 +392,7 @@ class ClinicConfig(_Strict):
     # instrument -> {answer as exported: score}: items exported as choice text ("Not at all")
     # or as a survey tool's own codes (Qualtrics' default 1-4 for a 0-3 scale); every item of
     # that instrument must be one of the answers listed, others are row issues
-    item_values: dict[str, dict[str, float]] = Field(default_factory=dict)
+    item_values: ItemValues = Field(default_factory=dict)
     # several kinds of file: each its own pattern, dataset and reading keys (FILE_SPEC_KEYS);
     # empty: the top-level keys describe the clinic's one measures and one appointments file
     files: list[FileSpec] = Field(default_factory=list)
@@ -532,11 +549,6 @@ class ClinicConfig(_Strict):
                 )
         return v
 
-    @field_validator("item_values", mode="before")
-    @classmethod
-    def _item_values_text(cls, v: Any) -> Any:
-        return _answer_keys_as_text(v)
-
     @field_validator("item_values")
     @classmethod
     def _item_values(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -680,16 +692,6 @@ class ClinicConfig(_Strict):
 
     def instrument_version(self, code: str) -> str:
         return self.instruments.get(code, INSTRUMENTS[code].default_version)
-
-
-def _answer_keys_as_text(v: Any) -> Any:
-    """YAML reads `{1: 0, 2: 1}` with number keys: the answers are compared as text."""
-    if not isinstance(v, dict):
-        return v
-    return {
-        code: {str(k): s for k, s in answers.items()} if isinstance(answers, dict) else answers
-        for code, answers in v.items()
-    }
 
 
 def _known_instruments(v: dict[str, Any]) -> dict[str, Any]:
