@@ -428,6 +428,9 @@ def test_data_quality_judges_each_clinic_by_its_own_cadence_and_timezone(
     cfg.write_text(cfg.read_text() + "cadence_days: 14\n")
     ingest_all(reference_config_dir, tmp_path / "landing", wh_path)  # nothing new; settings
     with open_warehouse(wh_path) as conn:
+        # 10 days ago exactly: the Sunday evening above is 10-17 days ago by the weekday the
+        # test runs on (past 14 from Sunday night to Wednesday), which is no test of 14 days
+        conn.execute("update ingest_files set received_at = now() - interval 10 day")
         assert conn.execute(
             "select cadence_days, feed_stale from clinic_data_quality_weekly"
         ).fetchall() == [(14, False)]
